@@ -1,0 +1,25 @@
+# volgw — see README.md. `make test` is what CI runs (.ci/run).
+GO ?= go
+export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
+
+.PHONY: test test-deps test-long bench build vet
+
+build:
+	$(GO) build -o bin/volgw ./cmd/volgw
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+vet:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+test: test-deps vet
+	$(GO) test -count=1 -timeout 28m ./...
+
+# Long runs: thousands of crash cycles, fuzzing for minutes. Not in CI.
+test-long: test-deps
+	VOLGW_LONG=1 $(GO) test -count=1 -timeout 120m ./...
+
+bench: test-deps
+	./bench/run.sh

@@ -1,0 +1,125 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// VolumeEngine is the block engine as the control plane sees it: it owns the
+// data of every volume (cache, upload buffer, object store) and every
+// snapshot's record and manifest in the object store. The control plane owns
+// names, ARNs, gateways, targets, tags on gateways and volumes, and the
+// catalog; it asks the engine for everything that concerns bytes.
+//
+// IDs are chosen by the control plane (vol-…, snap-…) and passed in.
+// internal/volume implements this interface; main wires it in.
+type VolumeEngine interface {
+	// AddDisk hands a local disk (a file) to the engine for the given use.
+	// Called at activation/AddCache/AddUploadBuffer time and again, with the
+	// same arguments, on every start before any volume is used.
+	AddDisk(ctx context.Context, d Disk) error
+
+	// CreateVolume creates an empty volume, or one whose initial content is
+	// a snapshot or another volume's current recovery point (spec.Source).
+	CreateVolume(ctx context.Context, spec VolumeSpec) error
+	// DeleteVolume removes a volume; its blocks are reclaimed by GC once no
+	// snapshot references them.
+	DeleteVolume(ctx context.Context, volumeID string) error
+	// RecoveryPoint reports the volume's current recovery point.
+	RecoveryPoint(ctx context.Context, volumeID string) (RecoveryPoint, error)
+
+	// CreateSnapshot records a snapshot of a volume. With
+	// FromRecoveryPoint it pins the current recovery point (O(1), completed
+	// at once); otherwise it forces a cut now and the snapshot is pending
+	// until that cut is published.
+	CreateSnapshot(ctx context.Context, req SnapshotRequest) (Snapshot, error)
+	// Snapshots lists every snapshot in the object store, including those
+	// made by other gateways sharing the store.
+	Snapshots(ctx context.Context) ([]Snapshot, error)
+	// Snapshot returns one snapshot or an error wrapping ErrSnapshotNotFound.
+	Snapshot(ctx context.Context, snapshotID string) (Snapshot, error)
+	// SetSnapshotTags replaces a snapshot's tags.
+	SetSnapshotTags(ctx context.Context, snapshotID string, tags []Tag) error
+	// DeleteSnapshot removes the snapshot record; GC reclaims its blocks.
+	DeleteSnapshot(ctx context.Context, snapshotID string) error
+}
+
+// Engine errors the control plane translates to API errors.
+var (
+	ErrVolumeNotFound   = errors.New("volume not found")
+	ErrSnapshotNotFound = errors.New("snapshot not found")
+)
+
+// DiskUse says what a local disk is allocated to.
+type DiskUse string
+
+const (
+	DiskUseCache        DiskUse = "CACHE STORAGE"
+	DiskUseUploadBuffer DiskUse = "UPLOAD BUFFER"
+)
+
+// Disk is one local disk of the appliance, backed by a (sparse) file.
+type Disk struct {
+	ID        string // as ListLocalDisks reports it
+	Path      string
+	SizeBytes int64
+	Use       DiskUse
+}
+
+// VolumeSource is where a new volume's initial content comes from; at most
+// one field is set.
+type VolumeSource struct {
+	SnapshotID     string // restore a snapshot
+	SourceVolumeID string // clone another volume's current recovery point
+}
+
+// VolumeSpec describes a volume to create.
+type VolumeSpec struct {
+	VolumeID  string
+	SizeBytes int64
+	Source    VolumeSource
+}
+
+// RecoveryPoint is the latest instant at which every write made to the
+// volume before it is in the object store.
+type RecoveryPoint struct {
+	Time       time.Time
+	SizeBytes  int64
+	UsageBytes int64 // bytes of non-zero blocks at the recovery point
+}
+
+// Tag is a key/value pair.
+type Tag struct{ Key, Value string }
+
+// SnapshotStatus is EC2's snapshot state.
+type SnapshotStatus string
+
+const (
+	SnapshotPending   SnapshotStatus = "pending"
+	SnapshotCompleted SnapshotStatus = "completed"
+	SnapshotError     SnapshotStatus = "error"
+)
+
+// SnapshotRequest asks for a snapshot.
+type SnapshotRequest struct {
+	SnapshotID        string
+	VolumeID          string
+	VolumeARN         string // recorded so that any gateway can show it
+	Description       string
+	Tags              []Tag
+	FromRecoveryPoint bool
+}
+
+// Snapshot is a snapshot record as stored with its manifest.
+type Snapshot struct {
+	ID              string
+	VolumeID        string
+	VolumeARN       string
+	VolumeSizeBytes int64
+	StartTime       time.Time // the recovery point (cut) time the snapshot holds
+	Description     string
+	Tags            []Tag
+	Status          SnapshotStatus
+	Progress        int // percent, 0..100
+}
