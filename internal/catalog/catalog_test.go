@@ -4,8 +4,6 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-
 )
 
 func testGateway() Gateway {
@@ -212,4 +210,3 @@ func TestDeletes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
