@@ -1,0 +1,361 @@
+package awsproto
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// JSONService runs the operations of a JSON 1.1 service (Storage Gateway).
+// sgwapi implements it.
+type JSONService interface {
+	// Invoke runs one operation of the model. input is the request body,
+	// already verified (SigV4) and validated against the model, so the
+	// service decodes it into its own types and checks only meaning.
+	// output is encoded with encoding/json (nil → "{}"). err is an *Error
+	// (possibly wrapped) for an API error; any other error is logged and
+	// answered as InternalServerError. Invoke may panic only by bug; the
+	// server recovers and answers InternalServerError.
+	Invoke(ctx context.Context, op string, input []byte) (output any, err error)
+}
+
+// QueryService runs the actions of an EC2 query-protocol service. ec2api
+// implements it.
+type QueryService interface {
+	// Actions lists the actions the service implements; any other
+	// Action=… answers InvalidAction.
+	Actions() []string
+	// Invoke runs one action. output is encoded with encoding/xml inside
+	// <{Action}Response xmlns="…"><requestId>…</requestId>…: its fields
+	// carry EC2's element names (`xml:"snapshotSet>item"`). err as for
+	// JSONService, with EC2's codes (NewEC2Error).
+	Invoke(ctx context.Context, action string, params QueryParams) (output any, err error)
+}
+
+// ActivationKeyIssuer answers the appliance's activation request: the
+// control plane issues a key that ActivateGateway later accepts.
+type ActivationKeyIssuer interface {
+	IssueActivationKey(ctx context.Context, region, gatewayType string) (string, error)
+}
+
+// ServerConfig configures a Server. Storage, StorageModel, Credentials and
+// Region are required; the rest are optional.
+type ServerConfig struct {
+	Region      string
+	Credentials CredentialStore
+
+	Storage      JSONService
+	StorageModel *Model // validates Storage's input; lists its operations
+	EC2          QueryService
+	Activation   ActivationKeyIssuer
+	// Metrics, when set, is served at GET /metrics without a signature
+	// (a Prometheus scraper does not sign).
+	Metrics http.Handler
+
+	Logger       *slog.Logger
+	Now          func() time.Time // the clock SigV4 skew is checked against
+	MaxBodyBytes int64            // default 1 MiB
+	// NewRequestID generates request IDs; default 52 random base-32 chars,
+	// like Storage Gateway's.
+	NewRequestID func() string
+}
+
+// Server is the API endpoint: one http.Handler for Storage Gateway (JSON
+// 1.1), EC2 (query) and the appliance activation page.
+type Server struct {
+	cfg       ServerConfig
+	ec2Action map[string]bool
+}
+
+// Target prefixes accepted in X-Amz-Target: the model's, and the one the
+// seed pages' sample requests show.
+var targetPrefixes = []string{"StorageGateway_20130630.", "StorageGateway_20120630."}
+
+// NewServer checks cfg and returns the handler.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Storage == nil || cfg.StorageModel == nil || cfg.Credentials == nil || cfg.Region == "" {
+		return nil, errors.New("awsproto: ServerConfig needs Storage, StorageModel, Credentials and Region")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.NewRequestID == nil {
+		cfg.NewRequestID = newRequestID
+	}
+	s := &Server{cfg: cfg, ec2Action: map[string]bool{}}
+	if cfg.EC2 != nil {
+		for _, a := range cfg.EC2.Actions() {
+			s.ec2Action[a] = true
+		}
+	}
+	return s, nil
+}
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	accessKeyKey
+)
+
+// RequestID returns the ID of the request ctx belongs to ("" outside one).
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// AccessKeyID returns the access key that signed the request ("" outside
+// one).
+func AccessKeyID(ctx context.Context) string {
+	id, _ := ctx.Value(accessKeyKey).(string)
+	return id
+}
+
+// protocol is how a request is to be answered.
+type protocol int
+
+const (
+	protoJSON protocol = iota
+	protoQuery
+)
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := s.cfg.NewRequestID()
+	ctx := context.WithValue(r.Context(), requestIDKey, reqID)
+	r = r.WithContext(ctx)
+	log := s.cfg.Logger.With("request_id", reqID)
+
+	if r.Method == http.MethodGet && r.URL.Path == "/metrics" && s.cfg.Metrics != nil {
+		s.cfg.Metrics.ServeHTTP(w, r)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Query().Has("activationRegion") && r.Header.Get("Authorization") == "" {
+		s.serveActivation(w, r)
+		return
+	}
+
+	proto := protoJSON
+	if r.Header.Get("X-Amz-Target") == "" && s.cfg.EC2 != nil && (isForm(r) || r.URL.Query().Has("Action")) {
+		proto = protoQuery
+	}
+	fail := func(e *Error) {
+		if e.Status >= 500 {
+			log.Error("request failed", "type", e.Type, "err", e)
+		} else {
+			log.Debug("request rejected", "type", e.Type, "err", e)
+		}
+		if proto == protoQuery {
+			WriteQueryError(w, reqID, e)
+		} else {
+			WriteJSONError(w, reqID, e)
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("panic serving request", "panic", p, "stack", string(debug.Stack()))
+			if proto == protoQuery {
+				fail(NewEC2Error(http.StatusInternalServerError, TypeEC2InternalError, "An internal error has occurred"))
+			} else {
+				fail(NewInternalServerError(fmt.Errorf("panic: %v", p)))
+			}
+		}
+	}()
+
+	if r.Method != http.MethodPost && !(proto == protoQuery && r.Method == http.MethodGet) {
+		fail(&Error{Type: TypeUnknownOperation, Status: http.StatusNotFound})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			fail(&Error{Type: TypeRequestEntityTooLarge, Message: "Request body is larger than " +
+				strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes", Status: http.StatusRequestEntityTooLarge})
+			return
+		}
+		fail(NewSerializationError(""))
+		return
+	}
+
+	service := "storagegateway"
+	if proto == protoQuery {
+		service = "ec2"
+	}
+	accessKey, err := VerifySigV4(r, body, s.cfg.Credentials, SigV4Expect{Region: s.cfg.Region, Service: service, Now: s.cfg.Now()})
+	if err != nil {
+		var ae *AuthError
+		if !errors.As(err, &ae) {
+			ae = &AuthError{Failure: AuthBadSignature, Message: err.Error()}
+		}
+		if proto == protoQuery {
+			fail(queryAuthError(ae))
+		} else {
+			fail(jsonAuthError(ae))
+		}
+		return
+	}
+	ctx = context.WithValue(ctx, accessKeyKey, accessKey)
+
+	if proto == protoQuery {
+		s.serveQuery(ctx, w, r, body, reqID, fail)
+		return
+	}
+	s.serveJSON(ctx, w, r, body, reqID, fail)
+}
+
+func (s *Server) serveJSON(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, reqID string, fail func(*Error)) {
+	op, ok := operationFromTarget(r.Header.Get("X-Amz-Target"))
+	if !ok || !s.cfg.StorageModel.HasOperation(op) {
+		fail(&Error{Type: TypeUnknownOperation, Status: http.StatusBadRequest})
+		return
+	}
+	if err := s.cfg.StorageModel.Validate(op, body); err != nil {
+		fail(toAPIError(err, NewInternalServerError))
+		return
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		body = []byte("{}")
+	}
+	out, err := s.cfg.Storage.Invoke(ctx, op, body)
+	if err != nil {
+		fail(toAPIError(err, NewInternalServerError))
+		return
+	}
+	b := []byte("{}")
+	if out != nil {
+		if b, err = json.Marshal(out); err != nil {
+			fail(NewInternalServerError(fmt.Errorf("encode %s output: %w", op, err)))
+			return
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/x-amz-json-1.1")
+	h.Set("X-Amzn-Requestid", reqID)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+func (s *Server) serveQuery(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, reqID string, fail func(*Error)) {
+	params := QueryParams(r.URL.Query())
+	if isForm(r) {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			fail(NewEC2Error(http.StatusBadRequest, "MalformedQueryString", "The query string is malformed"))
+			return
+		}
+		for k, vs := range form {
+			params[k] = append(params[k], vs...)
+		}
+	}
+	action := params.Get("Action")
+	if action == "" {
+		fail(NewEC2Error(http.StatusBadRequest, "MissingAction", "The request must contain the parameter Action"))
+		return
+	}
+	if !s.ec2Action[action] {
+		fail(NewEC2Error(http.StatusBadRequest, TypeInvalidAction, "The action "+action+" is not valid for this web service."))
+		return
+	}
+	out, err := s.cfg.EC2.Invoke(ctx, action, params)
+	if err != nil {
+		fail(toAPIError(err, func(cause error) *Error {
+			e := NewEC2Error(http.StatusInternalServerError, TypeEC2InternalError, "An internal error has occurred")
+			e.Err = cause
+			return e
+		}))
+		return
+	}
+	b, err := EncodeQueryResponse(action, reqID, out)
+	if err != nil {
+		fail(NewEC2Error(http.StatusInternalServerError, TypeEC2InternalError, "An internal error has occurred"))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/xml;charset=UTF-8")
+	h.Set("X-Amzn-Requestid", reqID)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// serveActivation is the appliance's local web page: the activation
+// request is unsigned (it comes from a browser or curl on the LAN) and
+// answers 302 with the key in the Location's query, as a real appliance
+// redirects to the console.
+func (s *Server) serveActivation(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	region := q.Get("activationRegion")
+	gatewayType := q.Get("gatewayType")
+	if gatewayType == "" {
+		gatewayType = "CACHED"
+	}
+	if s.cfg.Activation == nil {
+		http.Error(w, "activation is not available", http.StatusNotFound)
+		return
+	}
+	key, err := s.cfg.Activation.IssueActivationKey(r.Context(), region, gatewayType)
+	if err != nil {
+		s.cfg.Logger.Info("activation refused", "region", region, "gateway_type", gatewayType, "err", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	loc := url.Values{}
+	loc.Set("activationKey", key)
+	loc.Set("activationRegion", region)
+	loc.Set("gatewayType", gatewayType)
+	w.Header().Set("Location", "https://console.aws.amazon.com/storagegateway/home?"+loc.Encode())
+	w.WriteHeader(http.StatusFound)
+}
+
+func operationFromTarget(target string) (string, bool) {
+	for _, p := range targetPrefixes {
+		if op, ok := strings.CutPrefix(target, p); ok && op != "" {
+			return op, true
+		}
+	}
+	return "", false
+}
+
+func isForm(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
+// toAPIError returns err's *Error or, for anything unexpected, the
+// protocol's internal error wrapping it.
+func toAPIError(err error, internal func(error) *Error) *Error {
+	if e := asAPIError(err); e != nil {
+		return e
+	}
+	return internal(err)
+}
+
+// newRequestID returns 52 random lower-case base-32 characters, the form
+// of Storage Gateway's x-amzn-RequestId.
+func newRequestID() string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuv"
+	var b [52]byte
+	_, _ = rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[b[i]&31]
+	}
+	return string(b[:])
+}
