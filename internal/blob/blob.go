@@ -17,6 +17,9 @@ var (
 	// ErrPreconditionFailed is returned by Put when PutOptions.IfNoneMatch
 	// or PutOptions.IfMatch does not hold.
 	ErrPreconditionFailed = errors.New("blob: precondition failed")
+	// ErrInvalidKey is returned by every method given a key that
+	// ValidateKey rejects, before anything is read or written.
+	ErrInvalidKey = errors.New("blob: invalid key")
 )
 
 // ObjectInfo describes one stored object.

@@ -1,0 +1,102 @@
+package fs_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/volgw/volgw/internal/blob"
+	"github.com/volgw/volgw/internal/blob/blobtest"
+	"github.com/volgw/volgw/internal/blob/fs"
+)
+
+func TestContract(t *testing.T) {
+	blobtest.RunContractTests(t, blobtest.NewFS)
+}
+
+// TestNoEscape checks that no key, valid or not, makes the store touch a
+// file outside its directory.
+func TestNoEscape(t *testing.T) {
+	parent := t.TempDir()
+	s, err := fs.New(filepath.Join(parent, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(parent, "outside")
+	if err := os.WriteFile(outside, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, k := range []string{"../outside", "a/../../outside", "/" + outside, outside[1:] + "/../../../../outside"} {
+		s.Put(ctx, k, []byte("overwritten"), blob.PutOptions{})
+		s.Delete(ctx, k)
+	}
+	if got, err := os.ReadFile(outside); err != nil || string(got) != "keep" {
+		t.Fatalf("file outside the store = %q, %v; want it untouched", got, err)
+	}
+}
+
+// TestObjectAndDirectoryClash documents the one thing fs cannot do that S3
+// can: hold both "a" and "a/b".
+func TestObjectAndDirectoryClash(t *testing.T) {
+	s := blobtest.NewFS(t)
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "a/b", []byte("x"), blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "a", []byte("y"), blob.PutOptions{}); err == nil {
+		t.Error("Put(a) over the directory of a/b succeeded")
+	}
+	if _, err := s.Put(ctx, "a/b/c", []byte("z"), blob.PutOptions{}); err == nil {
+		t.Error("Put(a/b/c) below the object a/b succeeded")
+	}
+	if got, err := s.Get(ctx, "a/b"); err != nil || string(got) != "x" {
+		t.Errorf("a/b = %q, %v after the failed Puts", got, err)
+	}
+}
+
+// TestTempFilesInvisible: a temporary file a crash left behind is neither
+// listed nor readable as an object.
+func TestTempFilesInvisible(t *testing.T) {
+	dir := t.TempDir()
+	s, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "blocks/aa/x", []byte("x"), blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "blocks", "aa", blob.ReservedSegmentPrefix+"tmp-123"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	if err := s.List(ctx, "", func(i blob.ObjectInfo) error { keys = append(keys, i.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(keys, []string{"blocks/aa/x"}) {
+		t.Errorf("List = %q, want only blocks/aa/x", keys)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "blocks", "aa"))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), blob.ReservedSegmentPrefix) && e.Name() != blob.ReservedSegmentPrefix+"tmp-123" {
+			t.Errorf("Put left temporary file %s", e.Name())
+		}
+	}
+}
+
+func TestNewRejectsFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.New(f); err == nil {
+		t.Error("New on a regular file succeeded")
+	}
+	if _, err := fs.New(""); err == nil {
+		t.Error("New with an empty path succeeded")
+	}
+}

@@ -1,0 +1,307 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/volgw/volgw/internal/blob"
+)
+
+// Config says where the bucket is and how to reach it.
+type Config struct {
+	// Endpoint is the S3 service URL, e.g. "http://127.0.0.1:7070". Empty
+	// means AWS S3 itself, resolved from Region.
+	Endpoint string
+	Bucket   string
+	// Prefix is prepended to every key, so several volgw deployments (or
+	// tests) can share one bucket. A non-empty prefix without a trailing
+	// '/' gets one: Prefix "site-a" stores key "k" as "site-a/k".
+	Prefix string
+	// Region signs requests; "us-east-1" when empty.
+	Region string
+	// PathStyle addresses the bucket as <endpoint>/<bucket>/<key> instead
+	// of <bucket>.<endpoint>/<key>; most S3-compatible servers need it.
+	PathStyle bool
+	// AccessKeyID and SecretAccessKey, when both set, are the credentials.
+	// Otherwise the standard AWS chain (environment, shared config and
+	// credentials files, SSO, instance and container roles) supplies them.
+	AccessKeyID     string
+	SecretAccessKey string
+	// MaxAttempts bounds the attempts of one request, retries included;
+	// 0 means 8. Retries back off exponentially with jitter up to
+	// MaxBackoff (0 means 5s).
+	MaxAttempts int
+	MaxBackoff  time.Duration
+	// ListPageSize is the MaxKeys of each ListObjectsV2 request; 0 leaves it
+	// to the server (1000 on S3). Tests set it small to exercise paging.
+	ListPageSize int32
+}
+
+// Store is a blob.Store over one S3 bucket (and key prefix). Safe for
+// concurrent use; it holds no state besides the SDK client.
+type Store struct {
+	client *awss3.Client
+	bucket string
+	prefix string // "" or ends in '/'
+	page   int32
+}
+
+var _ blob.Store = (*Store)(nil)
+
+// New returns a store on cfg.Bucket. It does not contact the server: a
+// wrong endpoint or missing bucket shows up at the first call.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("s3: no bucket")
+	}
+	region := cfg.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	attempts := cfg.MaxAttempts
+	if attempts <= 0 {
+		attempts = 8
+	}
+	maxBackoff := cfg.MaxBackoff
+	if maxBackoff <= 0 {
+		maxBackoff = 5 * time.Second
+	}
+	opts := []func(*config.LoadOptions) error{
+		config.WithRegion(region),
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = attempts
+				o.MaxBackoff = maxBackoff
+				o.Backoff = retry.NewExponentialJitterBackoff(maxBackoff)
+				// The default client-side retry quota fails requests
+				// outright once a burst of errors drains it; a storage
+				// backend would rather wait out a server's bad minute.
+				o.RateLimiter = ratelimit.None
+			})
+		}),
+	}
+	if cfg.AccessKeyID != "" && cfg.SecretAccessKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
+	}
+	client := awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+		// Checksums only where S3 requires them: many S3-compatible
+		// servers reject or mishandle the SDK's default CRC trailers.
+		// Integrity on the wire is TLS's job; content is verified by the
+		// volume engine, whose blocks are named by their SHA-256.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	prefix := cfg.Prefix
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return &Store{client: client, bucket: cfg.Bucket, prefix: prefix, page: cfg.ListPageSize}, nil
+}
+
+// Client returns the SDK client, for operations outside blob.Store (tests
+// create buckets with it).
+func (s *Store) Client() *awss3.Client { return s.client }
+
+func (s *Store) objectKey(key string) (string, error) {
+	if err := blob.ValidateKey(key); err != nil {
+		return "", err
+	}
+	return s.prefix + key, nil
+}
+
+// Get returns the object's content.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	k, err := s.objectKey(key)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.client.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &k})
+	if err != nil {
+		return nil, mapErr("get", key, err)
+	}
+	defer out.Body.Close()
+	var buf bytes.Buffer
+	if out.ContentLength != nil && *out.ContentLength > 0 {
+		buf.Grow(int(*out.ContentLength))
+	}
+	if _, err := io.Copy(&buf, out.Body); err != nil {
+		return nil, fmt.Errorf("s3: get %q: read body: %w", key, err)
+	}
+	if out.ContentLength != nil && int64(buf.Len()) != *out.ContentLength {
+		return nil, fmt.Errorf("s3: get %q: body has %d bytes, Content-Length said %d", key, buf.Len(), *out.ContentLength)
+	}
+	return buf.Bytes(), nil
+}
+
+// Stat describes the object with a HEAD request.
+func (s *Store) Stat(ctx context.Context, key string) (blob.ObjectInfo, error) {
+	k, err := s.objectKey(key)
+	if err != nil {
+		return blob.ObjectInfo{}, err
+	}
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &k})
+	if err != nil {
+		return blob.ObjectInfo{}, mapErr("stat", key, err)
+	}
+	return blob.ObjectInfo{
+		Key:     key,
+		Size:    aws.ToInt64(out.ContentLength),
+		ETag:    aws.ToString(out.ETag),
+		ModTime: aws.ToTime(out.LastModified),
+	}, nil
+}
+
+// Put uploads data in one PutObject request, made conditional with
+// If-None-Match: * or If-Match: <etag> as opts asks.
+//
+// The returned ObjectInfo takes the ETag from the PUT response and the
+// ModTime from a HEAD after it, since PutObject does not return one; if
+// another writer replaced the object in between, the HEAD would describe
+// that writer's object, so the HEAD is trusted only when the ETags agree.
+func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutOptions) (blob.ObjectInfo, error) {
+	k, err := s.objectKey(key)
+	if err != nil {
+		return blob.ObjectInfo{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return blob.ObjectInfo{}, err
+	}
+	in := &awss3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           &k,
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		ContentType:   aws.String("application/octet-stream"),
+	}
+	if opts.IfNoneMatch {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if opts.IfMatch != "" {
+		in.IfMatch = aws.String(opts.IfMatch)
+	}
+	out, err := s.client.PutObject(ctx, in)
+	if err != nil {
+		return blob.ObjectInfo{}, mapErr("put", key, err)
+	}
+	info := blob.ObjectInfo{Key: key, Size: int64(len(data)), ETag: aws.ToString(out.ETag)}
+	if st, err := s.Stat(ctx, key); err == nil && (info.ETag == "" || st.ETag == info.ETag) {
+		info.ETag, info.ModTime = st.ETag, st.ModTime
+	} else {
+		// The object was written; only its ModTime is unknown, and the
+		// time the PUT returned is within a round trip of it.
+		info.ModTime = time.Now()
+	}
+	return info, nil
+}
+
+// Delete removes the object; S3 reports success for a missing key too.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	k, err := s.objectKey(key)
+	if err != nil {
+		return err
+	}
+	if _, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil {
+		if errors.Is(mapErr("delete", key, err), blob.ErrNotFound) {
+			return nil
+		}
+		return mapErr("delete", key, err)
+	}
+	return nil
+}
+
+// List pages through ListObjectsV2, which returns keys in UTF-8 binary
+// order, the same lexical order blob.Store promises. Keys that are not
+// valid blob keys (objects written by other tools, directory markers) are
+// skipped: no blob.Store call could name them.
+func (s *Store) List(ctx context.Context, prefix string, fn func(blob.ObjectInfo) error) error {
+	in := &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + prefix)}
+	if s.page > 0 {
+		in.MaxKeys = aws.Int32(s.page)
+	}
+	pages := awss3.NewListObjectsV2Paginator(s.client, in)
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return mapErr("list", prefix, err)
+		}
+		for _, obj := range page.Contents {
+			key, ok := strings.CutPrefix(aws.ToString(obj.Key), s.prefix)
+			if !ok || blob.ValidateKey(key) != nil {
+				continue
+			}
+			info := blob.ObjectInfo{
+				Key:     key,
+				Size:    aws.ToInt64(obj.Size),
+				ETag:    aws.ToString(obj.ETag),
+				ModTime: aws.ToTime(obj.LastModified),
+			}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mapErr translates S3's errors into blob's sentinels at the edge. It keeps
+// the SDK error in the chain too, so context cancellation and the
+// provider's detail stay visible to errors.Is and in messages.
+func mapErr(op, key string, err error) error {
+	var noKey *types.NoSuchKey
+	var notFound *types.NotFound
+	if errors.As(err, &noKey) || errors.As(err, &notFound) {
+		return fmt.Errorf("s3: %s %q: %w (%w)", op, key, blob.ErrNotFound, err)
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "NoSuchBucket":
+			// A configuration error, not an absent object: never let the
+			// 404 below turn it into ErrNotFound.
+			return fmt.Errorf("s3: %s %q: %w", op, key, err)
+		case "NoSuchKey", "NotFound":
+			return fmt.Errorf("s3: %s %q: %w (%w)", op, key, blob.ErrNotFound, err)
+		case "PreconditionFailed", "ConditionalRequestConflict":
+			// ConditionalRequestConflict (409): a concurrent conditional
+			// write to the same key won; the caller lost the race.
+			return fmt.Errorf("s3: %s %q: %w (%w)", op, key, blob.ErrPreconditionFailed, err)
+		}
+	}
+	var respErr *smithyhttp.ResponseError
+	if errors.As(err, &respErr) {
+		switch respErr.HTTPStatusCode() {
+		case http.StatusNotFound:
+			if op != "list" {
+				return fmt.Errorf("s3: %s %q: %w (%w)", op, key, blob.ErrNotFound, err)
+			}
+		case http.StatusPreconditionFailed:
+			return fmt.Errorf("s3: %s %q: %w (%w)", op, key, blob.ErrPreconditionFailed, err)
+		}
+	}
+	return fmt.Errorf("s3: %s %q: %w", op, key, err)
+}
