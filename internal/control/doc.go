@@ -1,0 +1,23 @@
+// Package control is volgw's control plane: the appliance and its gateway,
+// local disks, volumes and their iSCSI targets, CHAP credentials, tags,
+// snapshot schedules, IDs and ARNs, and the rules of AWS Storage Gateway
+// about all of them. Service has one method per domain operation, with typed
+// inputs and outputs of its own.
+//
+// It knows nothing of HTTP or of the wire format (that is sgwapi, ec2api and
+// awsproto), nothing of how bytes are stored (that is the VolumeEngine) and
+// nothing of the iSCSI protocol (that is the TargetExporter). Its state lives
+// in the catalog; snapshot records live in the object store and are asked of
+// the engine.
+//
+// Errors that the API reports are *Error values carrying Storage Gateway's
+// errorCode and AWS's message; test for them with errors.As or IsCode.
+// Anything else a method returns is an internal failure.
+//
+// Ordering rule for operations that touch the engine or the exporter as well
+// as the catalog: things are created outside-in and removed inside-out, so
+// that a crash between steps leaves at worst an orphan that nothing names
+// (an engine volume without a catalog record), never a catalog record
+// naming something that does not exist. Create: engine, exporter, catalog.
+// Delete: catalog, exporter, engine.
+package control

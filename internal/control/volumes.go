@@ -1,0 +1,474 @@
+package control
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/volgw/volgw/internal/catalog"
+)
+
+// Cached volume size limits (AWS Storage Gateway quotas).
+const (
+	MinVolumeSize = 1 << 30
+	MaxVolumeSize = 32 << 40
+)
+
+// VolumeTypeCached is the VolumeType of every volgw volume.
+const VolumeTypeCached = "CACHED iSCSI"
+
+// volumeLUN is the LUN every volume has in its own target.
+const volumeLUN = 0
+
+func iqnOf(v catalog.Volume) string { return IQNPrefix + v.TargetName }
+
+// volumeTx looks a volume up by ARN. A malformed ARN, one of another
+// gateway than the ARN's, or of no volume is VolumeNotFound.
+func (s *Service) volumeTx(tx *catalog.Tx, arn string) (catalog.Volume, catalog.Gateway, error) {
+	gwARN, volID, ok := parseVolumeARN(arn)
+	if !ok {
+		return catalog.Volume{}, catalog.Gateway{}, newError(CodeVolumeNotFound)
+	}
+	g, err := s.gatewayTx(tx, gwARN)
+	if err != nil {
+		return catalog.Volume{}, catalog.Gateway{}, err
+	}
+	v, err := tx.Volume(volID)
+	if errors.Is(err, catalog.ErrNotFound) || (err == nil && v.ARN != arn) {
+		return catalog.Volume{}, catalog.Gateway{}, newError(CodeVolumeNotFound)
+	}
+	return v, g, err
+}
+
+func volumesOf(tx *catalog.Tx, gatewayID string) ([]catalog.Volume, error) {
+	all, err := tx.Volumes()
+	if err != nil {
+		return nil, err
+	}
+	var out []catalog.Volume
+	for _, v := range all {
+		if v.GatewayID == gatewayID {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ARN < out[j].ARN })
+	return out, nil
+}
+
+// export puts a volume's target on the wire with its current CHAP secrets.
+func (s *Service) export(ctx context.Context, v catalog.Volume) error {
+	var creds []catalog.ChapCredential
+	if err := s.view(func(tx *catalog.Tx) error {
+		var err error
+		creds, err = tx.ChapCredentials(v.TargetARN)
+		return err
+	}); err != nil {
+		return err
+	}
+	spec := ExportSpec{VolumeID: v.ID, IQN: iqnOf(v), LUN: uint64(v.LUN)}
+	for _, c := range creds {
+		spec.CHAP = append(spec.CHAP, CHAPSecret{
+			InitiatorName: c.InitiatorName, SecretToAuthenticateInitiator: c.SecretToAuthenticateInitiator,
+			SecretToAuthenticateTarget: c.SecretToAuthenticateTarget,
+		})
+	}
+	return s.exporter.Export(ctx, spec)
+}
+
+// CreateCachediSCSIVolumeInput is CreateCachediSCSIVolume's input.
+type CreateCachediSCSIVolumeInput struct {
+	GatewayARN         string
+	VolumeSizeInBytes  int64
+	SnapshotID         string
+	TargetName         string
+	SourceVolumeARN    string
+	NetworkInterfaceID string
+	ClientToken        string
+	KMSEncrypted       bool
+	KMSKey             string
+	Tags               []Tag
+}
+
+func (in CreateCachediSCSIVolumeInput) digest() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00%s\x00%s\x00%s\x00%s\x00%t\x00%s", in.VolumeSizeInBytes, in.SnapshotID, in.TargetName,
+		in.SourceVolumeARN, in.NetworkInterfaceID, in.KMSEncrypted, in.KMSKey)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CreateCachediSCSIVolume creates a volume (empty, from a snapshot, or a
+// clone of another volume's recovery point) and exports it as LUN 0 of its
+// own target. A retry with the same ClientToken returns the same volume.
+func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediSCSIVolumeInput) (volumeARN, targetARN string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	var g catalog.Gateway
+	var source VolumeSource
+	var sourceSize int64
+	scope := "CreateCachediSCSIVolume/"
+	err = s.view(func(tx *catalog.Tx) error {
+		var err error
+		if g, err = s.gatewayTx(tx, in.GatewayARN); err != nil {
+			return err
+		}
+		scope += g.ID
+		if in.ClientToken != "" {
+			ct, err := tx.ClientToken(scope, in.ClientToken)
+			if err == nil {
+				if ct.RequestDigest != in.digest() {
+					return invalidParameters("The ClientToken has already been used with different parameters.")
+				}
+				v, err := tx.Volume(volumeIDOf(ct.ResultARN))
+				if err != nil {
+					return err
+				}
+				volumeARN, targetARN = v.ARN, v.TargetARN
+				return nil
+			} else if !errors.Is(err, catalog.ErrNotFound) {
+				return err
+			}
+		}
+		if err := connected(g); err != nil {
+			return err
+		}
+		cache, err := disksFor(tx, catalog.DiskCache)
+		if err != nil {
+			return err
+		}
+		buffer, err := disksFor(tx, catalog.DiskUploadBuffer)
+		if err != nil {
+			return err
+		}
+		if len(cache) == 0 || len(buffer) == 0 {
+			return invalidParameters("Cache storage and an upload buffer must be configured before a cached volume can be created.")
+		}
+		if in.VolumeSizeInBytes < MinVolumeSize || in.VolumeSizeInBytes > MaxVolumeSize {
+			return invalidParameters("The volume size must be between 1 GiB and 32 TiB.")
+		}
+		if in.NetworkInterfaceID != s.iscsiAddress {
+			return invalidParameters("The specified network interface is not a network interface of the gateway.")
+		}
+		vols, err := volumesOf(tx, g.ID)
+		if err != nil {
+			return err
+		}
+		for _, v := range vols {
+			if v.TargetName == in.TargetName {
+				return newError(CodeTargetAlreadyExists)
+			}
+		}
+		switch {
+		case in.SnapshotID != "" && in.SourceVolumeARN != "":
+			return invalidParameters("Specify either SnapshotId or SourceVolumeARN, not both.")
+		case in.SourceVolumeARN != "":
+			src, _, err := s.volumeTx(tx, in.SourceVolumeARN)
+			if err != nil {
+				return err
+			}
+			source.SourceVolumeID, sourceSize = src.ID, src.SizeBytes
+		case in.SnapshotID != "":
+			source.SnapshotID = in.SnapshotID
+		}
+		return checkTagLimit(in.Tags)
+	})
+	if err != nil || volumeARN != "" {
+		return volumeARN, targetARN, err
+	}
+	if source.SnapshotID != "" {
+		snap, err := s.engine.Snapshot(ctx, source.SnapshotID)
+		if errors.Is(err, ErrSnapshotNotFound) {
+			return "", "", newError(CodeSnapshotNotFound)
+		} else if err != nil {
+			return "", "", err
+		}
+		sourceSize = snap.VolumeSizeBytes
+	}
+	if in.VolumeSizeInBytes < sourceSize {
+		return "", "", invalidParameters("The volume size must not be smaller than the size of its source.")
+	}
+
+	id, err := s.ids.volumeID()
+	if err != nil {
+		return "", "", err
+	}
+	now := s.now()
+	v := catalog.Volume{
+		ID: id, ARN: g.ARN + "/volume/" + id, GatewayID: g.ID, SizeBytes: in.VolumeSizeInBytes,
+		TargetName: in.TargetName, TargetARN: g.ARN + "/target/" + IQNPrefix + in.TargetName,
+		NetworkInterfaceID: in.NetworkInterfaceID, LUN: volumeLUN, CreatedAt: now,
+		SourceSnapshotID: in.SnapshotID, SourceVolumeARN: in.SourceVolumeARN,
+		KMSEncrypted: in.KMSEncrypted, KMSKey: in.KMSKey,
+	}
+	// Outside-in: engine, then the wire, then the catalog names it.
+	if err := s.engine.CreateVolume(ctx, VolumeSpec{VolumeID: id, SizeBytes: v.SizeBytes, Source: source}); err != nil {
+		if errors.Is(err, ErrSnapshotNotFound) {
+			return "", "", newError(CodeSnapshotNotFound)
+		}
+		if errors.Is(err, ErrVolumeNotFound) {
+			return "", "", newError(CodeVolumeNotFound)
+		}
+		return "", "", fmt.Errorf("control: engine create %s: %w", id, err)
+	}
+	undo := func() {
+		if err := s.exporter.Unexport(ctx, iqnOf(v)); err != nil {
+			s.log.Warn("create volume: undo export", "volume", id, "err", err)
+		}
+		if err := s.engine.DeleteVolume(ctx, id); err != nil {
+			s.log.Warn("create volume: undo engine create", "volume", id, "err", err)
+		}
+	}
+	if err := s.export(ctx, v); err != nil {
+		undo()
+		return "", "", fmt.Errorf("control: export %s: %w", id, err)
+	}
+	err = s.update(func(tx *catalog.Tx) error {
+		if err := tx.PutVolume(v); err != nil {
+			return err
+		}
+		if err := tx.PutTags(v.ARN, toCatalogTags(in.Tags)); err != nil {
+			return err
+		}
+		if err := tx.PutSchedule(defaultSchedule(g, v, now)); err != nil {
+			return err
+		}
+		if in.ClientToken == "" {
+			return nil
+		}
+		return tx.PutClientToken(catalog.ClientToken{
+			Scope: scope, Token: in.ClientToken, RequestDigest: in.digest(), ResultARN: v.ARN, CreatedAt: now,
+		})
+	})
+	if err != nil {
+		undo()
+		return "", "", err
+	}
+	return v.ARN, v.TargetARN, nil
+}
+
+func volumeIDOf(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
+
+// defaultSchedule is the daily snapshot schedule a new volume gets, starting
+// at the hour (in the gateway's time zone) it was created.
+func defaultSchedule(g catalog.Gateway, v catalog.Volume, now time.Time) catalog.Schedule {
+	return catalog.Schedule{
+		VolumeARN: v.ARN, StartAt: now.In(gatewayLocation(g.Timezone)).Hour(), RecurrenceInHours: 24,
+		Description: g.ID + ":" + v.ID + ":Schedule",
+	}
+}
+
+// gatewayLocation parses a Storage Gateway time zone ("GMT", "GMT-8:00",
+// "GMT+5:30"); anything else is UTC.
+func gatewayLocation(tz string) *time.Location {
+	if !strings.HasPrefix(tz, "GMT") || len(tz) < 4 {
+		return time.UTC
+	}
+	sign := 1
+	switch tz[3] {
+	case '+':
+	case '-':
+		sign = -1
+	default:
+		return time.UTC
+	}
+	var h, m int
+	if _, err := fmt.Sscanf(tz[4:], "%d:%d", &h, &m); err != nil {
+		return time.UTC
+	}
+	return time.FixedZone(tz, sign*(h*3600+m*60))
+}
+
+// ISCSIAttributes are a volume's target as initiators see it.
+type ISCSIAttributes struct {
+	TargetARN            string
+	NetworkInterfaceID   string
+	NetworkInterfacePort int
+	LunNumber            int
+	ChapEnabled          bool
+}
+
+// CachedVolume is one entry of DescribeCachediSCSIVolumes.
+type CachedVolume struct {
+	VolumeARN, VolumeID, VolumeType, VolumeStatus, VolumeAttachmentStatus string
+	VolumeSizeInBytes                                                     int64
+	// VolumeUsedInBytes is the usage at the current recovery point; nil
+	// when the engine could not say.
+	VolumeUsedInBytes *int64
+	SourceSnapshotID  string
+	ISCSI             ISCSIAttributes
+	CreatedDate       time.Time
+	TargetName        string
+	KMSKey            string
+}
+
+// DescribeCachediSCSIVolumes describes volumes, sorted by ARN. Any ARN that
+// names no volume fails the whole call with VolumeNotFound.
+func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []string) ([]CachedVolume, error) {
+	type found struct {
+		v    catalog.Volume
+		g    catalog.Gateway
+		chap bool
+	}
+	var vols []found
+	err := s.view(func(tx *catalog.Tx) error {
+		seen := map[string]bool{}
+		for _, arn := range volumeARNs {
+			if seen[arn] {
+				continue
+			}
+			seen[arn] = true
+			v, g, err := s.volumeTx(tx, arn)
+			if err != nil {
+				return err
+			}
+			creds, err := tx.ChapCredentials(v.TargetARN)
+			if err != nil {
+				return err
+			}
+			vols = append(vols, found{v, g, len(creds) > 0})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(vols, func(i, j int) bool { return vols[i].v.ARN < vols[j].v.ARN })
+	out := []CachedVolume{}
+	for _, f := range vols {
+		cv := CachedVolume{
+			VolumeARN: f.v.ARN, VolumeID: f.v.ID, VolumeType: VolumeTypeCached, VolumeStatus: "AVAILABLE",
+			VolumeAttachmentStatus: "ATTACHED", VolumeSizeInBytes: f.v.SizeBytes,
+			SourceSnapshotID: f.v.SourceSnapshotID, CreatedDate: f.v.CreatedAt, TargetName: f.v.TargetName,
+			KMSKey: f.v.KMSKey,
+			ISCSI: ISCSIAttributes{
+				TargetARN: f.v.TargetARN, NetworkInterfaceID: f.v.NetworkInterfaceID,
+				NetworkInterfacePort: s.iscsiPort, LunNumber: f.v.LUN, ChapEnabled: f.chap,
+			},
+		}
+		if f.g.State != catalog.GatewayRunning {
+			cv.VolumeStatus = "UNAVAILABLE"
+		}
+		if rp, err := s.engine.RecoveryPoint(ctx, f.v.ID); err == nil {
+			used := rp.UsageBytes
+			cv.VolumeUsedInBytes = &used
+		} else {
+			s.log.Warn("describe volume: recovery point", "volume", f.v.ID, "err", err)
+		}
+		out = append(out, cv)
+	}
+	return out, nil
+}
+
+// VolumeInfo is one entry of ListVolumes.
+type VolumeInfo struct {
+	VolumeARN, VolumeID, GatewayARN, GatewayID, VolumeType, VolumeAttachmentStatus string
+	VolumeSizeInBytes                                                              int64
+}
+
+// ListVolumes lists a gateway's volumes by ARN, from marker, at most limit
+// (0: 100); the returned marker is "" on the last page.
+func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, limit int) (string, []VolumeInfo, string, error) {
+	var g catalog.Gateway
+	var vols []catalog.Volume
+	err := s.view(func(tx *catalog.Tx) error {
+		var err error
+		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
+			return err
+		}
+		vols, err = volumesOf(tx, g.ID)
+		return err
+	})
+	if err != nil {
+		return "", nil, "", err
+	}
+	arns := make([]string, len(vols))
+	for i, v := range vols {
+		arns[i] = v.ARN
+	}
+	from, to, next, err := page(arns, marker, limit, 100)
+	if err != nil {
+		return "", nil, "", err
+	}
+	out := []VolumeInfo{}
+	for _, v := range vols[from:to] {
+		out = append(out, VolumeInfo{
+			VolumeARN: v.ARN, VolumeID: v.ID, GatewayARN: g.ARN, GatewayID: g.ID,
+			VolumeType: VolumeTypeCached, VolumeAttachmentStatus: "ATTACHED", VolumeSizeInBytes: v.SizeBytes,
+		})
+	}
+	return g.ARN, out, next, nil
+}
+
+// DeleteVolume deletes a volume. Its snapshots stay.
+func (s *Service) DeleteVolume(ctx context.Context, volumeARN string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var v catalog.Volume
+	err := s.update(func(tx *catalog.Tx) error {
+		var err error
+		if v, _, err = s.volumeTx(tx, volumeARN); err != nil {
+			return err
+		}
+		return deleteVolumeRecords(tx, v)
+	})
+	if err != nil {
+		return "", err
+	}
+	// Inside-out: the catalog no longer names it; then the wire, then the
+	// data.
+	if err := s.exporter.Unexport(ctx, iqnOf(v)); err != nil {
+		return "", fmt.Errorf("control: unexport %s: %w", v.ID, err)
+	}
+	if err := s.engine.DeleteVolume(ctx, v.ID); err != nil && !errors.Is(err, ErrVolumeNotFound) {
+		return "", fmt.Errorf("control: engine delete %s: %w", v.ID, err)
+	}
+	return v.ARN, nil
+}
+
+// deleteVolumeRecords removes a volume and everything the catalog keeps
+// about it.
+func deleteVolumeRecords(tx *catalog.Tx, v catalog.Volume) error {
+	creds, err := tx.ChapCredentials(v.TargetARN)
+	if err != nil {
+		return err
+	}
+	for _, c := range creds {
+		if err := tx.DeleteChapCredential(c.TargetARN, c.InitiatorName); err != nil {
+			return err
+		}
+	}
+	if err := tx.DeleteSchedule(v.ARN); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return err
+	}
+	if err := tx.PutTags(v.ARN, nil); err != nil {
+		return err
+	}
+	if err := tx.DeleteClientTokensFor(v.ARN); err != nil {
+		return err
+	}
+	return tx.DeleteVolume(v.ID)
+}
+
+// ListVolumeInitiators lists the initiators logged in to a volume's target.
+func (s *Service) ListVolumeInitiators(ctx context.Context, volumeARN string) ([]string, error) {
+	var v catalog.Volume
+	err := s.view(func(tx *catalog.Tx) error {
+		var g catalog.Gateway
+		var err error
+		if v, g, err = s.volumeTx(tx, volumeARN); err != nil {
+			return err
+		}
+		return connected(g)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := append([]string{}, s.exporter.Initiators(iqnOf(v))...)
+	sort.Strings(out)
+	return out, nil
+}
