@@ -206,7 +206,13 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutO
 	}
 	out, err := s.client.PutObject(ctx, in)
 	if err != nil {
-		return blob.ObjectInfo{}, mapErr("put", key, err)
+		err = mapErr("put", key, err)
+		if opts.IfMatch != "" && errors.Is(err, blob.ErrNotFound) {
+			// S3 answers If-Match on a missing key with 404 NoSuchKey; to
+			// the caller it is a compare-and-swap that did not hold.
+			return blob.ObjectInfo{}, fmt.Errorf("s3: put %q: no object to match ETag %q: %w", key, opts.IfMatch, blob.ErrPreconditionFailed)
+		}
+		return blob.ObjectInfo{}, err
 	}
 	info := blob.ObjectInfo{Key: key, Size: int64(len(data)), ETag: aws.ToString(out.ETag)}
 	if st, err := s.Stat(ctx, key); err == nil && (info.ETag == "" || st.ETag == info.ETag) {
