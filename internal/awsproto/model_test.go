@@ -1,0 +1,198 @@
+package awsproto
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	sgwModelOnce sync.Once
+	sgwModel     *Model
+	sgwModelErr  error
+)
+
+// storageGatewayModel loads the botocore model copied unchanged into
+// testdata, with Storage Gateway's documented 50-tag limit.
+func storageGatewayModel(t *testing.T) *Model {
+	t.Helper()
+	sgwModelOnce.Do(func() {
+		data, err := os.ReadFile("testdata/storagegateway-2013-06-30.service.json")
+		if err != nil {
+			sgwModelErr = err
+			return
+		}
+		sgwModel, sgwModelErr = LoadModel(data, WithListMax("Tags", 50))
+	})
+	if sgwModelErr != nil {
+		t.Fatal(sgwModelErr)
+	}
+	return sgwModel
+}
+
+func TestModelLoadsEveryOperationAndPattern(t *testing.T) {
+	m := storageGatewayModel(t)
+	if n := len(m.OperationNames()); n != 96 {
+		t.Fatalf("%d operations, want 96", n)
+	}
+	if m.Metadata.TargetPrefix != "StorageGateway_20130630" {
+		t.Fatalf("target prefix %q", m.Metadata.TargetPrefix)
+	}
+	for p, match := range m.patterns {
+		if match == nil {
+			t.Fatalf("pattern %q has no matcher", p)
+		}
+	}
+	if len(m.patterns) != 20 {
+		t.Fatalf("%d patterns, want the model's 20", len(m.patterns))
+	}
+}
+
+const volARN = "arn:aws:storagegateway:us-east-2:111122223333:gateway/sgw-12A3456B/volume/vol-1122AABB"
+
+func validationMessage(t *testing.T, m *Model, op, input string) string {
+	t.Helper()
+	err := m.Validate(op, []byte(input))
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Validate(%s) = %v, not an *Error", input, err)
+	}
+	if e.Type == TypeSerialization {
+		return "SerializationException: " + e.Message
+	}
+	if e.Type != TypeValidation || e.Status != 400 {
+		t.Fatalf("Validate(%s) = %+v", input, e)
+	}
+	return e.Message
+}
+
+func tagsJSON(n int, key, value string) string {
+	tags := make([]map[string]string, n)
+	for i := range tags {
+		tags[i] = map[string]string{"Key": key, "Value": value}
+	}
+	b, _ := json.Marshal(tags)
+	return string(b)
+}
+
+func TestValidateSeedConstraints(t *testing.T) {
+	m := storageGatewayModel(t)
+	const op = "CreateSnapshotFromVolumeRecoveryPoint"
+	long := strings.Repeat("d", 256)
+	cases := []struct {
+		name, input, want string
+	}{
+		{"valid", `{"VolumeARN":"` + volARN + `","SnapshotDescription":"snapshot description"}`, ""},
+		{"valid tags", `{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","Tags":` + tagsJSON(50, "k +-=._:/@ é 1", strings.Repeat("v", 256)) + `}`, ""},
+		{"missing both", `{}`,
+			"2 validation errors detected: Value null at 'volumeARN' failed to satisfy constraint: Member must not be null; " +
+				"Value null at 'snapshotDescription' failed to satisfy constraint: Member must not be null"},
+		{"empty description", `{"VolumeARN":"` + volARN + `","SnapshotDescription":""}`,
+			"1 validation error detected: Value '' at 'snapshotDescription' failed to satisfy constraint: Member must have length greater than or equal to 1"},
+		{"256-char description", `{"VolumeARN":"` + volARN + `","SnapshotDescription":"` + long + `"}`,
+			"1 validation error detected: Value '" + long + "' at 'snapshotDescription' failed to satisfy constraint: Member must have length less than or equal to 255"},
+		{"bad tag key", `{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","Tags":[{"Key":"a","Value":"b"},{"Key":"bad#key","Value":"v"}]}`,
+			"1 validation error detected: Value 'bad#key' at 'tags.2.member.key' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$"},
+		{"129-char key", `{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","Tags":[{"Key":"` + strings.Repeat("k", 129) + `","Value":"v"}]}`,
+			"1 validation error detected: Value '" + strings.Repeat("k", 129) + "' at 'tags.1.member.key' failed to satisfy constraint: Member must have length less than or equal to 128"},
+		{"257-char value", `{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","Tags":[{"Key":"k","Value":"` + strings.Repeat("v", 257) + `"}]}`,
+			"1 validation error detected: Value '" + strings.Repeat("v", 257) + "' at 'tags.1.member.value' failed to satisfy constraint: Member must have length less than or equal to 256"},
+		{"tag without value", `{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","Tags":[{"Key":"k"}]}`,
+			"1 validation error detected: Value null at 'tags.1.member.value' failed to satisfy constraint: Member must not be null"},
+		{"bad ARN pattern", `{"VolumeARN":"arn:aws:storagegateway:us-east-2:111122223333:gateway/sgw-12A3456B/vol-1122AABB","SnapshotDescription":"d"}`,
+			"1 validation error detected: Value 'arn:aws:storagegateway:us-east-2:111122223333:gateway/sgw-12A3456B/vol-1122AABB' at 'volumeARN' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:(aws(|-cn|-us-gov|-iso[A-Za-z0-9_-]*|-eusc)):storagegateway:[a-z\\-0-9]+:[0-9]+:gateway\\/(.+)\\/volume\\/vol-(\\S+)"},
+		{"number for string", `{"VolumeARN":5,"SnapshotDescription":"d"}`, "SerializationException: NUMBER_VALUE can not be converted to a String"},
+		{"object for list", `{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","Tags":{}}`, "SerializationException: Start of structure or map found where not expected."},
+		{"not JSON", `{"VolumeARN":`, "SerializationException: "},
+		{"array body", `[]`, "SerializationException: START_ARRAY can not be converted to a Structure"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := validationMessage(t, m, op, c.input); got != c.want {
+				t.Fatalf("got  %q\nwant %q", got, c.want)
+			}
+		})
+	}
+
+	// 51 tags: the 50-tag limit added with WithListMax, reported as a
+	// length constraint on the list.
+	got := validationMessage(t, m, op, `{"VolumeARN":"`+volARN+`","SnapshotDescription":"d","Tags":`+tagsJSON(51, "k", "v")+`}`)
+	if !strings.HasPrefix(got, "1 validation error detected: Value '[{key=k, value=v}, ") ||
+		!strings.HasSuffix(got, "' at 'tags' failed to satisfy constraint: Member must have length less than or equal to 50") {
+		t.Fatalf("51 tags: %q", got)
+	}
+
+	// VolumeARN 49 chars: too short and not matching the pattern; 501
+	// chars: too long (and matching). Both constraints are listed.
+	short := "arn:aws:storagegateway:us-east-2:1:gateway/sgw-1/" // 49 chars
+	if len(short) != 49 {
+		t.Fatalf("short ARN is %d chars", len(short))
+	}
+	got = validationMessage(t, m, op, `{"VolumeARN":"`+short+`","SnapshotDescription":"d"}`)
+	if !strings.HasPrefix(got, "2 validation errors detected: Value '"+short+"' at 'volumeARN' failed to satisfy constraint: Member must have length greater than or equal to 50; Value '"+short+"' at 'volumeARN' failed to satisfy constraint: Member must satisfy regular expression pattern: ") {
+		t.Fatalf("49-char ARN: %q", got)
+	}
+	longARN := volARN + strings.Repeat("F", 501-len(volARN))
+	got = validationMessage(t, m, op, `{"VolumeARN":"`+longARN+`","SnapshotDescription":"d"}`)
+	if got != "1 validation error detected: Value '"+longARN+"' at 'volumeARN' failed to satisfy constraint: Member must have length less than or equal to 500" {
+		t.Fatalf("501-char ARN: %q", got)
+	}
+}
+
+func TestValidateRangesEnumsAndNesting(t *testing.T) {
+	m := storageGatewayModel(t)
+	cases := []struct{ op, input, want string }{
+		{"ListGateways", `{"Limit":0}`,
+			"1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1"},
+		{"ListGateways", `{"Limit":1.5}`, "SerializationException: NUMBER_VALUE can not be converted to an Integer"},
+		{"ListGateways", `{"Limit":"1"}`, "SerializationException: STRING_VALUE can not be converted to an Integer"},
+		{"ListGateways", `{"Limit":1}`, ""},
+		{"ListGateways", ``, ""},
+		{"ActivateGateway", `{"ActivationKey":"A","GatewayName":"gw","GatewayTimezone":"GMT","GatewayRegion":"us-east-1","GatewayType":"CACHED","TapeDriveType":"IBM-ULT3580-TD5"}`, ""},
+		{"UpdateSnapshotSchedule", `{"VolumeARN":"` + volARN + `","StartAt":24,"RecurrenceInHours":25}`,
+			"2 validation errors detected: Value '24' at 'startAt' failed to satisfy constraint: Member must have value less than or equal to 23; " +
+				"Value '25' at 'recurrenceInHours' failed to satisfy constraint: Member must have value less than or equal to 24"},
+		{"UpdateSMBSecurityStrategy", `{"GatewayARN":"arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B","SMBSecurityStrategy":"Nope"}`,
+			"1 validation error detected: Value 'Nope' at 'sMBSecurityStrategy' failed to satisfy constraint: Member must satisfy enum value set: [ClientSpecified, MandatorySigning, MandatoryEncryption, MandatoryEncryptionNoAes128]"},
+	}
+	for _, c := range cases {
+		if got := validationMessage(t, m, c.op, c.input); got != c.want {
+			t.Errorf("%s %s:\ngot  %q\nwant %q", c.op, c.input, got, c.want)
+		}
+	}
+	if err := m.Validate("NoSuchOperation", nil); !errors.Is(err, ErrUnknownOperation) {
+		t.Fatalf("unknown op: %v", err)
+	}
+}
+
+// TestTranslatedPatterns checks the model patterns that Go's RE2 cannot
+// compile against values each alternative must accept or refuse.
+func TestTranslatedPatterns(t *testing.T) {
+	m := storageGatewayModel(t)
+	check := func(shapeName string, accept, refuse []string) {
+		t.Helper()
+		match := m.patterns[m.shapes[shapeName].Pattern]
+		for _, v := range accept {
+			if !match(v) {
+				t.Errorf("%s refused %q", shapeName, v)
+			}
+		}
+		for _, v := range refuse {
+			if match(v) {
+				t.Errorf("%s accepted %q", shapeName, v)
+			}
+		}
+	}
+	check("IPV4Address", []string{"10.0.0.1", "255.255.255.255", "0.0.0.0"},
+		[]string{"10.0.0.", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "a.b.c.d"})
+	check("Host", []string{"example.com", "example.com:443", "10.0.0.1:80", "[::1]:389", "fe80::1", "::ffff:1.2.3.4"},
+		[]string{"ex ample", "[::1]", "[::1]:x", "fe80::1%eth0", "-"})
+	check("Ipv4OrIpv6AddressCIDR", []string{"10.0.0.0/8", "10.1.2.3", "2001:db8::/32", "::1", "2001:db8::/128"},
+		[]string{"10.0.0.0/33", "2001:db8::/129", "2001:db8::/01", "10.0.0", "x"})
+}
