@@ -11,7 +11,7 @@ import (
 	"github.com/volgw/volgw/internal/catalog"
 )
 
-// ErrAlreadyActivated is returned by NewActivationKey once the appliance
+// ErrAlreadyActivated is returned by IssueActivationKey once the appliance
 // has a gateway: a real appliance hands out no key after activation.
 var ErrAlreadyActivated = errors.New("control: the appliance is already activated")
 
@@ -52,9 +52,9 @@ func connected(g catalog.Gateway) error {
 	return nil
 }
 
-// NewActivationKey is the appliance's answer to its activation GET: a
+// IssueActivationKey is the appliance's answer to its activation GET: a
 // one-time key for ActivateGateway in region.
-func (s *Service) NewActivationKey(ctx context.Context, region, gatewayType string) (string, error) {
+func (s *Service) IssueActivationKey(ctx context.Context, region, gatewayType string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key, err := s.ids.activationKey()
