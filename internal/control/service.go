@@ -201,12 +201,16 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control: start: %w", err)
 	}
-	for _, d := range disks {
-		if d.Allocation == catalog.DiskAvailable {
-			continue
-		}
-		if err := s.engine.AddDisk(ctx, engineDisk(d)); err != nil {
-			return fmt.Errorf("control: start: disk %s: %w", d.ID, err)
+	// Cache disks first, then upload buffers, each by ID: the same order
+	// on every start.
+	for _, use := range []string{catalog.DiskCache, catalog.DiskUploadBuffer} {
+		for _, d := range disks {
+			if d.Allocation != use {
+				continue
+			}
+			if err := s.engine.AddDisk(ctx, engineDisk(d)); err != nil {
+				return fmt.Errorf("control: start: disk %s: %w", d.ID, err)
+			}
 		}
 	}
 	running := map[string]bool{}
