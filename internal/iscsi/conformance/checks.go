@@ -1,0 +1,45 @@
+package conformance
+
+import (
+	"context"
+	"testing"
+)
+
+// RunToolChecks runs the initiator-tool checks every target must pass, as
+// subtests: iscsi-ls and iscsi-inq see it; when it has CHAP, the right
+// secret logs in and a wrong secret or no credentials are refused; and a
+// qemu-img convert round trip of random data comes back byte-identical.
+func RunToolChecks(t *testing.T, tgt Target) {
+	ctx := context.Background()
+	t.Run("iscsi-ls", func(t *testing.T) {
+		if out, err := ISCSILs(ctx, tgt); err != nil {
+			t.Fatal(err)
+		} else {
+			t.Logf("%s", out)
+		}
+	})
+	t.Run("iscsi-inq", func(t *testing.T) {
+		if _, err := ISCSIInq(ctx, tgt, tgt.CHAP); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if tgt.CHAP != nil {
+		t.Run("CHAP-wrong-secret-refused", func(t *testing.T) {
+			wrong := &CHAP{User: tgt.CHAP.User, Secret: tgt.CHAP.Secret + "x"}
+			if out, err := ISCSIInq(ctx, tgt, wrong); err == nil {
+				t.Fatalf("iscsi-inq with a wrong CHAP secret logged in:\n%s", out)
+			}
+		})
+		t.Run("CHAP-no-credentials-refused", func(t *testing.T) {
+			if out, err := ISCSIInq(ctx, tgt, nil); err == nil {
+				t.Fatalf("iscsi-inq without credentials logged in to a CHAP target:\n%s", out)
+			}
+		})
+	}
+	t.Run("qemu-img-round-trip", func(t *testing.T) {
+		size := min(tgt.Size, 16<<20)
+		if err := QemuRoundTrip(ctx, tgt, t.TempDir(), size); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
