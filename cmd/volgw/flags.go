@@ -1,0 +1,110 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// serveOptions are the flags of `volgw serve`. The flag names and defaults
+// are a contract: tests and users rely on them.
+type serveOptions struct {
+	Listen               string
+	ISCSIListen          string
+	DataDir              string
+	Region               string
+	AccountID            string
+	Store                string // object store URL; "" means file://<data-dir>/store
+	CacheDiskSize        int64
+	UploadBufferDiskSize int64
+	LogLevel             slog.Level
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
+	o := serveOptions{}
+	fs := flag.NewFlagSet("volgw serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "address of the AWS API (HTTP)")
+	fs.StringVar(&o.ISCSIListen, "iscsi-listen", "127.0.0.1:3260", "address of the iSCSI target")
+	fs.StringVar(&o.DataDir, "data-dir", "./volgw-data", "directory of the catalog, local disks and credentials")
+	fs.StringVar(&o.Region, "region", "us-east-1", "region in ARNs and in the SigV4 credential scope")
+	fs.StringVar(&o.AccountID, "account-id", "123456789012", "12-digit account ID in ARNs")
+	fs.StringVar(&o.Store, "store", "", "object store URL: file:///dir or s3://bucket/prefix?endpoint=…&region=…&path_style=true (default file://<data-dir>/store)")
+	cache := sizeFlag(10 << 30)
+	buffer := sizeFlag(5 << 30)
+	fs.Var(&cache, "cache-disk-size", "size of the appliance's cache disk, created sparse on first start (e.g. 10GiB)")
+	fs.Var(&buffer, "upload-buffer-disk-size", "size of the appliance's upload-buffer disk, created sparse on first start (e.g. 5GiB)")
+	level := "info"
+	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return o, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "volgw serve: unexpected argument %q\n", fs.Arg(0))
+		return o, errUsage
+	}
+	o.CacheDiskSize, o.UploadBufferDiskSize = int64(cache), int64(buffer)
+	if err := o.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(stderr, "volgw serve: --log-level: %v\n", err)
+		return o, errUsage
+	}
+	for _, a := range []struct{ name, v string }{{"--listen", o.Listen}, {"--iscsi-listen", o.ISCSIListen}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			fmt.Fprintf(stderr, "volgw serve: %s %q: %v\n", a.name, a.v, err)
+			return o, errUsage
+		}
+	}
+	if len(o.AccountID) != 12 || strings.Trim(o.AccountID, "0123456789") != "" {
+		fmt.Fprintf(stderr, "volgw serve: --account-id %q: want 12 digits\n", o.AccountID)
+		return o, errUsage
+	}
+	if o.Region == "" || strings.Trim(o.Region, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+		fmt.Fprintf(stderr, "volgw serve: --region %q is not a region name\n", o.Region)
+		return o, errUsage
+	}
+	return o, nil
+}
+
+// sizeFlag is a byte count written as 1073741824, 512MiB, 10GiB, 1TiB (or
+// the decimal KB/MB/GB/TB).
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+func parseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+	}
+	num, mult := strings.TrimSpace(v), int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with KiB, MiB, GiB or TiB", v)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q is too large", v)
+	}
+	return n * mult, nil
+}

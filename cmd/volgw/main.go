@@ -1,0 +1,106 @@
+// Command volgw is the cached-volume storage gateway: `volgw serve` runs
+// the AWS Storage Gateway API (plus EC2 DescribeSnapshots/DeleteSnapshot),
+// the iSCSI target and the block engine in one process; `volgw version`
+// prints the build.
+//
+// main only parses the command line and wires the packages together; the
+// wiring lives in start (serve.go) so that tests run the very same server
+// in-process.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at link time (-ldflags "-X main.version=v1.2.3"); without
+// it the VCS revision of the build is shown.
+var version = "dev"
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "volgw:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  volgw serve [--listen 127.0.0.1:8080] [--iscsi-listen 127.0.0.1:3260] [--data-dir ./volgw-data]
+              [--region us-east-1] [--account-id 123456789012] [--store URL]
+              [--cache-disk-size 10GiB] [--upload-buffer-disk-size 5GiB] [--log-level info]
+  volgw version
+`
+
+// run executes one volgw command. It returns when the command is done;
+// for serve, when ctx is cancelled and the server has shut down.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		opts, err := parseServeFlags(args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		a, err := start(ctx, opts, stdout, getenv, productionParts)
+		if err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return a.close()
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "volgw %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "volgw: unknown command %q\n%s", args[0], usage)
+	return errUsage
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return version
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return version + "+" + rev
+}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/volgw/volgw/internal/awsproto"
+	"github.com/volgw/volgw/internal/blob"
+	"github.com/volgw/volgw/internal/blob/storeurl"
+	"github.com/volgw/volgw/internal/catalog"
+	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/ec2api"
+	"github.com/volgw/volgw/internal/scsi"
+	"github.com/volgw/volgw/internal/sgwapi"
+)
+
+// app is a running volgw serve: every component it opened, in the order it
+// opened them, so that close undoes them in reverse.
+type app struct {
+	log       *slog.Logger
+	apiLn     net.Listener
+	iscsiLn   net.Listener
+	httpSrv   *http.Server
+	creds     apiCredentials
+	closers   []func() error // in opening order; close runs them backwards
+	serveDone chan struct{}  // closed when the HTTP server has stopped
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// APIAddr is the address the AWS API listens on.
+func (a *app) APIAddr() string { return a.apiLn.Addr().String() }
+
+// ISCSIAddr is the address the iSCSI target listens on.
+func (a *app) ISCSIAddr() string { return a.iscsiLn.Addr().String() }
+
+// openedEngine is the block engine as main wires it: the control plane's
+// VolumeEngine, plus each volume as an iSCSI backend.
+type openedEngine struct {
+	Engine  control.VolumeEngine
+	Volumes func(volumeID string) (scsi.Backend, error)
+	Close   func() error
+}
+
+// exporter is the iSCSI side of the control plane.
+type exporter interface {
+	control.TargetExporter
+	Close() error
+}
+
+// parts are the constructors of the engine and the iSCSI exporter; main
+// passes productionParts, tests pass the same unless they say otherwise.
+type parts struct {
+	openEngine  func(ctx context.Context, dataDir string, store blob.Store, log *slog.Logger) (openedEngine, error)
+	newExporter func(ctx context.Context, ln net.Listener, volumes func(string) (scsi.Backend, error), log *slog.Logger) (exporter, error)
+}
+
+// start opens everything `volgw serve` runs, binds both listeners and
+// starts serving. On error, whatever was opened is closed again.
+func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(string) string, p parts) (a *app, err error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
+	a = &app{log: log, serveDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = a.closeAll()
+			a = nil
+		}
+	}()
+
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if a.creds, err = loadCredentials(o.DataDir, getenv); err != nil {
+		return nil, err
+	}
+
+	db, err := catalog.Open(o.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open catalog: %w", err)
+	}
+	a.closers = append(a.closers, db.Close)
+
+	storeURL := o.Store
+	if storeURL == "" {
+		abs, err := filepath.Abs(filepath.Join(o.DataDir, "store"))
+		if err != nil {
+			return nil, err
+		}
+		storeURL = "file://" + abs
+	}
+	store, err := storeurl.Open(ctx, storeURL)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", storeURL, err)
+	}
+
+	if p.openEngine == nil || p.newExporter == nil {
+		return nil, errors.New("this build has no block engine or iSCSI target wired in")
+	}
+	engine, err := p.openEngine(ctx, o.DataDir, store, log)
+	if err != nil {
+		return nil, fmt.Errorf("open engine: %w", err)
+	}
+	a.closers = append(a.closers, engine.Close)
+
+	if a.iscsiLn, err = net.Listen("tcp", o.ISCSIListen); err != nil {
+		return nil, fmt.Errorf("iSCSI listener: %w", err)
+	}
+	a.closers = append(a.closers, ignoreClosed(a.iscsiLn.Close))
+	iscsiIP, iscsiPort, err := advertisedAddress(a.iscsiLn.Addr())
+	if err != nil {
+		return nil, err
+	}
+	exp, err := p.newExporter(ctx, a.iscsiLn, engine.Volumes, log)
+	if err != nil {
+		return nil, fmt.Errorf("start iSCSI target: %w", err)
+	}
+	a.closers = append(a.closers, exp.Close)
+
+	svc, err := control.New(control.Config{
+		Catalog: db, Engine: engine.Engine, Exporter: exp, Logger: log,
+		Region: o.Region, Account: o.AccountID,
+		ISCSIAddress: iscsiIP, ISCSIPort: iscsiPort,
+		DiskDir:       filepath.Join(o.DataDir, "disks"),
+		CacheDiskSize: o.CacheDiskSize, UploadBufferDiskSize: o.UploadBufferDiskSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start control plane: %w", err)
+	}
+
+	model, err := sgwapi.LoadModel()
+	if err != nil {
+		return nil, err
+	}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler, err := awsproto.NewServer(awsproto.ServerConfig{
+		Region:       o.Region,
+		Credentials:  awsproto.StaticCredentials{a.creds.AccessKeyID: a.creds.SecretAccessKey},
+		Storage:      sgwapi.New(svc),
+		StorageModel: model,
+		EC2:          ec2api.New(svc),
+		Activation:   svc,
+		Metrics:      promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	if a.apiLn, err = net.Listen("tcp", o.Listen); err != nil {
+		return nil, fmt.Errorf("API listener: %w", err)
+	}
+	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		defer close(a.serveDone)
+		if err := a.httpSrv.Serve(a.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server stopped", "err", err)
+		}
+	}()
+
+	log.Info("volgw serving", "api", "http://"+a.APIAddr(), "iscsi", a.ISCSIAddr(), "data_dir", o.DataDir,
+		"store", storeURL, "region", o.Region, "account", o.AccountID, "version", buildVersion())
+	printCredentialHelp(stdout, a.creds, a.APIAddr(), o.Region)
+	return a, nil
+}
+
+// printCredentialHelp tells the user how to point the AWS CLI at this
+// server. The secret is printed only when this start generated it.
+func printCredentialHelp(w io.Writer, c apiCredentials, apiAddr, region string) {
+	switch {
+	case c.Generated:
+		fmt.Fprintf(w, "volgw: generated API credentials in %s (mode 0600). To use them with the AWS CLI:\n"+
+			"  export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s\n",
+			c.Path, c.AccessKeyID, c.SecretAccessKey, region)
+	case c.Path != "":
+		fmt.Fprintf(w, "volgw: API credentials are in %s (access key %s); export them as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY\n",
+			c.Path, c.AccessKeyID)
+	default:
+		fmt.Fprintf(w, "volgw: API credentials from VOLGW_ACCESS_KEY_ID (access key %s)\n", c.AccessKeyID)
+	}
+	fmt.Fprintf(w, "  aws storagegateway list-gateways --endpoint-url http://%s\n", apiAddr)
+}
+
+// close shuts the server down gracefully: the API stops taking requests
+// and finishes those in flight, then the iSCSI target, the engine (which
+// flushes) and the catalog close, in reverse order of opening.
+func (a *app) close() error {
+	a.closeOnce.Do(func() {
+		if a.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := a.httpSrv.Shutdown(ctx); err != nil {
+				a.log.Warn("API shutdown", "err", err)
+			}
+			cancel()
+			<-a.serveDone
+		}
+		a.closeErr = a.closeAll()
+		a.log.Info("volgw stopped")
+	})
+	return a.closeErr
+}
+
+func (a *app) closeAll() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+func ignoreClosed(f func() error) func() error {
+	return func() error {
+		if err := f(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+// advertisedAddress is the IPv4 address and port that
+// DescribeGatewayInformation reports as the gateway's network interface:
+// the listener's own address, or, when it listens on every address, the
+// address of the interface that carries the default route.
+func advertisedAddress(addr net.Addr) (string, int, error) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return "", 0, fmt.Errorf("iSCSI listener address %v is not TCP", addr)
+	}
+	ip := tcp.IP
+	if ip.IsUnspecified() {
+		ip = outboundIPv4()
+	}
+	v4 := ip.To4()
+	if v4 == nil {
+		return "", 0, fmt.Errorf("iSCSI listener %v: the gateway's network interface must be IPv4", addr)
+	}
+	return v4.String(), tcp.Port, nil
+}
+
+func outboundIPv4() net.IP {
+	// A UDP "connection" sends nothing; it only asks the kernel which
+	// source address it would route from.
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err != nil {
+		return net.IPv4(127, 0, 0, 1)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP
+}
