@@ -30,8 +30,10 @@ type Command struct {
 	// Nexus identifies the I_T nexus (the iSCSI session) the command came on;
 	// unit attentions and reservations are kept per nexus.
 	Nexus string
-	LUN   uint64
-	CDB   []byte
+	// LUN is the logical unit number, decoded from the PDU's LUN field
+	// with DecodeLUN.
+	LUN uint64
+	CDB []byte
 	// ExpectedDataTransferLength is what the initiator said it will send
 	// (writes) or can receive (reads).
 	ExpectedDataTransferLength uint32
@@ -48,6 +50,12 @@ type Response struct {
 	// DataIn is the data to return to the initiator. The transport sends at
 	// most ExpectedDataTransferLength bytes of it and reports the residual.
 	DataIn []byte
+	// DataOutResidual is, for a command with Data-Out, the difference
+	// ExpectedDataTransferLength minus the bytes the CDB asked for (the
+	// SPDTL), which only the SCSI layer knows: positive is an underflow,
+	// negative an overflow, zero none. The transport reports it in the
+	// SCSI Response PDU (RFC 7143 11.4.5).
+	DataOutResidual int64
 }
 
 // LogicalUnit executes SCSI commands. Execute may be called concurrently.

@@ -1,0 +1,479 @@
+package scsi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+)
+
+// DeviceOptions configure one logical unit. The zero value of each field
+// picks the default named in its comment.
+type DeviceOptions struct {
+	// BlockSize is the logical block size in bytes: 512 (default) or 4096,
+	// or any power of two from 512 to 64 KiB.
+	BlockSize uint32
+	// PhysicalBlockSize is reported in READ CAPACITY (16) so initiators align
+	// I/O to it; a power-of-two multiple of BlockSize. Default: BlockSize.
+	PhysicalBlockSize uint32
+	// VendorID (8 ASCII chars, default "Amazon"), ProductID (16, default
+	// "Storage Gateway") and ProductRevision (4, default "1.0") make up the
+	// standard INQUIRY identification.
+	VendorID, ProductID, ProductRevision string
+	// SerialNumber is the unit serial number (VPD 80h); the volume ID.
+	SerialNumber string
+	// DeviceIdentifier seeds the NAA designator of VPD 83h. It must be
+	// stable for the life of the volume and unique among volumes. Default:
+	// SerialNumber.
+	DeviceIdentifier string
+	// ReadOnly makes every command that would change the medium fail with
+	// DATA PROTECT, WRITE PROTECTED.
+	ReadOnly bool
+	// ThinProvisioning advertises logical block provisioning (UNMAP, WRITE
+	// SAME with UNMAP, unmapped blocks read as zeros); the backend's Unmap
+	// frees space.
+	ThinProvisioning bool
+	// MaxTransferBlocks bounds one READ or WRITE (Block Limits VPD); longer
+	// commands fail with INVALID FIELD IN CDB. Default: 8 MiB worth.
+	MaxTransferBlocks uint32
+	// Logger receives backend failures. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Device is one logical unit of the SCSI block command set over a Backend.
+// It is safe for concurrent use; READ and WRITE take no device-wide lock.
+type Device struct {
+	b    Backend
+	opts DeviceOptions
+	bs   uint32 // logical block size
+	// bsShift is log2(bs): block arithmetic on the hot path uses shifts.
+	bsShift  uint
+	lbppbExp byte // log2(physical / logical block size)
+	naa      [8]byte
+	log      *slog.Logger
+
+	// atomicMu serialises the read-modify-write commands (COMPARE AND
+	// WRITE, ORWRITE) so each is atomic with respect to the others.
+	atomicMu sync.Mutex
+
+	// mu guards the fields below: per-nexus and mode state, which every
+	// command consults briefly before touching the backend.
+	mu sync.Mutex
+	// seen holds every nexus that has sent a command; a nexus not in it
+	// gets POWER ON OCCURRED on its first command that reports UAs.
+	seen map[string]bool
+	// ua holds the pending unit attentions per nexus, oldest first.
+	ua map[string][]ASC
+	// Changeable mode parameters, shared by every nexus (SPC-4 allows
+	// per-nexus copies; one shared copy is what tgtd and LIO do).
+	wce    bool // caching page WCE: write cache enabled
+	dsense bool // control page D_SENSE: descriptor-format sense data
+	swp    bool // control page SWP: software write protect
+	res    reservations
+}
+
+// Default limits and identification.
+const (
+	defaultBlockSize      = 512
+	defaultMaxTransfer    = 8 << 20
+	maxUnmapDescriptors   = 256
+	maxUnmapBlocks        = 1 << 20 // per UNMAP command, Block Limits VPD
+	maxWriteSameBlocks    = 1 << 20 // WRITE SAME, Block Limits VPD
+	maxCompareWriteBlocks = 255
+	// writeSameChunk bounds the buffer WRITE SAME fills with its pattern.
+	writeSameChunk = 1 << 20
+)
+
+// ErrBadOptions is returned by NewDevice for unusable options.
+var ErrBadOptions = errors.New("scsi: bad device options")
+
+// NewDevice returns a logical unit serving b. b.Size must be a multiple of
+// the block size.
+func NewDevice(b Backend, opts DeviceOptions) (*Device, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: nil backend", ErrBadOptions)
+	}
+	if opts.BlockSize == 0 {
+		opts.BlockSize = defaultBlockSize
+	}
+	bs := opts.BlockSize
+	if bs < 512 || bs > 64<<10 || bs&(bs-1) != 0 {
+		return nil, fmt.Errorf("%w: block size %d", ErrBadOptions, bs)
+	}
+	if opts.PhysicalBlockSize == 0 {
+		opts.PhysicalBlockSize = bs
+	}
+	pbs := opts.PhysicalBlockSize
+	if pbs < bs || pbs&(pbs-1) != 0 || pbs/bs > 1<<15 {
+		return nil, fmt.Errorf("%w: physical block size %d for block size %d", ErrBadOptions, pbs, bs)
+	}
+	if b.Size()%int64(bs) != 0 {
+		return nil, fmt.Errorf("%w: backend size %d is not a multiple of block size %d", ErrBadOptions, b.Size(), bs)
+	}
+	if opts.VendorID == "" {
+		opts.VendorID = "Amazon"
+	}
+	if opts.ProductID == "" {
+		opts.ProductID = "Storage Gateway"
+	}
+	if opts.ProductRevision == "" {
+		opts.ProductRevision = "1.0"
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"VendorID", opts.VendorID, 8}, {"ProductID", opts.ProductID, 16}, {"ProductRevision", opts.ProductRevision, 4}, {"SerialNumber", opts.SerialNumber, 250}} {
+		if len(f.v) > f.max || !printableASCII(f.v) {
+			return nil, fmt.Errorf("%w: %s %q must be at most %d printable ASCII characters", ErrBadOptions, f.name, f.v, f.max)
+		}
+	}
+	if opts.DeviceIdentifier == "" {
+		opts.DeviceIdentifier = opts.SerialNumber
+	}
+	if opts.MaxTransferBlocks == 0 {
+		opts.MaxTransferBlocks = defaultMaxTransfer / bs
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	d := &Device{
+		b:    b,
+		opts: opts,
+		bs:   bs,
+		log:  opts.Logger,
+		seen: make(map[string]bool),
+		ua:   make(map[string][]ASC),
+		wce:  true,
+	}
+	for 1<<d.bsShift < bs {
+		d.bsShift++
+	}
+	for bs<<d.lbppbExp < pbs {
+		d.lbppbExp++
+	}
+	d.naa = naaDesignator(opts.DeviceIdentifier)
+	d.res.init()
+	return d, nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// blocks is the capacity in logical blocks, read per command so a backend
+// that grows is seen at once.
+func (d *Device) blocks() uint64 { return uint64(d.b.Size()) >> d.bsShift }
+
+// Execute runs one command. It never panics on malformed input: every
+// malformed CDB or parameter list gets CHECK CONDITION with sense data.
+func (d *Device) Execute(ctx context.Context, cmd *Command) Response {
+	r := d.execute(ctx, cmd)
+	if cmd.Write && len(cmd.CDB) > 0 && len(cmd.CDB) >= cdbLength(cmd.CDB[0]) {
+		r.DataOutResidual = int64(cmd.ExpectedDataTransferLength) - d.dataOutLength(cmd.CDB)
+	}
+	return r
+}
+
+func (d *Device) execute(ctx context.Context, cmd *Command) Response {
+	if len(cmd.CDB) == 0 {
+		return d.fail(errInvalidOpcode)
+	}
+	op := cmd.CDB[0]
+	n := cdbLength(op)
+	if n == 0 {
+		return d.fail(errInvalidOpcode)
+	}
+	if len(cmd.CDB) < n {
+		return d.fail(invalidCDB(0, -1))
+	}
+	// The NACA bit asks for auto contingent allegiance, which this device
+	// does not support (standard INQUIRY NormACA=0).
+	if cmd.CDB[n-1]&0x04 != 0 {
+		return d.fail(invalidCDB(n-1, 2))
+	}
+	if e := d.admit(cmd.Nexus, op); e != nil {
+		return d.fail(e)
+	}
+	if d.conflict(cmd.Nexus, cmd.CDB) {
+		return Response{Status: StatusReservationConflict}
+	}
+	r, err := d.dispatch(ctx, cmd)
+	if err != nil {
+		var ce *checkError
+		if !errors.As(err, &ce) {
+			// dispatch returns only checkErrors; anything else is a bug
+			// that must not reach the initiator as success.
+			d.log.Error("scsi: unexpected error", "op", op, "err", err)
+			ce = checkCond(SenseHardwareError, ASCInternalTargetFailure)
+		}
+		return d.fail(ce)
+	}
+	return r
+}
+
+// admit reports a pending unit attention for nexus, if the command is one
+// that reports them (SAM-5 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE do
+// not), and consumes it.
+func (d *Device) admit(nexus string, op byte) *checkError {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.seen[nexus] {
+		d.seen[nexus] = true
+		d.ua[nexus] = append(d.ua[nexus], ASCPowerOnOccurred)
+	}
+	switch op {
+	case opInquiry, opReportLUNs, opRequestSense:
+		return nil
+	}
+	q := d.ua[nexus]
+	if len(q) == 0 {
+		return nil
+	}
+	asc := q[0]
+	if len(q) == 1 {
+		delete(d.ua, nexus)
+	} else {
+		d.ua[nexus] = q[1:]
+	}
+	return checkCond(SenseUnitAttention, asc)
+}
+
+// queueUA establishes a unit attention for every nexus except skip
+// (empty: every nexus). Caller holds d.mu.
+func (d *Device) queueUALocked(skip string, asc ASC) {
+	for n := range d.seen {
+		if n == skip {
+			continue
+		}
+		q := d.ua[n]
+		dup := false
+		for _, a := range q {
+			dup = dup || a == asc
+		}
+		// A bounded queue: SAM lets a device replace older UAs by a newer
+		// one when it runs out of room, and 8 distinct UAs never pile up
+		// in practice.
+		if !dup && len(q) < 8 {
+			d.ua[n] = append(q, asc)
+		}
+	}
+}
+
+// Reset performs a LOGICAL UNIT RESET: reservations held by SPC-2 RESERVE
+// are released, mode parameters keep their values (they are shared and
+// not saved separately), and every nexus but the one that asked sees BUS
+// DEVICE RESET FUNCTION OCCURRED.
+func (d *Device) Reset(nexus string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.res.resetLocked()
+	d.queueUALocked(nexus, ASCBusDeviceResetOccurred)
+	// The nexus that asked for the reset learns of it from the task
+	// management response, not from a UA (SAM-5 6.4).
+}
+
+// NexusLost forgets a nexus whose session ended: its SPC-2 reservation is
+// released and its pending unit attentions dropped; persistent
+// reservations survive, as SPC-4 requires. Transports call it when a
+// session closes; it is optional.
+func (d *Device) NexusLost(nexus string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.res.nexusLostLocked(nexus)
+	delete(d.ua, nexus)
+	delete(d.seen, nexus)
+}
+
+// dataOutLength is the number of Data-Out bytes cdb asks for (the SPDTL),
+// zero for commands that take none.
+func (d *Device) dataOutLength(cdb []byte) int64 {
+	bs := int64(d.bs)
+	switch cdb[0] {
+	case opWrite6, opWrite10, opWrite12, opWrite16, opWriteVerify10, opWriteVerify12,
+		opWriteVerify16, opOrWrite16:
+		_, n := lbaRange(cdb)
+		return int64(n) * bs
+	case opVerify10, opVerify12, opVerify16:
+		_, n := lbaRange(cdb)
+		switch (cdb[1] >> 1) & 3 {
+		case 1:
+			return int64(n) * bs
+		case 3:
+			if n > 0 {
+				return bs
+			}
+		}
+		return 0
+	case opWriteSame10:
+		return bs
+	case opWriteSame16:
+		if cdb[1]&0x01 != 0 { // NDOB
+			return 0
+		}
+		return bs
+	case opCompareAndWrite:
+		return 2 * int64(cdb[13]) * bs
+	case opUnmap, opModeSelect10:
+		return int64(getU16(cdb[7:]))
+	case opModeSelect6:
+		return int64(cdb[4])
+	case opPROut:
+		return int64(getU32(cdb[5:]))
+	}
+	return 0
+}
+
+func (d *Device) fail(e *checkError) Response {
+	d.mu.Lock()
+	desc := d.dsense
+	d.mu.Unlock()
+	return Response{Status: StatusCheckCondition, Sense: e.senseData(desc)}
+}
+
+var good = Response{Status: StatusGood}
+
+// Operation codes this package knows.
+const (
+	opTestUnitReady       = 0x00
+	opRequestSense        = 0x03
+	opRead6               = 0x08
+	opWrite6              = 0x0a
+	opInquiry             = 0x12
+	opModeSelect6         = 0x15
+	opReserve6            = 0x16
+	opRelease6            = 0x17
+	opModeSense6          = 0x1a
+	opStartStopUnit       = 0x1b
+	opSendDiagnostic      = 0x1d
+	opPreventAllow        = 0x1e
+	opReadCapacity10      = 0x25
+	opRead10              = 0x28
+	opWrite10             = 0x2a
+	opWriteVerify10       = 0x2e
+	opVerify10            = 0x2f
+	opPrefetch10          = 0x34
+	opSyncCache10         = 0x35
+	opReadDefect10        = 0x37
+	opWriteSame10         = 0x41
+	opUnmap               = 0x42
+	opModeSelect10        = 0x55
+	opReserve10           = 0x56
+	opRelease10           = 0x57
+	opModeSense10         = 0x5a
+	opPRIn                = 0x5e
+	opPROut               = 0x5f
+	opRead16              = 0x88
+	opCompareAndWrite     = 0x89
+	opWrite16             = 0x8a
+	opOrWrite16           = 0x8b
+	opWriteVerify16       = 0x8e
+	opVerify16            = 0x8f
+	opPrefetch16          = 0x90
+	opSyncCache16         = 0x91
+	opWriteSame16         = 0x93
+	opServiceActionIn16   = 0x9e
+	opReportLUNs          = 0xa0
+	opMaintenanceIn       = 0xa3
+	opRead12              = 0xa8
+	opWrite12             = 0xaa
+	opWriteVerify12       = 0xae
+	opVerify12            = 0xaf
+	opReadDefect12        = 0xb7
+	saReadCapacity16      = 0x10
+	saGetLBAStatus        = 0x12
+	saReportSupportedOps  = 0x0c
+	saReportTargetPortGrp = 0x0a
+)
+
+// cdbLength is the CDB length of op's group (SPC-4 4.2.5.1), 0 for the
+// vendor-specific and reserved groups.
+func cdbLength(op byte) int {
+	switch op >> 5 {
+	case 0:
+		return 6
+	case 1, 2:
+		return 10
+	case 4:
+		return 16
+	case 5:
+		return 12
+	}
+	return 0
+}
+
+func (d *Device) dispatch(ctx context.Context, cmd *Command) (Response, error) {
+	cdb := cmd.CDB
+	switch cdb[0] {
+	case opTestUnitReady:
+		return good, nil
+	case opRequestSense:
+		return d.requestSense(cmd)
+	case opInquiry:
+		return d.inquiry(cdb)
+	case opReportLUNs:
+		return reportLUNs(cdb, []uint64{0})
+	case opReadCapacity10:
+		return d.readCapacity10(cdb)
+	case opServiceActionIn16:
+		switch cdb[1] & 0x1f {
+		case saReadCapacity16:
+			return d.readCapacity16(cdb)
+		case saGetLBAStatus:
+			return d.getLBAStatus(ctx, cdb)
+		}
+		return Response{}, invalidCDB(1, 4)
+	case opMaintenanceIn:
+		if cdb[1]&0x1f == saReportSupportedOps {
+			return d.reportSupportedOps(cdb)
+		}
+		return Response{}, invalidCDB(1, 4)
+	case opRead6, opRead10, opRead12, opRead16:
+		return d.read(ctx, cdb)
+	case opWrite6, opWrite10, opWrite12, opWrite16:
+		return d.write(ctx, cmd, false)
+	case opWriteVerify10, opWriteVerify12, opWriteVerify16:
+		return d.write(ctx, cmd, true)
+	case opVerify10, opVerify12, opVerify16:
+		return d.verify(ctx, cmd)
+	case opSyncCache10, opSyncCache16:
+		return d.syncCache(ctx, cdb)
+	case opPrefetch10, opPrefetch16:
+		return d.prefetch(cdb)
+	case opWriteSame10, opWriteSame16:
+		return d.writeSame(ctx, cmd)
+	case opUnmap:
+		return d.unmap(ctx, cmd)
+	case opCompareAndWrite:
+		return d.compareAndWrite(ctx, cmd)
+	case opOrWrite16:
+		return d.orWrite(ctx, cmd)
+	case opModeSense6, opModeSense10:
+		return d.modeSense(cdb)
+	case opModeSelect6, opModeSelect10:
+		return d.modeSelect(cmd)
+	case opStartStopUnit:
+		return d.startStopUnit(cdb)
+	case opPreventAllow:
+		// A non-removable medium (RMB=0) cannot be ejected, so PREVENT is
+		// accepted and has nothing to prevent; only the field is checked.
+		if cdb[4]&0xfc != 0 {
+			return Response{}, invalidCDB(4, -1)
+		}
+		return good, nil
+	case opReadDefect10, opReadDefect12:
+		return d.readDefectData(cdb)
+	case opReserve6, opReserve10, opRelease6, opRelease10:
+		return d.reserveRelease(cmd)
+	case opPRIn:
+		return d.persistentReserveIn(cdb)
+	case opPROut:
+		return d.persistentReserveOut(cmd)
+	}
+	return Response{}, errInvalidOpcode
+}
