@@ -311,6 +311,10 @@ func (tx *Tx) Schedule(volumeARN string) (Schedule, error) {
 	return get[Schedule](tx, bucketSchedules, volumeARN)
 }
 
+// Schedules returns every snapshot schedule, ordered by volume ARN (for the
+// scheduler).
+func (tx *Tx) Schedules() ([]Schedule, error) { return list[Schedule](tx, bucketSchedules, "") }
+
 // PutSchedule creates or replaces a volume's schedule.
 func (tx *Tx) PutSchedule(s Schedule) error {
 	s.V = currentVersion

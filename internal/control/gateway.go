@@ -125,6 +125,9 @@ func (s *Service) ActivateGateway(ctx context.Context, in ActivateGatewayInput) 
 		if err := checkTagLimit(in.Tags); err != nil {
 			return err
 		}
+		if _, err := tx.Gateway(id); err == nil {
+			return fmt.Errorf("control: gateway ID %s already in use", id)
+		}
 		g := catalog.Gateway{
 			ID: id, ARN: s.gatewayARN(id), Name: in.GatewayName, Timezone: in.GatewayTimezone,
 			Region: in.GatewayRegion, Type: typ, State: catalog.GatewayRunning, CreatedAt: s.now(),

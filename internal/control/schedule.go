@@ -90,3 +90,29 @@ func (s *Service) DeleteSnapshotSchedule(ctx context.Context, volumeARN string) 
 	})
 	return arn, err
 }
+
+// SnapshotSchedules returns every volume's schedule with its gateway's time
+// zone, for the scheduler that takes the snapshots.
+func (s *Service) SnapshotSchedules(ctx context.Context) ([]SnapshotSchedule, error) {
+	var out []SnapshotSchedule
+	err := s.view(func(tx *catalog.Tx) error {
+		all, err := tx.Schedules()
+		if err != nil {
+			return err
+		}
+		for _, sch := range all {
+			_, g, err := s.volumeTx(tx, sch.VolumeARN)
+			if IsCode(err, CodeVolumeNotFound) || IsCode(err, CodeGatewayNotFound) {
+				continue // a schedule outliving its volume is never acted on
+			} else if err != nil {
+				return err
+			}
+			out = append(out, SnapshotSchedule{
+				VolumeARN: sch.VolumeARN, StartAt: sch.StartAt, RecurrenceInHours: sch.RecurrenceInHours,
+				Description: sch.Description, Timezone: g.Timezone, Tags: fromCatalogTags(sch.Tags), Exists: true,
+			})
+		}
+		return nil
+	})
+	return out, err
+}

@@ -471,6 +471,9 @@ func TestTagsSchedulesChap(t *testing.T) {
 	if s.StartAt != 5 || s.RecurrenceInHours != 12 || s.Description != "twice" {
 		t.Fatalf("schedule after restart = %+v", s)
 	}
+	if all, err := f.svc.SnapshotSchedules(ctx); err != nil || len(all) != 1 || all[0].VolumeARN != vol || all[0].Timezone != "GMT-8:00" {
+		t.Fatalf("SnapshotSchedules = %+v, %v", all, err)
+	}
 	if _, err := f.svc.DeleteSnapshotSchedule(ctx, vol); err != nil {
 		t.Fatal(err)
 	}

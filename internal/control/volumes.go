@@ -228,6 +228,11 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		return "", "", fmt.Errorf("control: export %s: %w", id, err)
 	}
 	err = s.update(func(tx *catalog.Tx) error {
+		if _, err := tx.Volume(v.ID); err == nil {
+			// 68 random bits make this practically impossible; refusing
+			// keeps it from ever overwriting a volume.
+			return fmt.Errorf("control: volume ID %s already in use", v.ID)
+		}
 		if err := tx.PutVolume(v); err != nil {
 			return err
 		}
