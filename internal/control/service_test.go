@@ -259,6 +259,8 @@ func TestVolumesLifecycle(t *testing.T) {
 		_, _, err = f.svc.CreateCachediSCSIVolume(ctx, bad)
 		wantCode(t, err, CodeInvalidParameters)
 	}
+	_, _, err = f.svc.CreateCachediSCSIVolume(ctx, CreateCachediSCSIVolumeInput{GatewayARN: gw, VolumeSizeInBytes: gib, TargetName: "x", NetworkInterfaceID: "127.0.0.1", KMSEncrypted: true})
+	wantCode(t, err, CodeNotSupported)
 	_, _, err = f.svc.CreateCachediSCSIVolume(ctx, CreateCachediSCSIVolumeInput{GatewayARN: gw, VolumeSizeInBytes: gib, TargetName: "x", NetworkInterfaceID: "127.0.0.1", SnapshotID: "snap-0123456789abcdef0"})
 	wantCode(t, err, CodeSnapshotNotFound)
 

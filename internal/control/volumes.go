@@ -151,6 +151,11 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		if in.VolumeSizeInBytes < MinVolumeSize || in.VolumeSizeInBytes > MaxVolumeSize {
 			return invalidParameters("The volume size must be between 1 GiB and 32 TiB.")
 		}
+		if in.KMSEncrypted || in.KMSKey != "" {
+			// volgw has no KMS; accepting the flag would promise
+			// encryption that does not happen.
+			return &Error{Code: CodeNotSupported, Message: "KMS encryption is not supported by this gateway."}
+		}
 		if in.NetworkInterfaceID != s.iscsiAddress {
 			return invalidParameters("The specified network interface is not a network interface of the gateway.")
 		}
@@ -424,13 +429,15 @@ func (s *Service) DeleteVolume(ctx context.Context, volumeARN string) (string, e
 	if err != nil {
 		return "", err
 	}
-	// Inside-out: the catalog no longer names it; then the wire, then the
-	// data.
+	// Inside-out: the catalog no longer names it, so the volume is deleted
+	// as far as the API is concerned; then the wire, then the data. A
+	// failure now leaves an orphan nothing names (logged), not a volume
+	// the client was told is gone but can still see.
 	if err := s.exporter.Unexport(ctx, iqnOf(v)); err != nil {
-		return "", fmt.Errorf("control: unexport %s: %w", v.ID, err)
+		s.log.Warn("delete volume: unexport", "volume", v.ID, "err", err)
 	}
 	if err := s.engine.DeleteVolume(ctx, v.ID); err != nil && !errors.Is(err, ErrVolumeNotFound) {
-		return "", fmt.Errorf("control: engine delete %s: %w", v.ID, err)
+		s.log.Warn("delete volume: engine delete", "volume", v.ID, "err", err)
 	}
 	return v.ARN, nil
 }
