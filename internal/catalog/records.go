@@ -58,11 +58,12 @@ func (r *Gateway) check() error {
 	return nil
 }
 
-// Disk allocation types as ListLocalDisks reports them.
+// Disk allocation types as ListLocalDisks reports them (the model's
+// DiskAllocationType values).
 const (
 	DiskAvailable    = "AVAILABLE"
-	DiskCache        = "CACHE STORAGE"
-	DiskUploadBuffer = "UPLOAD BUFFER"
+	DiskCache        = "CACHE_STORAGE"
+	DiskUploadBuffer = "UPLOAD_BUFFER"
 )
 
 // Disk is one local disk of the appliance (a sparse file).

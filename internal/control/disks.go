@@ -15,7 +15,7 @@ type LocalDisk struct {
 	DiskNode           string
 	DiskStatus         string // present or missing
 	DiskSizeInBytes    int64
-	DiskAllocationType string // AVAILABLE, CACHE STORAGE or UPLOAD BUFFER
+	DiskAllocationType string // AVAILABLE, CACHE_STORAGE or UPLOAD_BUFFER
 }
 
 // ListLocalDisks lists the appliance's disks.
