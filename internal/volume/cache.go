@@ -1,0 +1,332 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"sync"
+)
+
+// The cache lays 512 KiB slots over the cache disk files. A slot is free,
+// owned by a volume (holding a dirty or frozen block: the only copy of data
+// not yet in the object store besides the journal), or clean (a copy of a
+// stored block, evictable).
+//
+// Invariant (cache): only clean slots are ever evicted; a slot holding a
+// block not yet uploaded is owned by its volume until the cut that uploads
+// it is published. A clean slot's content equals the object it names: each
+// 4 KiB sector's CRC-32C, taken when the slot became clean, is checked on
+// every read, and a mismatch drops the slot so the block is fetched again.
+//
+// The cache is not persistent: after a restart every slot is free, dirty
+// blocks are rebuilt from the journal, and clean blocks are fetched again.
+
+const (
+	sectorSize     = 4096
+	sectorsPerSlot = BlockSize / sectorSize
+)
+
+type slotState uint8
+
+const (
+	slotFree slotState = iota
+	slotOwned
+	slotClean
+)
+
+type cacheKey struct {
+	nonce uint64 // volume incarnation
+	block uint64
+}
+
+type slotMeta struct {
+	state      slotState
+	key        cacheKey
+	pins       int32
+	prev, next int32 // LRU links among clean slots; -1 ends
+	crc        []uint32
+}
+
+type cacheFile struct {
+	f     *os.File
+	desc  string
+	first int32 // first slot number in this file
+	n     int32
+}
+
+type cache struct {
+	mu sync.Mutex // guards every field below
+	// Invariant: a slot is in free, or owned, or in clean+lru, never two.
+	files      []cacheFile
+	slots      []slotMeta
+	free       []int32
+	clean      map[cacheKey]int32
+	head, tail int32 // LRU: head is most recently used
+	space      chan struct{}
+}
+
+func newCache() *cache {
+	return &cache{clean: make(map[cacheKey]int32), head: -1, tail: -1, space: make(chan struct{})}
+}
+
+func (c *cache) addDisk(path string, size int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	desc := fmt.Sprintf("%s:%d", path, size)
+	for _, f := range c.files {
+		if f.desc == desc {
+			return nil
+		}
+	}
+	n := int32(size / BlockSize)
+	if n < 4 {
+		return fmt.Errorf("volume: cache disk %s of %d bytes is too small", path, size)
+	}
+	f, err := openDiskFile(path, size)
+	if err != nil {
+		return err
+	}
+	first := int32(len(c.slots))
+	c.files = append(c.files, cacheFile{f: f, desc: desc, first: first, n: n})
+	for i := range n {
+		c.slots = append(c.slots, slotMeta{prev: -1, next: -1})
+		c.free = append(c.free, first+i)
+	}
+	c.signal()
+	return nil
+}
+
+func (c *cache) signal() {
+	close(c.space)
+	c.space = make(chan struct{})
+}
+
+func (c *cache) nslots() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.slots)
+}
+
+func (c *cache) where(s int32) (*os.File, int64) {
+	for _, f := range c.files {
+		if s >= f.first && s < f.first+f.n {
+			return f.f, int64(s-f.first) * BlockSize
+		}
+	}
+	panic(fmt.Sprintf("volume: slot %d outside %d cache files", s, len(c.files)))
+}
+
+func (c *cache) readSlot(s int32, p []byte, off int) error {
+	c.mu.Lock()
+	f, base := c.where(s)
+	c.mu.Unlock()
+	if _, err := f.ReadAt(p, base+int64(off)); err != nil {
+		return fmt.Errorf("volume: cache read: %w", err)
+	}
+	return nil
+}
+
+func (c *cache) writeSlot(s int32, p []byte, off int) error {
+	c.mu.Lock()
+	f, base := c.where(s)
+	c.mu.Unlock()
+	if _, err := f.WriteAt(p, base+int64(off)); err != nil {
+		return fmt.Errorf("volume: cache write: %w", err)
+	}
+	return nil
+}
+
+// alloc returns an owned slot, evicting the least recently used clean slot
+// if none is free; ok is false when every slot is owned.
+func (c *cache) alloc() (int32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.free); n > 0 {
+		s := c.free[n-1]
+		c.free = c.free[:n-1]
+		c.slots[s].state = slotOwned
+		return s, true
+	}
+	for s := c.tail; s >= 0; s = c.slots[s].prev {
+		if c.slots[s].pins == 0 {
+			c.unlinkClean(s)
+			c.slots[s].state = slotOwned
+			return s, true
+		}
+	}
+	return -1, false
+}
+
+// waitSpace blocks until some slot may have been freed.
+func (c *cache) waitSpace(ctx context.Context) error {
+	c.mu.Lock()
+	ch := c.space
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *cache) unlinkClean(s int32) {
+	m := &c.slots[s]
+	delete(c.clean, m.key)
+	if m.prev >= 0 {
+		c.slots[m.prev].next = m.next
+	} else {
+		c.head = m.next
+	}
+	if m.next >= 0 {
+		c.slots[m.next].prev = m.prev
+	} else {
+		c.tail = m.prev
+	}
+	m.prev, m.next, m.crc = -1, -1, nil
+}
+
+func (c *cache) pushFront(s int32) {
+	m := &c.slots[s]
+	m.prev, m.next = -1, c.head
+	if c.head >= 0 {
+		c.slots[c.head].prev = s
+	}
+	c.head = s
+	if c.tail < 0 {
+		c.tail = s
+	}
+}
+
+// release returns an owned slot to the free list.
+func (c *cache) release(s int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.slots[s].state != slotOwned {
+		panic(fmt.Sprintf("volume: releasing slot %d in state %d", s, c.slots[s].state))
+	}
+	c.slots[s].state = slotFree
+	c.free = append(c.free, s)
+	c.signal()
+}
+
+// makeClean turns an owned slot holding exactly the stored block for key,
+// whose sector CRCs are crc, into a clean, evictable one.
+func (c *cache) makeClean(s int32, key cacheKey, crc []uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.slots[s].state != slotOwned {
+		panic(fmt.Sprintf("volume: cleaning slot %d in state %d", s, c.slots[s].state))
+	}
+	if old, ok := c.clean[key]; ok { // a racing fetch cached it first
+		c.unlinkClean(old)
+		c.slots[old].state = slotFree
+		c.free = append(c.free, old)
+	}
+	m := &c.slots[s]
+	m.state, m.key, m.crc = slotClean, key, crc
+	c.clean[key] = s
+	c.pushFront(s)
+	c.signal()
+}
+
+func sectorCRCs(data []byte) []uint32 {
+	crc := make([]uint32, sectorsPerSlot)
+	for i := range crc {
+		crc[i] = crc32.Checksum(data[i*sectorSize:(i+1)*sectorSize], castagnoli)
+	}
+	return crc
+}
+
+// takeClean removes key's clean slot from the cache and hands it to the
+// caller as owned (a write is about to change it).
+func (c *cache) takeClean(key cacheKey) (int32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.clean[key]
+	if !ok || c.slots[s].pins > 0 {
+		return -1, false
+	}
+	c.unlinkClean(s)
+	c.slots[s].state = slotOwned
+	return s, true
+}
+
+// drop forgets key's clean slot, if any. Callers hold the owning volume's
+// lock, as do readers of its clean slots, so the slot is not pinned.
+func (c *cache) drop(key cacheKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.clean[key]; ok {
+		c.unlinkClean(s)
+		c.slots[s].state = slotFree
+		c.free = append(c.free, s)
+		c.signal()
+	}
+}
+
+// readClean copies [off, off+len(p)) of key's clean block into p, checking
+// sector CRCs. ok is false if the block is not cached or fails its check
+// (then the slot is dropped and the caller fetches the block again). The
+// pin keeps alloc from evicting and reusing the slot during the read.
+func (c *cache) readClean(key cacheKey, p []byte, off int) (ok bool, err error) {
+	c.mu.Lock()
+	s, found := c.clean[key]
+	if !found {
+		c.mu.Unlock()
+		return false, nil
+	}
+	m := &c.slots[s]
+	m.pins++
+	crc := m.crc
+	c.unlinkClean(s) // move to the LRU front
+	m.key, m.crc = key, crc
+	c.clean[key] = s
+	c.pushFront(s)
+	f, base := c.where(s)
+	c.mu.Unlock()
+
+	first, last := off/sectorSize, (off+len(p)-1)/sectorSize
+	buf := p
+	if off%sectorSize != 0 || len(p)%sectorSize != 0 {
+		buf = make([]byte, (last-first+1)*sectorSize)
+	}
+	_, err = f.ReadAt(buf, base+int64(first*sectorSize))
+	good := err == nil
+	for i := first; good && i <= last; i++ {
+		if crc32.Checksum(buf[(i-first)*sectorSize:(i-first+1)*sectorSize], castagnoli) != crc[i] {
+			good = false
+		}
+	}
+	if good && len(buf) != len(p) {
+		copy(p, buf[off-first*sectorSize:])
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.pins--
+	if !good && c.clean[key] == s {
+		c.unlinkClean(s)
+		m.state = slotFree
+		c.free = append(c.free, s)
+		c.signal()
+	}
+	if err != nil {
+		return false, fmt.Errorf("volume: cache read: %w", err)
+	}
+	return good, nil
+}
+
+func (c *cache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var first error
+	for _, f := range c.files {
+		if err := f.f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	c.files = nil
+	return first
+}

@@ -1,0 +1,555 @@
+package volume
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/volgw/volgw/internal/blob"
+	"github.com/volgw/volgw/internal/control"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Dir is the engine's state directory inside the data dir (the journal
+	// superblock and the list of local volumes and disks live here).
+	Dir string
+	// Store is the object store: the durable truth.
+	Store blob.Store
+	// Prefix is prepended to every object key ("" for none, else ends in '/').
+	Prefix string
+	// CutInterval is how often dirty volumes are cut and uploaded. Zero
+	// means 5s; negative disables periodic cuts (cuts then happen on
+	// demand, under journal or cache pressure, and for snapshots).
+	CutInterval time.Duration
+	// DirtyBlocksCut starts a cut when a volume has this many dirty blocks.
+	// Zero means a quarter of the cache slots.
+	DirtyBlocksCut int
+	// GCGrace is the garbage collector's grace period G (see gc.go). Zero
+	// means one hour. Operations that name existing objects must finish
+	// within G/2 (their lease) or are abandoned and retried.
+	GCGrace time.Duration
+	// GCInterval runs GC in the background this often; zero disables it.
+	GCInterval time.Duration
+	// UploadConcurrency is how many block PUTs a cut runs at once (default 8).
+	UploadConcurrency int
+	// Now is the clock (default time.Now). GC compares it with the store's
+	// object times, so it must agree with the store's clock.
+	Now func() time.Time
+	// Logger receives operational messages (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Engine is the block engine: volumes, their journal and cache, and their
+// recovery points and snapshots in the object store. All methods are safe
+// for concurrent use.
+type Engine struct {
+	cfg   Config
+	store blob.Store
+	log   *slog.Logger
+	now   func() time.Time
+	jr    *journal
+	cache *cache
+	pages *pageCache
+
+	// ioGate is held shared by every journal append and exclusively while
+	// the journal's disk layout changes.
+	ioGate sync.RWMutex
+
+	mu sync.Mutex // guards state, vols, closed
+	// state mirrors state.json; vols holds the open volumes by ID.
+	state  localState
+	vols   map[string]*Volume
+	closed bool
+
+	kick     chan struct{}
+	pressure chan struct{}
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	// replaying is set while Open replays the journal (single goroutine),
+	// and replayLSN is the record being applied: a cut forced by a full
+	// cache during replay is cut there.
+	replaying bool
+	replayLSN uint64
+}
+
+var _ control.VolumeEngine = (*Engine)(nil)
+
+type localState struct {
+	Owner   string         `json:"owner"`
+	Disks   []control.Disk `json:"disks"`
+	Volumes []volState     `json:"volumes"`
+}
+
+type volState struct {
+	ID      string    `json:"id"`
+	Size    int64     `json:"size"`
+	Nonce   uint64    `json:"nonce"`
+	Created time.Time `json:"created"`
+}
+
+// Open opens (or creates) the engine in cfg.Dir, reopens the disks recorded
+// there, replays the journal over each volume's published root and starts
+// the uploader. Close stops it.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Store == nil || cfg.Dir == "" {
+		return nil, errors.New("volume: Config needs Dir and Store")
+	}
+	if cfg.CutInterval == 0 {
+		cfg.CutInterval = 5 * time.Second
+	}
+	if cfg.GCGrace <= 0 {
+		cfg.GCGrace = time.Hour
+	}
+	if cfg.UploadConcurrency <= 0 {
+		cfg.UploadConcurrency = 8
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("volume: state dir: %w", err)
+	}
+	e := &Engine{
+		cfg: cfg, store: prefixed{cfg.Store, cfg.Prefix}, log: cfg.Logger, now: cfg.Now,
+		cache: newCache(), pages: newPageCache(256), vols: make(map[string]*Volume),
+		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1),
+	}
+	if err := e.loadState(); err != nil {
+		return nil, err
+	}
+	jr, err := openJournal(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	e.jr = jr
+	for _, d := range e.state.Disks {
+		if err := e.openDisk(d); err != nil {
+			e.closeFiles()
+			return nil, err
+		}
+	}
+	if len(jr.disks) > 0 && !jr.layoutMatches() {
+		// A new layout is only ever adopted after a drain (AddDisk), so the
+		// journal held nothing needed when the disks changed.
+		if err := jr.relayout(); err != nil {
+			e.closeFiles()
+			return nil, err
+		}
+	}
+	if err := e.recover(ctx); err != nil {
+		e.closeFiles()
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	e.stop = cancel
+	e.wg.Add(1)
+	go e.uploader(bg)
+	if cfg.GCInterval > 0 {
+		e.wg.Add(1)
+		go e.gcLoop(bg)
+	}
+	return e, nil
+}
+
+func (e *Engine) loadState() error {
+	path := filepath.Join(e.cfg.Dir, "state.json")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &e.state); err != nil {
+			return fmt.Errorf("%w: state.json: %v", ErrCorrupt, err)
+		}
+	case os.IsNotExist(err):
+	default:
+		return fmt.Errorf("volume: reading state: %w", err)
+	}
+	if e.state.Owner == "" {
+		e.state.Owner = "gw-" + randomHex(8)
+		return e.saveState()
+	}
+	return nil
+}
+
+// saveState persists e.state; e.mu held (or single-threaded in Open).
+func (e *Engine) saveState() error {
+	b, _ := json.MarshalIndent(e.state, "", "  ")
+	return writeFileAtomic(filepath.Join(e.cfg.Dir, "state.json"), b)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("volume: crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b)
+}
+
+func randomNonce() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("volume: crypto/rand: %v", err))
+	}
+	return binary.LittleEndian.Uint64(b[:]) | 1 // never 0
+}
+
+func (e *Engine) openDisk(d control.Disk) error {
+	switch d.Use {
+	case control.DiskUseCache:
+		return e.cache.addDisk(d.Path, d.SizeBytes)
+	case control.DiskUseUploadBuffer:
+		return e.jr.addDisk(d.Path, d.SizeBytes)
+	default:
+		return fmt.Errorf("volume: disk %s has unknown use %q", d.ID, d.Use)
+	}
+}
+
+// AddDisk implements control.VolumeEngine. Adding an upload-buffer disk
+// drains the journal first (every volume is cut and published) because the
+// ring's layout may only change while it holds nothing needed.
+func (e *Engine) AddDisk(ctx context.Context, d control.Disk) error {
+	if d.SizeBytes <= 0 || d.Path == "" {
+		return fmt.Errorf("volume: disk %q needs a path and a size", d.ID)
+	}
+	e.mu.Lock()
+	known := slices.ContainsFunc(e.state.Disks, func(x control.Disk) bool {
+		return x.Path == d.Path && x.SizeBytes == d.SizeBytes && x.Use == d.Use
+	})
+	e.mu.Unlock()
+	if known {
+		return nil // already opened by Open
+	}
+	if d.Use == control.DiskUseUploadBuffer {
+		e.ioGate.Lock()
+		defer e.ioGate.Unlock()
+		if err := e.drain(ctx); err != nil {
+			return err
+		}
+	}
+	if err := e.openDisk(d); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.state.Disks = append(e.state.Disks, d)
+	err := e.saveState()
+	e.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if d.Use == control.DiskUseUploadBuffer {
+		return e.jr.relayout()
+	}
+	return nil
+}
+
+// drain cuts every volume until the journal holds nothing needed.
+func (e *Engine) drain(ctx context.Context) error {
+	for _, v := range e.volumes() {
+		if err := e.cutVolume(ctx, v, true); err != nil && !errors.Is(err, control.ErrVolumeNotFound) {
+			return err
+		}
+	}
+	e.releaseJournal()
+	e.jr.mu.Lock()
+	empty := e.jr.tail == e.jr.head
+	e.jr.mu.Unlock()
+	if !empty {
+		return errors.New("volume: journal did not drain")
+	}
+	return nil
+}
+
+func (e *Engine) volumes() []*Volume {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*Volume, 0, len(e.vols))
+	for _, v := range e.vols {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Volume returns an open volume; it serves the iSCSI target directly.
+func (e *Engine) Volume(id string) (*Volume, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	v, ok := e.vols[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", control.ErrVolumeNotFound, id)
+	}
+	return v, nil
+}
+
+// recover loads each local volume's published root and replays the journal
+// over it: records before the root's cut are already in it and are skipped,
+// later ones make their blocks dirty again exactly as before the crash.
+func (e *Engine) recover(ctx context.Context) error {
+	byNonce := make(map[uint64]*Volume)
+	for _, vs := range e.state.Volumes {
+		v := newVolume(e, vs)
+		h, etag, err := e.getHead(ctx, vs.ID)
+		if err != nil {
+			return fmt.Errorf("volume: recovering %s: %w", vs.ID, err)
+		}
+		if h.Deleted || h.Owner != e.state.Owner {
+			v.fenced = fmt.Errorf("%w: %s is now owned by %q", ErrFenced, vs.ID, h.Owner)
+		}
+		r, err := e.loadRoot(ctx, rootKey(vs.ID, h.Seq))
+		if err != nil {
+			return fmt.Errorf("volume: recovering %s: %w", vs.ID, err)
+		}
+		v.base, v.headETag = r, etag
+		e.vols[vs.ID] = v
+		if v.fenced == nil {
+			byNonce[vs.Nonce] = v
+		}
+	}
+	e.replaying = true
+	defer func() { e.replaying = false }()
+	n := 0
+	err := e.jr.replay(func(r *record) error {
+		v := byNonce[r.nonce]
+		if v == nil || r.lsn < v.base.JournalLSN {
+			return nil
+		}
+		e.replayLSN = r.lsn
+		n++
+		return v.apply(ctx, r, true)
+	})
+	if err != nil {
+		return fmt.Errorf("volume: journal replay: %w", err)
+	}
+	if n > 0 {
+		e.log.Info("volume: journal replayed", "records", n)
+	}
+	return e.resumeSnapshots(ctx)
+}
+
+// Close stops the uploader and closes the disks. Acknowledged writes stay in
+// the journal and are replayed by the next Open.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.stop()
+	e.wg.Wait()
+	return e.closeFiles()
+}
+
+func (e *Engine) closeFiles() error {
+	return errors.Join(e.jr.close(), e.cache.close())
+}
+
+// wake asks the uploader to look at the volumes now.
+func (e *Engine) wake() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// underPressure asks the uploader to cut every dirty volume now: the
+// journal or the cache is filling up.
+func (e *Engine) underPressure() {
+	select {
+	case e.pressure <- struct{}{}:
+	default:
+	}
+}
+
+// CreateVolume implements control.VolumeEngine. The volume's first root is
+// published before the volume is recorded locally, so the store always
+// holds a recovery point for a volume the engine knows: for a new empty
+// volume its creation time, for a clone the source's cut.
+func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) error {
+	if spec.SizeBytes < MinVolumeSize || spec.SizeBytes > MaxVolumeSize || spec.SizeBytes%512 != 0 {
+		return fmt.Errorf("%w: %d bytes", ErrInvalidSize, spec.SizeBytes)
+	}
+	if spec.VolumeID == "" || !blobSafe(spec.VolumeID) {
+		return fmt.Errorf("volume: bad volume ID %q", spec.VolumeID)
+	}
+	e.mu.Lock()
+	_, exists := e.vols[spec.VolumeID]
+	noDisks := len(e.jr.disks) == 0 || e.cache.nslots() == 0
+	e.mu.Unlock()
+	if exists {
+		return fmt.Errorf("%w: %s", ErrExists, spec.VolumeID)
+	}
+	if noDisks {
+		return ErrNoDisks
+	}
+	start := e.now()
+	r := &root{Volume: spec.VolumeID, Size: spec.SizeBytes, CutTime: start, Owner: e.state.Owner, JournalLSN: e.jr.headLSN(), Pages: map[uint32]pageRef{}}
+	var src *root
+	switch {
+	case spec.Source.SnapshotID != "":
+		rec, _, err := e.getRecord(ctx, spec.Source.SnapshotID)
+		if err != nil {
+			return err
+		}
+		if rec.Deleted || rec.Status != string(control.SnapshotCompleted) {
+			return fmt.Errorf("%w: %s is %s", control.ErrSnapshotNotFound, rec.ID, rec.Status)
+		}
+		if src, err = e.loadRoot(ctx, rec.Root); err != nil {
+			return err
+		}
+	case spec.Source.SourceVolumeID != "":
+		sv, err := e.Volume(spec.Source.SourceVolumeID)
+		if err != nil {
+			return err
+		}
+		// Holding the source's cut lock keeps its root the head until the
+		// clone's head names the same pages (GC rule G3a).
+		sv.cutMu.Lock()
+		defer sv.cutMu.Unlock()
+		sv.mu.Lock()
+		src = sv.base
+		sv.mu.Unlock()
+	}
+	if src != nil {
+		if src.Size > spec.SizeBytes {
+			return fmt.Errorf("%w: %d bytes is smaller than the source's %d", ErrInvalidSize, spec.SizeBytes, src.Size)
+		}
+		for i, p := range src.Pages {
+			r.Pages[i] = p
+		}
+		// The clone's recovery point is its creation: it holds the source's
+		// data, all of which is in the store.
+	}
+	if err := e.put(ctx, r.key(), encodeRoot(r), blob.PutOptions{}); err != nil {
+		return err
+	}
+	if e.now().Sub(start) > e.lease() {
+		return fmt.Errorf("%w: creating %s", ErrLeaseExpired, spec.VolumeID)
+	}
+	hb, _ := json.Marshal(head{Seq: 0, Owner: e.state.Owner})
+	info, err := e.store.Put(ctx, headKey(spec.VolumeID), hb, blob.PutOptions{IfNoneMatch: true})
+	if errors.Is(err, blob.ErrPreconditionFailed) {
+		return fmt.Errorf("%w: %s exists in the object store", ErrExists, spec.VolumeID)
+	}
+	if err != nil {
+		return fmt.Errorf("volume: creating %s: %w", spec.VolumeID, err)
+	}
+	vs := volState{ID: spec.VolumeID, Size: spec.SizeBytes, Nonce: randomNonce(), Created: start}
+	v := newVolume(e, vs)
+	v.base, v.headETag = r, info.ETag
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.state.Volumes = append(e.state.Volumes, vs)
+	if err := e.saveState(); err != nil {
+		e.state.Volumes = e.state.Volumes[:len(e.state.Volumes)-1]
+		return err
+	}
+	e.vols[vs.ID] = v
+	return nil
+}
+
+func blobSafe(id string) bool {
+	return blob.ValidateKey("volumes/"+id+"/head") == nil && !containsSlash(id)
+}
+
+func containsSlash(s string) bool {
+	for _, c := range s {
+		if c == '/' {
+			return true
+		}
+	}
+	return false
+}
+
+// DeleteVolume implements control.VolumeEngine: the head becomes a
+// tombstone, local state goes, and GC later reclaims blocks that no
+// snapshot uses.
+func (e *Engine) DeleteVolume(ctx context.Context, volumeID string) error {
+	v, err := e.Volume(volumeID)
+	if err != nil {
+		return err
+	}
+	v.cutMu.Lock()
+	defer v.cutMu.Unlock()
+	v.mu.Lock()
+	if v.deleted {
+		v.mu.Unlock()
+		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, volumeID)
+	}
+	seq, etag := v.base.Seq, v.headETag
+	v.mu.Unlock()
+	if v.fenced == nil {
+		hb, _ := json.Marshal(head{Seq: seq, Owner: e.state.Owner, Deleted: true, DeletedAt: e.now().UTC()})
+		if _, err := e.store.Put(ctx, headKey(volumeID), hb, blob.PutOptions{IfMatch: etag}); err != nil {
+			return fmt.Errorf("volume: deleting %s: %w", volumeID, err)
+		}
+	}
+	e.mu.Lock()
+	delete(e.vols, volumeID)
+	e.state.Volumes = slices.DeleteFunc(e.state.Volumes, func(s volState) bool { return s.ID == volumeID })
+	err = e.saveState()
+	e.mu.Unlock()
+	v.mu.Lock()
+	v.deleted = true
+	v.dropAll()
+	v.mu.Unlock()
+	e.releaseJournal()
+	return err
+}
+
+// RecoveryPoint implements control.VolumeEngine. When nothing is dirty or
+// in flight, every acknowledged write is in the published root, so the
+// volume is consistent in the store as of now and now is reported;
+// otherwise the time of the last published cut.
+func (e *Engine) RecoveryPoint(ctx context.Context, volumeID string) (control.RecoveryPoint, error) {
+	v, err := e.Volume(volumeID)
+	if err != nil {
+		return control.RecoveryPoint{}, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return control.RecoveryPoint{Time: v.recoveryTime(), SizeBytes: v.size, UsageBytes: v.base.usage()}, nil
+}
+
+// Cut forces a cut of the volume now and waits until it is published (or
+// fails). Nothing to upload is not an error.
+func (e *Engine) Cut(ctx context.Context, volumeID string) error {
+	v, err := e.Volume(volumeID)
+	if err != nil {
+		return err
+	}
+	return e.cutVolume(ctx, v, false)
+}
+
+func (e *Engine) lease() time.Duration { return e.cfg.GCGrace / 2 }
+
+// releaseJournal moves the journal tail to the oldest record some volume
+// still needs. The head is read first: a record appended after that read has
+// a larger LSN, so it cannot be released by mistake.
+func (e *Engine) releaseJournal() {
+	tail := e.jr.headLSN()
+	for _, v := range e.volumes() {
+		v.mu.Lock()
+		tail = min(tail, v.dirtyFrom, v.frozenFrom)
+		v.mu.Unlock()
+	}
+	if err := e.jr.release(tail); err != nil {
+		e.log.Error("volume: persisting journal tail", "err", err)
+	}
+}

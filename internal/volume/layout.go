@@ -1,0 +1,223 @@
+package volume
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Geometry. A block is the EBS snapshot block size; a page holds the hashes
+// of pageBlocks consecutive blocks, so one page covers 2 GiB and a 32 TiB
+// volume has 16384 pages.
+const (
+	BlockSize  = 512 << 10
+	pageBlocks = 4096
+
+	MinVolumeSize = 1 << 30
+	MaxVolumeSize = 32 << 40
+)
+
+// hash is a SHA-256 content address. The zero hash names the all-zero block
+// (or the empty page): it is never stored.
+type hash [sha256.Size]byte
+
+func (h hash) isZero() bool  { return h == hash{} }
+func (h hash) String() string { return hex.EncodeToString(h[:]) }
+
+func parseHash(s string) (hash, error) {
+	var h hash
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("%w: bad hash %q", ErrCorrupt, s)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// Object keys, relative to Config.Prefix.
+func blockKey(h hash) string { s := h.String(); return "blocks/" + s[:2] + "/" + s }
+func pageKey(h hash) string  { s := h.String(); return "pages/" + s[:2] + "/" + s }
+func rootKey(vol string, seq uint64) string {
+	return fmt.Sprintf("volumes/%s/roots/%020d", vol, seq)
+}
+func headKey(vol string) string     { return "volumes/" + vol + "/head" }
+func snapshotKey(id string) string  { return "snapshots/" + id + ".json" }
+
+var zeroBlock = make([]byte, BlockSize)
+
+// page is the decoded form of a manifest page: block index within the page →
+// block hash. Absent entries are zero blocks. Pages are immutable once
+// loaded; a cut copies before changing one.
+type page struct {
+	blocks map[uint16]hash
+}
+
+// encodePage writes "VPG1", a count, then (index, hash) pairs in index order,
+// so equal pages encode to equal bytes and are stored once.
+func encodePage(p *page) []byte {
+	idx := make([]int, 0, len(p.blocks))
+	for i := range p.blocks {
+		idx = append(idx, int(i))
+	}
+	sort.Ints(idx)
+	out := make([]byte, 8, 8+len(idx)*(2+sha256.Size))
+	copy(out, "VPG1")
+	binary.BigEndian.PutUint32(out[4:], uint32(len(idx)))
+	for _, i := range idx {
+		h := p.blocks[uint16(i)]
+		out = binary.BigEndian.AppendUint16(out, uint16(i))
+		out = append(out, h[:]...)
+	}
+	return out
+}
+
+func decodePage(b []byte) (*page, error) {
+	if len(b) < 8 || string(b[:4]) != "VPG1" {
+		return nil, fmt.Errorf("%w: page header", ErrCorrupt)
+	}
+	n := int(binary.BigEndian.Uint32(b[4:]))
+	if n > pageBlocks || len(b) != 8+n*(2+sha256.Size) {
+		return nil, fmt.Errorf("%w: page of %d bytes claims %d entries", ErrCorrupt, len(b), n)
+	}
+	p := &page{blocks: make(map[uint16]hash, n)}
+	b = b[8:]
+	for range n {
+		i := binary.BigEndian.Uint16(b)
+		if int(i) >= pageBlocks {
+			return nil, fmt.Errorf("%w: page entry %d out of range", ErrCorrupt, i)
+		}
+		var h hash
+		copy(h[:], b[2:])
+		if h.isZero() {
+			return nil, fmt.Errorf("%w: page names the zero hash", ErrCorrupt)
+		}
+		p.blocks[i] = h
+		b = b[2+sha256.Size:]
+	}
+	return p, nil
+}
+
+// pageRef is one non-empty page of a root.
+type pageRef struct {
+	Hash   hash
+	Blocks int // non-zero blocks in the page, for UsageBytes
+}
+
+// root is a recovery point: everything needed to read the volume as of the
+// cut. Roots are immutable; a volume's head names the latest.
+type root struct {
+	Volume  string
+	Seq     uint64
+	Size    int64
+	CutTime time.Time
+	Owner   string // gateway that wrote it
+	// JournalLSN is the cut's position in Owner's journal: every record of
+	// this volume before it is in this root, none after it.
+	JournalLSN uint64
+	Pages      map[uint32]pageRef
+}
+
+func (r *root) usage() int64 {
+	var n int64
+	for _, p := range r.Pages {
+		n += int64(p.Blocks)
+	}
+	return n * BlockSize
+}
+
+func (r *root) key() string { return rootKey(r.Volume, r.Seq) }
+
+type rootJSON struct {
+	Volume     string     `json:"volume"`
+	Seq        uint64     `json:"seq"`
+	Size       int64      `json:"size"`
+	CutTime    time.Time  `json:"cutTime"`
+	Owner      string     `json:"owner"`
+	JournalLSN uint64     `json:"journalLSN"`
+	Pages      [][]string `json:"pages"` // [index, hash, blocks]
+}
+
+func encodeRoot(r *root) []byte {
+	j := rootJSON{Volume: r.Volume, Seq: r.Seq, Size: r.Size, CutTime: r.CutTime.UTC(), Owner: r.Owner, JournalLSN: r.JournalLSN}
+	idx := make([]int, 0, len(r.Pages))
+	for i := range r.Pages {
+		idx = append(idx, int(i))
+	}
+	sort.Ints(idx)
+	j.Pages = make([][]string, 0, len(idx))
+	for _, i := range idx {
+		p := r.Pages[uint32(i)]
+		j.Pages = append(j.Pages, []string{fmt.Sprint(i), p.Hash.String(), fmt.Sprint(p.Blocks)})
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		panic(fmt.Sprintf("volume: encoding root: %v", err)) // only plain types
+	}
+	return b
+}
+
+func decodeRoot(b []byte) (*root, error) {
+	var j rootJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("%w: root: %v", ErrCorrupt, err)
+	}
+	if j.Size <= 0 || j.Size > MaxVolumeSize || j.Volume == "" {
+		return nil, fmt.Errorf("%w: root of %q has size %d", ErrCorrupt, j.Volume, j.Size)
+	}
+	npages := uint64((j.Size+BlockSize-1)/BlockSize+pageBlocks-1) / pageBlocks
+	r := &root{Volume: j.Volume, Seq: j.Seq, Size: j.Size, CutTime: j.CutTime, Owner: j.Owner, JournalLSN: j.JournalLSN, Pages: make(map[uint32]pageRef, len(j.Pages))}
+	for _, e := range j.Pages {
+		if len(e) != 3 {
+			return nil, fmt.Errorf("%w: root page entry %v", ErrCorrupt, e)
+		}
+		var i uint32
+		var n int
+		if _, err := fmt.Sscan(e[0], &i); err != nil || uint64(i) >= npages {
+			return nil, fmt.Errorf("%w: root page index %q", ErrCorrupt, e[0])
+		}
+		if _, err := fmt.Sscan(e[2], &n); err != nil || n <= 0 || n > pageBlocks {
+			return nil, fmt.Errorf("%w: root page count %q", ErrCorrupt, e[2])
+		}
+		h, err := parseHash(e[1])
+		if err != nil {
+			return nil, err
+		}
+		r.Pages[i] = pageRef{Hash: h, Blocks: n}
+	}
+	return r, nil
+}
+
+// head names a volume's latest root. Deleted is a tombstone: the volume is
+// gone, but the root stays marked for the GC grace period so that a clone
+// that read it just before can still publish (see gc.go).
+type head struct {
+	Seq       uint64    `json:"seq"`
+	Owner     string    `json:"owner"`
+	Deleted   bool      `json:"deleted,omitempty"`
+	DeletedAt time.Time `json:"deletedAt,omitzero"`
+}
+
+// Sentinel errors of the engine.
+var (
+	// ErrCorrupt: an object or journal record failed validation.
+	ErrCorrupt = errors.New("volume: corrupt data")
+	// ErrFenced: another gateway has taken over the volume's head.
+	ErrFenced = errors.New("volume: fenced by another gateway")
+	// ErrNoDisks: I/O needs at least one cache disk and one upload-buffer disk.
+	ErrNoDisks = errors.New("volume: no cache or upload-buffer disk")
+	// ErrClosed: the engine was closed.
+	ErrClosed = errors.New("volume: engine closed")
+	// ErrOutOfRange: an I/O outside the volume, or not 512-byte aligned.
+	ErrOutOfRange = errors.New("volume: I/O out of range")
+	// ErrInvalidSize: a volume size outside 1 GiB..32 TiB or smaller than its source.
+	ErrInvalidSize = errors.New("volume: invalid size")
+	// ErrExists: a volume with the ID already exists.
+	ErrExists = errors.New("volume: already exists")
+	// ErrLeaseExpired: an operation took longer than its GC lease and was abandoned.
+	ErrLeaseExpired = errors.New("volume: GC lease expired")
+)

@@ -1,0 +1,254 @@
+package volume
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/volgw/volgw/internal/blob"
+	"github.com/volgw/volgw/internal/control"
+)
+
+// uploader cuts volumes: periodically, when a volume has many dirty blocks,
+// when the journal or the cache is under pressure, and for snapshots.
+func (e *Engine) uploader(ctx context.Context) {
+	defer e.wg.Done()
+	var tick <-chan time.Time
+	if e.cfg.CutInterval > 0 {
+		t := time.NewTicker(e.cfg.CutInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		all := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			all = true
+		case <-e.pressure:
+			all = true
+		case <-e.kick:
+		}
+		for _, v := range e.volumes() {
+			v.mu.Lock()
+			due := v.cut != nil || len(v.pendingSnaps) > 0 || len(v.dirty) >= e.dirtyThreshold() || (all && len(v.dirty) > 0)
+			v.mu.Unlock()
+			if !due {
+				continue
+			}
+			if err := e.cutVolume(ctx, v, false); err != nil && ctx.Err() == nil {
+				e.log.Warn("volume: cut failed; will retry", "volume", v.id, "err", err)
+			}
+		}
+	}
+}
+
+// cutVolume freezes the volume's dirty blocks as of now, uploads them and
+// publishes the new root. If a previous cut failed half-way, that same
+// frozen set is retried first (its cut time and LSN do not change). With
+// force, a root is published even if nothing is dirty. Returns when the cut
+// is published or failed.
+//
+// Invariant (recovery point): the cut is taken under v.mu, which every
+// journal append for the volume also holds, so the records before cut.lsn
+// are exactly those whose effects are in frozen (on top of base). The new
+// root holds base plus frozen, and is published (head replaced) only after
+// every block and page it names is in the store: blocks, then pages, then
+// the root, then head. So the published root is always a crash-consistent
+// prefix: exactly the writes acknowledged before the cut. Only after
+// publication is the journal released up to the cut.
+func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
+	v.cutMu.Lock()
+	defer v.cutMu.Unlock()
+	v.mu.Lock()
+	if err := v.usable(); err != nil {
+		v.mu.Unlock()
+		return err
+	}
+	if v.cut == nil {
+		if len(v.dirty) == 0 && !force {
+			snaps := v.pendingSnaps
+			v.pendingSnaps = nil
+			base, t := v.base, v.recoveryTime()
+			v.mu.Unlock()
+			// Nothing dirty: the published root is the volume as of now.
+			return e.completeSnapshots(ctx, snaps, base, t)
+		}
+		lsn := e.jr.headLSN()
+		if e.replaying {
+			lsn = e.replayLSN
+		}
+		v.cut = &cutState{lsn: lsn, time: e.now(), snaps: v.pendingSnaps}
+		v.frozen, v.dirty = v.dirty, make(map[uint64]blockState)
+		v.frozenFrom, v.dirtyFrom = v.dirtyFrom, noLSN
+		v.pendingSnaps = nil
+	}
+	cut, base, etag := v.cut, v.base, v.headETag
+	frozen := make(map[uint64]blockState, len(v.frozen))
+	for b, st := range v.frozen {
+		frozen[b] = st
+	}
+	v.mu.Unlock()
+
+	newRoot, crcs, err := e.upload(ctx, v, base, cut, frozen)
+	if err != nil {
+		return err
+	}
+	hb, _ := json.Marshal(head{Seq: newRoot.Seq, Owner: e.state.Owner})
+	info, err := e.store.Put(ctx, headKey(v.id), hb, blob.PutOptions{IfMatch: etag})
+	if err != nil {
+		if errors.Is(err, blob.ErrPreconditionFailed) {
+			v.mu.Lock()
+			v.fenced = fmt.Errorf("%w: %s: head changed under us", ErrFenced, v.id)
+			v.mu.Unlock()
+			return v.fenced
+		}
+		return fmt.Errorf("volume: publishing %s seq %d: %w", v.id, newRoot.Seq, err)
+	}
+
+	v.mu.Lock()
+	v.base, v.headETag = newRoot, info.ETag
+	for b, st := range frozen {
+		switch _, rewritten := v.dirty[b]; {
+		case st.zero:
+		case rewritten || v.deleted:
+			e.cache.release(st.slot)
+		default:
+			// The frozen slot holds exactly the uploaded block.
+			e.cache.makeClean(st.slot, v.key(b), crcs[b])
+		}
+	}
+	v.frozen, v.cut, v.frozenFrom = nil, nil, noLSN
+	v.mu.Unlock()
+	e.releaseJournal()
+	// Still under cutMu: the head is newRoot while the records are written.
+	return e.completeSnapshots(ctx, cut.snaps, newRoot, cut.time)
+}
+
+// upload stores the frozen blocks, the pages they change and the new root
+// (not yet the head), and returns the root and each block's sector CRCs.
+func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutState, frozen map[uint64]blockState) (*root, map[uint64][]uint32, error) {
+	start := e.now()
+	blocks := make([]uint64, 0, len(frozen))
+	for b := range frozen {
+		blocks = append(blocks, b)
+	}
+	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
+	hashes := make(map[uint64]hash, len(blocks))
+	crcs := make(map[uint64][]uint32, len(blocks))
+	v.cutTotal.Store(int64(len(blocks)))
+	v.cutDone.Store(0)
+
+	var mu sync.Mutex // guards hashes, crcs, firstErr
+	var firstErr error
+	work := make(chan uint64)
+	var wg sync.WaitGroup
+	for range e.cfg.UploadConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, BlockSize)
+			for b := range work {
+				st := frozen[b]
+				var h hash
+				var c []uint32
+				var err error
+				if !st.zero {
+					// A frozen slot is never written (copy-on-write), so it
+					// is read without v.mu.
+					if err = e.cache.readSlot(st.slot, buf, 0); err == nil {
+						h = sha256.Sum256(buf)
+						if h == zeroHash {
+							h = hash{} // zeros are not stored
+						} else {
+							_, err = e.putContent(ctx, blockKey(h), buf, start)
+						}
+						c = sectorCRCs(buf)
+					}
+				}
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				hashes[b], crcs[b] = h, c
+				mu.Unlock()
+				v.cutDone.Add(1)
+			}
+		}()
+	}
+	for _, b := range blocks {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			break
+		}
+		work <- b
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+
+	r := &root{Volume: v.id, Seq: base.Seq + 1, Size: v.size, CutTime: cut.time, Owner: e.state.Owner, JournalLSN: cut.lsn, Pages: make(map[uint32]pageRef, len(base.Pages))}
+	for i, p := range base.Pages {
+		r.Pages[i] = p
+	}
+	for i := 0; i < len(blocks); {
+		pi := uint32(blocks[i] / pageBlocks)
+		np := &page{blocks: map[uint16]hash{}}
+		if pr, ok := base.Pages[pi]; ok {
+			old, err := e.loadPage(ctx, pr.Hash)
+			if err != nil {
+				return nil, nil, err
+			}
+			for k, h := range old.blocks {
+				np.blocks[k] = h
+			}
+		}
+		for ; i < len(blocks) && uint32(blocks[i]/pageBlocks) == pi; i++ {
+			k := uint16(blocks[i] % pageBlocks)
+			if h := hashes[blocks[i]]; h.isZero() {
+				delete(np.blocks, k)
+			} else {
+				np.blocks[k] = h
+			}
+		}
+		if len(np.blocks) == 0 {
+			delete(r.Pages, pi)
+			continue
+		}
+		data := encodePage(np)
+		ph := hash(sha256.Sum256(data))
+		if _, err := e.putContent(ctx, pageKey(ph), data, start); err != nil {
+			return nil, nil, err
+		}
+		e.pages.add(ph, np)
+		r.Pages[pi] = pageRef{Hash: ph, Blocks: len(np.blocks)}
+	}
+	// Any earlier attempt at this seq was never named by a head, so it may
+	// be replaced.
+	if err := e.put(ctx, r.key(), encodeRoot(r), blob.PutOptions{}); err != nil {
+		return nil, nil, err
+	}
+	// GC rule G3c: the objects reused above are safe only for the lease.
+	if e.now().Sub(start) > e.lease() {
+		return nil, nil, fmt.Errorf("%w: cut of %s took %v", ErrLeaseExpired, v.id, e.now().Sub(start))
+	}
+	return r, crcs, nil
+}
+
+var zeroHash = hash(sha256.Sum256(zeroBlock))
+
+// errVolumeGone is returned by cut paths when the volume was deleted.
+var errVolumeGone = control.ErrVolumeNotFound

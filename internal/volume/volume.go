@@ -1,0 +1,431 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/volgw/volgw/internal/control"
+)
+
+const noLSN = math.MaxUint64
+
+// blockState is a dirty or frozen block: its content is in an owned cache
+// slot, or it is all zeros (no slot).
+type blockState struct {
+	slot int32
+	zero bool
+}
+
+// Volume is one block volume. It has the method set of scsi.Backend, so the
+// iSCSI target serves it directly. Offsets and lengths must be multiples of
+// 512. Calls may run in parallel.
+type Volume struct {
+	e       *Engine
+	id      string
+	size    int64
+	nonce   uint64 // incarnation: journal records carry it
+	created time.Time
+
+	// cutMu serializes everything that replaces or pins the volume's head:
+	// cuts, snapshot pins, clones of this volume, deletion. Order: cutMu
+	// before mu.
+	cutMu sync.Mutex
+
+	mu sync.Mutex // guards every field below, and the volume's slot I/O
+	// base is the published root: the recovery point.
+	base     *root
+	headETag string
+	// dirty holds blocks written since the current cut was frozen; frozen
+	// holds the blocks of the cut in flight (nil if none). Invariant
+	// (recovery point): frozen is exactly the set of blocks written by
+	// records with LSN < cut.lsn and >= base.JournalLSN, with their content
+	// as of cut.lsn; a write to a frozen block never changes its slot but
+	// copies it into a new dirty slot (copy-on-write).
+	dirty  map[uint64]blockState
+	frozen map[uint64]blockState
+	cut    *cutState
+	// dirtyFrom and frozenFrom are the LSNs of the first record in dirty and
+	// frozen (noLSN if none): the journal keeps everything from the smaller.
+	dirtyFrom, frozenFrom uint64
+	pendingSnaps          []string // snapshot IDs waiting for the next cut
+	deleted               bool
+	fenced                error
+
+	// progress of the cut in flight, for pending snapshots
+	cutTotal, cutDone atomic.Int64
+}
+
+type cutState struct {
+	lsn   uint64
+	time  time.Time
+	snaps []string
+}
+
+func newVolume(e *Engine, vs volState) *Volume {
+	return &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created,
+		dirty: make(map[uint64]blockState), dirtyFrom: noLSN, frozenFrom: noLSN}
+}
+
+// ID is the volume's ID.
+func (v *Volume) ID() string { return v.id }
+
+// Size is the capacity in bytes.
+func (v *Volume) Size() int64 { return v.size }
+
+func (v *Volume) checkRange(off int64, n int) error {
+	if off < 0 || off%512 != 0 || n%512 != 0 || off+int64(n) > v.size {
+		return fmt.Errorf("%w: %d bytes at %d on a volume of %d", ErrOutOfRange, n, off, v.size)
+	}
+	return nil
+}
+
+func (v *Volume) key(b uint64) cacheKey { return cacheKey{nonce: v.nonce, block: b} }
+
+// usable reports why the volume cannot take I/O; v.mu held.
+func (v *Volume) usable() error {
+	switch {
+	case v.deleted:
+		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, v.id)
+	case v.fenced != nil:
+		return v.fenced
+	}
+	return nil
+}
+
+// ReadAt fills p from off: dirty and frozen blocks from their slots, clean
+// ones from the cache, the rest from the object store (then cached).
+// Never-written blocks read as zeros.
+func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if err := v.checkRange(off, len(p)); err != nil {
+		return err
+	}
+	for len(p) > 0 {
+		b, boff := uint64(off/BlockSize), int(off%BlockSize)
+		n := min(len(p), BlockSize-boff)
+		v.mu.Lock()
+		err := v.readBlock(ctx, b, boff, p[:n])
+		v.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// readBlock: v.mu held.
+func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) error {
+	if err := v.usable(); err != nil {
+		return err
+	}
+	st, ok := v.dirty[b]
+	if !ok {
+		st, ok = v.frozen[b]
+	}
+	if ok {
+		if st.zero {
+			clear(p)
+			return nil
+		}
+		return v.e.cache.readSlot(st.slot, p, boff)
+	}
+	hit, err := v.e.cache.readClean(v.key(b), p, boff)
+	if err != nil || hit {
+		return err
+	}
+	h, err := v.e.blockHash(ctx, v.base, b)
+	if err != nil {
+		return err
+	}
+	if h.isZero() {
+		clear(p)
+		return nil
+	}
+	data, err := v.e.fetchBlock(ctx, h)
+	if err != nil {
+		return err
+	}
+	copy(p, data[boff:])
+	// Caching is best effort: a read never waits for cache space.
+	if s, ok := v.e.cache.alloc(); ok {
+		if err := v.e.cache.writeSlot(s, data, 0); err != nil {
+			v.e.cache.release(s)
+			return err
+		}
+		v.e.cache.makeClean(s, v.key(b), sectorCRCs(data))
+	}
+	return nil
+}
+
+// WriteAt stores p at off. It returns once every block's record is appended
+// to the journal (acknowledged); Flush makes it durable.
+func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
+	if err := v.checkRange(off, len(p)); err != nil {
+		return err
+	}
+	for len(p) > 0 {
+		b, boff := uint64(off/BlockSize), int(off%BlockSize)
+		n := min(len(p), BlockSize-boff)
+		if err := v.apply(ctx, &record{kind: recWrite, nonce: v.nonce, off: uint64(off), length: uint64(n), data: p[:n]}, false); err != nil {
+			return err
+		}
+		_ = b
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// Unmap makes [off, off+n) read as zeros; whole blocks are freed (they cost
+// nothing in the next root).
+func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
+	if n < 0 || n > math.MaxInt32*512 {
+		return fmt.Errorf("%w: unmap of %d bytes", ErrOutOfRange, n)
+	}
+	if err := v.checkRange(off, int(n)); err != nil {
+		return err
+	}
+	for n > 0 {
+		boff := off % BlockSize
+		l := min(n, BlockSize-boff)
+		b := uint64(off / BlockSize)
+		if l == BlockSize && v.alreadyZero(b) {
+			off, n = off+l, n-l
+			continue
+		}
+		if err := v.apply(ctx, &record{kind: recZero, nonce: v.nonce, off: uint64(off), length: uint64(l)}, false); err != nil {
+			return err
+		}
+		off, n = off+l, n-l
+	}
+	return nil
+}
+
+// alreadyZero reports, cheaply, whether block b is known to read as zeros
+// without a record: never written since the recovery point and absent from
+// it. Only pages already in memory are consulted.
+func (v *Volume) alreadyZero(b uint64) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if st, ok := v.dirty[b]; ok {
+		return st.zero && v.frozen == nil
+	}
+	if _, ok := v.frozen[b]; ok {
+		return false
+	}
+	pr, ok := v.base.Pages[uint32(b/pageBlocks)]
+	if !ok {
+		return true
+	}
+	p := v.e.pages.get(pr.Hash)
+	if p == nil {
+		return false
+	}
+	_, ok = p.blocks[uint16(b%pageBlocks)]
+	return !ok
+}
+
+// Flush makes every write acknowledged before it durable (journal fsync).
+func (v *Volume) Flush(ctx context.Context) error {
+	v.mu.Lock()
+	err := v.usable()
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return v.e.jr.sync()
+}
+
+// apply journals r (unless replaying it) and applies it to the volume's
+// dirty blocks. r lies within one block.
+//
+// Invariant (durability): the record is appended to the journal, under v.mu,
+// before the write is acknowledged and before any cut can see its effect; so
+// every acknowledged write is either in the journal after base.JournalLSN
+// or in the published root, and replaying the journal over the root gives
+// it back.
+func (v *Volume) apply(ctx context.Context, r *record, replay bool) error {
+	e := v.e
+	n := recordSize(len(r.data))
+	if !replay {
+		e.ioGate.RLock()
+		defer e.ioGate.RUnlock()
+		if err := e.jr.reserve(ctx, n, e.underPressure); err != nil {
+			return err
+		}
+	}
+	reserved := !replay
+	defer func() {
+		if reserved {
+			e.jr.unreserve(n)
+		}
+	}()
+	b, boff := r.off/BlockSize, int(r.off%BlockSize)
+	full := boff == 0 && r.length == BlockSize
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for {
+		if err := v.usable(); err != nil {
+			return err
+		}
+		if r.kind == recZero && full {
+			lsn, err := v.journal(r, replay, &reserved)
+			if err != nil {
+				return err
+			}
+			if st, ok := v.dirty[b]; ok && !st.zero {
+				e.cache.release(st.slot)
+			}
+			e.cache.drop(v.key(b))
+			v.dirty[b] = blockState{slot: -1, zero: true}
+			v.noteDirty(lsn)
+			return nil
+		}
+		slot, retry, err := v.writableSlot(ctx, b, full)
+		if err != nil {
+			return err
+		}
+		if retry {
+			continue
+		}
+		lsn, err := v.journal(r, replay, &reserved)
+		if err != nil {
+			return err
+		}
+		data := r.data
+		if r.kind == recZero {
+			data = zeroBlock[:r.length]
+		}
+		if err := e.cache.writeSlot(slot, data, boff); err != nil {
+			return err
+		}
+		v.noteDirty(lsn)
+		return nil
+	}
+}
+
+func (v *Volume) journal(r *record, replay bool, reserved *bool) (uint64, error) {
+	if replay {
+		return r.lsn, nil
+	}
+	lsn, err := v.e.jr.append(r)
+	*reserved = false
+	return lsn, err
+}
+
+// noteDirty: v.mu held.
+func (v *Volume) noteDirty(lsn uint64) {
+	if v.dirtyFrom == noLSN {
+		v.dirtyFrom = lsn
+	}
+	if len(v.dirty) >= v.e.dirtyThreshold() {
+		v.e.wake()
+	}
+}
+
+// writableSlot returns the owned slot of dirty block b, creating it with
+// the block's current content (unless full, when it is about to be
+// overwritten whole). v.mu held; if it has to wait for cache space it drops
+// and retakes v.mu and returns retry, and the caller starts over.
+func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot int32, retry bool, err error) {
+	e := v.e
+	if st, ok := v.dirty[b]; ok && !st.zero {
+		return st.slot, false, nil
+	}
+	if _, ok := v.dirty[b]; !ok {
+		if _, frozen := v.frozen[b]; !frozen {
+			if s, ok := e.cache.takeClean(v.key(b)); ok {
+				v.dirty[b] = blockState{slot: s}
+				return s, false, nil
+			}
+		}
+	}
+	// Work out the current content before taking a slot.
+	var content []byte // nil: zeros
+	switch _, ok := v.dirty[b]; {
+	case ok: // a zero block
+	case full:
+	default:
+		if fst, ok := v.frozen[b]; ok {
+			if !fst.zero {
+				content = make([]byte, BlockSize)
+				if err := e.cache.readSlot(fst.slot, content, 0); err != nil {
+					return -1, false, err
+				}
+			}
+			break
+		}
+		h, err := e.blockHash(ctx, v.base, b)
+		if err != nil {
+			return -1, false, err
+		}
+		if !h.isZero() {
+			if content, err = e.fetchBlock(ctx, h); err != nil {
+				return -1, false, err
+			}
+		}
+	}
+	s, ok := e.cache.alloc()
+	if !ok {
+		if e.replaying {
+			// Replay runs before the uploader: cut here to free slots.
+			v.mu.Unlock()
+			err := e.cutVolume(ctx, v, false)
+			v.mu.Lock()
+			return -1, err == nil, err
+		}
+		v.mu.Unlock()
+		e.underPressure()
+		err := e.cache.waitSpace(ctx)
+		v.mu.Lock()
+		return -1, err == nil, err
+	}
+	if !full {
+		if content == nil {
+			content = zeroBlock
+		}
+		if err := e.cache.writeSlot(s, content, 0); err != nil {
+			e.cache.release(s)
+			return -1, false, err
+		}
+	}
+	v.dirty[b] = blockState{slot: s}
+	return s, false, nil
+}
+
+// dropAll frees every slot of a deleted volume; v.mu held.
+func (v *Volume) dropAll() {
+	seen := map[int32]bool{}
+	for b, st := range v.dirty {
+		if !st.zero && !seen[st.slot] {
+			v.e.cache.release(st.slot)
+			seen[st.slot] = true
+		}
+		v.e.cache.drop(v.key(b))
+	}
+	// Frozen slots belong to the cut in flight, which sees deleted and
+	// releases them.
+	v.dirty = map[uint64]blockState{}
+	v.dirtyFrom = noLSN
+	if v.cut == nil {
+		v.frozenFrom = noLSN
+	}
+}
+
+// recoveryTime: v.mu held. See RecoveryPoint.
+func (v *Volume) recoveryTime() time.Time {
+	if len(v.dirty) == 0 && v.cut == nil {
+		return v.e.now()
+	}
+	return v.base.CutTime
+}
+
+func (e *Engine) dirtyThreshold() int {
+	if e.cfg.DirtyBlocksCut > 0 {
+		return e.cfg.DirtyBlocksCut
+	}
+	return max(1, e.cache.nslots()/4)
+}
