@@ -26,7 +26,7 @@ const (
 // (or the empty page): it is never stored.
 type hash [sha256.Size]byte
 
-func (h hash) isZero() bool  { return h == hash{} }
+func (h hash) isZero() bool   { return h == hash{} }
 func (h hash) String() string { return hex.EncodeToString(h[:]) }
 
 func parseHash(s string) (hash, error) {
@@ -45,8 +45,8 @@ func pageKey(h hash) string  { s := h.String(); return "pages/" + s[:2] + "/" + 
 func rootKey(vol string, seq uint64) string {
 	return fmt.Sprintf("volumes/%s/roots/%020d", vol, seq)
 }
-func headKey(vol string) string     { return "volumes/" + vol + "/head" }
-func snapshotKey(id string) string  { return "snapshots/" + id + ".json" }
+func headKey(vol string) string    { return "volumes/" + vol + "/head" }
+func snapshotKey(id string) string { return "snapshots/" + id + ".json" }
 
 var zeroBlock = make([]byte, BlockSize)
 

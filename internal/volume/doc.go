@@ -1,0 +1,99 @@
+// Package volume is the block engine: it owns the bytes of every volume —
+// the upload buffer (a journal), the local cache, the uploader that turns
+// dirty blocks into recovery points in the object store, snapshots, clones
+// and restores, and garbage collection. It knows nothing of HTTP or iSCSI:
+// the control plane reaches it through control.VolumeEngine (implemented by
+// *Engine) and the iSCSI target through scsi.Backend (implemented by
+// *Volume). It must not touch the catalog, names or ARNs (control owns them)
+// nor the wire (iscsi owns it).
+//
+// # Layout in the object store (a Merkle tree, as DESIGN.md proposes)
+//
+//	blocks/<h[0:2]>/<h>            a 512 KiB block, named by its SHA-256
+//	pages/<h[0:2]>/<h>             a manifest page: (index, block hash) of the
+//	                               non-zero blocks among 4096 (2 GiB)
+//	volumes/<vol>/roots/<seq>      a recovery point: size, cut time, owner,
+//	                               journal position, (index, page hash, count)
+//	volumes/<vol>/head             {seq, owner} of the published root, replaced
+//	                               with If-Match (fencing); a tombstone once
+//	                               deleted
+//	snapshots/<id>.json            a snapshot record naming a root key
+//
+// A zero block and an empty page are never stored: a volume costs what it
+// holds. A cut rewrites only the pages it touched; a snapshot is one small
+// record naming a root (the same cost for 1 GiB as for 32 TiB); a clone's
+// first root shares every page of its source.
+//
+// Departures from DESIGN.md, and why: a snapshot record names the root by
+// key rather than copying it (pinning stays O(1) in volume size); roots are
+// JSON with a sparse page list (a sparse 16 TiB volume's root is bytes, not
+// 256 KiB); the cache is not persistent across restarts (dirty data is
+// rebuilt from the journal, clean blocks are fetched again) which removes a
+// whole class of crash-consistency bugs between cache index and journal at
+// the price of a cold cache after a restart.
+//
+// # Local disks
+//
+// Upload-buffer disks form one ring (journal.go): records are appended at
+// increasing LSNs and released once the cut that covers them is published.
+// Cache disks are cut into 512 KiB slots (cache.go). The state directory
+// holds state.json (owner ID, disks, volumes) and journal.json (the ring's
+// superblock: epoch, layout, tail), both replaced atomically.
+//
+// # Invariants
+//
+// Each is also written next to the code that keeps it.
+//
+//  1. Durability (Volume.apply, journal.append, Volume.Flush). A write is
+//     acknowledged only after its record is appended to the journal; Flush
+//     fsyncs the journal. After a crash, Open replays every valid record at
+//     or after each volume's published cut over the published root, so
+//     every write acknowledged before the last completed Flush — and every
+//     later one that reached the journal file — is readable again. A torn
+//     or stale record (bad CRC, LSN or epoch) ends the replay: what follows
+//     was never completely appended.
+//
+//  2. Recovery point (cutVolume). A cut is taken under the volume's lock,
+//     which every journal append for the volume also holds; the frozen
+//     blocks are exactly the effects of the records before the cut's LSN.
+//     Later writes to a frozen block copy it into a new slot
+//     (copy-on-write) and never change what is uploaded. Blocks, then
+//     pages, then the root, then the head are written, so nothing is named
+//     before it exists; publishing the head advances the recovery point to
+//     the cut's time, and only then is the journal released up to the cut.
+//     The published root is therefore always a crash-consistent prefix:
+//     exactly the writes acknowledged before its cut. RecoveryPoint reports
+//     the cut time, or now when nothing is dirty or in flight (the store
+//     then holds every acknowledged write).
+//
+//  3. Garbage collection (gc.go, rules G1–G4 and G3a–c). An object is
+//     deleted only if no head, snapshot record, tombstone younger than the
+//     grace period G, or root younger than G reaches it, and it is itself
+//     older than G; every operation that names existing objects either holds
+//     the source volume's cut lock or finishes within the lease G/2, and a
+//     reused object must be younger than the lease or is written again.
+//
+//  4. Cache (cache.go). Only clean slots are evicted; a dirty or frozen
+//     block's slot is owned by its volume until the cut that uploads it is
+//     published. A clean slot equals the stored block it caches: the CRC of
+//     each 4 KiB sector, taken when it became clean, is checked on every
+//     read, and a mismatch drops the slot and the block is fetched again
+//     (and checked against its SHA-256).
+//
+//  5. Snapshots (snapshot.go). A completed record is written while its root
+//     is the published head, so the root exists first; a pending record
+//     names no root and is completed by the next cut; deleting writes a
+//     tombstone first and GC reclaims the rest.
+//
+// # Concurrency
+//
+// Lock order: Volume.cutMu, then Volume.mu, then journal.mu or cache.mu (or
+// Engine.mu, never held while taking a volume lock). Waiting for journal
+// space happens before any volume lock is taken; waiting for cache space
+// drops the volume lock first. Store I/O for reads and read-modify-writes
+// runs under the volume lock (simple, at the cost of serialising one
+// volume's misses); uploads run without it (frozen slots are immutable).
+//
+// Check is the opt-in strict mode: it walks every root in the store and the
+// local state of every open volume; tests run it after every step.
+package volume
