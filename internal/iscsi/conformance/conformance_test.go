@@ -1,0 +1,103 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// lunSize is the size of the LUN both targets serve in the conformance
+// run: the same file size, on the same file system.
+const lunSize = 64 << 20
+
+func startVolgwOrSkip(t *testing.T, opts VolgwOptions) Target {
+	t.Helper()
+	tgt, err := StartVolgw(t, opts)
+	if errors.Is(err, ErrNoVolgwTarget) {
+		t.Skipf("%v: the volgw side of this test runs once internal/iscsi has a server", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tgt
+}
+
+// TestVolgwTools: discovery, INQUIRY, CHAP and a qemu-img round trip
+// against volgw's target.
+func TestVolgwTools(t *testing.T) {
+	chap := &CHAP{User: "volgwtest", Secret: "s3cret-s3cret-1"}
+	RunToolChecks(t, startVolgwOrSkip(t, VolgwOptions{Size: 32 << 20, CHAP: chap}))
+}
+
+// TestConformance runs the whole libiscsi suite with --dataloss against
+// volgw and against tgtd serving a file of the same size, in the same run,
+// and fails if volgw really passes fewer tests than tgtd. Set
+// VOLGW_CONFORMANCE_OUT to a file to get the tables in markdown (for the
+// README's conformance section).
+func TestConformance(t *testing.T) {
+	volgw := startVolgwOrSkip(t, VolgwOptions{Size: lunSize})
+	tgtd := StartTGTD(t, TGTDOptions{Size: lunSize})
+	ctx := context.Background()
+	targets := []Target{tgtd, volgw}
+	results := make([]*CUResult, len(targets))
+	for i, tgt := range targets {
+		start := time.Now()
+		res, out, err := RunCU(ctx, tgt.URL(), CUOptions{DataLoss: true, Timeout: 10 * time.Minute})
+		if res == nil || len(res.Tests) == 0 {
+			t.Fatalf("%s: %v\n%s", tgt.Name, err, out)
+		}
+		if err != nil {
+			// A crashed or hung run still counts, with the test it died in
+			// as a failure; the comparison below decides.
+			t.Errorf("%s: %v (output tail: %s)", tgt.Name, err, tail(out, 2000))
+		}
+		results[i] = res
+		t.Logf("%s: iscsi-test-cu took %v", tgt.Name, time.Since(start).Round(time.Second))
+	}
+	report := conformanceReport(targets, results)
+	t.Logf("\n%s", report)
+	if path := os.Getenv("VOLGW_CONFORMANCE_OUT"); path != "" {
+		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	if results[1].Passed < results[0].Passed {
+		t.Errorf("volgw passes %d tests, tgtd %d: volgw must pass at least as many", results[1].Passed, results[0].Passed)
+	}
+}
+
+// conformanceReport is the counts table, then every test volgw fails with
+// its reason, then the tests tgtd passes and volgw does not.
+func conformanceReport(targets []Target, results []*CUResult) string {
+	var b strings.Builder
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Name
+	}
+	b.WriteString(Table(names, results))
+	for i, r := range results {
+		b.WriteString("\n" + targets[i].Name + " failures:\n")
+		for _, f := range r.FailedTests() {
+			b.WriteString("- " + f.FullName() + ": " + f.Reason + "\n")
+		}
+	}
+	ref := results[0].Outcomes()
+	var worse []string
+	for _, tc := range results[len(results)-1].Tests {
+		if ref[tc.FullName()] == Passed && tc.Outcome != Passed {
+			worse = append(worse, tc.FullName()+" ("+tc.Outcome.String()+")")
+		}
+	}
+	b.WriteString("\npassed by " + targets[0].Name + " but not by " + targets[len(targets)-1].Name + ": " + strings.Join(worse, ", ") + "\n")
+	return b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
