@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -230,19 +229,6 @@ func startServer(t *testing.T, dataDir string) *testServer {
 		}
 	})
 	return s
-}
-
-// clientEnv is the environment for the AWS CLI and boto3 scripts: this
-// server's credentials and nothing from the user's own AWS setup.
-func clientEnv(s *testServer, home string) []string {
-	return []string{
-		"HOME=" + home, "PATH=/usr/local/bin:/usr/bin:/bin",
-		"AWS_ACCESS_KEY_ID=" + e2eKeyID, "AWS_SECRET_ACCESS_KEY=" + e2eSecret,
-		"AWS_DEFAULT_REGION=us-east-1", "AWS_REGION=us-east-1",
-		"AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
-		"AWS_PAGER=", "AWS_MAX_ATTEMPTS=1", "AWS_RETRY_MODE=standard",
-		"VOLGW_ENDPOINT=" + s.endpoint(),
-	}
 }
 
 // runTool runs a client (CLI, python) with env, bounded in time, and
