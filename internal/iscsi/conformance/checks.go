@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -26,14 +27,18 @@ func RunToolChecks(t *testing.T, tgt Target) {
 	if tgt.CHAP != nil {
 		t.Run("CHAP-wrong-secret-refused", func(t *testing.T) {
 			wrong := &CHAP{User: tgt.CHAP.User, Secret: tgt.CHAP.Secret + "x"}
-			if out, err := ISCSIInq(ctx, tgt, wrong); err == nil {
+			out, err := ISCSIInq(ctx, tgt, wrong)
+			if err == nil {
 				t.Fatalf("iscsi-inq with a wrong CHAP secret logged in:\n%s", out)
 			}
+			requireLoginRefused(t, out)
 		})
 		t.Run("CHAP-no-credentials-refused", func(t *testing.T) {
-			if out, err := ISCSIInq(ctx, tgt, nil); err == nil {
+			out, err := ISCSIInq(ctx, tgt, nil)
+			if err == nil {
 				t.Fatalf("iscsi-inq without credentials logged in to a CHAP target:\n%s", out)
 			}
+			requireLoginRefused(t, out)
 		})
 	}
 	t.Run("qemu-img-round-trip", func(t *testing.T) {
@@ -42,4 +47,14 @@ func RunToolChecks(t *testing.T, tgt Target) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// requireLoginRefused checks that a failed iscsi-inq failed at login, not
+// for some unrelated reason that would make the CHAP check vacuous.
+func requireLoginRefused(t *testing.T, out string) {
+	t.Helper()
+	if !strings.Contains(strings.ToLower(out), "login") {
+		t.Fatalf("iscsi-inq failed, but not at login:\n%s", out)
+	}
+	t.Logf("refused as expected: %s", strings.TrimSpace(out))
 }
