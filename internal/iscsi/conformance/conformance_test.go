@@ -94,10 +94,3 @@ func conformanceReport(targets []Target, results []*CUResult) string {
 	b.WriteString("\npassed by " + targets[0].Name + " but not by " + targets[len(targets)-1].Name + ": " + strings.Join(worse, ", ") + "\n")
 	return b.String()
 }
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
-}

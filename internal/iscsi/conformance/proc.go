@@ -89,3 +89,11 @@ func waitListening(addr string, exited <-chan struct{}, within time.Duration) er
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// tail returns the last n bytes of s, for logging long tool output.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}

@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"errors"
-	"testing"
 )
 
 // ErrNoVolgwTarget means internal/iscsi does not yet export a target server
@@ -19,12 +18,4 @@ type VolgwOptions struct {
 	BackingFile string
 	IQN         string
 	CHAP        *CHAP
-}
-
-// StartVolgw serves a file-backed LUN 0 through volgw's own iSCSI target
-// (internal/iscsi over scsi.NewDevice over scsi.FileBackend), in this
-// process, on a free 127.0.0.1 port, stopped at test cleanup.
-func StartVolgw(t testing.TB, opts VolgwOptions) (Target, error) {
-	t.Helper()
-	return Target{}, ErrNoVolgwTarget
 }
