@@ -272,9 +272,6 @@ func (d *Device) writeSame(ctx context.Context, cmd *Command) (Response, error) 
 	if unmap && !d.opts.ThinProvisioning {
 		return Response{}, invalidCDB(1, 3)
 	}
-	if ndob && !unmap {
-		// NDOB without UNMAP writes zeros; allowed (SBC-4 5.50).
-	}
 	if e := d.checkRange(lba, uint64(n)); e != nil {
 		return Response{}, e
 	}
@@ -295,13 +292,12 @@ func (d *Device) writeSame(ctx context.Context, cmd *Command) (Response, error) 
 		pattern = make([]byte, d.bs)
 	} else {
 		if len(cmd.DataOut) != int(d.bs) {
-			// Exactly one block must be sent; anything else is a broken
-			// transfer, not something to guess about.
-			if len(cmd.DataOut) < int(d.bs) {
-				return Response{}, errInvalidIU
-			}
+			// Exactly one block must be sent; anything else means the
+			// initiator and we disagree about the pattern, so nothing is
+			// written.
+			return Response{}, errInvalidIU
 		}
-		pattern = cmd.DataOut[:d.bs]
+		pattern = cmd.DataOut
 	}
 	if count == 0 {
 		return good, nil
