@@ -16,11 +16,12 @@
 // the data, and the ETag changes on every replace, even with equal content.
 //
 // Conditional Puts (IfNoneMatch, IfMatch) are atomic against every Put and
-// Delete of the same key made through the same *Store: a striped mutex
-// guards the check and the rename.
-// Two processes (or two *Store values) on one directory get no such
-// guarantee: their check-then-rename can interleave. Fencing across
-// gateways needs the s3 store on a server that honours conditional writes.
+// Delete of the same key, made through any *Store on the same directory in
+// any process on the same machine: the check and the rename run under one
+// of 256 striped locks, a mutex plus flock(2) of a lock file in
+// <dir>/.volgw-locks. flock is not reliable on network file systems (NFS
+// emulates it, others ignore it), so fencing between machines needs the s3
+// store on a server that honours conditional writes.
 //
 // This package owns only the files under its directory; it knows nothing of
 // what the keys mean.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,9 +21,14 @@ import (
 // blob.ReservedSegmentPrefix, so no key can name one, and List skips them.
 const tempPrefix = blob.ReservedSegmentPrefix + "tmp-"
 
-// lockStripes is the number of mutexes keys hash onto. Two keys sharing a
+// lockStripes is the number of locks keys hash onto. Two keys sharing a
 // stripe only serialise their final check-and-rename, which is short.
 const lockStripes = 256
+
+// lockDir holds one lock file per stripe, for flock(2) between processes.
+// Its name starts with blob.ReservedSegmentPrefix, so no key reaches it and
+// List skips it.
+const lockDir = blob.ReservedSegmentPrefix + "locks"
 
 // Store is a blob.Store over a local directory. Safe for concurrent use by
 // the goroutines of one process; see the package comment for what holds
@@ -31,10 +36,11 @@ const lockStripes = 256
 type Store struct {
 	root string // absolute, cleaned
 
-	seed maphash.Seed
-	// stripes[i] guards the check-then-rename (or check-then-remove) of
-	// every key hashing to i, which makes conditional Puts atomic against
-	// every other Put and Delete of the same key in this process.
+	// stripes[i], together with an flock of lock file i, guards the
+	// check-then-rename (or check-then-remove) of every key hashing to i,
+	// which makes conditional Puts atomic against every other Put and
+	// Delete of the same key, in this process (the mutex) and in any other
+	// process on this machine using the same directory (the flock).
 	stripes [lockStripes]sync.Mutex
 }
 
@@ -59,7 +65,10 @@ func New(dir string) (*Store, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("fs: %s is not a directory", abs)
 	}
-	return &Store{root: abs, seed: maphash.MakeSeed()}, nil
+	if err := os.MkdirAll(filepath.Join(abs, lockDir), 0o755); err != nil {
+		return nil, fmt.Errorf("fs: create lock directory: %w", err)
+	}
+	return &Store{root: abs}, nil
 }
 
 // Dir returns the directory the store is rooted at.
@@ -75,8 +84,35 @@ func (s *Store) path(key string) (string, error) {
 	return filepath.Join(s.root, filepath.FromSlash(key)), nil
 }
 
-func (s *Store) stripe(key string) *sync.Mutex {
-	return &s.stripes[maphash.String(s.seed, key)%lockStripes]
+// lock takes the key's stripe: its mutex, then an exclusive flock of its
+// lock file. The hash is FNV-1a, fixed, so every process picks the same
+// stripe for a key. Closing the file releases the flock.
+func (s *Store) lock(key string) (unlock func(), err error) {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	i := h.Sum32() % lockStripes
+	mu := &s.stripes[i]
+	mu.Lock()
+	f, err := os.OpenFile(filepath.Join(s.root, lockDir, fmt.Sprintf("%02x", i)), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		mu.Unlock()
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		mu.Unlock()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	return func() {
+		f.Close()
+		mu.Unlock()
+	}, nil
 }
 
 // Get returns the object's content.
@@ -167,9 +203,11 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutO
 		return blob.ObjectInfo{}, err
 	}
 
-	mu := s.stripe(key)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock, err := s.lock(key)
+	if err != nil {
+		return blob.ObjectInfo{}, fmt.Errorf("fs: put %q: %w", key, err)
+	}
+	defer unlock()
 	if err := s.checkPrecondition(key, p, opts); err != nil {
 		return blob.ObjectInfo{}, err
 	}
@@ -287,9 +325,11 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mu := s.stripe(key)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock, err := s.lock(key)
+	if err != nil {
+		return fmt.Errorf("fs: delete %q: %w", key, err)
+	}
+	defer unlock()
 	fi, err := os.Lstat(p)
 	if err != nil {
 		if errors.Is(mapErr("delete", key, err), blob.ErrNotFound) {

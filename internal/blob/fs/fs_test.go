@@ -2,10 +2,14 @@ package fs_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/volgw/volgw/internal/blob"
@@ -98,5 +102,61 @@ func TestNewRejectsFile(t *testing.T) {
 	}
 	if _, err := fs.New(""); err == nil {
 		t.Error("New with an empty path succeeded")
+	}
+}
+
+// TestConditionalPutAcrossStores: two *Store values on one directory (as
+// two processes would have; each opens its own lock files) still let
+// exactly one create-only Put win, and exactly one compare-and-swap.
+func TestConditionalPutAcrossStores(t *testing.T) {
+	dir := t.TempDir()
+	var stores []*fs.Store
+	for range 4 {
+		s, err := fs.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, s)
+	}
+	ctx := context.Background()
+	for round := range 20 {
+		key := fmt.Sprintf("volumes/v/head-%d", round)
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i, s := range stores {
+			wg.Go(func() {
+				_, err := s.Put(ctx, key, fmt.Appendf(nil, "owner %d", i), blob.PutOptions{IfNoneMatch: true})
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, blob.ErrPreconditionFailed):
+					t.Errorf("store %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := wins.Load(); n != 1 {
+			t.Fatalf("round %d: %d create-only Puts won, want 1", round, n)
+		}
+		cur, err := stores[0].Stat(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wins.Store(0)
+		for i, s := range stores {
+			wg.Go(func() {
+				_, err := s.Put(ctx, key, fmt.Appendf(nil, "swap %d", i), blob.PutOptions{IfMatch: cur.ETag})
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case !errors.Is(err, blob.ErrPreconditionFailed):
+					t.Errorf("store %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := wins.Load(); n != 1 {
+			t.Fatalf("round %d: %d compare-and-swaps won, want 1", round, n)
+		}
 	}
 }
