@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -179,10 +180,9 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.ObjectInfo, error) {
 // Put uploads data in one PutObject request, made conditional with
 // If-None-Match: * or If-Match: <etag> as opts asks.
 //
-// The returned ObjectInfo takes the ETag from the PUT response and the
-// ModTime from a HEAD after it, since PutObject does not return one; if
-// another writer replaced the object in between, the HEAD would describe
-// that writer's object, so the HEAD is trusted only when the ETags agree.
+// PutObject returns no Last-Modified; the returned ModTime is the
+// response's Date header, the server's clock when it stored the object (to
+// the second, like Last-Modified), which spares a HEAD per upload.
 func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutOptions) (blob.ObjectInfo, error) {
 	k, err := s.objectKey(key)
 	if err != nil {
@@ -214,13 +214,20 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutO
 		}
 		return blob.ObjectInfo{}, err
 	}
-	info := blob.ObjectInfo{Key: key, Size: int64(len(data)), ETag: aws.ToString(out.ETag)}
-	if st, err := s.Stat(ctx, key); err == nil && (info.ETag == "" || st.ETag == info.ETag) {
+	info := blob.ObjectInfo{Key: key, Size: int64(len(data)), ETag: aws.ToString(out.ETag), ModTime: time.Now()}
+	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
+		if d, err := http.ParseTime(raw.Header.Get("Date")); err == nil {
+			info.ModTime = d
+		}
+	}
+	if info.ETag == "" {
+		// Some S3-compatible servers omit the ETag from PUT responses;
+		// a caller about to compare-and-swap needs it.
+		st, err := s.Stat(ctx, key)
+		if err != nil {
+			return blob.ObjectInfo{}, fmt.Errorf("s3: put %q: written, but no ETag: %w", key, err)
+		}
 		info.ETag, info.ModTime = st.ETag, st.ModTime
-	} else {
-		// The object was written; only its ModTime is unknown, and the
-		// time the PUT returned is within a round trip of it.
-		info.ModTime = time.Now()
 	}
 	return info, nil
 }
