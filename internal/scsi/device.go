@@ -71,6 +71,8 @@ type Device struct {
 	dsense bool // control page D_SENSE: descriptor-format sense data
 	swp    bool // control page SWP: software write protect
 	res    reservations
+	// copies holds EXTENDED COPY results kept for RECEIVE COPY RESULTS.
+	copies map[copyKey]copyStatus
 }
 
 // Default limits and identification.
@@ -325,6 +327,8 @@ func (d *Device) dataOutLength(cdb []byte) int64 {
 		return int64(cdb[4])
 	case opPROut:
 		return int64(getU32(cdb[5:]))
+	case opExtendedCopy:
+		return int64(getU32(cdb[10:]))
 	}
 	return 0
 }
@@ -474,6 +478,10 @@ func (d *Device) dispatch(ctx context.Context, cmd *Command) (Response, error) {
 		return d.persistentReserveIn(cdb)
 	case opPROut:
 		return d.persistentReserveOut(cmd)
+	case opExtendedCopy:
+		return d.extendedCopy(ctx, cmd)
+	case opReceiveCopyResult:
+		return d.receiveCopyResults(cmd)
 	}
 	return Response{}, errInvalidOpcode
 }

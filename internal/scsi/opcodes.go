@@ -24,6 +24,9 @@ var supportedOps = []supportedOp{
 	{op: opPROut, sa: 2, hasSA: true}, {op: opPROut, sa: 3, hasSA: true},
 	{op: opPROut, sa: 4, hasSA: true}, {op: opPROut, sa: 5, hasSA: true},
 	{op: opPROut, sa: 6, hasSA: true},
+	{op: opExtendedCopy, sa: 0, hasSA: true},
+	{op: opReceiveCopyResult, sa: saCopyStatus, hasSA: true},
+	{op: opReceiveCopyResult, sa: saOperatingParams, hasSA: true},
 	{op: opRead16}, {op: opCompareAndWrite}, {op: opWrite16}, {op: opOrWrite16},
 	{op: opWriteVerify16}, {op: opVerify16}, {op: opPrefetch16}, {op: opSyncCache16},
 	{op: opWriteSame16},
@@ -42,7 +45,7 @@ func (d *Device) supported(s supportedOp) bool {
 // hasServiceActions reports whether op is a command with service actions.
 func hasServiceActions(op byte) bool {
 	switch op {
-	case opPRIn, opPROut, opServiceActionIn16, opMaintenanceIn:
+	case opPRIn, opPROut, opServiceActionIn16, opMaintenanceIn, opExtendedCopy, opReceiveCopyResult:
 		return true
 	}
 	return false

@@ -69,6 +69,8 @@ func accessClass(cdb []byte) int {
 			return accessAlways
 		}
 		return accessWrite
+	case opReceiveCopyResult:
+		return accessAlways
 	case opRead6, opRead10, opRead12, opRead16, opVerify10, opVerify12, opVerify16,
 		opPrefetch10, opPrefetch16, opModeSense6, opModeSense10, opReadDefect10, opReadDefect12:
 		return accessRead
