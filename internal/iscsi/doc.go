@@ -1,0 +1,42 @@
+// Package iscsi is volgw's iSCSI target (RFC 7143): the wire between
+// initiators and the SCSI logical units of package scsi.
+//
+// It owns TCP connections, login (operational parameter negotiation, CHAP
+// one-way and mutual), discovery (SendTargets), command numbering
+// (CmdSN/ExpCmdSN/MaxCmdSN, StatSN), Data-In, R2T and Data-Out with their
+// sequence numbers, residual counts, immediate and unsolicited data,
+// header and data digests (CRC32C), NOP-In/Out, task management and
+// logout. It never interprets a CDB: every SCSI Command, with all its
+// Data-Out gathered, goes to the target's scsi.LogicalUnit (normally a
+// scsi.LUNTable), and its scsi.Response comes back as Data-In and status.
+// It must not touch backends, volumes or the control plane.
+//
+// The API:
+//
+//	srv := iscsi.NewServer(iscsi.Config{Logger: log})
+//	srv.AddTarget(iscsi.TargetConfig{IQN: iqn, LUNs: lunTable, CHAP: creds})
+//	go srv.Serve(ctx, ln)        // any number of listeners
+//	srv.SetCHAP(iqn, creds)      // later logins use the new credentials
+//	srv.RemoveTarget(iqn)        // closes its sessions, waits for commands
+//	srv.Close()
+//
+// Naming: volgw serves one target per volume, named
+// iqn.1997-05.com.amazon:<TargetName> as AWS Storage Gateway does, with
+// the volume at the LunNumber the API reports (Command.LUN carries the
+// decoded LUN number: peripheral and flat addressing; any other form has
+// its top bit set and so matches no configured LUN).
+//
+// Sessions: one connection per session (MaxConnections=1) at
+// ErrorRecoveryLevel 0. A new login with the same initiator name, ISID and
+// target reinstates (closes) the old session. Each connection has one
+// reader goroutine, which admits commands in CmdSN order and gathers their
+// Data-Out straight into pooled buffers, one goroutine per executing
+// command, and one writer goroutine that stamps StatSN/ExpCmdSN/MaxCmdSN
+// and batches PDUs into buffered writes. MaxCmdSN shrinks by the number of
+// commands outstanding, which is the target's flow control.
+//
+// Errors at ERL 0: a header digest error or a malformed stream ends the
+// connection; a Data-Out sequence or data digest error ends only its
+// command, with CHECK CONDITION / ABORTED COMMAND; requests outside the
+// command window are ignored, as RFC 7143 4.2.2.1 requires.
+package iscsi

@@ -1,0 +1,403 @@
+package iscsi
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/volgw/volgw/internal/scsi"
+)
+
+// Config configures a Server. Zero fields take the defaults named in their
+// comments.
+type Config struct {
+	// Logger receives connection and protocol events. Default: slog.Default().
+	Logger *slog.Logger
+	// MaxRecvDataSegmentLength is the largest data segment the target
+	// accepts in one PDU, declared to every initiator. Default 256 KiB.
+	MaxRecvDataSegmentLength uint32
+	// MaxBurstLength and FirstBurstLength are the target's upper bounds in
+	// negotiation (RFC 7143 13.13, 13.14). Defaults 16 MiB - 1 and 256 KiB.
+	MaxBurstLength, FirstBurstLength uint32
+	// MaxOutstandingR2T bounds the R2Ts in flight per command. Default 4.
+	MaxOutstandingR2T uint32
+	// MaxDataTransfer bounds the ExpectedDataTransferLength of a write; a
+	// longer one fails with CHECK CONDITION before any buffer is taken.
+	// Default 64 MiB.
+	MaxDataTransfer uint32
+	// CommandWindow is how many commands an initiator may have queued
+	// (MaxCmdSN - ExpCmdSN + 1 when idle). Default 128.
+	CommandWindow uint32
+	// LoginTimeout bounds the whole login phase of a connection. Default 30s.
+	LoginTimeout time.Duration
+	// PortalGroupTag is the target portal group tag of every portal.
+	// Default 1.
+	PortalGroupTag uint16
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxRecvDataSegmentLength == 0 {
+		c.MaxRecvDataSegmentLength = 256 << 10
+	}
+	c.MaxRecvDataSegmentLength = clamp(c.MaxRecvDataSegmentLength, 512, 1<<24-1)
+	if c.MaxBurstLength == 0 {
+		c.MaxBurstLength = 1<<24 - 1
+	}
+	c.MaxBurstLength = clamp(c.MaxBurstLength, 512, 1<<24-1)
+	if c.FirstBurstLength == 0 {
+		c.FirstBurstLength = 256 << 10
+	}
+	c.FirstBurstLength = clamp(c.FirstBurstLength, 512, c.MaxBurstLength)
+	if c.MaxOutstandingR2T == 0 {
+		c.MaxOutstandingR2T = 4
+	}
+	if c.MaxDataTransfer == 0 {
+		c.MaxDataTransfer = 64 << 20
+	}
+	if c.CommandWindow == 0 {
+		c.CommandWindow = 128
+	}
+	if c.LoginTimeout == 0 {
+		c.LoginTimeout = 30 * time.Second
+	}
+	if c.PortalGroupTag == 0 {
+		c.PortalGroupTag = 1
+	}
+}
+
+func clamp(v, lo, hi uint32) uint32 { return max(lo, min(v, hi)) }
+
+// TargetConfig describes one target.
+type TargetConfig struct {
+	// IQN is the target name, e.g. iqn.1997-05.com.amazon:myvolume.
+	IQN string
+	// LUNs executes every SCSI command sent to the target; it dispatches
+	// by Command.LUN (scsi.NewLUNTable).
+	LUNs scsi.LogicalUnit
+	// CHAP lists the initiators allowed to log in with CHAP. Empty: the
+	// target requires no authentication.
+	CHAP []CHAPCredential
+}
+
+// Errors returned by the Server's methods.
+var (
+	ErrTargetExists   = errors.New("iscsi: target already exists")
+	ErrTargetNotFound = errors.New("iscsi: target not found")
+	ErrBadTarget      = errors.New("iscsi: invalid target configuration")
+	ErrServerClosed   = errors.New("iscsi: server closed")
+)
+
+// Server is an iSCSI target server: it serves any number of targets on any
+// number of listeners. It is safe for concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	lim targetLimits
+
+	// mu guards every field below.
+	mu        sync.Mutex
+	targets   map[string]*target
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // every open connection, in login or not
+	sessions  map[*session]struct{} // sessions in full feature phase
+	nextTSIH  uint16
+	closed    bool
+
+	// connWG counts connection goroutines, so Close can wait for them.
+	connWG sync.WaitGroup
+}
+
+// target is one configured target. Its fields are guarded by Server.mu.
+type target struct {
+	iqn  string
+	lu   scsi.LogicalUnit
+	chap []CHAPCredential
+}
+
+// NewServer returns a server with no targets and no listeners.
+func NewServer(cfg Config) *Server {
+	cfg.setDefaults()
+	return &Server{
+		cfg: cfg,
+		log: cfg.Logger,
+		lim: targetLimits{
+			MaxRecvDataSegmentLength: cfg.MaxRecvDataSegmentLength,
+			MaxBurstLength:           cfg.MaxBurstLength,
+			FirstBurstLength:         cfg.FirstBurstLength,
+			MaxOutstandingR2T:        cfg.MaxOutstandingR2T,
+		},
+		targets:   make(map[string]*target),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+		sessions:  make(map[*session]struct{}),
+	}
+}
+
+// AddTarget makes a target available to new logins. It fails with
+// ErrTargetExists if the IQN is taken.
+func (s *Server) AddTarget(tc TargetConfig) error {
+	if err := validName(tc.IQN); err != nil {
+		return err
+	}
+	if tc.LUNs == nil {
+		return fmt.Errorf("%w: target %s has no logical units", ErrBadTarget, tc.IQN)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrServerClosed
+	}
+	if _, ok := s.targets[tc.IQN]; ok {
+		return fmt.Errorf("%w: %s", ErrTargetExists, tc.IQN)
+	}
+	s.targets[tc.IQN] = &target{iqn: tc.IQN, lu: tc.LUNs, chap: copyCHAP(tc.CHAP)}
+	return nil
+}
+
+// SetCHAP replaces the CHAP credentials of a target. Sessions already
+// logged in stay; the new credentials apply to later logins.
+func (s *Server) SetCHAP(iqn string, creds []CHAPCredential) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.targets[iqn]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrTargetNotFound, iqn)
+	}
+	t.chap = copyCHAP(creds)
+	return nil
+}
+
+func copyCHAP(c []CHAPCredential) []CHAPCredential {
+	return append([]CHAPCredential(nil), c...)
+}
+
+// RemoveTarget withdraws a target and closes its sessions. Commands in
+// flight on them finish executing before RemoveTarget returns, so the
+// caller may close the backend afterwards.
+func (s *Server) RemoveTarget(iqn string) error {
+	s.mu.Lock()
+	t, ok := s.targets[iqn]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrTargetNotFound, iqn)
+	}
+	delete(s.targets, iqn)
+	var victims []*session
+	for ss := range s.sessions {
+		if ss.tgt == t {
+			victims = append(victims, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range victims {
+		ss.close()
+	}
+	for _, ss := range victims {
+		ss.waitTasks()
+	}
+	return nil
+}
+
+// Serve accepts connections on ln until ctx is done, ln fails or the
+// server is closed. It closes ln before returning. SendTargets answers
+// with the address each connection arrived on as the portal.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("iscsi: accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.conns[nc] = struct{}{}
+		s.connWG.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.connWG.Done()
+			s.serveConn(ctx, nc)
+			s.mu.Lock()
+			delete(s.conns, nc)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops every listener and connection and waits for commands in
+// flight to finish.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.connWG.Wait()
+	return nil
+}
+
+// serveConn runs one connection: login, then full feature phase.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	defer nc.Close()
+	log := s.log.With("remote", nc.RemoteAddr().String())
+	br := bufio.NewReaderSize(nc, 64<<10)
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.LoginTimeout))
+	ss, err := s.login(nc, br, log)
+	if err != nil {
+		log.Debug("iscsi: login failed", "err", err)
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	ss.run(ctx)
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+}
+
+// lookupTarget returns a target's current configuration.
+func (s *Server) lookupTarget(iqn string) (t *target, chap []CHAPCredential, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok = s.targets[iqn]
+	if !ok {
+		return nil, nil, false
+	}
+	return t, t.chap, true
+}
+
+// targetNames lists the configured targets in a stable order.
+func (s *Server) targetNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.targets))
+	for n := range s.targets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// unregister forgets a session that failed before full feature phase.
+func (s *Server) unregister(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+}
+
+// closeTargetSessions closes every session of t but keep (a TARGET COLD
+// RESET: keep closes itself once its TMF response is out).
+func (s *Server) closeTargetSessions(t *target, keep *session) {
+	s.mu.Lock()
+	var victims []*session
+	for ss := range s.sessions {
+		if ss.tgt == t && ss != keep {
+			victims = append(victims, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range victims {
+		ss.close()
+	}
+}
+
+// register admits a session to full feature phase. A normal session with
+// the same initiator, ISID and target as a live one reinstates it: the old
+// one is closed (RFC 7143 6.3.5).
+func (s *Server) register(ss *session) (uint16, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, ErrServerClosed
+	}
+	if ss.tgt != nil {
+		if cur, ok := s.targets[ss.tgt.iqn]; !ok || cur != ss.tgt {
+			s.mu.Unlock()
+			return 0, ErrTargetNotFound
+		}
+	}
+	var old []*session
+	for o := range s.sessions {
+		if !ss.discovery && !o.discovery && o.tgt == ss.tgt && o.isid == ss.isid && o.initiatorName == ss.initiatorName {
+			old = append(old, o)
+			delete(s.sessions, o)
+		}
+	}
+	s.nextTSIH++
+	if s.nextTSIH == 0 {
+		s.nextTSIH = 1
+	}
+	tsih := s.nextTSIH
+	s.sessions[ss] = struct{}{}
+	s.mu.Unlock()
+	for _, o := range old {
+		o.close()
+		o.waitTasks()
+	}
+	return tsih, nil
+}
+
+// validName checks an iSCSI name loosely (RFC 7143 4.2.7): iqn., eui. or
+// naa. form, at most 223 bytes, no spaces or control characters.
+func validName(n string) error {
+	if len(n) == 0 || len(n) > 223 {
+		return fmt.Errorf("%w: name length %d", ErrBadTarget, len(n))
+	}
+	if !strings.HasPrefix(n, "iqn.") && !strings.HasPrefix(n, "eui.") && !strings.HasPrefix(n, "naa.") {
+		return fmt.Errorf("%w: %q is not an iqn., eui. or naa. name", ErrBadTarget, n)
+	}
+	for _, c := range n {
+		if c <= ' ' || c == 0x7f || c == ',' {
+			return fmt.Errorf("%w: %q has a forbidden character", ErrBadTarget, n)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,439 @@
+package iscsi
+
+import (
+	"errors"
+
+	"github.com/volgw/volgw/internal/scsi"
+)
+
+type taskState byte
+
+const (
+	taskGathering taskState = iota // waiting for Data-Out
+	taskExecuting                  // handed to the logical unit
+)
+
+// task is one SCSI command from admission to response.
+type task struct {
+	itt      uint32
+	lunField [8]byte
+	cmd      scsi.Command
+	cdbBuf   [16]byte
+	readLen  uint32 // expected Data-In length
+	state    taskState
+	// finished is closed once the task will send nothing more.
+	finished chan struct{}
+
+	// Guarded by session.mu.
+	aborted    bool // a task management function ended the task
+	completing bool // the response is being queued; too late to abort
+
+	// Data-Out gathering, touched only by the reader goroutine.
+	buf         []byte // EDTL bytes, from the buffer pool
+	received    uint32 // Data-Out bytes in place, immediate data included
+	unsolNext   uint32 // offset the next unsolicited Data-Out must carry
+	unsolEnd    uint32 // end of the unsolicited burst
+	unsolDataSN uint32
+	unsolDone   bool
+	nextR2T     uint32 // offset the next R2T asks for
+	r2tSN       uint32
+	r2tsOut     uint32
+}
+
+// r2tSeq is one solicited Data-Out sequence.
+type r2tSeq struct {
+	t        *task
+	ttt      uint32
+	offset   uint32
+	length   uint32
+	received uint32
+	dataSN   uint32
+}
+
+// Transport-level sense (fixed format, SPC-4 4.5.3), for failures the
+// logical unit never sees.
+const (
+	senseIllegalRequest = 0x05
+	senseAbortedCommand = 0x0b
+)
+
+func fixedSense(key, asc, ascq byte) []byte {
+	s := make([]byte, 18)
+	s[0] = 0x70
+	s[2] = key
+	s[7] = 10
+	s[12] = asc
+	s[13] = ascq
+	return s
+}
+
+// handleCommand admits a SCSI Command PDU and starts gathering its data.
+func (ss *session) handleCommand(h *header) error {
+	n := h.dataLen()
+	if ss.discovery {
+		// Only text and logout belong to a discovery session.
+		return ss.reject(h, rejectProtocol)
+	}
+	if !ss.admit(h) {
+		return discardData(ss.br, n, ss.cp.digests)
+	}
+	if ss.outstanding.Add(1) > int32(2*ss.window) {
+		return errors.New("iscsi: initiator exceeded the command window")
+	}
+	flags := h.flags()
+	t := &task{
+		itt:      h.itt(),
+		finished: make(chan struct{}),
+	}
+	copy(t.lunField[:], h.lunField())
+	edtl := h.edtl()
+	t.cmd = scsi.Command{
+		Nexus:                      ss.nexus,
+		LUN:                        decodeLUN(t.lunField[:]),
+		CDB:                        h.cdb(t.cdbBuf[:0]),
+		ExpectedDataTransferLength: edtl,
+		Read:                       flags&flagRead != 0,
+		Write:                      flags&flagWrite != 0,
+	}
+	t.readLen = edtl
+	if t.cmd.Read && t.cmd.Write {
+		if l, ok := h.bidiReadLength(); ok {
+			t.readLen = l
+		}
+	}
+
+	ss.mu.Lock()
+	_, dup := ss.tasks[t.itt]
+	if !dup {
+		ss.tasks[t.itt] = t
+	}
+	ss.mu.Unlock()
+	if dup {
+		ss.outstanding.Add(-1)
+		return ss.reject(h, rejectInvalidField)
+	}
+
+	if !t.cmd.Write || edtl == 0 {
+		if err := discardData(ss.br, n, ss.cp.digests); err != nil {
+			return err
+		}
+		ss.startExecution(t)
+		return nil
+	}
+	if edtl > ss.srv.cfg.MaxDataTransfer {
+		if err := discardData(ss.br, n, ss.cp.digests); err != nil {
+			return err
+		}
+		ss.failTask(t, fixedSense(senseIllegalRequest, 0x24, 0)) // INVALID FIELD IN CDB
+		return nil
+	}
+	t.buf = getBuf(int(edtl))
+	imm := min(uint32(n), edtl)
+	if imm > 0 {
+		if err := readData(ss.br, t.buf[:imm], ss.cp.digests); err != nil {
+			if errors.Is(err, errDataDigest) {
+				ss.sendReject(h, rejectDataDigest)
+				ss.failTask(t, fixedSense(senseAbortedCommand, 0x47, 0x05)) // PROTOCOL SERVICE CRC ERROR
+				return nil
+			}
+			return err
+		}
+		if uint32(n) > imm {
+			// Immediate data beyond EDTL is not part of the command.
+			if _, err := ss.br.Discard(n - int(imm)); err != nil {
+				return err
+			}
+		}
+	} else if n > 0 {
+		if err := discardData(ss.br, n, ss.cp.digests); err != nil {
+			return err
+		}
+	}
+	t.received = imm
+	t.unsolNext = imm
+	t.unsolEnd = imm
+	t.unsolDone = true
+	if !h.final() && !ss.sp.InitialR2T {
+		t.unsolEnd = max(imm, min(ss.sp.FirstBurstLength, edtl))
+		t.unsolDone = t.unsolEnd == imm
+	}
+	t.nextR2T = t.unsolEnd
+	ss.advance(t)
+	return nil
+}
+
+// advance starts the task when all its data is in, or asks for more.
+func (ss *session) advance(t *task) {
+	edtl := t.cmd.ExpectedDataTransferLength
+	if t.received == edtl {
+		t.cmd.DataOut = t.buf[:edtl]
+		ss.startExecution(t)
+		return
+	}
+	for t.r2tsOut < ss.sp.MaxOutstandingR2T && t.nextR2T < edtl {
+		length := min(ss.sp.MaxBurstLength, edtl-t.nextR2T)
+		ttt := ss.nextTTT
+		ss.nextTTT++
+		if ss.nextTTT == reservedTag {
+			ss.nextTTT = 1
+		}
+		seq := &r2tSeq{t: t, ttt: ttt, offset: t.nextR2T, length: length}
+		ss.mu.Lock()
+		ss.r2ts[ttt] = seq
+		ss.mu.Unlock()
+		p := newOut()
+		p.bhs[0] = opR2T
+		p.bhs[1] = flagFinal
+		copy(p.bhs[8:16], t.lunField[:])
+		put32(p.bhs[16:20], t.itt)
+		put32(p.bhs[20:24], ttt)
+		put32(p.bhs[36:40], t.r2tSN)
+		put32(p.bhs[40:44], seq.offset)
+		put32(p.bhs[44:48], length)
+		p.sn = snCurrent
+		ss.send(p)
+		t.r2tSN++
+		t.r2tsOut++
+		t.nextR2T += length
+	}
+}
+
+// handleDataOut places one Data-Out PDU's data in its task's buffer
+// (RFC 7143 11.7). Data for a task that no longer exists is dropped; a
+// sequence error at ERL 0 ends the task with CHECK CONDITION.
+func (ss *session) handleDataOut(h *header) error {
+	n := uint32(h.dataLen())
+	itt, ttt := h.itt(), h.ttt()
+	var t *task
+	var seq *r2tSeq
+	ss.mu.Lock()
+	if ttt == reservedTag {
+		t = ss.tasks[itt]
+	} else if seq = ss.r2ts[ttt]; seq != nil && seq.t.itt == itt {
+		t = seq.t
+	}
+	ss.mu.Unlock()
+	if t == nil || t.state != taskGathering || t.buf == nil {
+		return discardData(ss.br, int(n), ss.cp.digests)
+	}
+	off := h.bufferOffset()
+	var wantOff, wantSN, end uint32
+	if seq == nil {
+		wantOff, wantSN, end = t.unsolNext, t.unsolDataSN, t.unsolEnd
+		if t.unsolDone {
+			end = wantOff // no unsolicited data may come
+		}
+	} else {
+		wantOff, wantSN, end = seq.offset+seq.received, seq.dataSN, seq.offset+seq.length
+	}
+	if h.dataSN() != wantSN || off != wantOff || uint64(off)+uint64(n) > uint64(end) {
+		ss.log.Debug("iscsi: Data-Out out of sequence", "itt", itt, "datasn", h.dataSN(), "want_datasn", wantSN, "offset", off, "want_offset", wantOff, "len", n)
+		if err := discardData(ss.br, int(n), ss.cp.digests); err != nil {
+			return err
+		}
+		ss.failTask(t, fixedSense(senseAbortedCommand, 0x4b, 0x00)) // DATA PHASE ERROR
+		return nil
+	}
+	if err := readData(ss.br, t.buf[off:off+n], ss.cp.digests); err != nil {
+		if errors.Is(err, errDataDigest) {
+			ss.sendReject(h, rejectDataDigest)
+			ss.failTask(t, fixedSense(senseAbortedCommand, 0x47, 0x05))
+			return nil
+		}
+		return err
+	}
+	t.received += n
+	if seq == nil {
+		t.unsolNext += n
+		t.unsolDataSN++
+		if h.final() || t.unsolNext == t.unsolEnd {
+			t.unsolDone = true
+			if t.unsolNext != t.unsolEnd {
+				// NOT ENOUGH UNSOLICITED DATA (RFC 7143 7.1.4? 11.4.7.2).
+				ss.failTask(t, fixedSense(senseAbortedCommand, 0x0c, 0x0d))
+				return nil
+			}
+		}
+	} else {
+		seq.received += n
+		seq.dataSN++
+		if h.final() || seq.received == seq.length {
+			if seq.received != seq.length {
+				ss.failTask(t, fixedSense(senseAbortedCommand, 0x4b, 0x00))
+				return nil
+			}
+			ss.mu.Lock()
+			delete(ss.r2ts, seq.ttt)
+			ss.mu.Unlock()
+			t.r2tsOut--
+		}
+	}
+	if t.unsolDone || t.received == t.cmd.ExpectedDataTransferLength {
+		ss.advance(t)
+	}
+	return nil
+}
+
+// dropR2Ts forgets a task's outstanding R2Ts. Caller holds ss.mu.
+func (ss *session) dropR2TsLocked(t *task) {
+	if t.r2tsOut == 0 {
+		return
+	}
+	for ttt, seq := range ss.r2ts {
+		if seq.t == t {
+			delete(ss.r2ts, ttt)
+		}
+	}
+	t.r2tsOut = 0
+}
+
+// failTask ends a task that is still gathering data with CHECK CONDITION.
+// Reader goroutine only.
+func (ss *session) failTask(t *task, sense []byte) {
+	ss.mu.Lock()
+	ss.dropR2TsLocked(t)
+	aborted := t.aborted
+	if ss.tasks[t.itt] == t {
+		delete(ss.tasks, t.itt)
+	}
+	t.completing = true
+	ss.mu.Unlock()
+	putBuf(t.buf)
+	t.buf = nil
+	t.state = taskExecuting // no more Data-Out is accepted
+	if !aborted {
+		ss.sendResponse(t, scsi.Response{Status: scsi.StatusCheckCondition, Sense: sense}, 0, 0, t.r2tSN)
+	}
+	ss.outstanding.Add(-1)
+	close(t.finished)
+}
+
+// startExecution hands a task with all its data to the logical unit.
+func (ss *session) startExecution(t *task) {
+	t.state = taskExecuting
+	ss.mu.Lock()
+	ss.dropR2TsLocked(t)
+	ss.mu.Unlock()
+	ss.execWG.Add(1)
+	go ss.execute(t)
+}
+
+// execute runs on the task's own goroutine.
+func (ss *session) execute(t *task) {
+	defer ss.execWG.Done()
+	resp := ss.lu.Execute(ss.ctx, &t.cmd)
+	if t.buf != nil {
+		// The logical unit has returned; it keeps no reference to DataOut.
+		putBuf(t.buf)
+		t.buf = nil
+		t.cmd.DataOut = nil
+	}
+	ss.mu.Lock()
+	aborted := t.aborted
+	t.completing = true
+	if ss.tasks[t.itt] == t {
+		delete(ss.tasks, t.itt)
+	}
+	ss.mu.Unlock()
+	if !aborted {
+		ss.respond(t, resp)
+	}
+	ss.outstanding.Add(-1)
+	close(t.finished)
+}
+
+// respond sends the Data-In and status of a completed command, with the
+// residual counts of RFC 7143 11.4.5.
+func (ss *session) respond(t *task, r scsi.Response) {
+	var resFlags byte
+	var residual uint32
+	data := r.DataIn
+	switch {
+	case t.cmd.Read:
+		limit := t.readLen
+		if uint64(len(data)) > uint64(limit) {
+			resFlags, residual = flagOverflow, uint32(len(data))-limit
+			data = data[:limit]
+		} else if uint32(len(data)) < limit {
+			resFlags, residual = flagUnderflow, limit-uint32(len(data))
+		}
+	case t.cmd.Write:
+		data = nil
+		switch d := r.DataOutResidual; {
+		case d > 0 && d <= int64(t.cmd.ExpectedDataTransferLength):
+			resFlags, residual = flagUnderflow, uint32(d)
+		case d < 0 && d >= -(1<<32-1):
+			resFlags, residual = flagOverflow, uint32(-d)
+		}
+	default:
+		// A command without a data direction sends no data; what it would
+		// have returned counts as overflow.
+		if len(data) > 0 {
+			resFlags, residual = flagOverflow, uint32(len(data))
+		} else if t.cmd.ExpectedDataTransferLength > 0 {
+			resFlags, residual = flagUnderflow, t.cmd.ExpectedDataTransferLength
+		}
+		data = nil
+	}
+	if t.cmd.Read && t.cmd.Write {
+		// Bidirectional: the read residual goes in the Bidi fields.
+		resFlags = resFlags << 3
+	}
+	if len(data) == 0 {
+		ss.sendResponse(t, r, resFlags, residual, t.r2tSN)
+		return
+	}
+	p := newOut()
+	p.dataIn = true
+	p.bhs[0] = opDataIn
+	copy(p.bhs[8:16], t.lunField[:])
+	put32(p.bhs[16:20], t.itt)
+	put32(p.bhs[20:24], reservedTag)
+	p.data = data
+	p.seg = ss.sendLimit.Load()
+	p.burst = ss.sp.MaxBurstLength
+	p.withStatus = len(r.Sense) == 0 && !(t.cmd.Read && t.cmd.Write)
+	p.status = r.Status
+	p.resFlags = resFlags
+	p.residual = residual
+	withStatus, pdus := p.withStatus, dataInPDUs(uint32(len(data)), p.seg, p.burst)
+	ss.send(p) // p belongs to the writer from here on
+	if !withStatus {
+		ss.sendResponse(t, r, resFlags, residual, pdus)
+	}
+}
+
+// sendResponse sends a SCSI Response PDU.
+// expDataSN is the number of Data-In PDUs sent for a read, or of R2Ts
+// for a write.
+func (ss *session) sendResponse(t *task, r scsi.Response, resFlags byte, residual, expDataSN uint32) {
+	p := newOut()
+	p.bhs[0] = opSCSIResp
+	p.bhs[1] = flagFinal | resFlags
+	p.bhs[2] = 0 // command completed at target
+	p.bhs[3] = r.Status
+	put32(p.bhs[16:20], t.itt)
+	if resFlags&(flagOverflow|flagUnderflow) != 0 {
+		put32(p.bhs[44:48], residual)
+	} else if resFlags != 0 {
+		put32(p.bhs[40:44], residual)
+	}
+	if len(r.Sense) > 0 {
+		p.own = make([]byte, 2+len(r.Sense))
+		put16(p.own, uint16(len(r.Sense)))
+		copy(p.own[2:], r.Sense)
+		p.data = p.own
+	}
+	put32(p.bhs[36:40], expDataSN)
+	p.sn = snAdvance
+	ss.send(p)
+}
+
+// dataInPDUs is how many Data-In PDUs writePDU uses for total bytes: each
+// burst of at most burst bytes is cut into PDUs of at most seg bytes.
+func dataInPDUs(total, seg, burst uint32) uint32 {
+	full := total / burst
+	perBurst := (burst + seg - 1) / seg
+	rest := total % burst
+	return full*perBurst + (rest+seg-1)/seg
+}
