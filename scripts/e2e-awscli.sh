@@ -80,7 +80,11 @@ read -r snap snap_vol snap_time < <(sgw create-snapshot-from-volume-recovery-poi
 	--snapshot-description "snapshot description" --query '[SnapshotId, VolumeARN, VolumeRecoveryPointTime]')
 match "SnapshotId" "$snap" '^snap-[0-9a-f]{17}$'
 match "snapshot VolumeARN" "$snap_vol" "^$vol\$"
-match "snapshot VolumeRecoveryPointTime" "$snap_time" "^$rp_time\$"
+match "snapshot VolumeRecoveryPointTime" "$snap_time" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'
+# The snapshot holds the volume's recovery point when it was taken: an idle
+# volume is consistent as of "now", so that is the listed point or later.
+[[ ! $snap_time < $rp_time ]] || fail "snapshot recovery point $snap_time is before the listed $rp_time"
+ok "snapshot recovery point not before the listed one"
 expect_error "description of 256 characters" ValidationException \
 	"Member must have length less than or equal to 255" -- \
 	sgw create-snapshot-from-volume-recovery-point --volume-arn "$vol" --snapshot-description "$(printf 'd%.0s' {1..256})"

@@ -89,7 +89,8 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 	rpsAfter, err := c.sgw.ListVolumeRecoveryPoints(ctx, &storagegateway.ListVolumeRecoveryPointsInput{GatewayARN: aws.String(g.arn)})
 	if err != nil || len(rpsAfter.VolumeRecoveryPointInfos) != 1 ||
-		aws.ToString(rpsAfter.VolumeRecoveryPointInfos[0].VolumeRecoveryPointTime) != aws.ToString(rpsBefore.VolumeRecoveryPointInfos[0].VolumeRecoveryPointTime) {
+		aws.ToString(rpsAfter.VolumeRecoveryPointInfos[0].VolumeRecoveryPointTime) < aws.ToString(rpsBefore.VolumeRecoveryPointInfos[0].VolumeRecoveryPointTime) ||
+		rpsAfter.VolumeRecoveryPointInfos[0].VolumeSizeInBytes != 3<<30 {
 		t.Fatalf("recovery points after restart: %+v %v", rpsAfter, err)
 	}
 	ds, err := c.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{aws.ToString(snap.SnapshotId)}})

@@ -25,13 +25,17 @@ import (
 )
 
 // testParts are the parts the end-to-end tests run volgw with: the
-// production engine and iSCSI target when this build has them, otherwise
-// storeEngine and recordingExporter below (see their comments).
+// production engine and iSCSI target; while this build has no iSCSI target
+// wired in, recordingExporter below stands in for it.
 func testParts() parts {
-	if productionParts.openEngine != nil && productionParts.newExporter != nil {
-		return productionParts
+	p := productionParts
+	if p.newExporter == nil {
+		p.newExporter = newRecordingExporter
 	}
-	return parts{openEngine: openStoreEngine, newExporter: newRecordingExporter}
+	if p.openEngine == nil {
+		p.openEngine = openStoreEngine
+	}
+	return p
 }
 
 // storeEngine stands in for internal/volume in the API tests until the

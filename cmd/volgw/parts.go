@@ -1,7 +1,45 @@
 package main
 
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/volgw/volgw/internal/blob"
+	"github.com/volgw/volgw/internal/scsi"
+	"github.com/volgw/volgw/internal/volume"
+)
+
 // productionParts are the block engine (internal/volume) and the iSCSI
-// target (internal/iscsi) that `volgw serve` runs. They are wired here as
-// soon as those packages are in the tree; until then serve refuses to start
-// rather than run without them.
-var productionParts = parts{}
+// target (internal/iscsi) that `volgw serve` runs. The iSCSI exporter is
+// wired as soon as internal/iscsi is in the tree; until then serve refuses
+// to start rather than run without it.
+var productionParts = parts{openEngine: openVolumeEngine}
+
+// engineGCInterval is how often the engine's garbage collector runs.
+const engineGCInterval = 15 * time.Minute
+
+// openVolumeEngine opens the block engine in <data-dir>/engine over store.
+func openVolumeEngine(ctx context.Context, dataDir string, store blob.Store, log *slog.Logger) (openedEngine, error) {
+	e, err := volume.Open(ctx, volume.Config{
+		Dir:        filepath.Join(dataDir, "engine"),
+		Store:      store,
+		GCInterval: engineGCInterval,
+		Logger:     log,
+	})
+	if err != nil {
+		return openedEngine{}, err
+	}
+	return openedEngine{
+		Engine: e,
+		Volumes: func(id string) (scsi.Backend, error) {
+			v, err := e.Volume(id)
+			if err != nil {
+				return nil, err
+			}
+			return v, nil
+		},
+		Close: e.Close,
+	}, nil
+}
