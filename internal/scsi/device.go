@@ -60,8 +60,11 @@ type Device struct {
 	// mu guards the fields below: per-nexus and mode state, which every
 	// command consults briefly before touching the backend.
 	mu sync.Mutex
-	// seen holds every nexus that has sent a command; a nexus not in it
-	// gets POWER ON OCCURRED on its first command that reports UAs.
+	// seen holds every nexus that has sent a command since the device was
+	// created; a nexus not in it gets POWER ON OCCURRED on its first
+	// command that reports UAs. It outlives sessions: an initiator that
+	// reconnects with the same name and ISID is the same nexus, and the
+	// device has not powered on again. Bounded by maxSeenNexuses.
 	seen map[string]bool
 	// ua holds the pending unit attentions per nexus, oldest first.
 	ua map[string][]ASC
@@ -77,9 +80,12 @@ type Device struct {
 
 // Default limits and identification.
 const (
-	defaultBlockSize      = 512
-	defaultMaxTransfer    = 8 << 20
+	defaultBlockSize = 512
+	// defaultMaxTransfer bounds one command's buffer. 32 MiB: libiscsi's
+	// WRITE SAME tests write 65536 blocks at once.
+	defaultMaxTransfer    = 32 << 20
 	maxUnmapDescriptors   = 256
+	maxSeenNexuses        = 4096
 	maxUnmapBlocks        = 1 << 20 // per UNMAP command, Block Limits VPD
 	maxWriteSameBlocks    = 1 << 20 // WRITE SAME, Block Limits VPD
 	maxCompareWriteBlocks = 255
@@ -226,6 +232,15 @@ func (d *Device) admit(nexus string, op byte) *checkError {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.seen[nexus] {
+		if len(d.seen) >= maxSeenNexuses {
+			// Forgetting nexuses costs at most a spurious POWER ON
+			// OCCURRED when one returns, which initiators handle.
+			for n := range d.seen {
+				if len(d.ua[n]) == 0 {
+					delete(d.seen, n)
+				}
+			}
+		}
 		d.seen[nexus] = true
 		d.ua[nexus] = append(d.ua[nexus], ASCPowerOnOccurred)
 	}
@@ -280,16 +295,14 @@ func (d *Device) Reset(nexus string) {
 	// management response, not from a UA (SAM-5 6.4).
 }
 
-// NexusLost forgets a nexus whose session ended: its SPC-2 reservation is
-// released and its pending unit attentions dropped; persistent
-// reservations survive, as SPC-4 requires. Transports call it when a
+// NexusLost is told that a nexus's session ended: its SPC-2 reservation is
+// released; persistent reservations and pending unit attentions survive
+// (SPC-4 5.13.1; the nexus may come back). Transports call it when a
 // session closes; it is optional.
 func (d *Device) NexusLost(nexus string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.res.nexusLostLocked(nexus)
-	delete(d.ua, nexus)
-	delete(d.seen, nexus)
 }
 
 // dataOutLength is the number of Data-Out bytes cdb asks for (the SPDTL),

@@ -262,15 +262,25 @@ func TestWriteResiduals(t *testing.T) {
 	if !bytes.Equal(got[:512], bytes.Repeat([]byte{'b'}, 512)) || !bytes.Equal(got[512:], bytes.Repeat([]byte{'a'}, 512)) {
 		t.Fatalf("underflow wrote beyond the CDB's transfer length")
 	}
-	// EDTL smaller than the CDB asks: refused, nothing written, overflow.
+	// EDTL smaller than the CDB asks: GOOD, only the whole blocks sent are
+	// written (FCP-4 9.4.2 a), overflow residual reported.
 	r = h.run(cdb10(opWrite10, 0, 0, 2), bytes.Repeat([]byte{'c'}, 512))
-	h.wantSense(r, SenseIllegalRequest, ASCInvalidFieldInCommandIU)
+	h.wantGood(r)
 	if r.DataOutResidual != -512 {
 		t.Fatalf("overflow residual %d, want -512", r.DataOutResidual)
 	}
-	if got := h.run(cdb10(opRead10, 0, 0, 1), nil).DataIn; got[0] != 'b' {
-		t.Fatalf("refused write changed the medium")
+	got = h.run(cdb10(opRead10, 0, 0, 2), nil).DataIn
+	if got[0] != 'c' || got[512] != 'a' {
+		t.Fatalf("overflow wrote %q/%q, want the sent block only", got[0], got[512])
 	}
+	// Less than a block sent: nothing is written.
+	r = h.run(cdb10(opWrite10, 0, 0, 1), bytes.Repeat([]byte{'d'}, 200))
+	h.wantGood(r)
+	if got := h.run(cdb10(opRead10, 0, 0, 1), nil).DataIn; got[0] != 'c' {
+		t.Fatalf("a partial block was written")
+	}
+	// Commands that need all their data still refuse a short transfer.
+	h.wantSense(h.run(cdb10(opVerify10, 0x02, 0, 2), make([]byte, 512)), SenseIllegalRequest, ASCInvalidFieldInCommandIU)
 }
 
 func TestReadCapacity(t *testing.T) {

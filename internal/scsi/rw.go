@@ -98,17 +98,28 @@ func transferLengthByte(op byte) int {
 	return 10
 }
 
-// dataOut returns the n-block data the command carries. The initiator may
-// have sent more than the CDB asks for (iSCSI EDTL > SPDTL: an underflow,
-// the excess is ignored, FCP-4 9.4.2) or less (an overflow: the command
-// is refused before it changes anything, with INVALID FIELD IN COMMAND
-// INFORMATION UNIT, which libiscsi's residual tests accept).
+// dataOut returns the n-block data the command carries, for commands
+// that must have all of it (VERIFY, ORWRITE): when the initiator sent less
+// than the CDB asks for (iSCSI EDTL < SPDTL) the command is refused before
+// it changes anything, with INVALID FIELD IN COMMAND INFORMATION UNIT. Any
+// excess beyond the CDB's length (EDTL > SPDTL) is ignored.
 func (d *Device) dataOut(cmd *Command, n uint64) ([]byte, *checkError) {
 	need := n << d.bsShift
 	if uint64(len(cmd.DataOut)) < need {
 		return nil, errInvalidIU
 	}
 	return cmd.DataOut[:need], nil
+}
+
+// writeData returns the data a WRITE writes: the CDB's n blocks, or, when
+// the initiator sent less (EDTL < SPDTL, an overflow), the whole blocks it
+// did send. FCP-4 9.4.2 a) (which libiscsi's residual tests expect):
+// process the command normally but transfer nothing beyond EDTL; the
+// transport reports the overflow residual so the initiator knows.
+func (d *Device) writeData(cmd *Command, n uint64) []byte {
+	need := n << d.bsShift
+	have := uint64(len(cmd.DataOut)) &^ (uint64(d.bs) - 1)
+	return cmd.DataOut[:min(need, have)]
 }
 
 func (d *Device) write(ctx context.Context, cmd *Command, verify bool) (Response, error) {
@@ -133,9 +144,9 @@ func (d *Device) write(ctx context.Context, cmd *Command, verify bool) (Response
 	if n == 0 {
 		return good, nil
 	}
-	data, e := d.dataOut(cmd, uint64(n))
-	if e != nil {
-		return Response{}, e
+	data := d.writeData(cmd, uint64(n))
+	if len(data) == 0 {
+		return good, nil
 	}
 	off := int64(lba) << d.bsShift
 	if err := d.b.WriteAt(ctx, data, off); err != nil {
@@ -304,10 +315,11 @@ func (d *Device) writeSame(ctx context.Context, cmd *Command) (Response, error) 
 	}
 	off := int64(lba) << d.bsShift
 	length := int64(count) << d.bsShift
-	// SBC-4 5.50: with UNMAP set the device server may unmap instead of
-	// writing when the result reads back the same, which holds for an
-	// all-zero pattern because unmapped blocks read as zeros (LBPRZ=1).
-	if unmap && allZero(pattern) {
+	// UNMAP set: the blocks are unmapped and read back as zeros (LBPRZ=1)
+	// whatever the pattern, as Linux LIO does and libiscsi's
+	// WriteSame*.UnmapUntilEnd expects; initiators send a zero block with
+	// UNMAP anyway.
+	if unmap {
 		if err := d.b.Unmap(ctx, off, length); err != nil {
 			return Response{}, backendError(err, true)
 		}
@@ -441,6 +453,12 @@ func (d *Device) compareAndWrite(ctx context.Context, cmd *Command) (Response, e
 		return Response{}, errWriteProtected
 	}
 	if n == 0 {
+		if len(cmd.DataOut) > 0 {
+			// Data was sent for a command that asks for none: the
+			// initiator's CDB and transfer disagree (libiscsi sends 256
+			// blocks this way, NUMBER OF LOGICAL BLOCKS being one byte).
+			return Response{}, invalidCDB(13, -1)
+		}
 		return good, nil
 	}
 	size := n << d.bsShift

@@ -1,0 +1,76 @@
+//go:build cu
+
+package scsi_test
+
+// This test runs libiscsi's iscsi-test-cu against a file-backed LUN served
+// by volgw's own iSCSI target, for working on SCSI semantics:
+//
+//	go test -tags cu -run TestCU ./internal/scsi/ -v [-args -cu.test=ALL.Read10]
+//
+// The conformance harness (internal/iscsi/conformance) does the counted,
+// compared-to-tgtd run; this one only shows what fails.
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/volgw/volgw/internal/iscsi"
+	"github.com/volgw/volgw/internal/scsi"
+)
+
+var cuTest = flag.String("cu.test", "ALL", "iscsi-test-cu --test pattern")
+
+func TestCU(t *testing.T) {
+	if _, err := exec.LookPath("iscsi-test-cu"); err != nil {
+		t.Skip("iscsi-test-cu not installed")
+	}
+	fb, err := scsi.OpenFileBackend(filepath.Join(t.TempDir(), "lun0.img"), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fb.Close() })
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dev, err := scsi.NewDevice(fb, scsi.DeviceOptions{SerialNumber: "vol-cu", ThinProvisioning: true, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const iqn = "iqn.1997-05.com.amazon:vol-cu"
+	srv := iscsi.NewServer(iscsi.Config{Logger: log})
+	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iqn, LUNs: scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{0: dev})}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); srv.Close(); <-done })
+
+	url := "iscsi://" + ln.Addr().String() + "/" + iqn + "/0"
+	runCtx, stop := context.WithTimeout(ctx, 10*time.Minute)
+	defer stop()
+	cmd := exec.CommandContext(runCtx, "iscsi-test-cu", "--dataloss", "-V", "--test="+*cuTest,
+		"--initiator-name=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
+		"--initiator-name-2=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2", url)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Logf("iscsi-test-cu: %v", err)
+	}
+	os.WriteFile(filepath.Join(os.TempDir(), "volgw-scsi-cu.txt"), out, 0o644)
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "FAILED") || strings.Contains(line, "Test:") && !strings.Contains(line, "passed") ||
+			strings.Contains(line, "tests ") || strings.Contains(line, "asserts ") {
+			t.Log(line)
+		}
+	}
+}
