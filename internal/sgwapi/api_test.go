@@ -285,7 +285,7 @@ func TestCachedVolumeGatewayOverSignedHTTP(t *testing.T) {
 	}
 	volARN, targetARN := aws.ToString(vol.VolumeARN), aws.ToString(vol.TargetARN)
 	iqn := "iqn.1997-05.com.amazon:data"
-	if !regexp.MustCompile(`^` + regexp.QuoteMeta(gw) + `/volume/vol-[0-9A-F]{17}$`).MatchString(volARN) || targetARN != gw+"/target/"+iqn {
+	if !regexp.MustCompile(`^`+regexp.QuoteMeta(gw)+`/volume/vol-[0-9A-F]{17}$`).MatchString(volARN) || targetARN != gw+"/target/"+iqn {
 		t.Fatalf("create: %q %q", volARN, targetARN)
 	}
 	again, err := s.sgw.CreateCachediSCSIVolume(ctx, create)
