@@ -279,3 +279,75 @@ func TestConcurrentSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestLibiscsiConformance runs libiscsi's iscsi-test-cu iSCSI-level suites
+// (command numbering, DataSN, residuals, task management) against the
+// target with --dataloss. The transport's own tests must all pass; the
+// residual tests also depend on the SCSI layer's handling of a CDB
+// transfer length that disagrees with EDTL, so for them only the residual
+// assertions (which are the transport's) are required. VOLGW_CU_TESTS
+// widens the selection (e.g. ALL) when iterating by hand, and
+// VOLGW_CU_LOG keeps the full output.
+func TestLibiscsiConformance(t *testing.T) {
+	needTool(t, "iscsi-test-cu")
+	tests := os.Getenv("VOLGW_CU_TESTS")
+	if tests == "" {
+		tests = "iSCSI.*"
+	}
+	tt := startTarget(t, 64<<20, nil)
+	iqnInit := "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
+	out, _ := run(t, nil, 15*time.Minute, "iscsi-test-cu", "--dataloss", "--test="+tests,
+		"--initiator-name", iqnInit, "--initiator-name-2", iqnInit+"-2", tt.url(0))
+	if p := os.Getenv("VOLGW_CU_LOG"); p != "" {
+		os.WriteFile(p, []byte(out), 0o644)
+	}
+	res := parseCU(out)
+	if res.total == 0 {
+		t.Fatalf("iscsi-test-cu ran no tests:\n%s", tail(out, 4000))
+	}
+	t.Logf("iscsi-test-cu %s: %d tests, %d passed, failed: %v", tests, res.total, res.total-len(res.failed), res.failed)
+	for name, asserts := range res.failed {
+		if strings.HasSuffix(name, "Residuals") && tests == "iSCSI.*" {
+			for _, a := range asserts {
+				if strings.Contains(a, "residual") {
+					t.Errorf("%s: transport assertion failed: %s", name, a)
+				}
+			}
+			continue
+		}
+		t.Errorf("%s failed: %v", name, asserts)
+	}
+}
+
+type cuResult struct {
+	total  int
+	failed map[string][]string // test name -> failed assertion lines
+}
+
+// parseCU reads CUnit's verbose output: "Test: NAME ...passed" or
+// "...FAILED" (possibly after the test's own log lines), then numbered
+// failed assertions.
+func parseCU(out string) cuResult {
+	res := cuResult{failed: map[string][]string{}}
+	cur := ""
+	for _, line := range strings.Split(out, "\n") {
+		l := strings.TrimSpace(line)
+		if i := strings.Index(l, "Test: "); i >= 0 && strings.Contains(l, " ...") {
+			f := strings.Fields(l[i+len("Test: "):])
+			cur = f[0]
+			res.total++
+		}
+		if cur == "" {
+			continue
+		}
+		if strings.HasSuffix(l, "FAILED") && !strings.Contains(l, "[FAILED]") {
+			res.failed[cur] = append(res.failed[cur], "")
+		}
+		if len(l) > 2 && l[0] >= '1' && l[0] <= '9' && strings.Contains(l, ". test_") {
+			if a, ok := res.failed[cur]; ok {
+				res.failed[cur] = append(a, l)
+			}
+		}
+	}
+	return res
+}
