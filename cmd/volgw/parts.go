@@ -15,7 +15,7 @@ import (
 // target (internal/iscsi) that `volgw serve` runs. The iSCSI exporter is
 // wired as soon as internal/iscsi is in the tree; until then serve refuses
 // to start rather than run without it.
-var productionParts = parts{openEngine: openVolumeEngine}
+var productionParts = parts{openEngine: openVolumeEngine, newExporter: newISCSIExporter}
 
 // engineGCInterval is how often the engine's garbage collector runs.
 const engineGCInterval = 15 * time.Minute

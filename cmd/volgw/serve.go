@@ -81,6 +81,11 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		}
 	}()
 
+	// Absolute, so that the disk paths ListLocalDisks reports and the
+	// default store URL do not depend on the working directory.
+	if o.DataDir, err = filepath.Abs(o.DataDir); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -96,11 +101,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 
 	storeURL := o.Store
 	if storeURL == "" {
-		abs, err := filepath.Abs(filepath.Join(o.DataDir, "store"))
-		if err != nil {
-			return nil, err
-		}
-		storeURL = "file://" + abs
+		storeURL = "file://" + filepath.Join(o.DataDir, "store")
 	}
 	store, err := storeurl.Open(ctx, storeURL)
 	if err != nil {
