@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"context"
-	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -13,12 +12,9 @@ import (
 // run: the same file size, on the same file system.
 const lunSize = 64 << 20
 
-func startVolgwOrSkip(t *testing.T, opts VolgwOptions) Target {
+func startVolgw(t *testing.T, opts VolgwOptions) Target {
 	t.Helper()
 	tgt, err := StartVolgw(t, opts)
-	if errors.Is(err, ErrNoVolgwTarget) {
-		t.Skipf("%v: the volgw side of this test runs once internal/iscsi has a server", err)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +25,7 @@ func startVolgwOrSkip(t *testing.T, opts VolgwOptions) Target {
 // against volgw's target.
 func TestVolgwTools(t *testing.T) {
 	chap := &CHAP{User: "volgwtest", Secret: "s3cret-s3cret-1"}
-	RunToolChecks(t, startVolgwOrSkip(t, VolgwOptions{Size: 32 << 20, CHAP: chap}))
+	RunToolChecks(t, startVolgw(t, VolgwOptions{Size: 32 << 20, CHAP: chap}))
 }
 
 // TestConformance runs the whole libiscsi suite with --dataloss against
@@ -38,7 +34,7 @@ func TestVolgwTools(t *testing.T) {
 // VOLGW_CONFORMANCE_OUT to a file to get the tables in markdown (for the
 // README's conformance section).
 func TestConformance(t *testing.T) {
-	volgw := startVolgwOrSkip(t, VolgwOptions{Size: lunSize})
+	volgw := startVolgw(t, VolgwOptions{Size: lunSize})
 	tgtd := StartTGTD(t, TGTDOptions{Size: lunSize})
 	ctx := context.Background()
 	targets := []Target{tgtd, volgw}

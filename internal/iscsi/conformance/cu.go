@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -278,10 +279,16 @@ func RunCU(ctx context.Context, url string, opts CUOptions) (*CUResult, string, 
 	args = append(args, url)
 	out, runErr := runBounded(ctx, timeout, "iscsi-test-cu", args...)
 	res, parseErr := ParseCU(strings.NewReader(out))
-	if runErr != nil {
-		// iscsi-test-cu exits 0 even when tests fail (error action
-		// "ignore"); any other exit is a crash or the timeout.
-		return res, out, fmt.Errorf("iscsi-test-cu %s: %w", url, runErr)
+	var exit *exec.ExitError
+	switch {
+	case runErr == nil:
+	case errors.As(runErr, &exit) && exit.Exited() && parseErr == nil:
+		// iscsi-test-cu exits non-zero when some tests failed; a run that
+		// finished and adds up is a result, not an error.
+		return res, out, nil
+	default:
+		// Timeout, a signal, or an exit without a whole run: a crash.
+		return res, out, fmt.Errorf("iscsi-test-cu %s: %w", url, errors.Join(runErr, parseErr))
 	}
 	return res, out, parseErr
 }

@@ -1,5 +1,3 @@
-//go:build volgw_iscsi
-
 package conformance
 
 import (
