@@ -106,7 +106,11 @@ type stack struct {
 
 // newStack runs the API over real parts: the catalog, the block engine on
 // a file object store, the iSCSI target, awsproto's SigV4 server.
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackOn(t, filepath.Join(t.TempDir(), "store")) }
+
+// newStackOn runs a gateway with its own data dir on the object store in
+// storeDir, which other stacks may share.
+func newStackOn(t *testing.T, storeDir string) *stack {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -118,7 +122,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cat.Close() })
-	store, err := fs.New(filepath.Join(dir, "store"))
+	store, err := fs.New(storeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
