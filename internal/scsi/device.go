@@ -16,6 +16,10 @@ type DeviceOptions struct {
 	BlockSize uint32
 	// PhysicalBlockSize is reported in READ CAPACITY (16) so initiators align
 	// I/O to it; a power-of-two multiple of BlockSize. Default: BlockSize.
+	// (With 512-byte blocks over an engine that stores 4 KiB, 4096 steers
+	// initiators away from read-modify-write; but libiscsi 1.19's
+	// GetLBAStatus.UnmapSingle then fails on its own arithmetic, so the
+	// default stays neutral.)
 	PhysicalBlockSize uint32
 	// VendorID (8 ASCII chars, default "Amazon"), ProductID (16, default
 	// "Storage Gateway") and ProductRevision (4, default "1.0") make up the
@@ -83,11 +87,14 @@ const (
 	defaultBlockSize = 512
 	// defaultMaxTransfer bounds one command's buffer. 32 MiB: libiscsi's
 	// WRITE SAME tests write 65536 blocks at once.
-	defaultMaxTransfer    = 32 << 20
-	maxUnmapDescriptors   = 256
-	maxSeenNexuses        = 4096
-	maxUnmapBlocks        = 1 << 20 // per UNMAP command, Block Limits VPD
-	maxWriteSameBlocks    = 1 << 20 // WRITE SAME, Block Limits VPD
+	defaultMaxTransfer  = 32 << 20
+	maxUnmapDescriptors = 256
+	maxSeenNexuses      = 4096
+	maxUnmapBlocks      = 1 << 20 // per UNMAP command, Block Limits VPD
+	// maxWriteSameBlocks bounds one WRITE SAME (Block Limits VPD): 32 MiB
+	// at 512-byte blocks, written in writeSameChunk pieces, keeps one
+	// command well inside initiator timeouts; large discards use UNMAP.
+	maxWriteSameBlocks    = 0xffff
 	maxCompareWriteBlocks = 255
 	// writeSameChunk bounds the buffer WRITE SAME fills with its pattern.
 	writeSameChunk = 1 << 20
