@@ -221,8 +221,11 @@ func (s *Service) Start(ctx context.Context) error {
 		if !running[v.GatewayID] {
 			continue
 		}
+		// One volume that cannot be exported (its engine state lost, say)
+		// must not keep the API and every other volume down: it is logged
+		// and stays off the wire; StartGateway retries it.
 		if err := s.export(ctx, v); err != nil {
-			return fmt.Errorf("control: start: export %s: %w", v.ID, err)
+			s.log.Error("start: volume not exported", "volume", v.ID, "target", iqnOf(v), "err", err)
 		}
 	}
 	return nil

@@ -524,3 +524,53 @@ func TestTagsSchedulesChap(t *testing.T) {
 	}
 	wantCode(t, f.svc.DeleteSnapshot(ctx, snap), CodeSnapshotNotFound)
 }
+
+// TestConcurrentCreates races creates through the one lock that keeps the
+// control plane's checks true: one ClientToken makes one volume, one
+// TargetName one target.
+func TestConcurrentCreates(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	gw := f.activated()
+	const n = 16
+	type result struct {
+		arn string
+		err error
+	}
+	results := make(chan result, 2*n)
+	for i := 0; i < n; i++ {
+		go func() {
+			arn, _, err := f.svc.CreateCachediSCSIVolume(ctx, CreateCachediSCSIVolumeInput{
+				GatewayARN: gw, VolumeSizeInBytes: gib, TargetName: "same-token", NetworkInterfaceID: "127.0.0.1", ClientToken: "tok-race",
+			})
+			results <- result{arn, err}
+		}()
+		go func(i int) {
+			arn, _, err := f.svc.CreateCachediSCSIVolume(ctx, CreateCachediSCSIVolumeInput{
+				GatewayARN: gw, VolumeSizeInBytes: gib, TargetName: "same-target", NetworkInterfaceID: "127.0.0.1",
+			})
+			results <- result{"target:" + arn, err}
+		}(i)
+	}
+	tokenARNs := map[string]bool{}
+	targetWins, targetLosses := 0, 0
+	for i := 0; i < 2*n; i++ {
+		r := <-results
+		switch {
+		case len(r.arn) > 7 && r.arn[:7] == "target:" && r.err == nil:
+			targetWins++
+		case len(r.arn) == 7 && IsCode(r.err, CodeTargetAlreadyExists):
+			targetLosses++
+		case r.err == nil:
+			tokenARNs[r.arn] = true
+		default:
+			t.Fatalf("unexpected result %+v", r)
+		}
+	}
+	if len(tokenARNs) != 1 || targetWins != 1 || targetLosses != n-1 {
+		t.Fatalf("token volumes %v, target wins %d losses %d", tokenARNs, targetWins, targetLosses)
+	}
+	if len(f.engine.volumes) != 2 {
+		t.Fatalf("engine has %d volumes, want 2", len(f.engine.volumes))
+	}
+}
