@@ -21,9 +21,6 @@ import (
 // CreateCachediSCSIVolume exports it, its LUN serves data, CHAP set
 // through UpdateChapCredentials is enforced, DeleteVolume withdraws it.
 func TestISCSITargetFollowsTheAPI(t *testing.T) {
-	if productionParts.newExporter == nil {
-		t.Skip("this build has no iSCSI target wired in")
-	}
 	for _, tool := range []string{"iscsi-ls", "iscsi-inq", "qemu-img"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not installed: run scripts/install-test-deps.sh", tool)

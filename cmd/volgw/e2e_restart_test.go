@@ -110,7 +110,7 @@ func TestGeneratedCredentials(t *testing.T) {
 	}
 	noEnv := func(string) string { return "" }
 	var out bytes.Buffer
-	a, err := start(context.Background(), opts, &out, noEnv, testParts())
+	a, err := start(context.Background(), opts, &out, noEnv, productionParts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestGeneratedCredentials(t *testing.T) {
 	}
 	// The generated pair works with a real client.
 	out.Reset()
-	a, err = start(context.Background(), opts, &out, noEnv, testParts())
+	a, err = start(context.Background(), opts, &out, noEnv, productionParts)
 	if err != nil {
 		t.Fatal(err)
 	}

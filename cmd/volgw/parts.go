@@ -12,9 +12,8 @@ import (
 )
 
 // productionParts are the block engine (internal/volume) and the iSCSI
-// target (internal/iscsi) that `volgw serve` runs. The iSCSI exporter is
-// wired as soon as internal/iscsi is in the tree; until then serve refuses
-// to start rather than run without it.
+// target (internal/iscsi) that `volgw serve` runs, and that the end-to-end
+// tests run too.
 var productionParts = parts{openEngine: openVolumeEngine, newExporter: newISCSIExporter}
 
 // engineGCInterval is how often the engine's garbage collector runs.
