@@ -133,6 +133,12 @@ func TestInquiryAndLs(t *testing.T) {
 	if !strings.Contains(out, "Amazon") {
 		t.Errorf("iscsi-inq output lacks vendor Amazon:\n%s", out)
 	}
+	// libiscsi offers None,CRC32C by default; here it insists on CRC32C
+	// header digests, which every PDU then carries both ways.
+	out, err = run(t, nil, 30*time.Second, "iscsi-inq", tt.url(0)+"?header_digest=crc32c")
+	if err != nil || !strings.Contains(out, "Amazon") {
+		t.Fatalf("iscsi-inq with header digests: %v\n%s", err, out)
+	}
 	out, err = run(t, nil, 30*time.Second, "iscsi-ls", "iscsi://"+tt.addr)
 	if err != nil {
 		t.Fatalf("iscsi-ls: %v\n%s", err, out)
