@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // DeviceOptions configure one logical unit. The zero value of each field
@@ -57,6 +58,14 @@ type Device struct {
 	naa      [8]byte
 	log      *slog.Logger
 
+	// Changeable mode parameters, shared by every nexus (SPC-4 allows
+	// per-nexus copies; one shared copy is what tgtd and LIO do). Atomic so
+	// READ and WRITE consult them without a lock; MODE SELECT changes them
+	// holding mu, so a parameter list applies as a whole.
+	wce    atomic.Bool // caching page WCE: write cache enabled
+	dsense atomic.Bool // control page D_SENSE: descriptor-format sense data
+	swp    atomic.Bool // control page SWP: software write protect
+
 	// atomicMu serialises the read-modify-write commands (COMPARE AND
 	// WRITE, ORWRITE) so each is atomic with respect to the others.
 	atomicMu sync.Mutex
@@ -71,13 +80,8 @@ type Device struct {
 	// device has not powered on again. Bounded by maxSeenNexuses.
 	seen map[string]bool
 	// ua holds the pending unit attentions per nexus, oldest first.
-	ua map[string][]ASC
-	// Changeable mode parameters, shared by every nexus (SPC-4 allows
-	// per-nexus copies; one shared copy is what tgtd and LIO do).
-	wce    bool // caching page WCE: write cache enabled
-	dsense bool // control page D_SENSE: descriptor-format sense data
-	swp    bool // control page SWP: software write protect
-	res    reservations
+	ua  map[string][]ASC
+	res reservations
 	// copies holds EXTENDED COPY results kept for RECEIVE COPY RESULTS.
 	copies map[copyKey]copyStatus
 }
@@ -159,8 +163,8 @@ func NewDevice(b Backend, opts DeviceOptions) (*Device, error) {
 		log:  opts.Logger,
 		seen: make(map[string]bool),
 		ua:   make(map[string][]ASC),
-		wce:  true,
 	}
+	d.wce.Store(true)
 	for 1<<d.bsShift < bs {
 		d.bsShift++
 	}
@@ -212,10 +216,9 @@ func (d *Device) execute(ctx context.Context, cmd *Command) Response {
 	if cmd.CDB[n-1]&0x04 != 0 {
 		return d.fail(invalidCDB(n-1, 2))
 	}
-	if e := d.admit(cmd.Nexus, op); e != nil {
+	if e, conflict := d.admit(cmd.Nexus, cmd.CDB); e != nil {
 		return d.fail(e)
-	}
-	if d.conflict(cmd.Nexus, cmd.CDB) {
+	} else if conflict {
 		return Response{Status: StatusReservationConflict}
 	}
 	r, err := d.dispatch(ctx, cmd)
@@ -232,10 +235,12 @@ func (d *Device) execute(ctx context.Context, cmd *Command) Response {
 	return r
 }
 
-// admit reports a pending unit attention for nexus, if the command is one
-// that reports them (SAM-5 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE do
-// not), and consumes it.
-func (d *Device) admit(nexus string, op byte) *checkError {
+// admit decides, in one critical section, whether the command may run: a
+// pending unit attention for nexus is reported (and consumed) if the
+// command is one that reports them (SAM-5 5.14: INQUIRY, REPORT LUNS and
+// REQUEST SENSE do not), and otherwise conflict tells whether a
+// reservation forbids it.
+func (d *Device) admit(nexus string, cdb []byte) (ua *checkError, conflict bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.seen[nexus] {
@@ -251,21 +256,19 @@ func (d *Device) admit(nexus string, op byte) *checkError {
 		d.seen[nexus] = true
 		d.ua[nexus] = append(d.ua[nexus], ASCPowerOnOccurred)
 	}
-	switch op {
+	switch cdb[0] {
 	case opInquiry, opReportLUNs, opRequestSense:
-		return nil
+	default:
+		if q := d.ua[nexus]; len(q) > 0 {
+			if len(q) == 1 {
+				delete(d.ua, nexus)
+			} else {
+				d.ua[nexus] = q[1:]
+			}
+			return checkCond(SenseUnitAttention, q[0]), false
+		}
 	}
-	q := d.ua[nexus]
-	if len(q) == 0 {
-		return nil
-	}
-	asc := q[0]
-	if len(q) == 1 {
-		delete(d.ua, nexus)
-	} else {
-		d.ua[nexus] = q[1:]
-	}
-	return checkCond(SenseUnitAttention, asc)
+	return nil, d.conflictLocked(nexus, cdb)
 }
 
 // queueUA establishes a unit attention for every nexus except skip
@@ -354,10 +357,7 @@ func (d *Device) dataOutLength(cdb []byte) int64 {
 }
 
 func (d *Device) fail(e *checkError) Response {
-	d.mu.Lock()
-	desc := d.dsense
-	d.mu.Unlock()
-	return Response{Status: StatusCheckCondition, Sense: e.senseData(desc)}
+	return Response{Status: StatusCheckCondition, Sense: e.senseData(d.dsense.Load())}
 }
 
 var good = Response{Status: StatusGood}

@@ -37,7 +37,7 @@ func (d *Device) modePageLocked(code byte, pc byte) []byte {
 		case pcDefault:
 			p[2] = 0x04
 		default:
-			if d.wce {
+			if d.wce.Load() {
 				p[2] = 0x04 // WCE
 			}
 		}
@@ -52,10 +52,10 @@ func (d *Device) modePageLocked(code byte, pc byte) []byte {
 			p[3] = 0x10 // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering
 		default:
 			p[3] = 0x10
-			if d.dsense {
+			if d.dsense.Load() {
 				p[2] |= 0x04
 			}
-			if d.swp {
+			if d.swp.Load() {
 				p[4] |= 0x08
 			}
 		}
@@ -94,7 +94,7 @@ func (d *Device) modeSense(cdb []byte) (Response, error) {
 	}
 	var pages []byte
 	d.mu.Lock()
-	wp := d.opts.ReadOnly || d.swp
+	wp := d.writeProtected()
 	if code == pageAll {
 		for _, c := range modePageOrder {
 			pages = append(pages, d.modePageLocked(c, pc)...)
@@ -211,7 +211,7 @@ func (d *Device) modeSelect(cmd *Command) (Response, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	wce, dsense, swp := d.wce, d.dsense, d.swp
+	wce, dsense, swp := d.wce.Load(), d.dsense.Load(), d.swp.Load()
 	for off := hdr + bdlen; off < plen; {
 		if plen-off < 2 {
 			return Response{}, errParamListLen
@@ -250,8 +250,10 @@ func (d *Device) modeSelect(cmd *Command) (Response, error) {
 		}
 		off += len(cur)
 	}
-	if wce != d.wce || dsense != d.dsense || swp != d.swp {
-		d.wce, d.dsense, d.swp = wce, dsense, swp
+	if wce != d.wce.Load() || dsense != d.dsense.Load() || swp != d.swp.Load() {
+		d.wce.Store(wce)
+		d.dsense.Store(dsense)
+		d.swp.Store(swp)
 		d.queueUALocked(cmd.Nexus, ASCModeParametersChanged)
 	}
 	return good, nil

@@ -78,10 +78,9 @@ func accessClass(cdb []byte) int {
 	return accessWrite
 }
 
-// conflict reports whether the command must end in RESERVATION CONFLICT.
-func (d *Device) conflict(nexus string, cdb []byte) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// conflictLocked reports whether the command must end in RESERVATION
+// CONFLICT. Caller holds d.mu.
+func (d *Device) conflictLocked(nexus string, cdb []byte) bool {
 	r := &d.res
 	op := cdb[0]
 	if r.spc2Holder != "" && r.spc2Holder != nexus {

@@ -44,21 +44,10 @@ func (d *Device) checkRange(lba uint64, n uint64) *checkError {
 }
 
 // writeProtected reports whether the medium refuses writes now.
-func (d *Device) writeProtected() bool {
-	if d.opts.ReadOnly {
-		return true
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.swp
-}
+func (d *Device) writeProtected() bool { return d.opts.ReadOnly || d.swp.Load() }
 
 // writeCacheOff reports whether WCE is clear, so every write is flushed.
-func (d *Device) writeCacheOff() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return !d.wce
-}
+func (d *Device) writeCacheOff() bool { return !d.wce.Load() }
 
 func (d *Device) read(ctx context.Context, cdb []byte) (Response, error) {
 	lba, n := lbaRange(cdb)
