@@ -6,6 +6,7 @@ set -euo pipefail
 
 need=()
 command -v /usr/bin/aws >/dev/null 2>&1 || need+=(awscli)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 /usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 || need+=(python3-boto3)
 command -v iscsi-test-cu >/dev/null 2>&1 || need+=(libiscsi-bin)
 command -v tgtd >/dev/null 2>&1 || need+=(tgt)
