@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -145,25 +146,41 @@ func runInterrupted(ctx context.Context, d time.Duration, name string, args ...s
 type BenchResult struct {
 	Row   string
 	Unit  string
-	Rates []float64 // per target, in the order given to RunBench
-	Errs  []error
+	Rates []float64 // per target, in the order given to RunBench: the median of the rounds
+	Errs  []error   // per target: the first error of any round
 }
 
-// RunBench runs every row on every target, alternating which target goes
-// first from row to row so neither always benefits from a warm page cache.
-func RunBench(ctx context.Context, rows []BenchRow, targets []Target) []BenchResult {
+// RunBench runs every row rounds times on every target and keeps each
+// target's median rate. Within a row the targets take turns, and which goes
+// first alternates from round to round, so neither always runs right after
+// the other has warmed (or dirtied) the page cache.
+func RunBench(ctx context.Context, rows []BenchRow, targets []Target, rounds int) []BenchResult {
+	rounds = max(rounds, 1)
 	var results []BenchResult
-	for i, row := range rows {
+	for _, row := range rows {
 		r := BenchResult{Row: row.Name, Rates: make([]float64, len(targets)), Errs: make([]error, len(targets))}
-		for k := range targets {
-			j := k
-			if i%2 == 1 {
-				j = len(targets) - 1 - k
-			}
-			rate, unit, err := row.Run(ctx, targets[j])
-			r.Rates[j], r.Errs[j] = rate, err
-			if unit != "" {
+		samples := make([][]float64, len(targets))
+		for round := range rounds {
+			for k := range targets {
+				j := k
+				if round%2 == 1 {
+					j = len(targets) - 1 - k
+				}
+				rate, unit, err := row.Run(ctx, targets[j])
+				if err != nil {
+					if r.Errs[j] == nil {
+						r.Errs[j] = err
+					}
+					continue
+				}
+				samples[j] = append(samples[j], rate)
 				r.Unit = unit
+			}
+		}
+		for j, s := range samples {
+			if len(s) > 0 {
+				slices.Sort(s)
+				r.Rates[j] = s[len(s)/2]
 			}
 		}
 		results = append(results, r)
@@ -213,7 +230,9 @@ func StandardBenchRows(lunSize int64, perfTime time.Duration) []BenchRow {
 	const k4, m1 = 4 << 10, 1 << 20
 	// 7919 is prime, so the 4 KiB hops visit offsets spread over the LUN.
 	hop := int64(k4 * 7919)
-	seqCount := int(min(lunSize/m1, 1024))
+	// Four passes over the LUN: long enough (seconds) that one scheduling
+	// hiccup on a shared machine does not decide the row.
+	seqCount := int(4 * lunSize / m1)
 	return []BenchRow{
 		QemuBenchRow("qemu-img bench 4 KiB random read, QD32", false, k4, hop, 32, 100000),
 		QemuBenchRow("qemu-img bench 4 KiB random write, QD32", true, k4, hop, 32, 100000),

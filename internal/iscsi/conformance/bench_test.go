@@ -33,8 +33,10 @@ func TestISCSIBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	targets := []Target{StartTGTD(t, TGTDOptions{Size: size, BackingFile: files["tgtd"]}), volgw}
-	perfTime := 10 * time.Second
-	results := RunBench(context.Background(), StandardBenchRows(size, perfTime), targets)
+	// Five rounds, medians kept: the machine is shared, and one noisy
+	// sample must not decide a row.
+	perfTime := 5 * time.Second
+	results := RunBench(context.Background(), StandardBenchRows(size, perfTime), targets, 5)
 	for _, r := range results {
 		for i, err := range r.Errs {
 			if err != nil {
