@@ -12,13 +12,17 @@ package scsi_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +30,47 @@ import (
 	"github.com/volgw/volgw/internal/scsi"
 )
 
-var cuTest = flag.String("cu.test", "ALL", "iscsi-test-cu --test pattern")
+var (
+	cuTest   = flag.String("cu.test", "ALL", "iscsi-test-cu --test pattern")
+	cuCorpus = flag.String("cu.corpus", "", "write the distinct CDBs seen as FuzzExecute seeds into this directory")
+)
+
+// recorder is a LogicalUnit in front of the real one that keeps the first
+// few distinct CDBs of each opcode, with their data, as fuzz seeds.
+type recorder struct {
+	scsi.LogicalUnit
+	mu    sync.Mutex // guards seen and perOp
+	seen  map[string]bool
+	perOp map[byte]int
+	dir   string
+}
+
+func (r *recorder) Execute(ctx context.Context, cmd *scsi.Command) scsi.Response {
+	if len(cmd.CDB) > 0 {
+		r.mu.Lock()
+		key := string(cmd.CDB)
+		if !r.seen[key] && r.perOp[cmd.CDB[0]] < 4 {
+			r.seen[key] = true
+			r.perOp[cmd.CDB[0]]++
+			data := cmd.DataOut
+			if len(data) > 520 {
+				data = data[:520]
+			}
+			seed := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n[]byte(%q)\nuint32(%d)\n", cmd.CDB, data, cmd.ExpectedDataTransferLength)
+			sum := sha256.Sum256([]byte(seed))
+			os.WriteFile(filepath.Join(r.dir, "cu-"+hex.EncodeToString(sum[:8])), []byte(seed), 0o644)
+		}
+		r.mu.Unlock()
+	}
+	return r.LogicalUnit.Execute(ctx, cmd)
+}
+
+// NexusLost passes session ends through: SPC-2 reservations depend on it.
+func (r *recorder) NexusLost(nexus string) {
+	if n, ok := r.LogicalUnit.(interface{ NexusLost(string) }); ok {
+		n.NexusLost(nexus)
+	}
+}
 
 func TestCU(t *testing.T) {
 	if _, err := exec.LookPath("iscsi-test-cu"); err != nil {
@@ -44,7 +88,14 @@ func TestCU(t *testing.T) {
 	}
 	const iqn = "iqn.1997-05.com.amazon:vol-cu"
 	srv := iscsi.NewServer(iscsi.Config{Logger: log})
-	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iqn, LUNs: scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{0: dev})}); err != nil {
+	var lu scsi.LogicalUnit = scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{0: dev})
+	if *cuCorpus != "" {
+		if err := os.MkdirAll(*cuCorpus, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		lu = &recorder{LogicalUnit: lu, seen: map[string]bool{}, perOp: map[byte]int{}, dir: *cuCorpus}
+	}
+	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iqn, LUNs: lu}); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
