@@ -1,0 +1,547 @@
+package iscsi
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawInit is a minimal iSCSI initiator written from RFC 7143 for tests
+// that need what libiscsi and qemu never send: data digests, several
+// outstanding R2Ts, tiny bursts and segments, InitialR2T=Yes, malformed
+// or out-of-order PDUs, text continuation.
+type rawInit struct {
+	t      *testing.T
+	c      net.Conn
+	br     *bufio.Reader
+	d      digests
+	cmdSN  uint32
+	itt    uint32
+	keys   map[string]string // the target's login answers
+	mrdsl  uint32            // target's MaxRecvDataSegmentLength
+	burst  uint32
+	first  uint32
+	r2tMax uint32
+	imm    bool
+	initR2 bool
+}
+
+type rawPDU struct {
+	h    header
+	data []byte
+}
+
+// dialRaw logs in with the given operational keys (name=value pairs).
+func dialRaw(t *testing.T, addr, target string, kv ...string) *rawInit {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	r := &rawInit{t: t, c: c, br: bufio.NewReader(c), itt: 1, cmdSN: 1, keys: map[string]string{}}
+	var text []byte
+	text = appendText(text, "InitiatorName", "iqn.2026-01.test:raw")
+	if target == "" {
+		text = appendText(text, "SessionType", "Discovery")
+	} else {
+		text = appendText(text, "TargetName", target)
+		text = appendText(text, "SessionType", "Normal")
+	}
+	text = appendText(text, "AuthMethod", "None")
+	// Security stage with transit to operational, then operational to FFP.
+	var b [bhsLen]byte
+	b[0] = opLoginReq | flagImmediate
+	b[1] = flagTransit | stageSecurity<<2 | stageOperational
+	copy(b[8:14], []byte{0x40, 1, 2, 3, 4, 5})
+	put32(b[16:20], r.nextITT())
+	put32(b[24:28], r.cmdSN)
+	r.send(b, text)
+	p := r.recv()
+	if p.h.opcode() != opLoginResp || p.h.bhs[36] != 0 {
+		t.Fatalf("security stage: opcode %#x status %#x", p.h.opcode(), p.h.bhs[36:38])
+	}
+	text = nil
+	for i := 0; i+1 < len(kv); i += 2 {
+		text = appendText(text, kv[i], kv[i+1])
+	}
+	b[1] = flagTransit | stageOperational<<2 | stageFullFeature
+	put32(b[16:20], r.nextITT())
+	r.send(b, text)
+	p = r.recv()
+	if p.h.opcode() != opLoginResp || p.h.bhs[36] != 0 || p.h.flags()&flagTransit == 0 {
+		t.Fatalf("operational stage: opcode %#x status %#x flags %#x", p.h.opcode(), p.h.bhs[36:38], p.h.flags())
+	}
+	pairs, err := parseText(p.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pairs {
+		r.keys[p.key] = p.value
+	}
+	num := func(k string, def uint32) uint32 {
+		if v, ok := r.keys[k]; ok {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				t.Fatalf("%s=%s", k, v)
+			}
+			return uint32(n)
+		}
+		return def
+	}
+	r.mrdsl = num("MaxRecvDataSegmentLength", 8192)
+	r.burst = num("MaxBurstLength", 262144)
+	r.first = num("FirstBurstLength", 65536)
+	r.r2tMax = num("MaxOutstandingR2T", 1)
+	r.imm = r.keys["ImmediateData"] != "No"
+	r.initR2 = r.keys["InitialR2T"] != "No"
+	r.d.header = r.keys["HeaderDigest"] == "CRC32C"
+	r.d.data = r.keys["DataDigest"] == "CRC32C"
+	if target != "" {
+		// The first command of a new nexus reports POWER ON OCCURRED;
+		// take that unit attention out of the way.
+		for i := 0; ; i++ {
+			b := r.command(r.nextITT(), false, false, true, 0, make([]byte, 6))
+			r.send(b, nil)
+			p := r.recv()
+			if p.h.opcode() != opSCSIResp {
+				t.Fatalf("TEST UNIT READY: opcode %#x", p.h.opcode())
+			}
+			if p.h.bhs[3] == 0 {
+				break
+			}
+			if i == 3 {
+				t.Fatalf("TEST UNIT READY keeps failing: %x", p.data)
+			}
+		}
+	}
+	return r
+}
+
+func (r *rawInit) nextITT() uint32 { r.itt++; return r.itt }
+
+func (r *rawInit) send(b [bhsLen]byte, data []byte) {
+	r.sendRaw(b, data, false)
+}
+
+// sendRaw writes one PDU; corrupt flips a bit of the data digest.
+func (r *rawInit) sendRaw(b [bhsLen]byte, data []byte, corrupt bool) {
+	r.t.Helper()
+	putU24(b[5:8], uint32(len(data)))
+	var w bytes.Buffer
+	w.Write(b[:])
+	if r.d.header {
+		binary.Write(&w, binary.LittleEndian, crc32.Checksum(b[:], castagnoli))
+	}
+	if len(data) > 0 {
+		w.Write(data)
+		pad := make([]byte, padLen(len(data)))
+		w.Write(pad)
+		if r.d.data {
+			crc := crc32.Update(crc32.Checksum(data, castagnoli), castagnoli, pad)
+			if corrupt {
+				crc ^= 1
+			}
+			binary.Write(&w, binary.LittleEndian, crc)
+		}
+	}
+	if _, err := r.c.Write(w.Bytes()); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rawInit) recv() rawPDU {
+	r.t.Helper()
+	var p rawPDU
+	if err := readHeader(r.br, &p.h, r.d); err != nil {
+		r.t.Fatalf("receive: %v", err)
+	}
+	p.data = make([]byte, p.h.dataLen())
+	if err := readData(r.br, p.data, r.d); err != nil {
+		r.t.Fatalf("receive data: %v", err)
+	}
+	return p
+}
+
+func cdb10(op byte, lba uint32, blocks uint16) []byte {
+	c := make([]byte, 10)
+	c[0] = op
+	put32(c[2:6], lba)
+	put16(c[7:9], blocks)
+	return c
+}
+
+// command builds a SCSI Command BHS.
+func (r *rawInit) command(itt uint32, read, write, final bool, edtl uint32, cdb []byte) [bhsLen]byte {
+	var b [bhsLen]byte
+	b[0] = opSCSICmd
+	b[1] = 1 // SIMPLE
+	if final {
+		b[1] |= flagFinal
+	}
+	if read {
+		b[1] |= flagRead
+	}
+	if write {
+		b[1] |= flagWrite
+	}
+	put32(b[16:20], itt)
+	put32(b[20:24], edtl)
+	put32(b[24:28], r.cmdSN)
+	r.cmdSN++
+	copy(b[32:48], cdb)
+	return b
+}
+
+func (r *rawInit) dataOut(itt, ttt, dataSN, off uint32, data []byte, final bool) [bhsLen]byte {
+	var b [bhsLen]byte
+	b[0] = opDataOut
+	if final {
+		b[1] = flagFinal
+	}
+	put32(b[16:20], itt)
+	put32(b[20:24], ttt)
+	put32(b[36:40], dataSN)
+	put32(b[40:44], off)
+	return b
+}
+
+// sendData sends data[off:off+n] as a sequence of Data-Out PDUs.
+func (r *rawInit) sendData(itt, ttt uint32, data []byte, off, n uint32) {
+	var sn uint32
+	end := off + n
+	for off < end {
+		k := min(r.mrdsl, end-off)
+		b := r.dataOut(itt, ttt, sn, off, nil, off+k == end)
+		r.send(b, data[off:off+k])
+		sn++
+		off += k
+	}
+}
+
+// write performs a WRITE(10) the way the negotiated keys allow: immediate
+// data, unsolicited Data-Out, then whatever R2Ts the target sends, answered
+// in reverse order when several are outstanding.
+func (r *rawInit) write(lba uint32, data []byte) (status byte, resp rawPDU) {
+	r.t.Helper()
+	itt := r.nextITT()
+	edtl := uint32(len(data))
+	var imm uint32
+	if r.imm {
+		imm = min(edtl, r.first, r.mrdsl)
+	}
+	unsolEnd := imm
+	if !r.initR2 {
+		unsolEnd = min(edtl, r.first)
+	}
+	b := r.command(itt, false, true, unsolEnd == imm, edtl, cdb10(0x2a, lba, uint16(edtl/512)))
+	r.send(b, data[:imm])
+	if unsolEnd > imm {
+		r.sendData(itt, reservedTag, data, imm, unsolEnd-imm)
+	}
+	var pending [][3]uint32
+	for {
+		p := r.recv()
+		switch p.h.opcode() {
+		case opR2T:
+			if p.h.itt() != itt {
+				r.t.Fatalf("R2T for ITT %#x, want %#x", p.h.itt(), itt)
+			}
+			pending = append(pending, [3]uint32{p.h.ttt(), be32(p.h.bhs[40:44]), be32(p.h.bhs[44:48])})
+			if len(pending) > int(r.r2tMax) {
+				r.t.Fatalf("%d R2Ts outstanding, MaxOutstandingR2T=%d", len(pending), r.r2tMax)
+			}
+			if be32(p.h.bhs[44:48]) > r.burst {
+				r.t.Fatalf("R2T asks for %d bytes, MaxBurstLength=%d", be32(p.h.bhs[44:48]), r.burst)
+			}
+			// Answer only when the target has sent all it may, so several
+			// sequences are open at once when MaxOutstandingR2T > 1.
+			if len(pending) == int(r.r2tMax) || be32(p.h.bhs[40:44])+be32(p.h.bhs[44:48]) == edtl {
+				for i := len(pending) - 1; i >= 0; i-- {
+					q := pending[i]
+					r.sendData(itt, q[0], data, q[1], q[2])
+				}
+				pending = pending[:0]
+			}
+		case opSCSIResp:
+			return p.h.bhs[3], p
+		default:
+			r.t.Fatalf("unexpected opcode %#x during write", p.h.opcode())
+		}
+	}
+}
+
+// read performs a READ(10) and checks the Data-In train.
+func (r *rawInit) read(lba uint32, n uint32, ourMRDSL uint32) []byte {
+	r.t.Helper()
+	itt := r.nextITT()
+	b := r.command(itt, true, false, true, n, cdb10(0x28, lba, uint16(n/512)))
+	r.send(b, nil)
+	var out []byte
+	var sn, inBurst uint32
+	for {
+		p := r.recv()
+		switch p.h.opcode() {
+		case opDataIn:
+			if p.h.dataSN() != sn || p.h.bufferOffset() != uint32(len(out)) {
+				r.t.Fatalf("Data-In DataSN %d offset %d, want %d and %d", p.h.dataSN(), p.h.bufferOffset(), sn, len(out))
+			}
+			if uint32(len(p.data)) > ourMRDSL {
+				r.t.Fatalf("Data-In of %d bytes, our MaxRecvDataSegmentLength is %d", len(p.data), ourMRDSL)
+			}
+			inBurst += uint32(len(p.data))
+			if inBurst > r.burst {
+				r.t.Fatalf("Data-In burst of %d bytes exceeds MaxBurstLength %d", inBurst, r.burst)
+			}
+			if p.h.final() {
+				inBurst = 0
+			}
+			sn++
+			out = append(out, p.data...)
+			if p.h.flags()&flagStatus != 0 {
+				if p.h.bhs[3] != 0 {
+					r.t.Fatalf("read status %#x", p.h.bhs[3])
+				}
+				return out
+			}
+		case opSCSIResp:
+			if p.h.bhs[3] != 0 {
+				r.t.Fatalf("read status %#x, sense %x", p.h.bhs[3], p.data)
+			}
+			if be32(p.h.bhs[36:40]) != sn {
+				r.t.Fatalf("ExpDataSN %d, %d Data-In sent", be32(p.h.bhs[36:40]), sn)
+			}
+			return out
+		default:
+			r.t.Fatalf("unexpected opcode %#x during read", p.h.opcode())
+		}
+	}
+}
+
+func (r *rawInit) nop(itt uint32, ping []byte) rawPDU {
+	var b [bhsLen]byte
+	b[0] = opNopOut | flagImmediate
+	b[1] = flagFinal
+	put32(b[16:20], itt)
+	put32(b[20:24], reservedTag)
+	put32(b[24:28], r.cmdSN)
+	r.send(b, ping)
+	return r.recv()
+}
+
+// TestRawDataPaths writes and reads back through every combination of the
+// negotiation keys that shape the data path.
+func TestRawDataPaths(t *testing.T) {
+	tt := startTarget(t, 8<<20, nil)
+	cases := [][]string{
+		{"HeaderDigest", "CRC32C", "DataDigest", "CRC32C"},
+		{"InitialR2T", "Yes", "ImmediateData", "No", "MaxBurstLength", "4096", "MaxOutstandingR2T", "4", "MaxRecvDataSegmentLength", "512"},
+		{"InitialR2T", "No", "ImmediateData", "Yes", "FirstBurstLength", "8192", "MaxBurstLength", "16384", "MaxOutstandingR2T", "3", "MaxRecvDataSegmentLength", "1024", "DataDigest", "CRC32C"},
+		{"InitialR2T", "Yes", "ImmediateData", "Yes", "FirstBurstLength", "512", "MaxBurstLength", "512", "MaxRecvDataSegmentLength", "4096", "HeaderDigest", "CRC32C"},
+		{"InitialR2T", "No", "ImmediateData", "No", "FirstBurstLength", "262144", "MaxBurstLength", "1048576", "MaxRecvDataSegmentLength", "262144"},
+	}
+	for i, kv := range cases {
+		t.Run(strings.Join(kv, ","), func(t *testing.T) {
+			r := dialRaw(t, tt.addr, testIQN, kv...)
+			ourMRDSL := uint32(8192)
+			for j := 0; j+1 < len(kv); j += 2 {
+				if kv[j] == "MaxRecvDataSegmentLength" {
+					n, _ := strconv.Atoi(kv[j+1])
+					ourMRDSL = uint32(n)
+				}
+			}
+			for _, size := range []int{512, 4096, 65536 + 512, 300 << 10} {
+				data := make([]byte, size)
+				rand.Read(data)
+				lba := uint32(i * 2048)
+				status, resp := r.write(lba, data)
+				if status != 0 {
+					t.Fatalf("write %d bytes: status %#x sense %x", size, status, resp.data)
+				}
+				got := r.read(lba, uint32(size), ourMRDSL)
+				if !bytes.Equal(got, data) {
+					t.Fatalf("%d bytes read back differ (got %d bytes)", size, len(got))
+				}
+			}
+		})
+	}
+}
+
+// TestRawDataDigestError corrupts one Data-Out digest: the target rejects
+// that PDU, fails only that command, and the session goes on.
+func TestRawDataDigestError(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	r := dialRaw(t, tt.addr, testIQN, "DataDigest", "CRC32C", "HeaderDigest", "CRC32C", "InitialR2T", "No", "ImmediateData", "No")
+	itt := r.nextITT()
+	data := bytes.Repeat([]byte{0x5a}, 1024)
+	b := r.command(itt, false, true, false, 1024, cdb10(0x2a, 0, 2))
+	r.send(b, nil)
+	r.sendRaw(r.dataOut(itt, reservedTag, 0, 0, nil, true), data, true)
+	var sawReject, sawCheck bool
+	for !sawCheck {
+		p := r.recv()
+		switch p.h.opcode() {
+		case opReject:
+			sawReject = p.h.bhs[2] == rejectDataDigest
+		case opSCSIResp:
+			sawCheck = p.h.bhs[3] == 0x02 && p.h.itt() == itt
+			if !sawCheck {
+				t.Fatalf("response status %#x", p.h.bhs[3])
+			}
+		default:
+			t.Fatalf("unexpected opcode %#x", p.h.opcode())
+		}
+	}
+	if !sawReject {
+		t.Errorf("no Reject (data digest error) before the failed command's response")
+	}
+	ping := []byte("still alive")
+	p := r.nop(r.nextITT(), ping)
+	if p.h.opcode() != opNopIn || !bytes.Equal(p.data, ping) {
+		t.Fatalf("NOP-In %#x %q", p.h.opcode(), p.data)
+	}
+	if status, _ := r.write(0, data); status != 0 {
+		t.Fatalf("write after digest error: status %#x", status)
+	}
+}
+
+// TestRawAbortGathering aborts a write that is waiting for its R2T data:
+// the target answers Function Complete, never answers the write, and
+// ignores the late Data-Out.
+func TestRawAbortGathering(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	r := dialRaw(t, tt.addr, testIQN, "InitialR2T", "Yes", "ImmediateData", "No")
+	itt := r.nextITT()
+	cmdSN := r.cmdSN
+	b := r.command(itt, false, true, true, 4096, cdb10(0x2a, 8, 8))
+	r.send(b, nil)
+	p := r.recv()
+	if p.h.opcode() != opR2T {
+		t.Fatalf("opcode %#x, want R2T", p.h.opcode())
+	}
+	ttt := p.h.ttt()
+	var tmf [bhsLen]byte
+	tmf[0] = opTMFReq | flagImmediate
+	tmf[1] = flagFinal | tmfAbortTask
+	tmfITT := r.nextITT()
+	put32(tmf[16:20], tmfITT)
+	put32(tmf[20:24], itt)
+	put32(tmf[24:28], r.cmdSN)
+	put32(tmf[32:36], cmdSN)
+	r.send(tmf, nil)
+	p = r.recv()
+	if p.h.opcode() != opTMFResp || p.h.bhs[2] != tmfComplete || p.h.itt() != tmfITT {
+		t.Fatalf("TMF response opcode %#x response %d", p.h.opcode(), p.h.bhs[2])
+	}
+	// Late data for the aborted task is dropped silently.
+	r.sendData(itt, ttt, make([]byte, 4096), 0, 4096)
+	// Aborting it again finds nothing.
+	put32(tmf[16:20], r.nextITT())
+	r.send(tmf, nil)
+	p = r.recv()
+	if p.h.opcode() != opTMFResp || p.h.bhs[2] != tmfNoTask {
+		t.Fatalf("second abort: opcode %#x response %d", p.h.opcode(), p.h.bhs[2])
+	}
+	p = r.nop(r.nextITT(), nil)
+	if p.h.opcode() != opNopIn {
+		t.Fatalf("opcode %#x after abort, want only the NOP-In", p.h.opcode())
+	}
+}
+
+// TestRawRejectsAndWindow checks an unknown opcode is rejected, that
+// MaxCmdSN opens a window, and that a command outside it is ignored.
+func TestRawRejectsAndWindow(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	r := dialRaw(t, tt.addr, testIQN)
+	var b [bhsLen]byte
+	b[0] = 0x1c | flagImmediate // not an initiator opcode
+	b[1] = flagFinal
+	put32(b[16:20], r.nextITT())
+	r.send(b, []byte("junk"))
+	p := r.recv()
+	if p.h.opcode() != opReject || p.h.bhs[2] != rejectNotSupported || !bytes.Equal(p.data[:1], b[:1]) {
+		t.Fatalf("opcode %#x reason %#x", p.h.opcode(), p.h.bhs[2])
+	}
+	exp, maxSN := be32(p.h.bhs[28:32]), be32(p.h.bhs[32:36])
+	if maxSN-exp+1 != 128 {
+		t.Errorf("idle command window %d, want 128", maxSN-exp+1)
+	}
+	// TEST UNIT READY with CmdSN beyond MaxCmdSN: ignored.
+	saved := r.cmdSN
+	r.cmdSN = maxSN + 1
+	tur := r.command(r.nextITT(), false, false, true, 0, make([]byte, 6))
+	r.send(tur, nil)
+	r.cmdSN = saved
+	tur = r.command(r.nextITT(), false, false, true, 0, make([]byte, 6))
+	r.send(tur, nil)
+	p = r.recv()
+	if p.h.opcode() != opSCSIResp || p.h.itt() != be32(tur[16:20]) {
+		t.Fatalf("opcode %#x ITT %#x: want the in-window command's response only", p.h.opcode(), p.h.itt())
+	}
+}
+
+// TestRawSendTargetsContinuation lists more targets than fit in one PDU
+// of the initiator's MaxRecvDataSegmentLength: the reply comes in pieces.
+func TestRawSendTargetsContinuation(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	var want []string
+	for i := range 40 {
+		iqn := fmt.Sprintf("iqn.1997-05.com.amazon:vol-%02d-%s", i, strings.Repeat("x", 30))
+		tgt, _, _ := tt.srv.lookupTarget(testIQN)
+		dev := tgt.lu
+		if err := tt.srv.AddTarget(TargetConfig{IQN: iqn, LUNs: dev}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, iqn)
+	}
+	want = append(want, testIQN)
+	r := dialRaw(t, tt.addr, "", "MaxRecvDataSegmentLength", "512")
+	itt := r.nextITT()
+	var b [bhsLen]byte
+	b[0] = opTextReq | flagImmediate
+	b[1] = flagFinal
+	put32(b[16:20], itt)
+	put32(b[20:24], reservedTag)
+	put32(b[24:28], r.cmdSN)
+	r.send(b, appendText(nil, "SendTargets", "All"))
+	var all []byte
+	pieces := 0
+	for {
+		p := r.recv()
+		if p.h.opcode() != opTextResp || p.h.itt() != itt || len(p.data) > 512 {
+			t.Fatalf("opcode %#x itt %#x len %d", p.h.opcode(), p.h.itt(), len(p.data))
+		}
+		all = append(all, p.data...)
+		pieces++
+		if p.h.final() {
+			break
+		}
+		put32(b[20:24], p.h.ttt())
+		r.send(b, nil)
+	}
+	if pieces < 2 {
+		t.Errorf("reply came in %d piece(s)", pieces)
+	}
+	// SendTargets repeats keys, so split by hand.
+	var got []string
+	for _, item := range strings.Split(strings.TrimRight(string(all), "\x00"), "\x00") {
+		k, v, _ := strings.Cut(item, "=")
+		if k == "TargetName" {
+			got = append(got, v)
+		} else if k != "TargetAddress" || v != tt.addr+",1" {
+			t.Errorf("unexpected %s=%s", k, v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d targets listed, want %d", len(got), len(want))
+	}
+}
