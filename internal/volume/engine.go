@@ -330,7 +330,7 @@ func (e *Engine) recover(ctx context.Context) error {
 		}
 		e.replayLSN = r.lsn
 		n++
-		return v.apply(ctx, r, true)
+		return v.replay(ctx, r)
 	})
 	if err != nil {
 		return fmt.Errorf("volume: journal replay: %w", err)
@@ -543,6 +543,9 @@ func (e *Engine) lease() time.Duration { return e.cfg.GCGrace / 2 }
 // still needs. The head is read first: a record appended after that read has
 // a larger LSN, so it cannot be released by mistake.
 func (e *Engine) releaseJournal() {
+	if e.replaying {
+		return // records after the one being replayed are still needed
+	}
 	tail := e.jr.headLSN()
 	for _, v := range e.volumes() {
 		v.mu.Lock()

@@ -209,12 +209,12 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 // existing root, and the local invariants of each open volume. Expensive;
 // meant for tests and for operators after a scare.
 func (e *Engine) Check(ctx context.Context) error {
-	var roots, heads []string
+	// Heads, then records, then roots (as GC does): a root that a head or
+	// record read here names was written before it, so the later listing
+	// sees it even while cuts go on.
+	var heads, roots []string
 	if err := e.store.List(ctx, "volumes/", func(o blob.ObjectInfo) error {
-		switch {
-		case strings.Contains(o.Key, "/roots/"):
-			roots = append(roots, o.Key)
-		case strings.HasSuffix(o.Key, "/head"):
+		if strings.HasSuffix(o.Key, "/head") {
 			heads = append(heads, o.Key)
 		}
 		return nil
@@ -244,6 +244,14 @@ func (e *Engine) Check(ctx context.Context) error {
 		if !r.Deleted && r.Root != "" {
 			want[r.Root] = snapshotKey(r.ID)
 		}
+	}
+	if err := e.store.List(ctx, "volumes/", func(o blob.ObjectInfo) error {
+		if strings.Contains(o.Key, "/roots/") {
+			roots = append(roots, o.Key)
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	have := map[string]bool{}
 	for _, k := range roots {

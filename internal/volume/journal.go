@@ -59,6 +59,9 @@ type ringDisk struct {
 type journal struct {
 	path string // superblock file
 
+	// relMu serializes releases, so tails are persisted in order.
+	relMu sync.Mutex
+
 	mu sync.Mutex // guards every field below
 	// Invariant: tail <= head and head - tail + reserved <= capacity; bytes
 	// in [tail, head) are records some volume may still need.
@@ -219,17 +222,27 @@ func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
 func (j *journal) unreserve(n int64) {
 	j.mu.Lock()
 	j.reserved -= n
+	close(j.space)
+	j.space = make(chan struct{})
 	j.mu.Unlock()
 }
 
-// append writes a record into reserved space and returns its LSN. The write
-// reaches the file (the page cache) before append returns; sync makes it
-// durable.
+func (j *journal) capacityBytes() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.capacity
+}
+
+// append writes a record into space the caller reserved (and unreserves
+// after its last append) and returns its LSN. The write reaches the file
+// (the page cache) before append returns; sync makes it durable.
 func (j *journal) append(r *record) (uint64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	n := recordSize(len(r.data))
-	j.reserved -= n
+	if int64(j.head-j.tail)+n > j.capacity {
+		panic(fmt.Sprintf("volume: journal append of %d bytes beyond reservation (head %d tail %d capacity %d)", n, j.head, j.tail, j.capacity))
+	}
 	r.lsn = j.head
 	r.epoch = j.sb.Epoch
 	var h [recHeader]byte
@@ -281,22 +294,32 @@ func (j *journal) headLSN() uint64 {
 }
 
 // release moves the tail forward to lsn (records before it are in published
-// roots) and persists it. The persisted tail may lag the true one; replay
+// roots). The new tail is persisted before the space is handed to writers:
+// replay starts at the persisted tail, which must never point into space
+// that has been overwritten. The persisted tail may lag the true one; replay
 // skips records older than each volume's published cut.
 func (j *journal) release(lsn uint64) error {
+	j.relMu.Lock()
+	defer j.relMu.Unlock()
 	j.mu.Lock()
 	if lsn <= j.tail || lsn > j.head {
 		j.mu.Unlock()
 		return nil
 	}
-	j.tail = lsn
-	j.sb.TailLSN = lsn
-	close(j.space)
-	j.space = make(chan struct{})
 	sb := j.sb
+	sb.TailLSN = lsn
 	j.mu.Unlock()
 	b, _ := json.Marshal(sb)
-	return writeFileAtomic(j.path, b)
+	if err := writeFileAtomic(j.path, b); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.sb.TailLSN = lsn
+	j.tail = lsn
+	close(j.space)
+	j.space = make(chan struct{})
+	j.mu.Unlock()
+	return nil
 }
 
 func (j *journal) usage() (used, capacity int64) {
@@ -309,28 +332,36 @@ func (j *journal) usage() (used, capacity int64) {
 // order, and sets head after the last one. It stops at the first invalid
 // record: what follows was never completely appended.
 func (j *journal) replay(fn func(*record) error) error {
+	// Open is single-threaded while it replays; j.mu is taken only around
+	// ring reads, because fn may cut a volume, which reads the journal.
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.capacity == 0 {
+	capacity, start, epoch := j.capacity, j.sb.TailLSN, j.sb.Epoch
+	j.mu.Unlock()
+	if capacity == 0 {
 		return nil
 	}
-	lsn := j.sb.TailLSN
+	read := func(lsn uint64, p []byte) error {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.ringIO(lsn, p, false)
+	}
+	lsn := start
 	var prevEpoch uint32
 	var h [recHeader]byte
 	le := binary.LittleEndian
-	for lsn-j.sb.TailLSN+recHeader <= uint64(j.capacity) {
-		if err := j.ringIO(lsn, h[:], false); err != nil {
+	for lsn-start+recHeader <= uint64(capacity) {
+		if err := read(lsn, h[:]); err != nil {
 			return err
 		}
 		r := record{kind: le.Uint16(h[4:]), lsn: le.Uint64(h[8:]), epoch: le.Uint32(h[16:]),
 			nonce: le.Uint64(h[24:]), off: le.Uint64(h[32:]), length: le.Uint64(h[40:])}
 		dataLen := le.Uint32(h[20:])
-		if le.Uint32(h[0:]) != recMagic || r.lsn != lsn || r.epoch >= j.sb.Epoch || r.epoch < prevEpoch ||
-			int64(dataLen) > j.capacity/2 || lsn-j.sb.TailLSN+uint64(recordSize(int(dataLen))) > uint64(j.capacity) {
+		if le.Uint32(h[0:]) != recMagic || r.lsn != lsn || r.epoch >= epoch || r.epoch < prevEpoch ||
+			int64(dataLen) > capacity/2 || lsn-start+uint64(recordSize(int(dataLen))) > uint64(capacity) {
 			break
 		}
 		r.data = make([]byte, dataLen)
-		if err := j.ringIO(lsn+recHeader, r.data, false); err != nil {
+		if err := read(lsn+recHeader, r.data); err != nil {
 			return err
 		}
 		want := le.Uint32(h[56:])
@@ -347,8 +378,10 @@ func (j *journal) replay(fn func(*record) error) error {
 		}
 		lsn += uint64(recordSize(int(dataLen)))
 	}
+	j.mu.Lock()
 	j.head = lsn
-	j.tail = j.sb.TailLSN
+	j.tail = start
+	j.mu.Unlock()
 	return nil
 }
 

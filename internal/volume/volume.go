@@ -162,18 +162,19 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 }
 
 // WriteAt stores p at off. It returns once every block's record is appended
-// to the journal (acknowledged); Flush makes it durable.
+// to the journal (acknowledged); Flush makes it durable. A write of up to
+// maxAtomic bytes is applied under one hold of the volume lock, so a cut
+// sees all of it or none of it.
 func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
 	if err := v.checkRange(off, len(p)); err != nil {
 		return err
 	}
+	chunk := v.e.maxAtomic()
 	for len(p) > 0 {
-		b, boff := uint64(off/BlockSize), int(off%BlockSize)
-		n := min(len(p), BlockSize-boff)
-		if err := v.apply(ctx, &record{kind: recWrite, nonce: v.nonce, off: uint64(off), length: uint64(n), data: p[:n]}, false); err != nil {
+		n := min(len(p), chunk-int(off%BlockSize))
+		if err := v.applyRange(ctx, recWrite, p[:n], off, int64(n)); err != nil {
 			return err
 		}
-		_ = b
 		p, off = p[n:], off+int64(n)
 	}
 	return nil
@@ -182,21 +183,16 @@ func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
 // Unmap makes [off, off+n) read as zeros; whole blocks are freed (they cost
 // nothing in the next root).
 func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
-	if n < 0 || n > math.MaxInt32*512 {
+	if n < 0 || n > v.size {
 		return fmt.Errorf("%w: unmap of %d bytes", ErrOutOfRange, n)
 	}
-	if err := v.checkRange(off, int(n)); err != nil {
-		return err
+	if off < 0 || off%512 != 0 || n%512 != 0 || off+n > v.size {
+		return fmt.Errorf("%w: unmap of %d bytes at %d on a volume of %d", ErrOutOfRange, n, off, v.size)
 	}
+	const chunk = 1024 * BlockSize // zero records are small: 64 bytes a block
 	for n > 0 {
-		boff := off % BlockSize
-		l := min(n, BlockSize-boff)
-		b := uint64(off / BlockSize)
-		if l == BlockSize && v.alreadyZero(b) {
-			off, n = off+l, n-l
-			continue
-		}
-		if err := v.apply(ctx, &record{kind: recZero, nonce: v.nonce, off: uint64(off), length: uint64(l)}, false); err != nil {
+		l := min(n, chunk-off%BlockSize)
+		if err := v.applyRange(ctx, recZero, nil, off, l); err != nil {
 			return err
 		}
 		off, n = off+l, n-l
@@ -204,14 +200,19 @@ func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
 	return nil
 }
 
-// alreadyZero reports, cheaply, whether block b is known to read as zeros
-// without a record: never written since the recovery point and absent from
-// it. Only pages already in memory are consulted.
-func (v *Volume) alreadyZero(b uint64) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+// maxAtomic is the largest write applied atomically with respect to cuts:
+// it needs a slot per block at once, so it is bounded by the cache too.
+func (e *Engine) maxAtomic() int {
+	blocks := min(16, e.cache.nslots()/4, int(e.jr.capacityBytes()/4/(BlockSize+recHeader)))
+	return max(1, blocks) * BlockSize
+}
+
+// zeroLocked reports whether block b already reads as zeros with no record
+// needed: never written since the recovery point and absent from it. Only
+// pages already in memory are consulted. v.mu held.
+func (v *Volume) zeroLocked(b uint64) bool {
 	if st, ok := v.dirty[b]; ok {
-		return st.zero && v.frozen == nil
+		return st.zero
 	}
 	if _, ok := v.frozen[b]; ok {
 		return false
@@ -228,6 +229,131 @@ func (v *Volume) alreadyZero(b uint64) bool {
 	return !ok
 }
 
+// splitRecords cuts [off, off+n) into one record per block.
+func (v *Volume) splitRecords(kind uint16, data []byte, off, n int64) []record {
+	recs := make([]record, 0, n/BlockSize+2)
+	for n > 0 {
+		l := min(n, BlockSize-off%BlockSize)
+		r := record{kind: kind, nonce: v.nonce, off: uint64(off), length: uint64(l)}
+		if kind == recWrite {
+			r.data, data = data[:l], data[l:]
+		}
+		recs = append(recs, r)
+		off, n = off+l, n-l
+	}
+	return recs
+}
+
+// applyRange journals and applies a write or unmap of [off, off+n).
+//
+// Invariant (durability): each record is appended to the journal, under
+// v.mu, before the write is acknowledged and before any cut can see its
+// effect; so every acknowledged write is either in the journal after
+// base.JournalLSN or in the published root, and replaying the journal over
+// the root gives it back.
+//
+// Invariant (recovery point): every slot the range needs is made ready
+// first; then all records are appended and applied in one hold of v.mu, so
+// a cut (which freezes under v.mu) includes the whole range or none of it.
+func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, n int64) error {
+	e := v.e
+	recs := v.splitRecords(kind, data, off, n)
+	var total int64
+	for i := range recs {
+		total += recordSize(len(recs[i].data))
+	}
+	e.ioGate.RLock()
+	defer e.ioGate.RUnlock()
+	if err := e.jr.reserve(ctx, total, e.underPressure); err != nil {
+		return err
+	}
+	defer e.jr.unreserve(total)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+prepare:
+	if err := v.usable(); err != nil {
+		return err
+	}
+	for i := range recs {
+		r := &recs[i]
+		b := r.off / BlockSize
+		if r.kind == recZero && r.length == BlockSize {
+			continue // needs no slot
+		}
+		_, retry, err := v.writableSlot(ctx, b, r.kind == recWrite && r.length == BlockSize)
+		if err != nil {
+			return err
+		}
+		if retry { // v.mu was dropped: start over
+			goto prepare
+		}
+	}
+	for i := range recs {
+		r := &recs[i]
+		if r.kind == recZero && r.length == BlockSize && v.zeroLocked(r.off/BlockSize) {
+			continue
+		}
+		lsn, err := e.jr.append(r)
+		if err != nil {
+			return err
+		}
+		if err := v.applyLocked(r); err != nil {
+			return err
+		}
+		v.noteDirty(lsn)
+	}
+	return nil
+}
+
+// applyLocked applies a journaled record whose slot, if it needs one, is
+// ready. v.mu held.
+func (v *Volume) applyLocked(r *record) error {
+	e := v.e
+	b, boff := r.off/BlockSize, int(r.off%BlockSize)
+	if r.kind == recZero && r.length == BlockSize {
+		if st, ok := v.dirty[b]; ok && !st.zero {
+			e.cache.release(st.slot)
+		}
+		e.cache.drop(v.key(b))
+		v.dirty[b] = blockState{slot: -1, zero: true}
+		return nil
+	}
+	st, ok := v.dirty[b]
+	if !ok || st.zero {
+		panic(fmt.Sprintf("volume: %s block %d has no ready slot (dirty %v %+v)", v.id, b, ok, st))
+	}
+	data := r.data
+	if r.kind == recZero {
+		data = zeroBlock[:r.length]
+	}
+	return e.cache.writeSlot(st.slot, data, boff)
+}
+
+// replay applies one record from the journal at Open. Unlike applyRange it
+// appends nothing: the record is already there.
+func (v *Volume) replay(ctx context.Context, r *record) error {
+	if r.off+r.length > uint64(v.size) || r.off/BlockSize != (r.off+r.length-1)/BlockSize {
+		return fmt.Errorf("%w: journal record at %d of %d bytes does not fit %s", ErrCorrupt, r.off, r.length, v.id)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	b := r.off / BlockSize
+	for !(r.kind == recZero && r.length == BlockSize) {
+		_, retry, err := v.writableSlot(ctx, b, r.kind == recWrite && r.length == BlockSize)
+		if err != nil {
+			return err
+		}
+		if !retry {
+			break
+		}
+	}
+	if err := v.applyLocked(r); err != nil {
+		return err
+	}
+	v.noteDirty(r.lsn)
+	return nil
+}
+
 // Flush makes every write acknowledged before it durable (journal fsync).
 func (v *Volume) Flush(ctx context.Context) error {
 	v.mu.Lock()
@@ -237,83 +363,6 @@ func (v *Volume) Flush(ctx context.Context) error {
 		return err
 	}
 	return v.e.jr.sync()
-}
-
-// apply journals r (unless replaying it) and applies it to the volume's
-// dirty blocks. r lies within one block.
-//
-// Invariant (durability): the record is appended to the journal, under v.mu,
-// before the write is acknowledged and before any cut can see its effect; so
-// every acknowledged write is either in the journal after base.JournalLSN
-// or in the published root, and replaying the journal over the root gives
-// it back.
-func (v *Volume) apply(ctx context.Context, r *record, replay bool) error {
-	e := v.e
-	n := recordSize(len(r.data))
-	if !replay {
-		e.ioGate.RLock()
-		defer e.ioGate.RUnlock()
-		if err := e.jr.reserve(ctx, n, e.underPressure); err != nil {
-			return err
-		}
-	}
-	reserved := !replay
-	defer func() {
-		if reserved {
-			e.jr.unreserve(n)
-		}
-	}()
-	b, boff := r.off/BlockSize, int(r.off%BlockSize)
-	full := boff == 0 && r.length == BlockSize
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for {
-		if err := v.usable(); err != nil {
-			return err
-		}
-		if r.kind == recZero && full {
-			lsn, err := v.journal(r, replay, &reserved)
-			if err != nil {
-				return err
-			}
-			if st, ok := v.dirty[b]; ok && !st.zero {
-				e.cache.release(st.slot)
-			}
-			e.cache.drop(v.key(b))
-			v.dirty[b] = blockState{slot: -1, zero: true}
-			v.noteDirty(lsn)
-			return nil
-		}
-		slot, retry, err := v.writableSlot(ctx, b, full)
-		if err != nil {
-			return err
-		}
-		if retry {
-			continue
-		}
-		lsn, err := v.journal(r, replay, &reserved)
-		if err != nil {
-			return err
-		}
-		data := r.data
-		if r.kind == recZero {
-			data = zeroBlock[:r.length]
-		}
-		if err := e.cache.writeSlot(slot, data, boff); err != nil {
-			return err
-		}
-		v.noteDirty(lsn)
-		return nil
-	}
-}
-
-func (v *Volume) journal(r *record, replay bool, reserved *bool) (uint64, error) {
-	if replay {
-		return r.lsn, nil
-	}
-	lsn, err := v.e.jr.append(r)
-	*reserved = false
-	return lsn, err
 }
 
 // noteDirty: v.mu held.
