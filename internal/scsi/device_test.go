@@ -686,3 +686,63 @@ func TestNewDeviceRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteSameUnmapIgnoresPattern(t *testing.T) {
+	h := newHarness(t, DeviceOptions{ThinProvisioning: true})
+	h.wantGood(h.run(cdb10(opWrite10, 0, 0, 8), bytes.Repeat([]byte{0xff}, 8*512)))
+	// UNMAP with a non-zero block and 0 blocks: unmap through the end.
+	h.wantGood(h.run(cdb10(opWriteSame10, 0x08, 4, 0), bytes.Repeat([]byte{0xff}, 512)))
+	got := h.run(cdb10(opRead10, 0, 0, 8), nil).DataIn
+	if !bytes.Equal(got[:4*512], bytes.Repeat([]byte{0xff}, 4*512)) || !allZero(got[4*512:]) {
+		t.Fatalf("WRITE SAME UNMAP to the end: wrong blocks zeroed")
+	}
+	// The Data-Out must be exactly one block.
+	h.wantSense(h.run(cdb10(opWriteSame10, 0, 0, 1), make([]byte, 1024)), SenseIllegalRequest, ASCInvalidFieldInCommandIU)
+	h.wantSense(h.run(cdb10(opWriteSame10, 0, 0, 1), make([]byte, 256)), SenseIllegalRequest, ASCInvalidFieldInCommandIU)
+}
+
+func TestCompareAndWriteZeroBlocks(t *testing.T) {
+	h := newHarness(t, DeviceOptions{})
+	caw := cdb16(opCompareAndWrite, 0, 0, 0)
+	h.wantGood(h.run(caw, nil))
+	// NUMBER OF LOGICAL BLOCKS zero but data sent: the CDB and the
+	// transfer disagree, nothing is written.
+	h.wantSense(h.run(caw, make([]byte, 1024)), SenseIllegalRequest, ASCInvalidFieldInCDB)
+}
+
+func TestNexusComesBack(t *testing.T) {
+	h := newHarness(t, DeviceOptions{})
+	tur := []byte{opTestUnitReady, 0, 0, 0, 0, 0}
+	h.wantGood(h.run([]byte{opReserve6, 0, 0, 0, 0, 0}, nil))
+	// The session ends: its SPC-2 reservation goes; when it logs in again
+	// with the same name and ISID it is the same nexus and sees no new
+	// power-on unit attention.
+	h.d.NexusLost(h.nexus)
+	other := "iqn.other,i,0x7"
+	h.wantSense(h.runOn(other, tur, nil), SenseUnitAttention, ASCPowerOnOccurred)
+	h.wantGood(h.runOn(other, []byte{opReserve6, 0, 0, 0, 0, 0}, nil))
+	h.wantGood(h.run([]byte{opInquiry, 0, 0, 0, 36, 0}, nil))
+	if r := h.run(tur, nil); r.Status != StatusReservationConflict {
+		t.Fatalf("returning nexus: status %#x, want RESERVATION CONFLICT", r.Status)
+	}
+}
+
+func TestDescriptorSenseCarriesFieldPointer(t *testing.T) {
+	e := invalidCDB(7, -1)
+	s := e.senseData(true)
+	if s[0] != 0x72 || int(s[7]) != len(s)-8 || s[8] != 0x02 || s[12]&0xc0 != 0xc0 || getU16(s[13:]) != 7 {
+		t.Fatalf("descriptor sense % x", s)
+	}
+	s = e.senseData(false)
+	if s[0] != 0x70 || s[7] != 10 || s[15] != 0xc0 || getU16(s[16:]) != 7 {
+		t.Fatalf("fixed sense % x", s)
+	}
+	m := miscompare(1 << 40).senseData(false)
+	if m[0]&0x80 != 0 {
+		t.Fatalf("VALID set for an INFORMATION value that does not fit: % x", m)
+	}
+	m = miscompare(1 << 40).senseData(true)
+	if m[8] != 0x00 || getU64(m[12:]) != 1<<40 {
+		t.Fatalf("descriptor INFORMATION % x", m)
+	}
+}
