@@ -157,7 +157,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	bg, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
 	e.wg.Add(1)
-	go e.uploader(bg)
+	go func() {
+		// Listing every snapshot can take a while on a big store: do it in
+		// the background rather than delaying Open.
+		if err := e.resumeSnapshots(bg); err != nil && bg.Err() == nil {
+			e.log.Warn("volume: resuming pending snapshots", "err", err)
+		}
+		e.uploader(bg)
+	}()
 	if cfg.GCInterval > 0 {
 		e.wg.Add(1)
 		go e.gcLoop(bg)
@@ -338,7 +345,7 @@ func (e *Engine) recover(ctx context.Context) error {
 	if n > 0 {
 		e.log.Info("volume: journal replayed", "records", n)
 	}
-	return e.resumeSnapshots(ctx)
+	return nil
 }
 
 // Close stops the uploader and closes the disks. Acknowledged writes stay in

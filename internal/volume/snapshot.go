@@ -177,9 +177,20 @@ func (e *Engine) resumeSnapshots(ctx context.Context) error {
 		if r.Deleted || r.Status != string(control.SnapshotPending) || r.Owner != e.state.Owner {
 			continue
 		}
-		if v, ok := e.vols[r.VolumeID]; ok && v.fenced == nil {
-			v.pendingSnaps = append(v.pendingSnaps, r.ID)
-			continue
+		e.mu.Lock()
+		v := e.vols[r.VolumeID]
+		e.mu.Unlock()
+		if v != nil {
+			v.mu.Lock()
+			ok := v.usable() == nil
+			if ok && !slices.Contains(v.pendingSnaps, r.ID) {
+				v.pendingSnaps = append(v.pendingSnaps, r.ID)
+			}
+			v.mu.Unlock()
+			if ok {
+				e.wake()
+				continue
+			}
 		}
 		if err := e.updateRecord(ctx, r.ID, func(rec *snapRecord) error {
 			rec.Status = string(control.SnapshotError)
