@@ -54,11 +54,10 @@ func (ss *session) handleText(h *header) error {
 		case "SendTargets":
 			resp = ss.sendTargets(resp, p.value)
 		case "MaxRecvDataSegmentLength":
+			// Declarative: applies to what we send from now on; an
+			// out-of-range value is ignored.
 			if x, ok := parseNumber(p.value, 512, 1<<24-1); ok {
-				// Declarative: applies to what we send from now on.
 				ss.sendLimit.Store(x)
-			} else {
-				resp = appendText(resp, p.key, valReject)
 			}
 		default:
 			// Session-wide operational keys cannot change in full feature

@@ -207,11 +207,11 @@ func (n *negotiator) negotiateOne(p kv, resp []byte, discovery bool) []byte {
 		}
 		return appendText(resp, k, choice)
 	case "MaxRecvDataSegmentLength":
-		x, ok := parseNumber(v, 512, 1<<24-1)
-		if !ok {
-			return appendText(resp, k, valReject)
+		// Declarative: an out-of-range value leaves the default in force.
+		// It gets no answer, since our own declaration uses the same key.
+		if x, ok := parseNumber(v, 512, 1<<24-1); ok {
+			n.conn.SendLimit = x
 		}
-		n.conn.SendLimit = x
 		return resp
 	case "MaxConnections":
 		if _, ok := parseNumber(v, 1, 65535); !ok {
