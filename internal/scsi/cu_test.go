@@ -31,8 +31,10 @@ import (
 )
 
 var (
-	cuTest   = flag.String("cu.test", "ALL", "iscsi-test-cu --test pattern")
-	cuCorpus = flag.String("cu.corpus", "", "write the distinct CDBs seen as FuzzExecute seeds into this directory")
+	cuTest      = flag.String("cu.test", "ALL", "iscsi-test-cu --test pattern")
+	cuCorpus    = flag.String("cu.corpus", "", "write the distinct CDBs seen as FuzzExecute seeds into this directory")
+	cuReadOnly  = flag.Bool("cu.readonly", false, "serve the LUN read-only (for ALL.ReadOnly)")
+	cuRemovable = flag.Bool("cu.removable", false, "serve a removable medium (for ALL.PreventAllow, ALL.StartStopUnit, ALL.NoMedia)")
 )
 
 // recorder is a LogicalUnit in front of the real one that keeps the first
@@ -82,7 +84,7 @@ func TestCU(t *testing.T) {
 	}
 	t.Cleanup(func() { fb.Close() })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dev, err := scsi.NewDevice(fb, scsi.DeviceOptions{SerialNumber: "vol-cu", ThinProvisioning: true, Logger: log})
+	dev, err := scsi.NewDevice(fb, scsi.DeviceOptions{SerialNumber: "vol-cu", ThinProvisioning: true, ReadOnly: *cuReadOnly, Removable: *cuRemovable, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,12 @@ type DeviceOptions struct {
 	// SAME with UNMAP, unmapped blocks read as zeros); the backend's Unmap
 	// frees space.
 	ThinProvisioning bool
+	// Removable reports a removable medium (RMB=1): START STOP UNIT with
+	// LOEJ ejects and loads it, PREVENT ALLOW MEDIUM REMOVAL holds it in,
+	// and medium-access commands fail with NOT READY, MEDIUM NOT PRESENT
+	// while it is out. Off for volumes, which cannot be ejected; it exists
+	// for initiators and tests that exercise removable-medium semantics.
+	Removable bool
 	// MaxTransferBlocks bounds one READ or WRITE (Block Limits VPD); longer
 	// commands fail with INVALID FIELD IN CDB. Default: 8 MiB worth.
 	MaxTransferBlocks uint32
@@ -66,6 +72,9 @@ type Device struct {
 	dsense atomic.Bool // control page D_SENSE: descriptor-format sense data
 	swp    atomic.Bool // control page SWP: software write protect
 
+	// ejected is set while a removable medium is out (Removable only).
+	ejected atomic.Bool
+
 	// atomicMu serialises the read-modify-write commands (COMPARE AND
 	// WRITE, ORWRITE) so each is atomic with respect to the others.
 	atomicMu sync.Mutex
@@ -82,6 +91,9 @@ type Device struct {
 	// ua holds the pending unit attentions per nexus, oldest first.
 	ua  map[string][]ASC
 	res reservations
+	// prevent holds the nexuses that sent PREVENT ALLOW MEDIUM REMOVAL
+	// with PREVENT set (Removable only); any one of them holds the medium.
+	prevent map[string]bool
 	// copies holds EXTENDED COPY results kept for RECEIVE COPY RESULTS.
 	copies map[copyKey]copyStatus
 }
@@ -216,6 +228,13 @@ func (d *Device) execute(ctx context.Context, cmd *Command) Response {
 	if cmd.CDB[n-1]&0x04 != 0 {
 		return d.fail(invalidCDB(n-1, 2))
 	}
+	if d.ejected.Load() && needsMedium(op) {
+		// SPC-4 5.14: a unit attention is reported before NOT READY.
+		if e, _ := d.admit(cmd.Nexus, cmd.CDB); e != nil {
+			return d.fail(e)
+		}
+		return d.fail(checkCond(SenseNotReady, ascMediumNotPresent))
+	}
 	if e, conflict := d.admit(cmd.Nexus, cmd.CDB); e != nil {
 		return d.fail(e)
 	} else if conflict {
@@ -300,6 +319,7 @@ func (d *Device) Reset(nexus string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.res.resetLocked()
+	clear(d.prevent) // SBC-4 5.15: a reset allows medium removal
 	d.queueUALocked(nexus, ASCBusDeviceResetOccurred)
 	// The nexus that asked for the reset learns of it from the task
 	// management response, not from a UA (SAM-5 6.4).
@@ -313,6 +333,7 @@ func (d *Device) NexusLost(nexus string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.res.nexusLostLocked(nexus)
+	delete(d.prevent, nexus)
 }
 
 // dataOutLength is the number of Data-Out bytes cdb asks for (the SPDTL),
@@ -482,14 +503,9 @@ func (d *Device) dispatch(ctx context.Context, cmd *Command) (Response, error) {
 	case opModeSelect6, opModeSelect10:
 		return d.modeSelect(cmd)
 	case opStartStopUnit:
-		return d.startStopUnit(cdb)
+		return d.startStopUnit(cmd)
 	case opPreventAllow:
-		// A non-removable medium (RMB=0) cannot be ejected, so PREVENT is
-		// accepted and has nothing to prevent; only the field is checked.
-		if cdb[4]&0xfc != 0 {
-			return Response{}, invalidCDB(4, -1)
-		}
-		return good, nil
+		return d.preventAllow(cmd)
 	case opReadDefect10, opReadDefect12:
 		return d.readDefectData(cdb)
 	case opReserve6, opReserve10, opRelease6, opRelease10:

@@ -746,3 +746,43 @@ func TestDescriptorSenseCarriesFieldPointer(t *testing.T) {
 		t.Fatalf("descriptor INFORMATION % x", m)
 	}
 }
+
+func TestRemovableMedium(t *testing.T) {
+	h := newHarness(t, DeviceOptions{Removable: true})
+	tur := []byte{opTestUnitReady, 0, 0, 0, 0, 0}
+	eject := []byte{opStartStopUnit, 0, 0, 0, 0x02, 0}
+	load := []byte{opStartStopUnit, 0, 0, 0, 0x03, 0}
+	prevent := []byte{opPreventAllow, 0, 0, 0, 1, 0}
+	allow := []byte{opPreventAllow, 0, 0, 0, 0, 0}
+	if r := h.run([]byte{opInquiry, 0, 0, 0, 36, 0}, nil); r.DataIn[1]&0x80 == 0 {
+		t.Fatalf("RMB clear on a removable device")
+	}
+	h.wantGood(h.run(prevent, nil))
+	h.wantSense(h.run(eject, nil), SenseIllegalRequest, ASCMediumRemovalPrevented)
+	h.wantGood(h.run(tur, nil))
+	h.wantGood(h.run(allow, nil))
+	h.wantGood(h.run(eject, nil))
+	h.wantSense(h.run(tur, nil), SenseNotReady, ascMediumNotPresent)
+	h.wantSense(h.run(cdb10(opRead10, 0, 0, 1), nil), SenseNotReady, ascMediumNotPresent)
+	h.wantGood(h.run([]byte{opInquiry, 0, 0, 0, 36, 0}, nil))
+	h.wantGood(h.run(load, nil))
+	h.wantGood(h.run(tur, nil))
+	// Another nexus's PREVENT holds the medium until that nexus goes.
+	other := "iqn.other,i,0x3"
+	h.runOn(other, tur, nil)
+	h.wantGood(h.runOn(other, prevent, nil))
+	h.wantSense(h.run(eject, nil), SenseIllegalRequest, ASCMediumRemovalPrevented)
+	h.d.NexusLost(other)
+	h.wantGood(h.run(eject, nil))
+	h.wantGood(h.run(load, nil))
+	// A reset allows removal again.
+	h.wantGood(h.run(prevent, nil))
+	h.d.Reset(h.nexus)
+	h.wantGood(h.run(eject, nil))
+	h.wantGood(h.run(load, nil))
+
+	// A fixed medium ignores LOEJ.
+	f := newHarness(t, DeviceOptions{})
+	f.wantGood(f.run(eject, nil))
+	f.wantGood(f.run(tur, nil))
+}

@@ -60,7 +60,10 @@ func (d *Device) inquiry(cdb []byte) (Response, error) {
 // peripheral qualifier and device type byte.
 func (d *Device) standardInquiry(pq byte) []byte {
 	b := make([]byte, 96)
-	b[0] = pq   // qualifier 000b, direct access block device 00h
+	b[0] = pq // qualifier 000b, direct access block device 00h
+	if d.opts.Removable {
+		b[1] = 0x80 // RMB
+	}
 	b[2] = 0x06 // SPC-4
 	b[3] = 0x12 // HISUP, response data format 2
 	b[4] = byte(len(b) - 5)
@@ -181,21 +184,74 @@ func (d *Device) requestSense(cmd *Command) (Response, error) {
 	return Response{Status: StatusGood, DataIn: truncate(e.senseData(desc), alloc)}, nil
 }
 
-// startStopUnit implements START STOP UNIT, SBC-4 5.25. The medium is not
-// removable and has no power conditions to enter, so after validation
-// there is nothing to do: a gateway volume is always spinning.
-func (d *Device) startStopUnit(cdb []byte) (Response, error) {
+// startStopUnit implements START STOP UNIT, SBC-4 5.25. A volume has no
+// power conditions to enter and is always spinning; with a removable
+// medium, LOEJ ejects (START=0) or loads (START=1) it unless a nexus
+// prevents removal.
+func (d *Device) startStopUnit(cmd *Command) (Response, error) {
+	cdb := cmd.CDB
 	if cdb[3]&0xf0 != 0 && cdb[4]>>4 == 0 {
 		// POWER CONDITION MODIFIER without a power condition.
 		return Response{}, invalidCDB(3, -1)
 	}
-	switch cdb[4] >> 4 {
-	case 0x0, 0x1, 0x2, 0x3, 0x7, 0xa, 0xb:
-	default:
-		return Response{}, invalidCDB(4, 7)
+	if cdb[4]>>4 != 0 {
+		// A power condition: START and LOEJ are ignored (SBC-4 5.25).
+		// The device has no power conditions, so every value, the
+		// reserved ones included, leaves it as it is (libiscsi's
+		// StartStopUnit.PwrCnd sends all fifteen and expects GOOD).
+		return good, nil
+	}
+	loej, start := cdb[4]&0x02 != 0, cdb[4]&0x01 != 0
+	if !loej || !d.opts.Removable {
+		return good, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.prevent) > 0 {
+		return Response{}, checkCond(SenseIllegalRequest, ASCMediumRemovalPrevented)
+	}
+	d.ejected.Store(!start)
+	return good, nil
+}
+
+// preventAllow implements PREVENT ALLOW MEDIUM REMOVAL, SBC-4 5.15. With
+// a fixed medium there is nothing to prevent and only the field is
+// checked.
+func (d *Device) preventAllow(cmd *Command) (Response, error) {
+	cdb := cmd.CDB
+	if cdb[4]&0xfc != 0 {
+		return Response{}, invalidCDB(4, -1)
+	}
+	if !d.opts.Removable {
+		return good, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cdb[4]&0x01 != 0 {
+		if d.prevent == nil {
+			d.prevent = make(map[string]bool)
+		}
+		d.prevent[cmd.Nexus] = true
+	} else {
+		delete(d.prevent, cmd.Nexus)
 	}
 	return good, nil
 }
+
+// needsMedium reports whether op accesses the medium, and so fails with
+// MEDIUM NOT PRESENT while a removable medium is ejected.
+func needsMedium(op byte) bool {
+	switch op {
+	case opInquiry, opReportLUNs, opRequestSense, opStartStopUnit, opPreventAllow,
+		opModeSense6, opModeSense10, opModeSelect6, opModeSelect10, opPRIn, opPROut,
+		opReserve6, opReserve10, opRelease6, opRelease10, opMaintenanceIn,
+		opReceiveCopyResult:
+		return false
+	}
+	return true
+}
+
+const ascMediumNotPresent ASC = 0x3a00
 
 // readDefectData implements READ DEFECT DATA (10/12), SBC-4 5.17/5.18: the
 // medium has no defects, so the list is empty in whatever format was asked.
