@@ -39,6 +39,12 @@ func (s *Service) ListVolumeRecoveryPoints(ctx context.Context, gatewayARN strin
 	out := []VolumeRecoveryPointInfo{}
 	for _, v := range vols {
 		rp, err := s.engine.RecoveryPoint(ctx, v.ID)
+		if errors.Is(err, ErrVolumeNotFound) {
+			// A volume the engine does not have has no recovery point;
+			// one such volume must not hide every other one's.
+			s.log.Error("recovery point: volume missing from the engine", "volume", v.ID)
+			continue
+		}
 		if err != nil {
 			return "", nil, fmt.Errorf("control: recovery point of %s: %w", v.ID, err)
 		}
