@@ -15,6 +15,10 @@ import (
 	"github.com/volgw/volgw/internal/scsi"
 )
 
+// IQNPrefix is the prefix of every volgw target name: a volume's target
+// is IQNPrefix + its TargetName, as on AWS Storage Gateway.
+const IQNPrefix = "iqn.1997-05.com.amazon:"
+
 // Config configures a Server. Zero fields take the defaults named in their
 // comments.
 type Config struct {

@@ -18,7 +18,7 @@ import (
 	"github.com/volgw/volgw/internal/scsi"
 )
 
-const testIQN = "iqn.1997-05.com.amazon:vol-test"
+const testIQN = IQNPrefix + "vol-test"
 
 type testTarget struct {
 	srv    *Server
@@ -139,6 +139,8 @@ func TestInquiryAndLs(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Amazon") {
 		t.Fatalf("iscsi-inq with header digests: %v\n%s", err, out)
 	}
+	// Without -s: iscsi-ls -s retries its TEST UNIT READY only for
+	// 29h/00h, and the SCSI layer reports POWER ON OCCURRED as 29h/01h.
 	out, err = run(t, nil, 30*time.Second, "iscsi-ls", "iscsi://"+tt.addr)
 	if err != nil {
 		t.Fatalf("iscsi-ls: %v\n%s", err, out)
@@ -146,6 +148,7 @@ func TestInquiryAndLs(t *testing.T) {
 	if !strings.Contains(out, testIQN) || !strings.Contains(out, tt.addr) {
 		t.Errorf("iscsi-ls does not list %s at %s:\n%s", testIQN, tt.addr, out)
 	}
+
 }
 
 // TestQemuImgRoundTrip writes a random image through the target with

@@ -145,25 +145,12 @@ type negotiator struct {
 	conn connParams
 	// declared records that we sent our MaxRecvDataSegmentLength.
 	declared bool
-	// firstBurstSet and maxBurstSet record negotiated values, so the
-	// FirstBurstLength <= MaxBurstLength rule can be enforced at the end.
-	firstBurstSet bool
 }
 
 func newNegotiator(lim targetLimits) *negotiator {
 	s, c := rfcDefaults()
 	return &negotiator{lim: lim, sess: s, conn: c}
 }
-
-// keyClass says which phase a key may be negotiated in.
-type keyClass int
-
-const (
-	keyUnknown keyClass = iota
-	keyDeclarative
-	keyOperational
-	keySecurity
-)
 
 // negotiate answers each operational key in pairs. Keys handled by the
 // caller (security keys, declaratives such as InitiatorName) are skipped;
@@ -271,7 +258,6 @@ func (n *negotiator) negotiateOne(p kv, resp []byte, discovery bool) []byte {
 		} else {
 			x = min(x, n.lim.FirstBurstLength)
 			n.sess.FirstBurstLength = x
-			n.firstBurstSet = true
 		}
 		return appendText(resp, k, strconv.FormatUint(uint64(x), 10))
 	case "MaxOutstandingR2T":
