@@ -306,6 +306,10 @@ func TestVolumesLifecycle(t *testing.T) {
 	if len(seen) != 2 || seen[0] >= seen[1] {
 		t.Fatalf("paged ListVolumes = %v", seen)
 	}
+	// Without a gateway: every gateway's volumes.
+	if arn, all, _, err := f.svc.ListVolumes(ctx, "", "", 0); err != nil || arn != "" || len(all) != 2 || all[0].GatewayARN != gw {
+		t.Fatalf("ListVolumes() = %q %+v %v", arn, all, err)
+	}
 
 	// Recovery points and snapshots.
 	_, rps, err := f.svc.ListVolumeRecoveryPoints(ctx, gw)

@@ -380,16 +380,33 @@ type VolumeInfo struct {
 	VolumeSizeInBytes                                                              int64
 }
 
-// ListVolumes lists a gateway's volumes by ARN, from marker, at most limit
-// (0: 100); the returned marker is "" on the last page.
+// ListVolumes lists a gateway's volumes (every gateway's when gatewayARN is
+// "", as AWS lists the account's) by ARN, from marker, at most limit (0:
+// 100); the returned marker is "" on the last page.
 func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, limit int) (string, []VolumeInfo, string, error) {
 	var g catalog.Gateway
 	var vols []catalog.Volume
+	gatewayARNs := map[string]string{} // gateway ID → ARN
 	err := s.view(func(tx *catalog.Tx) error {
 		var err error
+		if gatewayARN == "" {
+			gs, err := tx.Gateways()
+			if err != nil {
+				return err
+			}
+			for _, g := range gs {
+				gatewayARNs[g.ID] = g.ARN
+			}
+			if vols, err = tx.Volumes(); err != nil {
+				return err
+			}
+			sort.Slice(vols, func(i, j int) bool { return vols[i].ARN < vols[j].ARN })
+			return nil
+		}
 		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
 			return err
 		}
+		gatewayARNs[g.ID] = g.ARN
 		vols, err = volumesOf(tx, g.ID)
 		return err
 	})
@@ -407,7 +424,7 @@ func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, li
 	out := []VolumeInfo{}
 	for _, v := range vols[from:to] {
 		out = append(out, VolumeInfo{
-			VolumeARN: v.ARN, VolumeID: v.ID, GatewayARN: g.ARN, GatewayID: g.ID,
+			VolumeARN: v.ARN, VolumeID: v.ID, GatewayARN: gatewayARNs[v.GatewayID], GatewayID: v.GatewayID,
 			VolumeType: VolumeTypeCached, VolumeAttachmentStatus: "ATTACHED", VolumeSizeInBytes: v.SizeBytes,
 		})
 	}

@@ -182,7 +182,7 @@ type volumeInfo struct {
 }
 
 type listVolumesOutput struct {
-	GatewayARN  string       `json:"GatewayARN"`
+	GatewayARN  string       `json:"GatewayARN,omitempty"`
 	Marker      string       `json:"Marker,omitempty"`
 	VolumeInfos []volumeInfo `json:"VolumeInfos"`
 }
