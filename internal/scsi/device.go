@@ -74,6 +74,9 @@ type Device struct {
 
 	// ejected is set while a removable medium is out (Removable only).
 	ejected atomic.Bool
+	// lastSize is the backend size initiators were last told of; when the
+	// backend grows or shrinks every nexus hears CAPACITY DATA HAS CHANGED.
+	lastSize atomic.Int64
 
 	// atomicMu serialises the read-modify-write commands (COMPARE AND
 	// WRITE, ORWRITE) so each is atomic with respect to the others.
@@ -177,6 +180,7 @@ func NewDevice(b Backend, opts DeviceOptions) (*Device, error) {
 		ua:   make(map[string][]ASC),
 	}
 	d.wce.Store(true)
+	d.lastSize.Store(b.Size())
 	for 1<<d.bsShift < bs {
 		d.bsShift++
 	}
@@ -227,6 +231,9 @@ func (d *Device) execute(ctx context.Context, cmd *Command) Response {
 	// does not support (standard INQUIRY NormACA=0).
 	if cmd.CDB[n-1]&0x04 != 0 {
 		return d.fail(invalidCDB(n-1, 2))
+	}
+	if size := d.b.Size(); size != d.lastSize.Load() {
+		d.capacityChanged(size)
 	}
 	if d.ejected.Load() && needsMedium(op) {
 		// SPC-4 5.14: a unit attention is reported before NOT READY.
@@ -309,6 +316,18 @@ func (d *Device) queueUALocked(skip string, asc ASC) {
 			d.ua[n] = append(q, asc)
 		}
 	}
+}
+
+// capacityChanged establishes CAPACITY DATA HAS CHANGED (SBC-4 4.6) for
+// every nexus, once per change of the backend's size.
+func (d *Device) capacityChanged(size int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lastSize.Load() == size {
+		return // another command got here first
+	}
+	d.lastSize.Store(size)
+	d.queueUALocked("", ASCCapacityDataChanged)
 }
 
 // Reset performs a LOGICAL UNIT RESET: reservations held by SPC-2 RESERVE

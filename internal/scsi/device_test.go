@@ -786,3 +786,18 @@ func TestRemovableMedium(t *testing.T) {
 	f.wantGood(f.run(eject, nil))
 	f.wantGood(f.run(tur, nil))
 }
+
+func TestCapacityChangeUnitAttention(t *testing.T) {
+	h := newHarness(t, DeviceOptions{})
+	if err := h.b.f.Truncate(2 * testBlocks * 512); err != nil {
+		t.Fatal(err)
+	}
+	h.b.size = 2 * testBlocks * 512
+	h.wantSense(h.run([]byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil), SenseUnitAttention, ASCCapacityDataChanged)
+	r := h.run([]byte{opReadCapacity10, 0, 0, 0, 0, 0, 0, 0, 0, 0}, nil)
+	h.wantGood(r)
+	if getU32(r.DataIn) != 2*testBlocks-1 {
+		t.Fatalf("READ CAPACITY after growth: % x", r.DataIn)
+	}
+	h.wantGood(h.run(cdb10(opWrite10, 0, 2*testBlocks-1, 1), make([]byte, 512)))
+}

@@ -34,9 +34,21 @@ func OpenFileBackend(path string, size int64) (*FileBackend, error) {
 		f.Close()
 		return nil, fmt.Errorf("scsi: stat backend file: %w", err)
 	}
+	have := fi.Size()
+	if !fi.Mode().IsRegular() {
+		// A block device's size is where its end is; Stat reports 0.
+		if have, err = f.Seek(0, io.SeekEnd); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("scsi: size of backend device: %w", err)
+		}
+		if size > have {
+			f.Close()
+			return nil, fmt.Errorf("scsi: backend device has %d bytes, %d asked: %w", have, size, ErrOutOfRange)
+		}
+	}
 	if size == 0 {
-		size = fi.Size()
-	} else if fi.Mode().IsRegular() && fi.Size() < size {
+		size = have
+	} else if fi.Mode().IsRegular() && have < size {
 		if err := f.Truncate(size); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("scsi: extend backend file: %w", err)
