@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/volgw/volgw/internal/scsi"
 )
 
 // rawInit is a minimal iSCSI initiator written from RFC 7143 for tests
@@ -543,5 +545,92 @@ func TestRawSendTargetsContinuation(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d targets listed, want %d", len(got), len(want))
+	}
+}
+
+// loginOnce sends one Login Request and returns the response.
+func loginOnce(t *testing.T, addr string, isid byte, csg, nsg byte, text []byte) (rawPDU, *rawInit) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := &rawInit{t: t, c: c, br: bufio.NewReader(c), itt: 1, cmdSN: 1}
+	var b [bhsLen]byte
+	b[0] = opLoginReq | flagImmediate
+	b[1] = flagTransit | csg<<2 | nsg
+	copy(b[8:14], []byte{0x40, 0, 0, 0, 0, isid})
+	put32(b[16:20], 7)
+	put32(b[24:28], 1)
+	r.send(b, text)
+	return r.recv(), r
+}
+
+func loginStatus(p rawPDU) uint16 { return uint16(p.h.bhs[36])<<8 | uint16(p.h.bhs[37]) }
+
+// TestRawLoginRefusals checks the status of logins that must fail, and
+// that a login straight into the operational stage works.
+func TestRawLoginRefusals(t *testing.T) {
+	tt := startTarget(t, 1<<20, []CHAPCredential{{InitiatorName: "iqn.x", SecretToAuthenticateInitiator: "0123456789ab"}})
+	if err := tt.srv.AddTarget(TargetConfig{IQN: testIQN + "-open", LUNs: mustLU(t, tt)}); err != nil {
+		t.Fatal(err)
+	}
+	kv := func(pairs ...string) []byte {
+		var b []byte
+		for i := 0; i+1 < len(pairs); i += 2 {
+			b = appendText(b, pairs[i], pairs[i+1])
+		}
+		return b
+	}
+	cases := []struct {
+		name     string
+		csg, nsg byte
+		text     []byte
+		status   uint16
+	}{
+		{"unknown target", 0, 1, kv("InitiatorName", "iqn.x", "TargetName", testIQN+"-nope", "AuthMethod", "None"), loginNotFound},
+		{"no initiator name", 0, 1, kv("TargetName", testIQN, "AuthMethod", "None"), loginMissingParam},
+		{"no target name", 0, 1, kv("InitiatorName", "iqn.x", "AuthMethod", "None"), loginMissingParam},
+		{"CHAP target without CHAP", 0, 1, kv("InitiatorName", "iqn.x", "TargetName", testIQN, "AuthMethod", "None"), loginAuthFailed},
+		{"CHAP target skipping security", 1, 3, kv("InitiatorName", "iqn.x", "TargetName", testIQN), loginAuthFailed},
+		{"malformed text", 1, 3, []byte("InitiatorName\x00"), loginInitiatorError},
+		{"bad transition", 1, 1, kv("InitiatorName", "iqn.x", "TargetName", testIQN+"-open"), loginInitiatorError},
+		{"open target straight to operational", 1, 3, kv("InitiatorName", "iqn.x", "TargetName", testIQN+"-open"), loginSuccess},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, _ := loginOnce(t, tt.addr, byte(i), c.csg, c.nsg, c.text)
+			if p.h.opcode() != opLoginResp || loginStatus(p) != c.status {
+				t.Fatalf("opcode %#x status %#04x, want %#04x", p.h.opcode(), loginStatus(p), c.status)
+			}
+			if c.status == loginSuccess && be16(p.h.bhs[14:16]) == 0 {
+				t.Fatalf("no TSIH in the final login response")
+			}
+		})
+	}
+}
+
+func mustLU(t *testing.T, tt *testTarget) scsi.LogicalUnit {
+	tgt, _, ok := tt.srv.lookupTarget(testIQN)
+	if !ok {
+		t.Fatal("test target missing")
+	}
+	return tgt.lu
+}
+
+// TestRawReinstatement logs in twice with the same ISID: the second login
+// reinstates the session, closing the first connection.
+func TestRawReinstatement(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	first := dialRaw(t, tt.addr, testIQN)
+	second := dialRaw(t, tt.addr, testIQN)
+	if p := second.nop(second.nextITT(), []byte("x")); p.h.opcode() != opNopIn {
+		t.Fatalf("new session: opcode %#x", p.h.opcode())
+	}
+	var b [bhsLen]byte
+	if _, err := first.br.Read(b[:]); err == nil {
+		t.Fatalf("old session still open after reinstatement")
 	}
 }
