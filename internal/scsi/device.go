@@ -271,13 +271,12 @@ func (d *Device) admit(nexus string, cdb []byte) (ua *checkError, conflict bool)
 	defer d.mu.Unlock()
 	if !d.seen[nexus] {
 		if len(d.seen) >= maxSeenNexuses {
-			// Forgetting nexuses costs at most a spurious POWER ON
-			// OCCURRED when one returns, which initiators handle.
-			for n := range d.seen {
-				if len(d.ua[n]) == 0 {
-					delete(d.seen, n)
-				}
-			}
+			// Forgetting every nexus bounds the memory that initiators
+			// which never return would hold. It costs a returning nexus
+			// a spurious POWER ON OCCURRED, which stands in for any unit
+			// attention it lost, and initiators handle it.
+			clear(d.seen)
+			clear(d.ua)
 		}
 		d.seen[nexus] = true
 		d.ua[nexus] = append(d.ua[nexus], ASCPowerOnOccurred)
