@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -203,6 +204,58 @@ func TestDeletes(t *testing.T) {
 		}
 		if _, err := tx.ClientToken("s", "t"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("token after DeleteClientTokensFor: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckFindsDanglingRecords(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	g := testGateway()
+	v := testVolume("vol-0123456789ABCDEF0")
+	err = db.Update(func(tx *Tx) error {
+		if err := tx.PutGateway(g); err != nil {
+			return err
+		}
+		if err := tx.PutVolume(v); err != nil {
+			return err
+		}
+		if err := tx.PutTags(v.ARN, []Tag{{"k", "v"}}); err != nil {
+			return err
+		}
+		return tx.Check()
+	})
+	if err != nil {
+		t.Fatalf("consistent catalog: %v", err)
+	}
+	err = db.Update(func(tx *Tx) error {
+		dup := testVolume("vol-0123456789ABCDEF1")
+		dup.TargetName, dup.TargetARN = v.TargetName, v.TargetARN
+		if err := tx.PutVolume(dup); err != nil {
+			return err
+		}
+		if err := tx.PutChapCredential(ChapCredential{TargetARN: g.ARN + "/target/iqn.1997-05.com.amazon:gone", InitiatorName: "i", SecretToAuthenticateInitiator: "s"}); err != nil {
+			return err
+		}
+		gone := g.ARN + "/volume/vol-0000000000000000A"
+		if err := tx.PutTags(gone, []Tag{{"k", "v"}}); err != nil {
+			return err
+		}
+		err := tx.Check()
+		for _, want := range []string{"TargetName", "CHAP credential", "tags of missing resource " + gone} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Check() = %v, want it to report %q", err, want)
+			}
+		}
+		if !errors.Is(err, ErrInconsistent) {
+			t.Errorf("Check() = %v, not ErrInconsistent", err)
 		}
 		return nil
 	})

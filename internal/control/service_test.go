@@ -48,6 +48,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) open(seed int64) {
 	f.t.Helper()
 	if f.cat != nil {
+		f.check()
 		f.cat.Close()
 	}
 	cat, err := catalog.Open(f.dir)
@@ -56,6 +57,13 @@ func (f *fixture) open(seed int64) {
 	}
 	f.cat = cat
 	f.t.Cleanup(func() { cat.Close() })
+	// Every test ends with the catalog's cross-record invariants checked
+	// (runs before the Close above).
+	f.t.Cleanup(func() {
+		if f.cat == cat {
+			f.check()
+		}
+	})
 	svc, err := New(Config{
 		Catalog: cat, Engine: f.engine, Exporter: f.exporter, Now: f.clock.now,
 		Rand: mathrand.New(mathrand.NewSource(seed)), Region: testRegion, Account: testAccount,
@@ -69,6 +77,14 @@ func (f *fixture) open(seed int64) {
 		f.t.Fatal(err)
 	}
 	f.svc = svc
+}
+
+// check runs the catalog's whole-structure invariant check.
+func (f *fixture) check() {
+	f.t.Helper()
+	if err := f.cat.View(func(tx *catalog.Tx) error { return tx.Check() }); err != nil {
+		f.t.Errorf("catalog invariants: %v", err)
+	}
 }
 
 // activated returns the ARN of a gateway with cache and upload buffer.
