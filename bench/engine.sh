@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Volume engine benchmarks (internal/volume/bench_test.go), each measured
+# side by side with its peer in the same run. Prints the markdown table of
+# BENCHMARKS.md's "Volume engine" section.
+#
+#   bench/engine.sh            run and print the table
+#   bench/engine.sh -raw       also print go test's raw output
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$(go env GOPATH)/bin:$PATH"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+go test -run '^$' -bench '^BenchmarkEngine' -benchtime=1x -timeout 20m ./internal/volume | tee "$out" >&2
+[ "${1:-}" = "-raw" ] && cat "$out"
+
+echo
+echo "Volume engine, $(date -u +%Y-%m-%d), $(nproc) vCPUs, $(uname -sr), Go $(go env GOVERSION | sed 's/^go//')"
+echo
+echo "| measurement | unit | engine | peer | peer is | engine/peer |"
+echo "|---|---|---:|---:|---|---:|"
+awk '
+function metric(name,   i) { for (i = 3; i < NF; i++) if ($(i+1) == name) return $i; return "?" }
+/^BenchmarkEngine/ {
+	name = $1; sub(/-[0-9]+$/, "", name); sub(/^BenchmarkEngine/, "", name)
+	e = metric("engine"); p = metric("peer"); r = metric("engine/peer")
+	if (name ~ /^LocalIO\/write_/) { split(name, a, "_"); what = "sequential write " a[2] " + Flush"; unit = "MB/s"; peer = "pwrite + fsync, plain file, same fs" }
+	else if (name ~ /^LocalIO\/read_/) { split(name, a, "_"); what = "sequential read " a[2] " (cached)"; unit = "MB/s"; peer = "pread, plain file, same fs" }
+	else if (name == "Upload") { what = "upload of a 64 MiB cut to versitygw"; unit = "MB/s"; peer = "plain PUTs of the same blocks, same server, 8 at once" }
+	else if (name == "SnapshotPin") { what = "snapshot from recovery point, 16 TiB volume"; unit = "ms"; peer = "the same on a 1 GiB volume" }
+	else if (name == "Incremental") { what = "bytes stored by a 2nd snapshot after 1% of blocks change"; unit = "% of data"; peer = "the changed blocks themselves" }
+	else { what = name; unit = "?"; peer = "?" }
+	printf "| %s | %s | %s | %s | %s | %s |\n", what, unit, e, p, peer, r
+}' "$out"

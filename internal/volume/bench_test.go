@@ -1,0 +1,318 @@
+package volume
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/volgw/volgw/internal/blob"
+	"github.com/volgw/volgw/internal/blob/blobtest"
+	"github.com/volgw/volgw/internal/control"
+)
+
+// Benchmarks of the engine, each measured side by side with its peer in the
+// same run and reported as custom metrics: "engine", "peer" and
+// "engine/peer". bench/engine.sh runs them (-benchtime=1x: each iteration
+// is a complete fixed workload) and prints the table for BENCHMARKS.md.
+
+func benchEngine(b *testing.B, store blob.Store, cacheBytes, bufferBytes int64, interval time.Duration) *Engine {
+	b.Helper()
+	dir := b.TempDir()
+	e, err := Open(context.Background(), Config{Dir: filepath.Join(dir, "engine"), Store: store, CutInterval: interval,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	for _, d := range []control.Disk{
+		{ID: "c", Path: filepath.Join(dir, "cache0.img"), SizeBytes: cacheBytes, Use: control.DiskUseCache},
+		{ID: "u", Path: filepath.Join(dir, "buffer0.img"), SizeBytes: bufferBytes, Use: control.DiskUseUploadBuffer},
+	} {
+		if err := e.AddDisk(context.Background(), d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return e
+}
+
+func report(b *testing.B, engine, peer float64) {
+	b.ReportMetric(engine, "engine")
+	b.ReportMetric(peer, "peer")
+	b.ReportMetric(engine/peer, "engine/peer")
+}
+
+func randomBytes(b *testing.B, n int) []byte {
+	p := make([]byte, n)
+	if _, err := rand.Read(p); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkEngineLocalIO: sequential writes (then Flush) and reads of 256 MiB
+// through a volume, against pwrite/pread (then fsync) of a plain file in the
+// same directory, in MB/s. The engine writes every byte twice (journal and
+// cache slot) and uploads in the background to an fs store on the same
+// file system.
+func BenchmarkEngineLocalIO(b *testing.B) {
+	const total = 256 << 20
+	for _, size := range []int{4 << 10, 64 << 10, 1 << 20} {
+		ctx := context.Background()
+		data := randomBytes(b, size)
+		var e *Engine
+		var v *Volume
+		var raw *os.File
+		setup := func(b *testing.B) {
+			dir := b.TempDir()
+			store := blobtest.NewFS(b)
+			e = benchEngine(b, store, 1<<30, 1<<30, 5*time.Second)
+			if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-BENCH", SizeBytes: gib}); err != nil {
+				b.Fatal(err)
+			}
+			v, _ = e.Volume("vol-BENCH")
+			var err error
+			if raw, err = os.OpenFile(filepath.Join(dir, "raw.img"), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { raw.Close() })
+		}
+		engineWrite := func() float64 {
+			start := time.Now()
+			for off := int64(0); off < total; off += int64(size) {
+				if err := v.WriteAt(ctx, data, off); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := v.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			return total / time.Since(start).Seconds() / 1e6
+		}
+		rawWrite := func() float64 {
+			start := time.Now()
+			for off := int64(0); off < total; off += int64(size) {
+				if _, err := raw.WriteAt(data, off); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := raw.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			return total / time.Since(start).Seconds() / 1e6
+		}
+		buf := make([]byte, size)
+		engineRead := func() float64 {
+			start := time.Now()
+			for off := int64(0); off < total; off += int64(size) {
+				if err := v.ReadAt(ctx, buf, off); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return total / time.Since(start).Seconds() / 1e6
+		}
+		rawRead := func() float64 {
+			start := time.Now()
+			for off := int64(0); off < total; off += int64(size) {
+				if _, err := raw.ReadAt(buf, off); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return total / time.Since(start).Seconds() / 1e6
+		}
+		b.Run(fmt.Sprintf("write_%dKiB_MBps", size>>10), func(b *testing.B) {
+			setup(b)
+			var eng, peer []float64
+			for range 3 * b.N { // medians; the engine rewrites the same blocks
+				peer = append(peer, rawWrite())
+				eng = append(eng, engineWrite())
+			}
+			report(b, median(eng), median(peer))
+		})
+		b.Run(fmt.Sprintf("read_%dKiB_MBps", size>>10), func(b *testing.B) {
+			setup(b)
+			engineWrite()
+			rawWrite()
+			// Upload first, so nothing runs in the background and the engine
+			// reads its clean cache (with the CRC check on every sector).
+			if err := e.Cut(ctx, "vol-BENCH"); err != nil {
+				b.Fatal(err)
+			}
+			engineRead() // warm both page caches alike
+			rawRead()
+			var eng, peer []float64
+			for i := range 5 * b.N { // alternate which goes first; medians
+				if i%2 == 0 {
+					peer = append(peer, rawRead())
+					eng = append(eng, engineRead())
+				} else {
+					eng = append(eng, engineRead())
+					peer = append(peer, rawRead())
+				}
+			}
+			report(b, median(eng), median(peer))
+		})
+	}
+}
+
+// BenchmarkEngineUpload: one cut of 64 MiB of dirty blocks (random data, so
+// nothing dedups) to a versitygw, against plain PUTs of the same 128 blocks
+// to the same server with the same concurrency, in MB/s.
+func BenchmarkEngineUpload(b *testing.B) {
+	const blocks = 128
+	ctx := context.Background()
+	srv := blobtest.StartVersityGW(b)
+	var eng, peer float64
+	for i := range b.N {
+		data := randomBytes(b, blocks*BlockSize)
+		peerStore := srv.Store(b)
+		start := time.Now()
+		var wg sync.WaitGroup
+		work := make(chan int)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range work {
+					if _, err := peerStore.Put(ctx, fmt.Sprintf("plain/%d", k), data[k*BlockSize:(k+1)*BlockSize], blob.PutOptions{}); err != nil {
+						b.Error(err)
+					}
+				}
+			}()
+		}
+		for k := range blocks {
+			work <- k
+		}
+		close(work)
+		wg.Wait()
+		peer += float64(len(data)) / time.Since(start).Seconds() / 1e6
+
+		e := benchEngine(b, srv.Store(b), 256<<20, 256<<20, -1)
+		id := fmt.Sprintf("vol-UP%d", i)
+		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: gib}); err != nil {
+			b.Fatal(err)
+		}
+		v, _ := e.Volume(id)
+		if err := v.WriteAt(ctx, data, 0); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		if err := e.Cut(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		eng += float64(len(data)) / time.Since(start).Seconds() / 1e6
+	}
+	report(b, eng/float64(b.N), peer/float64(b.N))
+}
+
+// BenchmarkEngineSnapshotPin: CreateSnapshot from the recovery point of a
+// 16 TiB volume against the same on a 1 GiB volume (same store, same data:
+// 8 blocks; the big volume's spread over 8 pages), in ms per snapshot.
+// "engine" is the 16 TiB volume, "peer" the 1 GiB one.
+func BenchmarkEngineSnapshotPin(b *testing.B) {
+	const snaps = 50
+	ctx := context.Background()
+	srv := blobtest.StartVersityGW(b)
+	e := benchEngine(b, srv.Store(b), 64<<20, 64<<20, -1)
+	sizes := map[string]int64{"vol-SMALL": gib, "vol-BIG": 16 << 40}
+	for id, size := range sizes {
+		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: size}); err != nil {
+			b.Fatal(err)
+		}
+		v, _ := e.Volume(id)
+		for k := range int64(8) {
+			if err := v.WriteAt(ctx, randomBytes(b, BlockSize), k*(size/8)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := e.Cut(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := 0
+	pin := func(id string) float64 {
+		start := time.Now()
+		for range snaps {
+			n++
+			if _, err := e.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: fmt.Sprintf("snap-%017x", n), VolumeID: id, FromRecoveryPoint: true}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(time.Since(start).Microseconds()) / 1000 / snaps
+	}
+	var big, small float64
+	for range b.N {
+		small += pin("vol-SMALL")
+		big += pin("vol-BIG")
+	}
+	report(b, big/float64(b.N), small/float64(b.N))
+}
+
+// BenchmarkEngineIncremental: bytes a second snapshot adds to the store
+// after 1% of a volume's 400 written blocks change, as a percentage of the
+// volume's data. "peer" is the ideal: the changed blocks' bytes.
+func BenchmarkEngineIncremental(b *testing.B) {
+	const blocks, changed = 400, 4
+	ctx := context.Background()
+	srv := blobtest.StartVersityGW(b)
+	var eng, peer float64
+	for i := range b.N {
+		store := srv.Store(b)
+		e := benchEngine(b, store, 512<<20, 512<<20, -1)
+		id := fmt.Sprintf("vol-INC%d", i)
+		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: gib}); err != nil {
+			b.Fatal(err)
+		}
+		v, _ := e.Volume(id)
+		if err := v.WriteAt(ctx, randomBytes(b, blocks*BlockSize), 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: fmt.Sprintf("snap-inc%d-1", i), VolumeID: id}); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Cut(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		before := storedBytes(b, store)
+		for k := range changed {
+			if err := v.WriteAt(ctx, randomBytes(b, 4096), int64(k*(blocks/changed))*BlockSize); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := e.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: fmt.Sprintf("snap-inc%d-2", i), VolumeID: id}); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Cut(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		s, err := e.Snapshot(ctx, fmt.Sprintf("snap-inc%d-2", i))
+		if err != nil || s.Status != control.SnapshotCompleted {
+			b.Fatalf("second snapshot: %+v %v", s, err)
+		}
+		added := storedBytes(b, store) - before
+		eng += 100 * float64(added) / float64(blocks*BlockSize)
+		peer += 100 * float64(changed*BlockSize) / float64(blocks*BlockSize)
+	}
+	report(b, eng/float64(b.N), peer/float64(b.N))
+}
+
+func storedBytes(b *testing.B, s blob.Store) int64 {
+	var n int64
+	if err := s.List(context.Background(), "", func(o blob.ObjectInfo) error { n += o.Size; return nil }); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
