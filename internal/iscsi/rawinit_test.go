@@ -634,3 +634,27 @@ func TestRawReinstatement(t *testing.T) {
 		t.Fatalf("old session still open after reinstatement")
 	}
 }
+
+// TestRawLUNReset resets LUN 0 (Function Complete) and an absent LUN
+// (LUN does not exist).
+func TestRawLUNReset(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	r := dialRaw(t, tt.addr, testIQN)
+	for _, c := range []struct {
+		lun  byte
+		want byte
+	}{{0, tmfComplete}, {5, tmfNoLUN}} {
+		var tmf [bhsLen]byte
+		tmf[0] = opTMFReq | flagImmediate
+		tmf[1] = flagFinal | tmfLogicalUnitReset
+		tmf[9] = c.lun
+		put32(tmf[16:20], r.nextITT())
+		put32(tmf[20:24], reservedTag)
+		put32(tmf[24:28], r.cmdSN)
+		r.send(tmf, nil)
+		p := r.recv()
+		if p.h.opcode() != opTMFResp || p.h.bhs[2] != c.want {
+			t.Fatalf("LUN %d reset: opcode %#x response %d, want %d", c.lun, p.h.opcode(), p.h.bhs[2], c.want)
+		}
+	}
+}

@@ -301,7 +301,16 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
+	level := slog.LevelInfo
+	if ss.discovery {
+		level = slog.LevelDebug
+	}
+	ss.log.Log(ctx, level, "iscsi: session logged in", "tsih", ss.tsih,
+		"header_digest", ss.cp.header, "data_digest", ss.cp.data,
+		"max_burst", ss.sp.MaxBurstLength, "first_burst", ss.sp.FirstBurstLength,
+		"initial_r2t", ss.sp.InitialR2T, "immediate_data", ss.sp.ImmediateData)
 	ss.run(ctx)
+	ss.log.Log(context.Background(), level, "iscsi: session ended", "tsih", ss.tsih)
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()

@@ -13,6 +13,7 @@ const (
 
 	tmfComplete           = 0
 	tmfNoTask             = 1
+	tmfNoLUN              = 2
 	tmfReassignNotSupport = 4
 	tmfNotSupported       = 5
 	tmfRejected           = 255
@@ -39,6 +40,7 @@ func (ss *session) handleTMF(h *header) error {
 	var victims []*task
 	response := byte(tmfComplete)
 	reset := false
+	resetLUN := false
 	cold := false
 	switch fn {
 	case tmfAbortTask:
@@ -56,7 +58,7 @@ func (ss *session) handleTMF(h *header) error {
 		victims = ss.abortWhere(func(t *task) bool { return t.cmd.LUN == lun })
 	case tmfLogicalUnitReset:
 		victims = ss.abortWhere(func(t *task) bool { return t.cmd.LUN == lun })
-		reset = true
+		resetLUN = true
 	case tmfTargetWarmReset:
 		victims = ss.abortWhere(func(*task) bool { return true })
 		reset = true
@@ -98,8 +100,17 @@ func (ss *session) handleTMF(h *header) error {
 				return
 			}
 		}
-		if reset {
+		switch {
+		case reset:
 			ss.lu.Reset(ss.nexus)
+		case resetLUN:
+			if lr, ok := ss.lu.(lunResetter); ok {
+				if !lr.ResetLUN(lun, ss.nexus) {
+					response = tmfNoLUN
+				}
+			} else {
+				ss.lu.Reset(ss.nexus)
+			}
 		}
 		p := newOut()
 		p.bhs[0] = opTMFResp
@@ -114,6 +125,13 @@ func (ss *session) handleTMF(h *header) error {
 		}
 	}()
 	return nil
+}
+
+// lunResetter is implemented by a LUN table that can reset one of its
+// logical units (scsi.LUNTable); without it a LOGICAL UNIT RESET resets
+// the whole target's LogicalUnit.
+type lunResetter interface {
+	ResetLUN(lun uint64, nexus string) bool
 }
 
 // abortWhere marks every pending task that matches as aborted.
