@@ -29,6 +29,7 @@ const (
 	CodeVolumeIDInvalid          = "VolumeIdInvalid"
 	CodeDiskSizeLessThanVolume   = "DiskSizeLessThanVolumeSize"
 	CodeNoDisksAvailable         = "NoDisksAvailable"
+	CodeMaximumVolumeCount       = "MaximumVolumeCountExceeded"
 )
 
 // Messages AWS sends with each code (the Storage Gateway API reference's
@@ -55,6 +56,7 @@ var messages = map[string]string{
 	CodeVolumeIDInvalid:          "The specified volume ID is not valid.",
 	CodeDiskSizeLessThanVolume:   "The specified disk size is less than the volume size.",
 	CodeNoDisksAvailable:         "No disks are available.",
+	CodeMaximumVolumeCount:       "The maximum volume count was exceeded.",
 }
 
 // Error is a domain error the API reports as InvalidGatewayRequestException

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -593,4 +594,16 @@ func TestConcurrentCreates(t *testing.T) {
 	if len(f.engine.volumes) != 2 {
 		t.Fatalf("engine has %d volumes, want 2", len(f.engine.volumes))
 	}
+}
+
+func TestVolumeQuota(t *testing.T) {
+	f := newFixture(t)
+	gw := f.activated()
+	for i := 0; i < MaxVolumesPerGateway; i++ {
+		f.volume(gw, "v"+strconv.Itoa(i))
+	}
+	_, _, err := f.svc.CreateCachediSCSIVolume(context.Background(), CreateCachediSCSIVolumeInput{
+		GatewayARN: gw, VolumeSizeInBytes: gib, TargetName: "one-too-many", NetworkInterfaceID: "127.0.0.1",
+	})
+	wantCode(t, err, CodeMaximumVolumeCount)
 }

@@ -22,6 +22,9 @@ const (
 // VolumeTypeCached is the VolumeType of every volgw volume.
 const VolumeTypeCached = "CACHED iSCSI"
 
+// MaxVolumesPerGateway is AWS's quota of volumes on one cached gateway.
+const MaxVolumesPerGateway = 32
+
 // volumeLUN is the LUN every volume has in its own target.
 const volumeLUN = 0
 
@@ -167,6 +170,9 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 			if v.TargetName == in.TargetName {
 				return newError(CodeTargetAlreadyExists)
 			}
+		}
+		if len(vols) >= MaxVolumesPerGateway {
+			return newError(CodeMaximumVolumeCount)
 		}
 		switch {
 		case in.SnapshotID != "" && in.SourceVolumeARN != "":
