@@ -34,6 +34,7 @@ var (
 	cuTest      = flag.String("cu.test", "ALL", "iscsi-test-cu --test pattern")
 	cuCorpus    = flag.String("cu.corpus", "", "write the distinct CDBs seen as FuzzExecute seeds into this directory")
 	cuReadOnly  = flag.Bool("cu.readonly", false, "serve the LUN read-only (for ALL.ReadOnly)")
+	cuMultipath = flag.Bool("cu.multipath", false, "give iscsi-test-cu the target twice, as two paths (for ALL.MultipathIO)")
 	cuRemovable = flag.Bool("cu.removable", false, "serve a removable medium (for ALL.PreventAllow, ALL.StartStopUnit, ALL.NoMedia)")
 )
 
@@ -115,6 +116,9 @@ func TestCU(t *testing.T) {
 	cmd := exec.CommandContext(runCtx, "iscsi-test-cu", "--dataloss", "-V", "--test="+*cuTest,
 		"--initiator-name=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
 		"--initiator-name-2=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2", url)
+	if *cuMultipath {
+		cmd.Args = append(cmd.Args, url)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Logf("iscsi-test-cu: %v", err)

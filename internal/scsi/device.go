@@ -329,18 +329,18 @@ func (d *Device) capacityChanged(size int64) {
 	d.queueUALocked("", ASCCapacityDataChanged)
 }
 
-// Reset performs a LOGICAL UNIT RESET: reservations held by SPC-2 RESERVE
-// are released, mode parameters keep their values (they are shared and
-// not saved separately), and every nexus but the one that asked sees BUS
-// DEVICE RESET FUNCTION OCCURRED.
+// Reset performs a LOGICAL UNIT RESET on behalf of nexus: reservations
+// held by SPC-2 RESERVE are released, medium removal is allowed again,
+// mode parameters keep their values (they are shared and not saved
+// separately), and every nexus, the one that asked included, sees BUS
+// DEVICE RESET FUNCTION OCCURRED (SAM-5 6.3.3, as LIO does; libiscsi's
+// MultipathIO.Reset checks every path for it).
 func (d *Device) Reset(nexus string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.res.resetLocked()
 	clear(d.prevent) // SBC-4 5.15: a reset allows medium removal
-	d.queueUALocked(nexus, ASCBusDeviceResetOccurred)
-	// The nexus that asked for the reset learns of it from the task
-	// management response, not from a UA (SAM-5 6.4).
+	d.queueUALocked("", ASCBusDeviceResetOccurred)
 }
 
 // NexusLost is told that a nexus's session ended: its SPC-2 reservation is

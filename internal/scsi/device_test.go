@@ -320,8 +320,9 @@ func TestUnitAttentions(t *testing.T) {
 	h.wantGood(h.runOn(other, []byte{opInquiry, 0, 0, 0, 96, 0}, nil))
 	h.wantSense(h.runOn(other, tur, nil), SenseUnitAttention, ASCPowerOnOccurred)
 	h.wantGood(h.runOn(other, tur, nil))
-	// A reset from h's nexus is reported to the other nexus only.
+	// A reset from h's nexus is reported to every nexus, h's included.
 	h.d.Reset(h.nexus)
+	h.wantSense(h.run(tur, nil), SenseUnitAttention, ASCBusDeviceResetOccurred)
 	h.wantGood(h.run(tur, nil))
 	r := h.runOn(other, []byte{opRequestSense, 0, 0, 0, 252, 0}, nil)
 	h.wantGood(r)
@@ -778,6 +779,7 @@ func TestRemovableMedium(t *testing.T) {
 	// A reset allows removal again.
 	h.wantGood(h.run(prevent, nil))
 	h.d.Reset(h.nexus)
+	h.wantSense(h.run(eject, nil), SenseUnitAttention, ASCBusDeviceResetOccurred)
 	h.wantGood(h.run(eject, nil))
 	h.wantGood(h.run(load, nil))
 

@@ -115,6 +115,7 @@ func TestSPC2Reserve(t *testing.T) {
 	// A LUN reset releases it.
 	h.d.Reset(other)
 	h.runOn(h.nexus, []byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil) // UA
+	h.runOn(other, []byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil)   // UA
 	h.wantGood(h.runOn(other, cdb10(opRead10, 0, 0, 1), nil))
 	h.wantGood(h.run([]byte{opReserve6, 0, 0, 0, 0, 0}, nil))
 	h.wantGood(h.run([]byte{opRelease6, 0, 0, 0, 0, 0}, nil))
