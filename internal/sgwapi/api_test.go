@@ -98,6 +98,7 @@ func (x *iscsiExporter) Unexport(ctx context.Context, iqn string) error {
 func (x *iscsiExporter) Initiators(iqn string) []string { return nil }
 
 type stack struct {
+	svc       *control.Service
 	endpoint  string
 	iscsiAddr *net.TCPAddr
 	sgw       *storagegateway.Client
@@ -169,6 +170,7 @@ func newStackOn(t *testing.T, storeDir string) *stack {
 
 	creds := credentials.NewStaticCredentialsProvider(accessKey, secretKey, "")
 	return &stack{
+		svc:       svc,
 		endpoint:  hs.URL,
 		iscsiAddr: addr,
 		sgw: storagegateway.New(storagegateway.Options{

@@ -146,3 +146,9 @@ func TestRestoreAndCloneThroughAPI(t *testing.T) {
 		t.Fatalf("unknown snapshot: %s", code)
 	}
 }
+
+func createInput(gw, nic, target string) storagegateway.CreateCachediSCSIVolumeInput {
+	return storagegateway.CreateCachediSCSIVolumeInput{
+		GatewayARN: aws.String(gw), VolumeSizeInBytes: 1 << 30, TargetName: aws.String(target), NetworkInterfaceId: aws.String(nic),
+	}
+}
