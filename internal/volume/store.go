@@ -44,12 +44,19 @@ func (e *Engine) put(ctx context.Context, key string, data []byte, o blob.PutOpt
 	return nil
 }
 
-// putContent stores an immutable content-addressed object unless a copy
-// young enough to be safe from GC is already there (dedup). GC rule G3c: an
-// existing object is reused only if its ModTime is no older than the cut's
-// start minus the lease; otherwise it is written again, which refreshes it.
-// It reports the bytes actually uploaded.
+// putContent stores an immutable content-addressed object. It is created
+// with If-None-Match, one request when the object is new (the usual case).
+// If a copy exists, GC rule G3c decides: it is reused only if its ModTime is
+// no older than the cut's start minus the lease, else written again, which
+// refreshes it. It reports the bytes actually uploaded.
 func (e *Engine) putContent(ctx context.Context, key string, data []byte, cutStart time.Time) (int64, error) {
+	_, err := e.store.Put(ctx, key, data, blob.PutOptions{IfNoneMatch: true})
+	if err == nil {
+		return int64(len(data)), nil
+	}
+	if !errors.Is(err, blob.ErrPreconditionFailed) {
+		return 0, fmt.Errorf("volume: put %s: %w", key, err)
+	}
 	info, err := e.store.Stat(ctx, key)
 	switch {
 	case err == nil && info.Size == int64(len(data)) && !info.ModTime.Before(cutStart.Add(-e.lease())):
