@@ -32,7 +32,7 @@ func TestVolgwTools(t *testing.T) {
 // volgw and against tgtd serving a file of the same size, in the same run,
 // and fails if volgw really passes fewer tests than tgtd. Set
 // VOLGW_CONFORMANCE_OUT to a file to get the tables in markdown (for the
-// README's conformance section).
+// README's conformance section) and each raw run in <file>.<target>.txt.
 func TestConformance(t *testing.T) {
 	volgw := startVolgw(t, VolgwOptions{Size: lunSize})
 	tgtd := StartTGTD(t, TGTDOptions{Size: lunSize})
@@ -42,6 +42,12 @@ func TestConformance(t *testing.T) {
 	for i, tgt := range targets {
 		start := time.Now()
 		res, out, err := RunCU(ctx, tgt.URL(), CUOptions{DataLoss: true, Timeout: 10 * time.Minute})
+		if path := os.Getenv("VOLGW_CONFORMANCE_OUT"); path != "" {
+			// The raw run, next to the report, for reading a failure in full.
+			if werr := os.WriteFile(path+"."+tgt.Name+".txt", []byte(out), 0o644); werr != nil {
+				t.Error(werr)
+			}
+		}
 		if res == nil || len(res.Tests) == 0 {
 			t.Fatalf("%s: %v\n%s", tgt.Name, err, out)
 		}

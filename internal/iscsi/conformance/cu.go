@@ -165,7 +165,15 @@ func ParseCU(r io.Reader) (*CUResult, error) {
 			}
 			return
 		}
+		// CUnit prints its verdict at the start of a line when the test's
+		// output ended in a newline (test messages are indented), possibly
+		// followed by a suite cleanup's message ("passed    [FAILED] PRIN
+		// command: ..."); else glued to the end of the test's last message.
 		switch {
+		case strings.HasPrefix(text, "FAILED"):
+			cur.Outcome, verdict = Failed, true
+		case strings.HasPrefix(text, "passed"):
+			cur.Outcome, verdict = Passed, true
 		case strings.HasSuffix(t, "FAILED") && !strings.HasSuffix(t, "[FAILED]"):
 			cur.Outcome, verdict = Failed, true
 		case strings.HasSuffix(t, "passed"):

@@ -106,3 +106,25 @@ Run Summary:    Type  Total    Ran Passed Failed Inactive
 		t.Errorf("summary disagreeing with the body: err = %v, want ErrCUOutput", err)
 	}
 }
+
+// The second fixture is volgw's own run (2026-11-23): no failures, and a
+// CUnit verdict followed on the same line by a suite cleanup's message
+// ("passed    [FAILED] PRIN command: ..."), which is a pass.
+func TestParseCUVolgwRun(t *testing.T) {
+	f, err := os.Open("testdata/volgw-2026-11-23-dataloss.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := ParseCU(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 36 skips, counted with the awk line in TestParseCUTGTDRun.
+	if len(res.Tests) != 230 || res.Failed != 0 || res.Skipped != 36 || res.Passed != 194 {
+		t.Errorf("tests=%d passed=%d skipped=%d failed=%d; want 230, 194, 36, 0", len(res.Tests), res.Passed, res.Skipped, res.Failed)
+	}
+	if got := res.Outcomes()["Reserve6.LUNReset"]; got != Passed {
+		t.Errorf("Reserve6.LUNReset = %v, want passed (CUnit's verdict)", got)
+	}
+}
