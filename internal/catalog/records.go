@@ -170,6 +170,10 @@ type Schedule struct {
 	RecurrenceInHours int
 	Description       string `json:",omitempty"`
 	Tags              []Tag  `json:",omitempty"`
+	// Since is when the schedule was set: no slot before it is due.
+	Since time.Time `json:",omitempty"`
+	// LastTaken is the slot of the last scheduled snapshot taken.
+	LastTaken time.Time `json:",omitempty"`
 }
 
 func (r *Schedule) check() error {

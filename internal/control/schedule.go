@@ -3,6 +3,8 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/volgw/volgw/internal/catalog"
 )
@@ -42,7 +44,7 @@ func (s *Service) UpdateSnapshotSchedule(ctx context.Context, in SnapshotSchedul
 		arn = v.ARN
 		return tx.PutSchedule(catalog.Schedule{
 			VolumeARN: v.ARN, StartAt: in.StartAt, RecurrenceInHours: in.RecurrenceInHours,
-			Description: in.Description, Tags: toCatalogTags(in.Tags),
+			Description: in.Description, Tags: toCatalogTags(in.Tags), Since: s.now(),
 		})
 	})
 	return arn, err
@@ -115,4 +117,96 @@ func (s *Service) SnapshotSchedules(ctx context.Context) ([]SnapshotSchedule, er
 		return nil
 	})
 	return out, err
+}
+
+// lastSlot is the latest scheduled instant at or before now: the slots are
+// StartAt:00 and every RecurrenceInHours after it, each day, in loc. (AWS's
+// recurrences, 1 to 24 hours dividing the day, make the slots the same every
+// day.)
+func lastSlot(now time.Time, startAt, every int, loc *time.Location) time.Time {
+	local := now.In(loc)
+	day := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, loc)
+	var last time.Time
+	// Slots of yesterday and today; the last of them not after now.
+	for d := -1; d <= 0; d++ {
+		base := day.AddDate(0, 0, d)
+		for h := startAt % every; h < 24; h += every {
+			t := base.Add(time.Duration(h) * time.Hour)
+			if !t.After(now) && t.After(last) {
+				last = t
+			}
+		}
+	}
+	return last
+}
+
+// TakeScheduledSnapshots takes the snapshots that schedules have made due
+// since they last ran: for each volume of a running gateway, at most one
+// (the latest missed slot; a gateway that was down does not catch up slot
+// by slot, as AWS's does not). The caller runs it periodically (every
+// minute is plenty); it returns the snapshot IDs it took. A slot is
+// recorded as taken only once its snapshot exists.
+func (s *Service) TakeScheduledSnapshots(ctx context.Context) ([]string, error) {
+	type due struct {
+		sch  catalog.Schedule
+		slot time.Time
+	}
+	var todo []due
+	now := s.now()
+	err := s.view(func(tx *catalog.Tx) error {
+		all, err := tx.Schedules()
+		if err != nil {
+			return err
+		}
+		for _, sch := range all {
+			_, g, err := s.volumeTx(tx, sch.VolumeARN)
+			if IsCode(err, CodeVolumeNotFound) || IsCode(err, CodeGatewayNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if g.State != catalog.GatewayRunning || !recurrences[sch.RecurrenceInHours] {
+				continue
+			}
+			slot := lastSlot(now, sch.StartAt, sch.RecurrenceInHours, gatewayLocation(g.Timezone))
+			if slot.IsZero() || !slot.After(sch.LastTaken) || slot.Before(sch.Since) {
+				continue
+			}
+			todo = append(todo, due{sch, slot})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var taken []string
+	var errs []error
+	for _, d := range todo {
+		id, _, err := s.CreateSnapshot(ctx, SnapshotInput{
+			VolumeARN: d.sch.VolumeARN, SnapshotDescription: d.sch.Description, Tags: fromCatalogTags(d.sch.Tags),
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scheduled snapshot of %s: %w", d.sch.VolumeARN, err))
+			continue
+		}
+		taken = append(taken, id)
+		s.mu.Lock()
+		err = s.update(func(tx *catalog.Tx) error {
+			cur, err := tx.Schedule(d.sch.VolumeARN)
+			if errors.Is(err, catalog.ErrNotFound) {
+				return nil // deleted meanwhile
+			} else if err != nil {
+				return err
+			}
+			if d.slot.After(cur.LastTaken) {
+				cur.LastTaken = d.slot
+			}
+			return tx.PutSchedule(cur)
+		})
+		s.mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return taken, errors.Join(errs...)
 }

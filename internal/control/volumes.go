@@ -274,7 +274,7 @@ func volumeIDOf(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] 
 func defaultSchedule(g catalog.Gateway, v catalog.Volume, now time.Time) catalog.Schedule {
 	return catalog.Schedule{
 		VolumeARN: v.ARN, StartAt: now.In(gatewayLocation(g.Timezone)).Hour(), RecurrenceInHours: 24,
-		Description: g.ID + ":" + v.ID + ":Schedule",
+		Description: g.ID + ":" + v.ID + ":Schedule", Since: now,
 	}
 }
 
