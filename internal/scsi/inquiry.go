@@ -65,6 +65,7 @@ func (d *Device) standardInquiry(pq byte) []byte {
 		b[1] = 0x80 // RMB
 	}
 	b[2] = 0x06 // SPC-4
+	b[5] = 0x08 // 3PC: EXTENDED COPY is supported (xcopy.go)
 	b[3] = 0x12 // HISUP, response data format 2
 	b[4] = byte(len(b) - 5)
 	b[7] = 0x02 // CMDQUE
