@@ -209,8 +209,12 @@ func (d *Device) blocks() uint64 { return uint64(d.b.Size()) >> d.bsShift }
 // malformed CDB or parameter list gets CHECK CONDITION with sense data.
 func (d *Device) Execute(ctx context.Context, cmd *Command) Response {
 	r := d.execute(ctx, cmd)
-	if cmd.Write && len(cmd.CDB) > 0 && len(cmd.CDB) >= cdbLength(cmd.CDB[0]) {
-		r.DataOutResidual = int64(cmd.ExpectedDataTransferLength) - d.dataOutLength(cmd.CDB)
+	if len(cmd.CDB) > 0 && len(cmd.CDB) >= cdbLength(cmd.CDB[0]) && !cmd.Read {
+		// Also without the W bit: a CDB that asks for Data-Out the
+		// initiator did not announce is an overflow of all of it.
+		if n := d.dataOutLength(cmd.CDB); cmd.Write || n > 0 {
+			r.DataOutResidual = int64(cmd.ExpectedDataTransferLength) - n
+		}
 	}
 	return r
 }

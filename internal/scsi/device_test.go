@@ -279,6 +279,13 @@ func TestWriteResiduals(t *testing.T) {
 	if got := h.run(cdb10(opRead10, 0, 0, 1), nil).DataIn; got[0] != 'c' {
 		t.Fatalf("a partial block was written")
 	}
+	// A WRITE without the W bit and no data: nothing written, the whole
+	// transfer is an overflow.
+	r = h.d.Execute(context.Background(), &Command{Nexus: h.nexus, CDB: cdb10(opWrite10, 0, 0, 1)})
+	h.wantGood(r)
+	if r.DataOutResidual != -512 {
+		t.Fatalf("W=0 WRITE residual %d, want -512", r.DataOutResidual)
+	}
 	// Commands that need all their data still refuse a short transfer.
 	h.wantSense(h.run(cdb10(opVerify10, 0x02, 0, 2), make([]byte, 512)), SenseIllegalRequest, ASCInvalidFieldInCommandIU)
 }
