@@ -17,7 +17,7 @@ var (
 
 // storageGatewayModel loads the botocore model copied unchanged into
 // testdata, with Storage Gateway's documented 50-tag limit.
-func storageGatewayModel(t *testing.T) *Model {
+func storageGatewayModel(t testing.TB) *Model {
 	t.Helper()
 	sgwModelOnce.Do(func() {
 		data, err := os.ReadFile("testdata/storagegateway-2013-06-30.service.json")

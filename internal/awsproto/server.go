@@ -178,10 +178,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	if r.Method != http.MethodPost && !(proto == protoQuery && r.Method == http.MethodGet) {
-		fail(&Error{Type: TypeUnknownOperation, Status: http.StatusNotFound})
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -212,6 +208,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx = context.WithValue(ctx, accessKeyKey, accessKey)
+	// Only signed requests learn that a method or path is wrong.
+	if r.Method != http.MethodPost && !(proto == protoQuery && r.Method == http.MethodGet) {
+		fail(&Error{Type: TypeUnknownOperation, Status: http.StatusNotFound})
+		return
+	}
 
 	if proto == protoQuery {
 		s.serveQuery(ctx, w, r, body, reqID, fail)

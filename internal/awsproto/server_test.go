@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,11 +26,20 @@ import (
 // protocol layer can be exercised alone; the real service (sgwapi) is
 // driven by the end-to-end tests.
 type recordingService struct {
-	calls []string // operations invoked, in order
+	mu    sync.Mutex // guards calls
+	calls []string   // operations invoked, in order
+}
+
+func (s *recordingService) Calls() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.calls...)
 }
 
 func (s *recordingService) Invoke(ctx context.Context, op string, input []byte) (any, error) {
+	s.mu.Lock()
 	s.calls = append(s.calls, op)
+	s.mu.Unlock()
 	switch op {
 	case "ListGateways":
 		var in struct{ Limit int }
@@ -157,15 +167,15 @@ func TestServerWithGoSDK(t *testing.T) {
 	}
 
 	// Validation happens before the service is called.
-	before := len(svc.calls)
+	before := len(svc.Calls())
 	_, err = sgw.ListGateways(ctx, &storagegateway.ListGatewaysInput{Limit: aws.Int32(0)})
 	var api smithy.APIError
 	if !errors.As(err, &api) || api.ErrorCode() != "ValidationException" ||
 		api.ErrorMessage() != "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1" {
 		t.Fatalf("ListGateways Limit 0: %v", err)
 	}
-	if len(svc.calls) != before {
-		t.Fatalf("service called for an invalid request: %v", svc.calls)
+	if len(svc.Calls()) != before {
+		t.Fatalf("service called for an invalid request: %v", svc.Calls())
 	}
 
 	bad := storagegateway.NewFromConfig(sdkConfig("wrong"), func(o *storagegateway.Options) { o.BaseEndpoint = aws.String(ts.URL) })
@@ -262,8 +272,8 @@ func TestServerErrorsOnTheWire(t *testing.T) {
 			}
 		})
 	}
-	if len(svc.calls) != 1 {
-		t.Fatalf("service calls %v; only the valid request may reach it", svc.calls)
+	if len(svc.Calls()) != 1 {
+		t.Fatalf("service calls %v; only the valid request may reach it", svc.Calls())
 	}
 }
 

@@ -190,3 +190,9 @@ func TestCanonicalQueryAndURI(t *testing.T) {
 		t.Fatalf("canonicalURI = %q", got)
 	}
 }
+
+func v4Signer() *v4.Signer { return v4.NewSigner() }
+
+func credsFor(secret string) aws.Credentials {
+	return aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: secret}
+}
