@@ -658,3 +658,63 @@ func TestRawLUNReset(t *testing.T) {
 		}
 	}
 }
+
+// TestRawCHAPAlgorithms logs in with each CHAP digest the target offers,
+// mutually, checking the target's answer to our challenge.
+func TestRawCHAPAlgorithms(t *testing.T) {
+	cred := CHAPCredential{InitiatorName: "iqn.2026-01.test:raw", SecretToAuthenticateInitiator: "initiator-secret-1", SecretToAuthenticateTarget: "target-secret-12"}
+	tt := startTarget(t, 1<<20, []CHAPCredential{cred})
+	for i, alg := range chapAlgorithms {
+		t.Run("CHAP_A="+alg.id, func(t *testing.T) {
+			kv := func(pairs ...string) []byte {
+				var b []byte
+				for i := 0; i+1 < len(pairs); i += 2 {
+					b = appendText(b, pairs[i], pairs[i+1])
+				}
+				return b
+			}
+			p, r := loginOnce(t, tt.addr, byte(i), stageSecurity, stageOperational,
+				kv("InitiatorName", cred.InitiatorName, "TargetName", testIQN, "AuthMethod", "CHAP,None"))
+			step := func(text []byte, transit bool) rawPDU {
+				var b [bhsLen]byte
+				b[0] = opLoginReq | flagImmediate
+				b[1] = stageSecurity<<2 | stageOperational
+				if transit {
+					b[1] |= flagTransit
+				}
+				copy(b[8:14], []byte{0x40, 0, 0, 0, 0, byte(i)})
+				put32(b[16:20], 7)
+				put32(b[24:28], 1)
+				r.send(b, text)
+				return r.recv()
+			}
+			answers := func(p rawPDU) map[string]string {
+				m := map[string]string{}
+				pairs, err := parseText(p.data)
+				if err != nil || loginStatus(p) != 0 {
+					t.Fatalf("status %#04x, text %q: %v", loginStatus(p), p.data, err)
+				}
+				for _, kv := range pairs {
+					m[kv.key] = kv.value
+				}
+				return m
+			}
+			if a := answers(p); a["AuthMethod"] != "CHAP" {
+				t.Fatalf("AuthMethod=%q", a["AuthMethod"])
+			}
+			a := answers(step(kv("CHAP_A", alg.id), false))
+			if a["CHAP_A"] != alg.id {
+				t.Fatalf("CHAP_A=%q, offered %s", a["CHAP_A"], alg.id)
+			}
+			id, _ := parseCHAPID(a["CHAP_I"])
+			challenge := decodeBinary(a["CHAP_C"])
+			resp := alg.respond(id, cred.SecretToAuthenticateInitiator, challenge)
+			ours := bytes.Repeat([]byte{0x42}, 16)
+			a = answers(step(kv("CHAP_N", cred.InitiatorName, "CHAP_R", encodeHex(resp), "CHAP_I", "9", "CHAP_C", encodeHex(ours)), true))
+			want := alg.respond(9, cred.SecretToAuthenticateTarget, ours)
+			if !bytes.Equal(decodeBinary(a["CHAP_R"]), want) || a["CHAP_N"] != testIQN {
+				t.Fatalf("target answered CHAP_N=%q CHAP_R=%q", a["CHAP_N"], a["CHAP_R"])
+			}
+		})
+	}
+}
