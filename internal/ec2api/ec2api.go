@@ -133,8 +133,13 @@ func (a *API) describeSnapshots(ctx context.Context, p awsproto.QueryParams) (an
 		if err != nil {
 			return nil, invalidParameter(fmt.Sprintf("Value (%s) for parameter maxResults is invalid. Expected: integer.", p.Get("MaxResults")))
 		}
-		if n < 5 || n > 1000 {
-			return nil, invalidParameter(fmt.Sprintf("Value ( %d ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.", n))
+		// EC2's wording for too small a value (as the Ruby SDK's issue
+		// #2575 quotes it), mirrored for too large a one.
+		if n < 5 {
+			return nil, invalidParameter(fmt.Sprintf("Value ( %d ) for parameter maxResults is invalid. Expecting a value greater than 5.", n))
+		}
+		if n > 1000 {
+			return nil, invalidParameter(fmt.Sprintf("Value ( %d ) for parameter maxResults is invalid. Expecting a value less than 1000.", n))
 		}
 		if len(ids) > 0 {
 			return nil, awsproto.NewEC2Error(http.StatusBadRequest, "InvalidParameterCombination",

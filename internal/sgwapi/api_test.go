@@ -422,7 +422,8 @@ func TestCachedVolumeGatewayOverSignedHTTP(t *testing.T) {
 		t.Fatalf("delete malformed snapshot id: %v", err)
 	}
 	_, err = s.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{MaxResults: aws.Int32(4)})
-	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "InvalidParameterValue" {
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "InvalidParameterValue" ||
+		apiErr.ErrorMessage() != "Value ( 4 ) for parameter maxResults is invalid. Expecting a value greater than 5." {
 		t.Fatalf("MaxResults 4: %v", err)
 	}
 
