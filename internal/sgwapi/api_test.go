@@ -93,9 +93,15 @@ func (x *iscsiExporter) Unexport(ctx context.Context, iqn string) error {
 	return nil
 }
 
-// Initiators: the iSCSI server has no session listing yet, so none are
-// reported (ListVolumeInitiators answers an empty list).
-func (x *iscsiExporter) Initiators(iqn string) []string { return nil }
+// Initiators asks the iSCSI server for the sessions of a target when it can
+// list them; until it can, none are reported (ListVolumeInitiators answers
+// an empty list rather than an invented one).
+func (x *iscsiExporter) Initiators(iqn string) []string {
+	if l, ok := any(x.srv).(interface{ Initiators(iqn string) []string }); ok {
+		return l.Initiators(iqn)
+	}
+	return nil
+}
 
 type stack struct {
 	svc       *control.Service
