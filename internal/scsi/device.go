@@ -78,9 +78,12 @@ type Device struct {
 	// backend grows or shrinks every nexus hears CAPACITY DATA HAS CHANGED.
 	lastSize atomic.Int64
 
-	// atomicMu serialises the read-modify-write commands (COMPARE AND
-	// WRITE, ORWRITE) so each is atomic with respect to the others.
-	atomicMu sync.Mutex
+	// atomicMu makes the read-modify-write commands (COMPARE AND WRITE,
+	// ORWRITE) atomic, as SBC-4 5.3 requires: they hold it exclusively
+	// from their read to their write, and every other command that changes
+	// the medium holds it shared while it does, so nothing lands between a
+	// compare and its write. It guards no fields.
+	atomicMu sync.RWMutex
 
 	// mu guards the fields below: per-nexus and mode state, which every
 	// command consults briefly before touching the backend.

@@ -138,7 +138,10 @@ func (d *Device) write(ctx context.Context, cmd *Command, verify bool) (Response
 		return good, nil
 	}
 	off := int64(lba) << d.bsShift
-	if err := d.b.WriteAt(ctx, data, off); err != nil {
+	d.atomicMu.RLock()
+	err := d.b.WriteAt(ctx, data, off)
+	d.atomicMu.RUnlock()
+	if err != nil {
 		d.log.Warn("scsi: backend write failed", "lba", lba, "blocks", n, "err", err)
 		return Response{}, backendError(err, true)
 	}
@@ -308,11 +311,17 @@ func (d *Device) writeSame(ctx context.Context, cmd *Command) (Response, error) 
 	// whatever the pattern, as Linux LIO does and libiscsi's
 	// WriteSame*.UnmapUntilEnd expects; initiators send a zero block with
 	// UNMAP anyway.
+	d.atomicMu.RLock()
+	var err error
 	if unmap {
-		if err := d.b.Unmap(ctx, off, length); err != nil {
-			return Response{}, backendError(err, true)
+		if e := d.b.Unmap(ctx, off, length); e != nil {
+			err = backendError(e, true)
 		}
-	} else if err := d.fillPattern(ctx, pattern, off, length); err != nil {
+	} else {
+		err = d.fillPattern(ctx, pattern, off, length)
+	}
+	d.atomicMu.RUnlock()
+	if err != nil {
 		return Response{}, err
 	}
 	if d.writeCacheOff() {
@@ -409,6 +418,8 @@ func (d *Device) unmap(ctx context.Context, cmd *Command) (Response, error) {
 			return Response{}, invalidParam(8+16*i+8, -1)
 		}
 	}
+	d.atomicMu.RLock()
+	defer d.atomicMu.RUnlock()
 	for i := 0; i < nd; i++ {
 		desc := p[8+16*i:]
 		lba, num := getU64(desc), int64(getU32(desc[8:]))

@@ -193,6 +193,8 @@ func (d *Device) copyBlocks(ctx context.Context, src, dst, n uint64) *checkError
 	if n == 0 || src == dst {
 		return nil
 	}
+	d.atomicMu.RLock()
+	defer d.atomicMu.RUnlock()
 	chunk := uint64(xcopyChunk) >> d.bsShift
 	buf := make([]byte, min(n, chunk)<<d.bsShift)
 	for done := uint64(0); done < n; {
