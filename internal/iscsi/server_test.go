@@ -139,6 +139,9 @@ func TestInquiryAndLs(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Amazon") {
 		t.Fatalf("iscsi-inq with header digests: %v\n%s", err, out)
 	}
+	if !strings.Contains(tt.logBuf.String(), "header_digest=true") {
+		t.Errorf("no session logged in with header digests")
+	}
 	// Without -s: iscsi-ls -s retries its TEST UNIT READY only for
 	// 29h/00h, and the SCSI layer reports POWER ON OCCURRED as 29h/01h.
 	out, err = run(t, nil, 30*time.Second, "iscsi-ls", "iscsi://"+tt.addr)
@@ -305,8 +308,14 @@ func TestLibiscsiConformance(t *testing.T) {
 	}
 	tt := startTarget(t, 64<<20, nil)
 	iqnInit := "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
+	// VOLGW_CU_URL_ARGS adds libiscsi URL arguments, e.g.
+	// header_digest=crc32c to run the suites with digests on every PDU.
+	url := tt.url(0)
+	if a := os.Getenv("VOLGW_CU_URL_ARGS"); a != "" {
+		url += "?" + a
+	}
 	out, _ := run(t, nil, 15*time.Minute, "iscsi-test-cu", "--dataloss", "--test="+tests,
-		"--initiator-name", iqnInit, "--initiator-name-2", iqnInit+"-2", tt.url(0))
+		"--initiator-name", iqnInit, "--initiator-name-2", iqnInit+"-2", url)
 	if p := os.Getenv("VOLGW_CU_LOG"); p != "" {
 		os.WriteFile(p, []byte(out), 0o644)
 	}
