@@ -11,8 +11,10 @@ package scsi_test
 // compared-to-tgtd run; this one only shows what fails.
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -75,11 +78,11 @@ func (r *recorder) NexusLost(nexus string) {
 	}
 }
 
-func TestCU(t *testing.T) {
-	if _, err := exec.LookPath("iscsi-test-cu"); err != nil {
-		t.Skip("iscsi-test-cu not installed")
-	}
-	fb, err := scsi.OpenFileBackend(filepath.Join(t.TempDir(), "lun0.img"), 64<<20)
+// serve starts volgw's iSCSI target with a file-backed LUN 0 of size
+// bytes on 127.0.0.1 and returns its URL; everything stops at cleanup.
+func serve(t *testing.T, size int64, wrap func(scsi.LogicalUnit) scsi.LogicalUnit) string {
+	t.Helper()
+	fb, err := scsi.OpenFileBackend(filepath.Join(t.TempDir(), "lun0.img"), size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,14 +93,11 @@ func TestCU(t *testing.T) {
 		t.Fatal(err)
 	}
 	const iqn = "iqn.1997-05.com.amazon:vol-cu"
-	srv := iscsi.NewServer(iscsi.Config{Logger: log})
 	var lu scsi.LogicalUnit = scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{0: dev})
-	if *cuCorpus != "" {
-		if err := os.MkdirAll(*cuCorpus, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		lu = &recorder{LogicalUnit: lu, seen: map[string]bool{}, perOp: map[byte]int{}, dir: *cuCorpus}
+	if wrap != nil {
+		lu = wrap(lu)
 	}
+	srv := iscsi.NewServer(iscsi.Config{Logger: log})
 	if err := srv.AddTarget(iscsi.TargetConfig{IQN: iqn, LUNs: lu}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +109,24 @@ func TestCU(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); srv.Close(); <-done })
+	return "iscsi://" + ln.Addr().String() + "/" + iqn + "/0"
+}
 
-	url := "iscsi://" + ln.Addr().String() + "/" + iqn + "/0"
-	runCtx, stop := context.WithTimeout(ctx, 10*time.Minute)
+func TestCU(t *testing.T) {
+	if _, err := exec.LookPath("iscsi-test-cu"); err != nil {
+		t.Skip("iscsi-test-cu not installed")
+	}
+	var wrap func(scsi.LogicalUnit) scsi.LogicalUnit
+	if *cuCorpus != "" {
+		if err := os.MkdirAll(*cuCorpus, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		wrap = func(lu scsi.LogicalUnit) scsi.LogicalUnit {
+			return &recorder{LogicalUnit: lu, seen: map[string]bool{}, perOp: map[byte]int{}, dir: *cuCorpus}
+		}
+	}
+	url := serve(t, 64<<20, wrap)
+	runCtx, stop := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer stop()
 	cmd := exec.CommandContext(runCtx, "iscsi-test-cu", "--dataloss", "-V", "--test="+*cuTest,
 		"--initiator-name=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
@@ -125,9 +140,58 @@ func TestCU(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(os.TempDir(), "volgw-scsi-cu.txt"), out, 0o644)
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "FAILED") || strings.Contains(line, "Test:") && !strings.Contains(line, "passed") ||
-			strings.Contains(line, "tests ") || strings.Contains(line, "asserts ") {
+		if strings.Contains(line, "[FAILED]") || strings.Contains(line, "tests ") || strings.Contains(line, "asserts ") {
 			t.Log(line)
 		}
+	}
+	// CUnit's summary row: "tests  Total Ran Passed Failed Inactive".
+	m := regexp.MustCompile(`(?m)^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("no CUnit summary in iscsi-test-cu output (saved in %s)", filepath.Join(os.TempDir(), "volgw-scsi-cu.txt"))
+	}
+	if m[4] != "0" {
+		t.Errorf("iscsi-test-cu: %s of %s tests failed", m[4], m[1])
+	}
+}
+
+// TestQemuImgRoundTrip copies an image with holes and data into the LUN
+// with qemu-img (large transfers, and WRITE SAME/UNMAP for its zero
+// detection) and back out, and compares.
+func TestQemuImgRoundTrip(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed")
+	}
+	const size = 32 << 20
+	url := serve(t, size, nil)
+	dir := t.TempDir()
+	src, back := filepath.Join(dir, "src.raw"), filepath.Join(dir, "back.raw")
+	img := make([]byte, size)
+	for i := 0; i < size; i += 1 << 20 {
+		if (i>>20)%3 == 1 {
+			continue // a zero MiB every third
+		}
+		for j := i; j < i+1<<20; j += 8 {
+			binary.LittleEndian.PutUint64(img[j:], uint64(j)*0x9e3779b97f4a7c15)
+		}
+	}
+	if err := os.WriteFile(src, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer stop()
+	for _, args := range [][]string{
+		{"convert", "-n", "-f", "raw", "-O", "raw", src, url},
+		{"convert", "-f", "raw", "-O", "raw", url, back},
+	} {
+		if out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+		}
+	}
+	got, err := os.ReadFile(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, img) {
+		t.Fatalf("image read back through iSCSI differs from the one written")
 	}
 }
