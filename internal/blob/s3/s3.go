@@ -34,7 +34,8 @@ type Config struct {
 	// tests) can share one bucket. A non-empty prefix without a trailing
 	// '/' gets one: Prefix "site-a" stores key "k" as "site-a/k".
 	Prefix string
-	// Region signs requests; "us-east-1" when empty.
+	// Region signs requests. Empty: the AWS chain's (AWS_REGION, shared
+	// config), else "us-east-1".
 	Region string
 	// PathStyle addresses the bucket as <endpoint>/<bucket>/<key> instead
 	// of <bucket>.<endpoint>/<key>; most S3-compatible servers need it.
@@ -71,10 +72,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("s3: no bucket")
 	}
-	region := cfg.Region
-	if region == "" {
-		region = "us-east-1"
-	}
 	attempts := cfg.MaxAttempts
 	if attempts <= 0 {
 		attempts = 8
@@ -84,7 +81,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		maxBackoff = 5 * time.Second
 	}
 	opts := []func(*config.LoadOptions) error{
-		config.WithRegion(region),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = attempts
@@ -97,6 +93,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			})
 		}),
 	}
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
 	if cfg.AccessKeyID != "" && cfg.SecretAccessKey != "" {
 		opts = append(opts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
@@ -104,6 +103,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		// Neither the URL nor the environment named one; S3-compatible
+		// servers sign with us-east-1 unless told otherwise.
+		awsCfg.Region = "us-east-1"
 	}
 	client := awss3.NewFromConfig(awsCfg, func(o *awss3.Options) {
 		if cfg.Endpoint != "" {
