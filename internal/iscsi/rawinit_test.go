@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"net"
@@ -718,3 +719,74 @@ func TestRawCHAPAlgorithms(t *testing.T) {
 		})
 	}
 }
+
+// TestServerAPI covers the management calls: duplicate and invalid
+// targets, SetCHAP applying to later logins, RemoveTarget closing live
+// sessions, and Serve after Close.
+func TestServerAPI(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	lu := mustLU(t, tt)
+	if err := tt.srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: lu}); !errorsIs(err, ErrTargetExists) {
+		t.Errorf("duplicate AddTarget: %v", err)
+	}
+	for _, bad := range []string{"", "vol-1", "iqn.with space", "iqn." + strings.Repeat("x", 230)} {
+		if err := tt.srv.AddTarget(TargetConfig{IQN: bad, LUNs: lu}); !errorsIs(err, ErrBadTarget) {
+			t.Errorf("AddTarget(%q): %v", bad, err)
+		}
+	}
+	if err := tt.srv.AddTarget(TargetConfig{IQN: testIQN + "-nolu"}); !errorsIs(err, ErrBadTarget) {
+		t.Errorf("AddTarget without LUNs: %v", err)
+	}
+	if err := tt.srv.RemoveTarget(testIQN + "-nope"); !errorsIs(err, ErrTargetNotFound) {
+		t.Errorf("RemoveTarget of unknown target: %v", err)
+	}
+	if err := tt.srv.SetCHAP(testIQN+"-nope", nil); !errorsIs(err, ErrTargetNotFound) {
+		t.Errorf("SetCHAP of unknown target: %v", err)
+	}
+
+	// A live session, then CHAP turned on: the session stays, new plain
+	// logins are refused.
+	r := dialRaw(t, tt.addr, testIQN)
+	if err := tt.srv.SetCHAP(testIQN, []CHAPCredential{{InitiatorName: "iqn.x", SecretToAuthenticateInitiator: "0123456789ab"}}); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.nop(r.nextITT(), []byte("a")); p.h.opcode() != opNopIn {
+		t.Fatalf("session after SetCHAP: opcode %#x", p.h.opcode())
+	}
+	var text []byte
+	text = appendText(text, "InitiatorName", "iqn.x")
+	text = appendText(text, "TargetName", testIQN)
+	text = appendText(text, "AuthMethod", "None")
+	if p, _ := loginOnce(t, tt.addr, 9, stageSecurity, stageOperational, text); loginStatus(p) != loginAuthFailed {
+		t.Errorf("plain login after SetCHAP: status %#04x", loginStatus(p))
+	}
+
+	// RemoveTarget closes the live session and refuses new logins.
+	if err := tt.srv.RemoveTarget(testIQN); err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := r.br.Read(b[:]); err == nil {
+		t.Errorf("session still open after RemoveTarget")
+	}
+	if p, _ := loginOnce(t, tt.addr, 10, stageSecurity, stageOperational, text); loginStatus(p) != loginNotFound {
+		t.Errorf("login to removed target: status %#04x", loginStatus(p))
+	}
+
+	tt.srv.Close()
+	if err := tt.srv.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tt.srv.Serve(t.Context(), ln); !errorsIs(err, ErrServerClosed) {
+		t.Errorf("Serve after Close: %v", err)
+	}
+	if err := tt.srv.AddTarget(TargetConfig{IQN: testIQN + "-late", LUNs: lu}); !errorsIs(err, ErrServerClosed) {
+		t.Errorf("AddTarget after Close: %v", err)
+	}
+}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
