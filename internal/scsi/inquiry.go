@@ -155,7 +155,8 @@ func (d *Device) blockLimits() []byte {
 	p[1] = maxCompareWriteBlocks
 	putU16(p[2:], uint16(1)<<d.lbppbExp) // OPTIMAL TRANSFER LENGTH GRANULARITY
 	putU32(p[4:], d.opts.MaxTransferBlocks)
-	putU32(p[8:], d.opts.MaxTransferBlocks) // OPTIMAL TRANSFER LENGTH
+	// OPTIMAL TRANSFER LENGTH stays 0 (not reported): Linux turns it into
+	// io_opt, and mkfs.xfs into a stripe width; the volume has no stripe.
 	if d.opts.ThinProvisioning {
 		putU32(p[16:], maxUnmapBlocks)
 		putU32(p[20:], maxUnmapDescriptors)
