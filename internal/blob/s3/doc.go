@@ -12,7 +12,7 @@
 //
 // Conditional writes: Put sends If-None-Match: * (IfNoneMatch) or
 // If-Match: <etag> (IfMatch). AWS S3 honours both since 2024; versitygw
-// (posix backend) honours both, serialising conditional publishes of one key
+// v1.8.0 (posix backend) honours both, serialising conditional publishes of one key
 // with a lock file, which the contract suite's races check. A server that
 // ignores the headers would silently turn conditional writes into plain
 // ones; run the contract suite (blobtest.RunContractTests) against a new
