@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +177,23 @@ func TestCommandLine(t *testing.T) {
 	}
 	if err := run(context.Background(), nil, io.Discard, io.Discard, nil); err == nil {
 		t.Fatal("no command accepted")
+	}
+}
+
+// TestMetrics: /metrics answers unsigned and counts API requests.
+func TestMetrics(t *testing.T) {
+	s := startServer(t, "")
+	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+	if _, err := c.sgw.ListGateways(context.Background(), &storagegateway.ListGatewaysInput{}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(s.endpoint() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `volgw_api_requests_total{error="",operation="ListGateways",protocol="json",status="200"} 1`) {
+		t.Fatalf("/metrics: %d\n%s", resp.StatusCode, body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -151,6 +152,17 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "volgw_api_requests_total",
+		Help: "API requests answered, by protocol, operation, HTTP status and error type."},
+		[]string{"protocol", "operation", "status", "error"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "volgw_api_request_duration_seconds",
+		Help: "Time to answer an API request.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)},
+		[]string{"protocol", "operation"})
+	registry.MustRegister(requests, latency)
+	observe := func(r awsproto.RequestRecord) {
+		requests.WithLabelValues(r.Protocol, r.Operation, strconv.Itoa(r.Status), r.ErrorType).Inc()
+		latency.WithLabelValues(r.Protocol, r.Operation).Observe(r.Duration.Seconds())
+	}
 	handler, err := awsproto.NewServer(awsproto.ServerConfig{
 		Region:       o.Region,
 		Credentials:  awsproto.StaticCredentials{a.creds.AccessKeyID: a.creds.SecretAccessKey},
@@ -159,6 +171,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		EC2:          ec2api.New(svc),
 		Activation:   svc,
 		Metrics:      promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
+		Observe:      observe,
 		Logger:       log,
 	})
 	if err != nil {

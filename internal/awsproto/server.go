@@ -63,12 +63,25 @@ type ServerConfig struct {
 	// (a Prometheus scraper does not sign).
 	Metrics http.Handler
 
+	// Observe, when set, is called once per API request after the answer
+	// is written (not for /metrics); main counts requests with it.
+	Observe func(RequestRecord)
+
 	Logger       *slog.Logger
 	Now          func() time.Time // the clock SigV4 skew is checked against
 	MaxBodyBytes int64            // default 1 MiB
 	// NewRequestID generates request IDs; default 52 random base-32 chars,
 	// like Storage Gateway's.
 	NewRequestID func() string
+}
+
+// RequestRecord describes one answered request.
+type RequestRecord struct {
+	Protocol  string // "json", "query" or "activation"
+	Operation string // Storage Gateway operation or EC2 action; "" when unknown
+	Status    int    // HTTP status sent
+	ErrorType string // __type / EC2 code of an error answer, else ""
+	Duration  time.Duration
 }
 
 // Server is the API endpoint: one http.Handler for Storage Gateway (JSON
@@ -137,16 +150,29 @@ const (
 )
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	reqID := s.cfg.NewRequestID()
-	ctx := context.WithValue(r.Context(), requestIDKey, reqID)
-	r = r.WithContext(ctx)
-	log := s.cfg.Logger.With("request_id", reqID)
-
 	if r.Method == http.MethodGet && r.URL.Path == "/metrics" && s.cfg.Metrics != nil {
 		s.cfg.Metrics.ServeHTTP(w, r)
 		return
 	}
+	reqID := s.cfg.NewRequestID()
+	ctx := context.WithValue(r.Context(), requestIDKey, reqID)
+	r = r.WithContext(ctx)
+	log := s.cfg.Logger.With("request_id", reqID)
+	began := time.Now()
+	rec := &RequestRecord{Protocol: "json"}
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	defer func() {
+		rec.Status, rec.Duration = sw.status, time.Since(began)
+		log.Debug("request", "protocol", rec.Protocol, "operation", rec.Operation, "status", rec.Status,
+			"error", rec.ErrorType, "duration", rec.Duration)
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(*rec)
+		}
+	}()
+
 	if r.Method == http.MethodGet && r.URL.Query().Has("activationRegion") && r.Header.Get("Authorization") == "" {
+		rec.Protocol = "activation"
 		s.serveActivation(w, r)
 		return
 	}
@@ -154,8 +180,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	proto := protoJSON
 	if r.Header.Get("X-Amz-Target") == "" && s.cfg.EC2 != nil && (isForm(r) || r.URL.Query().Has("Action")) {
 		proto = protoQuery
+		rec.Protocol = "query"
 	}
 	fail := func(e *Error) {
+		rec.ErrorType = e.Type
 		if e.Status >= 500 {
 			log.Error("request failed", "type", e.Type, "err", e)
 		} else {
@@ -215,14 +243,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if proto == protoQuery {
-		s.serveQuery(ctx, w, r, body, reqID, fail)
+		s.serveQuery(ctx, w, r, body, reqID, rec, fail)
 		return
 	}
-	s.serveJSON(ctx, w, r, body, reqID, fail)
+	s.serveJSON(ctx, w, r, body, reqID, rec, fail)
 }
 
-func (s *Server) serveJSON(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, reqID string, fail func(*Error)) {
+func (s *Server) serveJSON(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, reqID string, rec *RequestRecord, fail func(*Error)) {
 	op, ok := operationFromTarget(r.Header.Get("X-Amz-Target"))
+	if ok && s.cfg.StorageModel.HasOperation(op) {
+		rec.Operation = op
+	}
 	if !ok || !s.cfg.StorageModel.HasOperation(op) {
 		fail(&Error{Type: TypeUnknownOperation, Status: http.StatusBadRequest})
 		return
@@ -254,7 +285,7 @@ func (s *Server) serveJSON(ctx context.Context, w http.ResponseWriter, r *http.R
 	_, _ = w.Write(b)
 }
 
-func (s *Server) serveQuery(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, reqID string, fail func(*Error)) {
+func (s *Server) serveQuery(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, reqID string, rec *RequestRecord, fail func(*Error)) {
 	params := QueryParams(r.URL.Query())
 	if isForm(r) {
 		form, err := url.ParseQuery(string(body))
@@ -270,6 +301,9 @@ func (s *Server) serveQuery(ctx context.Context, w http.ResponseWriter, r *http.
 	if action == "" {
 		fail(NewEC2Error(http.StatusBadRequest, "MissingAction", "The request must contain the parameter Action"))
 		return
+	}
+	if s.ec2Action[action] {
+		rec.Operation = action
 	}
 	if !s.ec2Action[action] {
 		fail(NewEC2Error(http.StatusBadRequest, TypeInvalidAction, "The action "+action+" is not valid for this web service."))
@@ -359,4 +393,24 @@ func newRequestID() string {
 		b[i] = alphabet[b[i]&31]
 	}
 	return string(b[:])
+}
+
+// statusWriter remembers the status sent, for the request record.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -323,5 +324,47 @@ func TestQueryParams(t *testing.T) {
 		`<DeleteSnapshotResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>req-1</requestId><return>true</return></DeleteSnapshotResponse>`
 	if string(b) != want {
 		t.Fatalf("got %s", b)
+	}
+}
+
+func TestServerObservesEveryRequest(t *testing.T) {
+	var mu sync.Mutex
+	var recs []RequestRecord
+	srv, err := NewServer(ServerConfig{Region: "us-east-1", Credentials: testCreds, Storage: &recordingService{},
+		StorageModel: storageGatewayModel(t), EC2: snapshotService{}, Activation: fixedKeys{},
+		Observe: func(r RequestRecord) { mu.Lock(); recs = append(recs, r); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	now := time.Now()
+	postRaw(t, ts, "StorageGateway_20130630.ListGateways", "{}", true, now)
+	postRaw(t, ts, "StorageGateway_20130630.DescribeGatewayInformation", `{"GatewayARN":"arn:aws:storagegateway:us-east-1:123456789012:gateway/sgw-00000000"}`, true, now)
+	postRaw(t, ts, "StorageGateway_20130630.Nope", "{}", true, now)
+	postRaw(t, ts, "StorageGateway_20130630.ListGateways", "{}", false, now)
+	ts.Close() // waits for the handlers, so every record is in
+	mu.Lock()
+	defer mu.Unlock()
+	// A record is made after its answer is sent, so the client may see the
+	// next answer first: compare in a fixed order.
+	key := func(r RequestRecord) string { return fmt.Sprint(r.Status, r.Operation, r.ErrorType) }
+	sort.Slice(recs, func(i, j int) bool { return key(recs[i]) < key(recs[j]) })
+	want := []RequestRecord{
+		{Protocol: "json", Operation: "ListGateways", Status: 200},
+		{Protocol: "json", Status: 400, ErrorType: TypeUnknownOperation},
+		{Protocol: "json", Operation: "DescribeGatewayInformation", Status: 400, ErrorType: TypeInvalidGatewayRequest},
+		{Protocol: "json", Status: 403, ErrorType: TypeMissingAuthToken},
+	}
+	sort.Slice(want, func(i, j int) bool { return key(want[i]) < key(want[j]) })
+	if len(recs) != len(want) {
+		t.Fatalf("records %+v", recs)
+	}
+	for i, w := range want {
+		got := recs[i]
+		got.Duration = 0
+		if got != w {
+			t.Errorf("record %d = %+v, want %+v", i, got, w)
+		}
 	}
 }
