@@ -1,0 +1,361 @@
+package volume
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/volgw/volgw/internal/blob"
+	"github.com/volgw/volgw/internal/blob/blobtest"
+	"github.com/volgw/volgw/internal/control"
+)
+
+// TestConcurrentBackpressureAndGC runs writers on disjoint regions of two
+// volumes with a journal and a cache far smaller than what they write, so
+// writers must wait for uploads (backpressure) — never fail — while the
+// uploader cuts every few milliseconds, snapshots are taken (pending, then
+// completed by background cuts) and GC rounds with a short grace run all
+// along. Afterwards every byte must read back, before and after a restart
+// (which drops the cache, so reads come from the store), and Check must
+// find nothing named that is missing.
+func TestConcurrentBackpressureAndGC(t *testing.T) {
+	ctx := context.Background()
+	store := blobtest.NewFS(t)
+	dir := t.TempDir()
+	cfg := Config{Dir: filepath.Join(dir, "engine"), Store: store, CutInterval: 5 * time.Millisecond,
+		GCGrace: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	e, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { e.Close() }()
+	for _, d := range []control.Disk{
+		{ID: "c", Path: filepath.Join(dir, "cache0.img"), SizeBytes: 6 * BlockSize, Use: control.DiskUseCache},
+		{ID: "c2", Path: filepath.Join(dir, "cache1.img"), SizeBytes: 6 * BlockSize, Use: control.DiskUseCache},
+		{ID: "u", Path: filepath.Join(dir, "buffer0.img"), SizeBytes: 3 << 20, Use: control.DiskUseUploadBuffer},
+	} {
+		if err := e.AddDisk(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vols := []string{"vol-0000000000000CC01", "vol-0000000000000CC02"}
+	for _, id := range vols {
+		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: gib}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const writers, region, writesEach = 4, 3 * BlockSize, 150
+	models := make([][]byte, writers)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers+2)
+	for w := range writers {
+		models[w] = make([]byte, region)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, _ := e.Volume(vols[w%2])
+			base := int64(w/2) * region
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range writesEach {
+				off := rng.IntN(region/512) * 512
+				n := min((1+rng.IntN(512))*512, region-off)
+				p := make([]byte, n)
+				for i := range p {
+					p[i] = byte(rng.Uint32())
+				}
+				if err := v.WriteAt(ctx, p, base+int64(off)); err != nil {
+					errs <- fmt.Errorf("writer %d: %w", w, err)
+					return
+				}
+				copy(models[w][off:], p)
+				if rng.IntN(10) == 0 {
+					if err := v.Flush(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { // GC rounds all along
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := e.GC(ctx); err != nil {
+				errs <- fmt.Errorf("GC: %w", err)
+				return
+			}
+		}
+	}()
+	snaps := 0
+	go func() { // snapshots forcing cuts, completed in the background
+		defer bg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			s, err := e.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: fmt.Sprintf("snap-cc%d", i), VolumeID: vols[i%2]})
+			if err != nil {
+				errs <- fmt.Errorf("CreateSnapshot: %w", err)
+				return
+			}
+			if s.Status != control.SnapshotPending && s.Status != control.SnapshotCompleted {
+				errs <- fmt.Errorf("snapshot status %q", s.Status)
+				return
+			}
+			snaps++
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	bg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		for w := range writers {
+			v, err := e.Volume(vols[w%2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := mustRead(t, v, int64(w/2)*region, region)
+			if !bytes.Equal(got, models[w]) {
+				t.Fatalf("%s: writer %d's region differs at %d", when, w, firstDiff(got, models[w]))
+			}
+		}
+		if err := e.Check(ctx); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+	}
+	check("before restart")
+	// Every pending snapshot completes in the background.
+	for i := range snaps {
+		id := fmt.Sprintf("snap-cc%d", i)
+		for {
+			s, err := e.Snapshot(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Status == control.SnapshotCompleted {
+				break
+			}
+			if s.Progress < 0 || s.Progress > 99 {
+				t.Fatalf("pending snapshot with progress %d", s.Progress)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// Upload everything, then GC with everything aged past the grace.
+	for _, id := range vols {
+		if err := e.Cut(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Now = func() time.Time { return time.Now().Add(time.Hour) }
+	cfg.CutInterval = -1
+	if e, err = Open(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d snapshots; final GC: %+v", snaps, st)
+	check("after restart and GC")
+}
+
+// TestCacheCorruptionRefetch: a clean cached block whose bytes on the cache
+// disk go bad is detected by its sector CRCs and fetched again.
+func TestCacheCorruptionRefetch(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-CRC", SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol("vol-CRC")
+	want := pattern(3, BlockSize)
+	if err := v.WriteAt(ctx, want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Cut(ctx, "vol-CRC"); err != nil { // the slot is now clean
+		t.Fatal(err)
+	}
+	te.cache.mu.Lock()
+	_, cached := te.cache.clean[v.key(0)]
+	te.cache.mu.Unlock()
+	if !cached {
+		t.Fatal("the uploaded block is not a clean cache slot")
+	}
+	// Scribble over the whole cache disk.
+	f, err := os.OpenFile(filepath.Join(te.dir, "cache0.img"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := bytes.Repeat([]byte{0xA5}, 1<<20)
+	for off := int64(0); off < 64<<20; off += int64(len(junk)) {
+		if _, err := f.WriteAt(junk, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	if got := mustRead(t, v, 0, BlockSize); !bytes.Equal(got, want) {
+		t.Fatalf("corrupt cache served: differs at %d", firstDiff(got, want))
+	}
+	if got := mustRead(t, v, 4096, 512); !bytes.Equal(got, want[4096:4608]) {
+		t.Fatal("second read differs")
+	}
+}
+
+// TestFencing: when another gateway replaces a volume's head, the next cut
+// fails with ErrFenced instead of overwriting it, and I/O stops.
+func TestFencing(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-FENCE", SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol("vol-FENCE")
+	if err := v.WriteAt(ctx, pattern(1, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.store.Put(ctx, headKey("vol-FENCE"), []byte(`{"seq":0,"owner":"gw-other"}`), blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Cut(ctx, "vol-FENCE"); !errors.Is(err, ErrFenced) {
+		t.Fatalf("cut after takeover: %v, want ErrFenced", err)
+	}
+	if err := v.WriteAt(ctx, pattern(2, 4096), 0); !errors.Is(err, ErrFenced) {
+		t.Fatalf("write after takeover: %v, want ErrFenced", err)
+	}
+	b, err := te.store.Get(ctx, headKey("vol-FENCE"))
+	if err != nil || !bytes.Contains(b, []byte("gw-other")) {
+		t.Fatalf("the other gateway's head was overwritten: %s %v", b, err)
+	}
+}
+
+// TestAddUploadBufferDrains: adding an upload-buffer disk while the journal
+// holds unpublished writes drains it first; nothing is lost, and the new
+// layout survives a restart.
+func TestAddUploadBufferDrains(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-DRAIN", SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol("vol-DRAIN")
+	want := pattern(5, 3*BlockSize)
+	if err := v.WriteAt(ctx, want, BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.AddDisk(ctx, control.Disk{ID: "buf1", Path: filepath.Join(te.dir, "buffer1.img"), SizeBytes: 16 << 20, Use: control.DiskUseUploadBuffer}); err != nil {
+		t.Fatal(err)
+	}
+	more := pattern(6, 4096)
+	if err := v.WriteAt(ctx, more, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	te.reopen()
+	v = te.vol("vol-DRAIN")
+	if got := mustRead(t, v, BlockSize, len(want)); !bytes.Equal(got, want) {
+		t.Fatal("drained data lost")
+	}
+	if got := mustRead(t, v, 0, 4096); !bytes.Equal(got, more) {
+		t.Fatal("write after the new layout lost")
+	}
+	if _, capacity := te.jr.usage(); capacity != 48<<20 {
+		t.Fatalf("journal capacity %d after adding a disk", capacity)
+	}
+}
+
+// TestRejects: bad input returns errors, never panics.
+func TestRejects(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	for _, spec := range []control.VolumeSpec{
+		{VolumeID: "vol-SMALL", SizeBytes: gib - 512},
+		{VolumeID: "vol-HUGE", SizeBytes: MaxVolumeSize + BlockSize},
+		{VolumeID: "vol-ODD", SizeBytes: gib + 1},
+		{VolumeID: "../x", SizeBytes: gib},
+		{VolumeID: "", SizeBytes: gib},
+		{VolumeID: "vol-NOSNAP", SizeBytes: gib, Source: control.VolumeSource{SnapshotID: "snap-none"}},
+		{VolumeID: "vol-NOSRC", SizeBytes: gib, Source: control.VolumeSource{SourceVolumeID: "vol-none"}},
+	} {
+		if err := te.CreateVolume(ctx, spec); err == nil {
+			t.Errorf("CreateVolume(%+v) succeeded", spec)
+		}
+	}
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-OK", SizeBytes: 2 * gib}); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-OK", SizeBytes: 2 * gib}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if _, err := te.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: "snap-a", VolumeID: "vol-OK", FromRecoveryPoint: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-SHRINK", SizeBytes: gib, Source: control.VolumeSource{SnapshotID: "snap-a"}}); !errors.Is(err, ErrInvalidSize) {
+		t.Fatalf("restore smaller than the snapshot: %v", err)
+	}
+	v := te.vol("vol-OK")
+	buf := make([]byte, 4096)
+	for _, off := range []int64{-512, 1, 2*gib - 512, 2 * gib} {
+		if err := v.ReadAt(ctx, buf, off); !errors.Is(err, ErrOutOfRange) {
+			t.Errorf("ReadAt(%d): %v", off, err)
+		}
+		if err := v.WriteAt(ctx, buf, off); !errors.Is(err, ErrOutOfRange) {
+			t.Errorf("WriteAt(%d): %v", off, err)
+		}
+	}
+	if err := v.Unmap(ctx, 0, -512); !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("Unmap negative: %v", err)
+	}
+	if err := v.WriteAt(ctx, buf[:100], 0); !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("unaligned length: %v", err)
+	}
+	if _, err := te.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: "snap-a", VolumeID: "vol-OK", FromRecoveryPoint: true}); !errors.Is(err, ErrExists) {
+		t.Errorf("duplicate snapshot: %v", err)
+	}
+	if err := te.DeleteSnapshot(ctx, "snap-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.DeleteSnapshot(ctx, "snap-a"); !errors.Is(err, control.ErrSnapshotNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+	if err := te.SetSnapshotTags(ctx, "snap-a", nil); !errors.Is(err, control.ErrSnapshotNotFound) {
+		t.Errorf("tags on deleted: %v", err)
+	}
+	if err := te.DeleteVolume(ctx, "vol-OK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WriteAt(ctx, buf, 0); !errors.Is(err, control.ErrVolumeNotFound) {
+		t.Errorf("write to deleted volume: %v", err)
+	}
+	if err := te.DeleteVolume(ctx, "vol-OK"); !errors.Is(err, control.ErrVolumeNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+}
