@@ -48,7 +48,9 @@ type PutOptions struct {
 //   - Delete of a missing key is not an error.
 //   - List calls fn for every object whose key starts with prefix, in
 //     lexical key order; an error from fn stops the walk and is returned.
-//   - Keys are '/'-separated, without a leading '/'.
+//   - Keys are '/'-separated, without a leading '/'; a key ValidateKey
+//     refuses fails every method with ErrInvalidKey before any I/O.
+//   - ETag changes whenever the content changes (fs: on every replace).
 type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Put(ctx context.Context, key string, data []byte, opts PutOptions) (ObjectInfo, error)
