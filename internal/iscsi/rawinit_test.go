@@ -790,3 +790,21 @@ func TestServerAPI(t *testing.T) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// TestRawSessionBuffer bounds a session's buffered Data-Out: a write that
+// would exceed the budget is answered TASK SET FULL without taking data,
+// and one within it succeeds.
+func TestRawSessionBuffer(t *testing.T) {
+	tt := startTargetConfig(t, 1<<20, nil, Config{MaxSessionBuffer: 8192})
+	r := dialRaw(t, tt.addr, testIQN, "InitialR2T", "No", "ImmediateData", "Yes")
+	status, _ := r.write(0, make([]byte, 16384))
+	if status != statusTaskSetFull {
+		t.Fatalf("write over budget: status %#x, want TASK SET FULL", status)
+	}
+	for range 3 {
+		// The budget is returned after every command.
+		if status, resp := r.write(0, make([]byte, 8192)); status != 0 {
+			t.Fatalf("write within budget: status %#x sense %x", status, resp.data)
+		}
+	}
+}

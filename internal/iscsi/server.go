@@ -36,6 +36,11 @@ type Config struct {
 	// longer one fails with CHECK CONDITION before any buffer is taken.
 	// Default 64 MiB.
 	MaxDataTransfer uint32
+	// MaxSessionBuffer bounds the Data-Out bytes one session may have
+	// buffered for commands not yet finished; a write that would exceed it
+	// is answered TASK SET FULL at once, and the initiator retries.
+	// Default 512 MiB.
+	MaxSessionBuffer int64
 	// CommandWindow is how many commands an initiator may have queued
 	// (MaxCmdSN - ExpCmdSN + 1 when idle). Default 128.
 	CommandWindow uint32
@@ -67,6 +72,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxDataTransfer == 0 {
 		c.MaxDataTransfer = 64 << 20
+	}
+	if c.MaxSessionBuffer == 0 {
+		c.MaxSessionBuffer = 512 << 20
 	}
 	if c.CommandWindow == 0 {
 		c.CommandWindow = 128

@@ -48,6 +48,12 @@ func (s *syncBuf) String() string {
 // startTarget serves a file-backed LUN 0 on 127.0.0.1.
 func startTarget(t testing.TB, size int64, chap []CHAPCredential) *testTarget {
 	t.Helper()
+	return startTargetConfig(t, size, chap, Config{})
+}
+
+// startTargetConfig is startTarget with a server configuration.
+func startTargetConfig(t testing.TB, size int64, chap []CHAPCredential, cfg Config) *testTarget {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "lun0.img")
 	f, err := os.Create(path)
 	if err != nil {
@@ -66,7 +72,8 @@ func startTarget(t testing.TB, size int64, chap []CHAPCredential) *testTarget {
 		t.Fatal(err)
 	}
 	lb := &syncBuf{}
-	srv := NewServer(Config{Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	cfg.Logger = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := NewServer(cfg)
 	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{0: dev}), CHAP: chap}); err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,9 @@ type session struct {
 	// sendLimit is the initiator's MaxRecvDataSegmentLength; a Text
 	// Request may change it while commands execute.
 	sendLimit atomic.Uint32
+	// buffered is the Data-Out buffer space held by this session's tasks,
+	// bounded by Config.MaxSessionBuffer.
+	buffered atomic.Int64
 	// statSN is owned by the writer goroutine once run starts.
 	statSN uint32
 
@@ -148,8 +151,7 @@ func (ss *session) releaseAll() {
 	defer ss.mu.Unlock()
 	for itt, t := range ss.tasks {
 		if t.state == taskGathering {
-			putBuf(t.buf)
-			t.buf = nil
+			ss.releaseBuf(t)
 		}
 		delete(ss.tasks, itt)
 	}

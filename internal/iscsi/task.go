@@ -127,6 +127,14 @@ func (ss *session) handleCommand(h *header) error {
 		ss.failTask(t, fixedSense(senseIllegalRequest, 0x24, 0)) // INVALID FIELD IN CDB
 		return nil
 	}
+	if ss.buffered.Add(int64(edtl)) > ss.srv.cfg.MaxSessionBuffer {
+		ss.buffered.Add(-int64(edtl))
+		if err := discardData(ss.br, n, ss.cp.digests); err != nil {
+			return err
+		}
+		ss.failTask(t, nil)
+		return nil
+	}
 	t.buf = getBuf(int(edtl))
 	imm := min(uint32(n), edtl)
 	if imm > 0 {
@@ -287,8 +295,23 @@ func (ss *session) dropR2TsLocked(t *task) {
 	t.r2tsOut = 0
 }
 
-// failTask ends a task that is still gathering data with CHECK CONDITION.
-// Reader goroutine only.
+// statusTaskSetFull (SAM-5 5.3) asks the initiator to retry later.
+const statusTaskSetFull = 0x28
+
+// releaseBuf returns a task's Data-Out buffer to the pool and the
+// session's budget.
+func (ss *session) releaseBuf(t *task) {
+	if t.buf == nil {
+		return
+	}
+	ss.buffered.Add(-int64(t.cmd.ExpectedDataTransferLength))
+	putBuf(t.buf)
+	t.buf = nil
+	t.cmd.DataOut = nil
+}
+
+// failTask ends a task that is still gathering data with CHECK CONDITION
+// and sense, or with TASK SET FULL when sense is nil. Reader goroutine only.
 func (ss *session) failTask(t *task, sense []byte) {
 	ss.mu.Lock()
 	ss.dropR2TsLocked(t)
@@ -298,11 +321,14 @@ func (ss *session) failTask(t *task, sense []byte) {
 	}
 	t.completing = true
 	ss.mu.Unlock()
-	putBuf(t.buf)
-	t.buf = nil
+	ss.releaseBuf(t)
 	t.state = taskExecuting // no more Data-Out is accepted
 	if !aborted {
-		ss.sendResponse(t, scsi.Response{Status: scsi.StatusCheckCondition, Sense: sense}, 0, 0, t.r2tSN)
+		r := scsi.Response{Status: scsi.StatusCheckCondition, Sense: sense}
+		if sense == nil {
+			r.Status = statusTaskSetFull
+		}
+		ss.sendResponse(t, r, 0, 0, t.r2tSN)
 	}
 	ss.outstanding.Add(-1)
 	close(t.finished)
@@ -322,12 +348,8 @@ func (ss *session) startExecution(t *task) {
 func (ss *session) execute(t *task) {
 	defer ss.execWG.Done()
 	resp := ss.lu.Execute(ss.ctx, &t.cmd)
-	if t.buf != nil {
-		// The logical unit has returned; it keeps no reference to DataOut.
-		putBuf(t.buf)
-		t.buf = nil
-		t.cmd.DataOut = nil
-	}
+	// The logical unit has returned; it keeps no reference to DataOut.
+	ss.releaseBuf(t)
 	ss.mu.Lock()
 	aborted := t.aborted
 	t.completing = true

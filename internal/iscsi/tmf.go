@@ -83,8 +83,7 @@ func (ss *session) handleTMF(h *header) error {
 				delete(ss.tasks, t.itt)
 			}
 			ss.mu.Unlock()
-			putBuf(t.buf)
-			t.buf = nil
+			ss.releaseBuf(t)
 			t.state = taskExecuting
 			ss.outstanding.Add(-1)
 			close(t.finished)
