@@ -72,6 +72,11 @@ match "recovery point volume" "$rp_arn" "^$vol\$"
 match "recovery point size" "$rp_size" '^1073741824$'
 match "recovery point time" "$rp_time" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'
 match "recovery point gateway" "$(sgw list-volume-recovery-points --gateway-arn "$gw" --query GatewayARN)" "^$gw\$"
+# The seed's response shape, member for member.
+match "recovery points members" "$(sgw list-volume-recovery-points --gateway-arn "$gw" --query 'sort(keys(@))')" \
+	$'^GatewayARN\tVolumeRecoveryPointInfos$'
+match "recovery point members" "$(sgw list-volume-recovery-points --gateway-arn "$gw" --query 'sort(keys(VolumeRecoveryPointInfos[0]))')" \
+	$'^VolumeARN\tVolumeRecoveryPointTime\tVolumeSizeInBytes\tVolumeUsageInBytes$'
 
 # 6. Seed: create-snapshot-from-volume-recovery-point.
 sgw create-snapshot-from-volume-recovery-point --volume-arn "$vol" --snapshot-description "snapshot description" \
@@ -79,6 +84,8 @@ sgw create-snapshot-from-volume-recovery-point --volume-arn "$vol" --snapshot-de
 read -r snap snap_vol snap_time < <(sgw create-snapshot-from-volume-recovery-point --volume-arn "$vol" \
 	--snapshot-description "snapshot description" --query '[SnapshotId, VolumeARN, VolumeRecoveryPointTime]')
 match "SnapshotId" "$snap" '^snap-[0-9a-f]{17}$'
+match "snapshot answer members" "$(sgw create-snapshot-from-volume-recovery-point --volume-arn "$vol" \
+	--snapshot-description "members" --query 'sort(keys(@))')" $'^SnapshotId\tVolumeARN\tVolumeRecoveryPointTime$'
 match "snapshot VolumeARN" "$snap_vol" "^$vol\$"
 match "snapshot VolumeRecoveryPointTime" "$snap_time" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'
 # The snapshot holds the volume's recovery point when it was taken: an idle
@@ -99,7 +106,7 @@ match "describe-snapshots volume" "$d_vol" "^$vol_id\$"
 match "describe-snapshots state" "$d_state" '^completed$'
 match "describe-snapshots size (GiB)" "$d_size" '^1$'
 match "describe-snapshots description" "$d_desc" '^snapshot description$'
-match "filter volume-id" "$(ec2 describe-snapshots --filters "Name=volume-id,Values=$vol_id" --query 'length(Snapshots)')" '^2$'
+match "filter volume-id" "$(ec2 describe-snapshots --filters "Name=volume-id,Values=$vol_id" --query 'length(Snapshots)')" '^3$'
 
 # 8. EC2: delete-snapshot, then it is gone.
 ec2 delete-snapshot --snapshot-id "$snap"
