@@ -5,6 +5,7 @@
 # argument, also writes the table to that file.
 #
 #   bench/iscsi.sh [out.md]
+#   VOLGW_BENCH_ROWS='iscsi-perf' bench/iscsi.sh    only the rows matching a regexp
 #
 # The measuring code is internal/iscsi/conformance (TestISCSIBench); this
 # script only runs it with the switch that enables it.
