@@ -159,7 +159,7 @@ func (c *cache) alloc() (int32, bool) {
 }
 
 // waitSpace blocks until some slot may have been freed.
-func (c *cache) waitSpace(ctx context.Context) error {
+func (c *cache) waitSpace(ctx context.Context, done <-chan struct{}) error {
 	c.mu.Lock()
 	ch := c.space
 	c.mu.Unlock()
@@ -168,6 +168,8 @@ func (c *cache) waitSpace(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-done:
+		return ErrClosed
 	}
 }
 
@@ -237,6 +239,14 @@ func sectorCRCs(data []byte) []uint32 {
 		crc[i] = crc32.Checksum(data[i*sectorSize:(i+1)*sectorSize], castagnoli)
 	}
 	return crc
+}
+
+// lookup reports whether key has a clean slot.
+func (c *cache) lookup(key cacheKey) (int32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.clean[key]
+	return s, ok
 }
 
 // takeClean removes key's clean slot from the cache and hands it to the

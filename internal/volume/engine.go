@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/volgw/volgw/internal/blob"
@@ -74,6 +75,10 @@ type Engine struct {
 
 	kick     chan struct{}
 	pressure chan struct{}
+	// done is closed by Close: writers waiting for journal or cache space
+	// give up with ErrClosed instead of waiting for an uploader that stopped.
+	done     chan struct{}
+	isClosed atomic.Bool
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
 	// replaying is set while Open replays the journal (single goroutine),
@@ -126,12 +131,12 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, store: prefixed{cfg.Store, cfg.Prefix}, log: cfg.Logger, now: cfg.Now,
 		cache: newCache(), pages: newPageCache(256), vols: make(map[string]*Volume),
-		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if err := e.loadState(); err != nil {
 		return nil, err
 	}
-	jr, err := openJournal(cfg.Dir)
+	jr, err := openJournal(cfg.Dir, e.done)
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +362,8 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
+	e.isClosed.Store(true)
+	close(e.done)
 	e.mu.Unlock()
 	e.stop()
 	e.wg.Wait()

@@ -73,10 +73,12 @@ type journal struct {
 	reserved int64         // space promised to writers not yet appended
 	space    chan struct{} // closed and replaced whenever space is freed
 	unsynced bool
+
+	done <-chan struct{} // the engine's: closed when it closes
 }
 
-func openJournal(dir string) (*journal, error) {
-	j := &journal{path: filepath.Join(dir, "journal.json"), space: make(chan struct{})}
+func openJournal(dir string, done <-chan struct{}) (*journal, error) {
+	j := &journal{path: filepath.Join(dir, "journal.json"), space: make(chan struct{}), done: done}
 	b, err := os.ReadFile(j.path)
 	switch {
 	case err == nil:
@@ -215,6 +217,8 @@ func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-j.done:
+			return ErrClosed
 		}
 	}
 }

@@ -125,6 +125,8 @@ func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
 		}
 	}
 	v.frozen, v.cut, v.frozenFrom = nil, nil, noLSN
+	close(v.published)
+	v.published = make(chan struct{})
 	v.mu.Unlock()
 	e.releaseJournal()
 	// Still under cutMu: the head is newRoot while the records are written.

@@ -13,6 +13,9 @@ import (
 
 const noLSN = math.MaxUint64
 
+// maxDirtyBlocks bounds a volume's dirty map; writers wait for a cut beyond.
+const maxDirtyBlocks = 1 << 20
+
 // blockState is a dirty or frozen block: its content is in an owned cache
 // slot, or it is all zeros (no slot).
 type blockState struct {
@@ -52,7 +55,9 @@ type Volume struct {
 	// frozen (noLSN if none): the journal keeps everything from the smaller.
 	dirtyFrom, frozenFrom uint64
 	pendingSnaps          []string // snapshot IDs waiting for the next cut
-	deleted               bool
+	// published is closed and replaced each time a cut is published.
+	published chan struct{}
+	deleted   bool
 	fenced                error
 
 	// progress of the cut in flight, for pending snapshots
@@ -67,7 +72,7 @@ type cutState struct {
 
 func newVolume(e *Engine, vs volState) *Volume {
 	return &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created,
-		dirty: make(map[uint64]blockState), dirtyFrom: noLSN, frozenFrom: noLSN}
+		dirty: make(map[uint64]blockState), dirtyFrom: noLSN, frozenFrom: noLSN, published: make(chan struct{})}
 }
 
 // ID is the volume's ID.
@@ -88,6 +93,8 @@ func (v *Volume) key(b uint64) cacheKey { return cacheKey{nonce: v.nonce, block:
 // usable reports why the volume cannot take I/O; v.mu held.
 func (v *Volume) usable() error {
 	switch {
+	case v.e.isClosed.Load():
+		return ErrClosed
 	case v.deleted:
 		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, v.id)
 	case v.fenced != nil:
@@ -117,48 +124,62 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return nil
 }
 
-// readBlock: v.mu held.
+// readBlock: v.mu held. A miss is fetched from the store with v.mu dropped,
+// so one volume's misses proceed in parallel; afterwards the block's state
+// is looked at again, and the fetched copy used only if the block is still
+// the one fetched.
 func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) error {
-	if err := v.usable(); err != nil {
-		return err
-	}
-	st, ok := v.dirty[b]
-	if !ok {
-		st, ok = v.frozen[b]
-	}
-	if ok {
-		if st.zero {
+	for {
+		if err := v.usable(); err != nil {
+			return err
+		}
+		st, ok := v.dirty[b]
+		if !ok {
+			st, ok = v.frozen[b]
+		}
+		if ok {
+			if st.zero {
+				clear(p)
+				return nil
+			}
+			return v.e.cache.readSlot(st.slot, p, boff)
+		}
+		hit, err := v.e.cache.readClean(v.key(b), p, boff)
+		if err != nil || hit {
+			return err
+		}
+		h, err := v.e.blockHash(ctx, v.base, b)
+		if err != nil {
+			return err
+		}
+		if h.isZero() {
 			clear(p)
 			return nil
 		}
-		return v.e.cache.readSlot(st.slot, p, boff)
-	}
-	hit, err := v.e.cache.readClean(v.key(b), p, boff)
-	if err != nil || hit {
-		return err
-	}
-	h, err := v.e.blockHash(ctx, v.base, b)
-	if err != nil {
-		return err
-	}
-	if h.isZero() {
-		clear(p)
-		return nil
-	}
-	data, err := v.e.fetchBlock(ctx, h)
-	if err != nil {
-		return err
-	}
-	copy(p, data[boff:])
-	// Caching is best effort: a read never waits for cache space.
-	if s, ok := v.e.cache.alloc(); ok {
-		if err := v.e.cache.writeSlot(s, data, 0); err != nil {
-			v.e.cache.release(s)
+		v.mu.Unlock()
+		data, err := v.e.fetchBlock(ctx, h)
+		v.mu.Lock()
+		if err != nil {
 			return err
 		}
-		v.e.cache.makeClean(s, v.key(b), sectorCRCs(data))
+		_, dirty := v.dirty[b]
+		_, frozen := v.frozen[b]
+		if now, err := v.e.blockHash(ctx, v.base, b); err != nil || now != h || dirty || frozen {
+			continue // changed meanwhile: look again
+		}
+		copy(p, data[boff:])
+		// Caching is best effort: a read never waits for cache space.
+		if _, cached := v.e.cache.lookup(v.key(b)); !cached {
+			if s, ok := v.e.cache.alloc(); ok {
+				if err := v.e.cache.writeSlot(s, data, 0); err != nil {
+					v.e.cache.release(s)
+					return err
+				}
+				v.e.cache.makeClean(s, v.key(b), sectorCRCs(data))
+			}
+		}
+		return nil
 	}
-	return nil
 }
 
 // WriteAt stores p at off. It returns once every block's record is appended
@@ -273,6 +294,26 @@ func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, 
 prepare:
 	if err := v.usable(); err != nil {
 		return err
+	}
+	if len(v.dirty) >= maxDirtyBlocks {
+		// Memory stays bounded even for unmaps of huge written ranges
+		// (zero blocks need no slot, so the cache does not limit them).
+		ch := v.published
+		v.mu.Unlock()
+		e.underPressure()
+		var err error
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-e.done:
+			err = ErrClosed
+		}
+		v.mu.Lock()
+		if err != nil {
+			return err
+		}
+		goto prepare
 	}
 	for i := range recs {
 		r := &recs[i]
@@ -428,7 +469,7 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 		}
 		v.mu.Unlock()
 		e.underPressure()
-		err := e.cache.waitSpace(ctx)
+		err := e.cache.waitSpace(ctx, e.done)
 		v.mu.Lock()
 		return -1, err == nil, err
 	}
