@@ -58,7 +58,7 @@ type Volume struct {
 	// published is closed and replaced each time a cut is published.
 	published chan struct{}
 	deleted   bool
-	fenced                error
+	fenced    error
 
 	// progress of the cut in flight, for pending snapshots
 	cutTotal, cutDone atomic.Int64
