@@ -20,8 +20,9 @@
 //	srv.RemoveTarget(iqn)        // closes its sessions, waits for commands
 //	srv.Close()
 //
-// Naming: volgw serves one target per volume, named
-// iqn.1997-05.com.amazon:<TargetName> as AWS Storage Gateway does, with
+// Naming: volgw serves one target per volume, named IQNPrefix +
+// TargetName (iqn.1997-05.com.amazon:<TargetName>) as AWS Storage Gateway
+// does, with
 // the volume at the LunNumber the API reports (Command.LUN carries the
 // decoded LUN number: peripheral and flat addressing; any other form has
 // its top bit set and so matches no configured LUN).
@@ -34,6 +35,12 @@
 // command, and one writer goroutine that stamps StatSN/ExpCmdSN/MaxCmdSN
 // and batches PDUs into buffered writes. MaxCmdSN shrinks by the number of
 // commands outstanding, which is the target's flow control.
+//
+// Resource bounds: Data-Out is gathered into a buffer of the command's
+// ExpectedDataTransferLength (at most Config.MaxDataTransfer); a session's
+// buffers together stay within Config.MaxSessionBuffer, beyond which a
+// write is answered TASK SET FULL. An initiator that ignores MaxCmdSN by
+// more than the window is disconnected.
 //
 // Errors at ERL 0: a header digest error or a malformed stream ends the
 // connection; a Data-Out sequence or data digest error ends only its
