@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -195,5 +196,34 @@ func TestMetrics(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `volgw_api_requests_total{error="",operation="ListGateways",protocol="json",status="200"} 1`) {
 		t.Fatalf("/metrics: %d\n%s", resp.StatusCode, body)
+	}
+}
+
+// TestStartFailureReleasesEverything: when start fails late (the API port
+// is taken), everything it opened is closed again, so the next start on the
+// same data dir works.
+func TestStartFailureReleasesEverything(t *testing.T) {
+	dataDir := t.TempDir()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	opts, err := parseServeFlags([]string{"--listen", taken.Addr().String(), "--iscsi-listen", "127.0.0.1:0", "--data-dir", dataDir,
+		"--log-level", "error"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		return map[string]string{"VOLGW_ACCESS_KEY_ID": e2eKeyID, "VOLGW_SECRET_ACCESS_KEY": e2eSecret}[k]
+	}
+	if a, err := start(context.Background(), opts, io.Discard, env, productionParts); err == nil {
+		a.close()
+		t.Fatal("start succeeded on a port in use")
+	}
+	s := startServer(t, dataDir)
+	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+	if _, err := c.sgw.ListGateways(context.Background(), &storagegateway.ListGatewaysInput{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -74,10 +74,15 @@ type parts struct {
 // starts serving. On error, whatever was opened is closed again.
 func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(string) string, p parts) (a *app, err error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
-	a = &app{log: log, serveDone: make(chan struct{})}
+	// opened is closed again if start fails; the error returns set a to
+	// nil, so the deferred cleanup must not use a.
+	opened := &app{log: log, serveDone: make(chan struct{})}
+	a = opened
 	defer func() {
 		if err != nil {
-			_ = a.closeAll()
+			if cerr := opened.closeAll(); cerr != nil {
+				log.Warn("cleanup after failed start", "err", cerr)
+			}
 			a = nil
 		}
 	}()
