@@ -63,8 +63,10 @@
 //     the cut's time, and only then is the journal released up to the cut.
 //     The published root is therefore always a crash-consistent prefix:
 //     exactly the writes acknowledged before its cut. RecoveryPoint reports
-//     the cut time, or now when nothing is dirty or in flight (the store
-//     then holds every acknowledged write).
+//     the later of the cut time and the last time the volume was seen with
+//     nothing dirty or in flight (the root then held every write made
+//     before that time): a brand-new volume reports its creation time, an
+//     idle one advances at every cut interval without writing anything.
 //
 //  3. Garbage collection (gc.go, rules G1–G4 and G3a–c). An object is
 //     deleted only if no head, snapshot record, tombstone younger than the

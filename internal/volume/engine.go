@@ -527,10 +527,12 @@ func (e *Engine) DeleteVolume(ctx context.Context, volumeID string) error {
 	return err
 }
 
-// RecoveryPoint implements control.VolumeEngine. When nothing is dirty or
-// in flight, every acknowledged write is in the published root, so the
-// volume is consistent in the store as of now and now is reported;
-// otherwise the time of the last published cut.
+// RecoveryPoint implements control.VolumeEngine. It reports the later of
+// the published root's cut time and the last time the volume was seen
+// clean (nothing dirty or in flight: every write made before then is in
+// that root). A brand-new volume reports its creation time (its first root
+// is cut then); an idle volume's recovery point advances at each cut
+// interval, when the uploader finds it clean, without writing anything.
 func (e *Engine) RecoveryPoint(ctx context.Context, volumeID string) (control.RecoveryPoint, error) {
 	v, err := e.Volume(volumeID)
 	if err != nil {

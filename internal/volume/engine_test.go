@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,4 +194,56 @@ func TestWriteReadCutRestore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecoveryPointTimes: a new volume's recovery point is its creation
+// time; writes do not move it; a cut moves it to the cut's time; a pinned
+// snapshot carries the recovery point's time.
+func TestRecoveryPointTimes(t *testing.T) {
+	ctx := context.Background()
+	var clock atomic.Int64
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	at := func(s int) { clock.Store(t0.Add(time.Duration(s) * time.Second).UnixNano()) }
+	at(0)
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	te.Engine.Close()
+	te.cfg.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	te.open()
+	rp := func(want int) {
+		t.Helper()
+		got, err := te.RecoveryPoint(ctx, "vol-RPT")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := t0.Add(time.Duration(want) * time.Second); !got.Time.Equal(w) {
+			t.Fatalf("recovery point %v, want %v", got.Time, w)
+		}
+	}
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-RPT", SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	at(5)
+	rp(0)
+	if err := te.vol("vol-RPT").WriteAt(ctx, pattern(1, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	at(10)
+	rp(0)
+	if err := te.Cut(ctx, "vol-RPT"); err != nil {
+		t.Fatal(err)
+	}
+	at(15)
+	rp(10)
+	if err := te.vol("vol-RPT").WriteAt(ctx, pattern(2, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	at(20)
+	s, err := te.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: "snap-rpt", VolumeID: "vol-RPT", FromRecoveryPoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.StartTime.Equal(t0.Add(10 * time.Second)) {
+		t.Fatalf("snapshot time %v", s.StartTime)
+	}
+	rp(10)
 }

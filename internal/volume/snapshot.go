@@ -120,7 +120,8 @@ func (e *Engine) CreateSnapshot(ctx context.Context, req control.SnapshotRequest
 		v.mu.Unlock()
 		return control.Snapshot{}, err
 	}
-	clean := len(v.dirty) == 0 && v.cut == nil
+	clean := v.isClean()
+	v.noteClean()
 	base, t := v.base, v.recoveryTime()
 	v.mu.Unlock()
 	rec := &snapRecord{ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, SizeBytes: v.size,

@@ -37,6 +37,9 @@ func (e *Engine) uploader(ctx context.Context) {
 		}
 		for _, v := range e.volumes() {
 			v.mu.Lock()
+			if all {
+				v.noteClean()
+			}
 			due := v.cut != nil || len(v.pendingSnaps) > 0 || len(v.dirty) >= e.dirtyThreshold() || (all && len(v.dirty) > 0)
 			v.mu.Unlock()
 			if !due {
@@ -75,6 +78,7 @@ func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
 		if len(v.dirty) == 0 && !force {
 			snaps := v.pendingSnaps
 			v.pendingSnaps = nil
+			v.noteClean()
 			base, t := v.base, v.recoveryTime()
 			v.mu.Unlock()
 			// Nothing dirty: the published root is the volume as of now.
@@ -125,6 +129,7 @@ func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
 		}
 	}
 	v.frozen, v.cut, v.frozenFrom = nil, nil, noLSN
+	v.noteClean()
 	close(v.published)
 	v.published = make(chan struct{})
 	v.mu.Unlock()

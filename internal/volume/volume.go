@@ -55,6 +55,9 @@ type Volume struct {
 	// frozen (noLSN if none): the journal keeps everything from the smaller.
 	dirtyFrom, frozenFrom uint64
 	pendingSnaps          []string // snapshot IDs waiting for the next cut
+	// cleanAt is the last time the volume was seen with nothing dirty or in
+	// flight: every write made before it is in base.
+	cleanAt time.Time
 	// published is closed and replaced each time a cut is published.
 	published chan struct{}
 	deleted   bool
@@ -507,10 +510,20 @@ func (v *Volume) dropAll() {
 
 // recoveryTime: v.mu held. See RecoveryPoint.
 func (v *Volume) recoveryTime() time.Time {
-	if len(v.dirty) == 0 && v.cut == nil {
-		return v.e.now()
+	if v.cleanAt.After(v.base.CutTime) {
+		return v.cleanAt
 	}
 	return v.base.CutTime
+}
+
+// isClean reports whether every acknowledged write is in the published
+// root; then noteClean may advance cleanAt to now. v.mu held.
+func (v *Volume) isClean() bool { return len(v.dirty) == 0 && v.cut == nil }
+
+func (v *Volume) noteClean() {
+	if v.isClean() {
+		v.cleanAt = v.e.now()
+	}
 }
 
 func (e *Engine) dirtyThreshold() int {
