@@ -808,3 +808,78 @@ func TestRawSessionBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestRawNopInKeepAlive: a quiet initiator is pinged with NOP-In; one
+// that answers keeps its session, one that does not loses it.
+func TestRawNopInKeepAlive(t *testing.T) {
+	t.Run("answered", func(t *testing.T) {
+		tt := startTargetConfig(t, 1<<20, nil, Config{NopInInterval: 50 * time.Millisecond, NopInTimeout: 20 * time.Second})
+		r := dialRaw(t, tt.addr, testIQN)
+		for range 3 {
+			p := r.recv()
+			if p.h.opcode() != opNopIn || p.h.itt() != reservedTag || p.h.ttt() == reservedTag {
+				t.Fatalf("opcode %#x ITT %#x TTT %#x, want a NOP-In asking for a reply", p.h.opcode(), p.h.itt(), p.h.ttt())
+			}
+			var b [bhsLen]byte
+			b[0] = opNopOut | flagImmediate
+			b[1] = flagFinal
+			put32(b[16:20], reservedTag)
+			put32(b[20:24], p.h.ttt())
+			put32(b[24:28], r.cmdSN)
+			r.send(b, nil)
+		}
+		r.c.SetDeadline(time.Now().Add(60 * time.Second))
+		// Pings may interleave with the write's answers, so send the
+		// write's PDUs and skip NOP-Ins until its response.
+		itt := r.nextITT()
+		b := r.command(itt, false, true, true, 512, cdb10(0x2a, 0, 1))
+		r.send(b, make([]byte, 512))
+		for {
+			p := r.recv()
+			if p.h.opcode() == opNopIn {
+				continue
+			}
+			if p.h.opcode() != opSCSIResp || p.h.itt() != itt || p.h.bhs[3] != 0 {
+				t.Fatalf("opcode %#x status %#x", p.h.opcode(), p.h.bhs[3])
+			}
+			break
+		}
+	})
+	t.Run("unanswered", func(t *testing.T) {
+		tt := startTargetConfig(t, 1<<20, nil, Config{NopInInterval: 50 * time.Millisecond, NopInTimeout: 200 * time.Millisecond})
+		r := dialRaw(t, tt.addr, testIQN)
+		pings := 0
+		for {
+			var h header
+			if err := readHeader(r.br, &h, r.d); err != nil {
+				break // the target closed the connection
+			}
+			if h.opcode() != opNopIn {
+				t.Fatalf("opcode %#x", h.opcode())
+			}
+			pings++
+		}
+		if pings == 0 {
+			t.Fatalf("connection closed without a NOP-In first")
+		}
+	})
+}
+
+// TestNopInWithLibiscsi: qemu's libiscsi answers the target's pings while
+// idle, so its session survives a pause ten times the ping timeout.
+func TestNopInWithLibiscsi(t *testing.T) {
+	needTool(t, "qemu-io")
+	tt := startTargetConfig(t, 1<<20, nil, Config{NopInInterval: 50 * time.Millisecond, NopInTimeout: 200 * time.Millisecond})
+	out, err := run(t, nil, 60*time.Second, "qemu-io", "-f", "raw",
+		"-c", "write -P 0x77 0 64k", "-c", "sleep 2000", "-c", "read -P 0x77 0 64k", tt.url(0))
+	if err != nil || strings.Contains(out, "fail") || !strings.Contains(out, "read ") {
+		t.Fatalf("qemu-io across pings: %v\n%s", err, out)
+	}
+	log := tt.logBuf.String()
+	if strings.Contains(log, "did not answer NOP-In") {
+		t.Fatalf("target dropped libiscsi for not answering NOP-In")
+	}
+	if !strings.Contains(log, "NOP-In ping") {
+		t.Fatalf("no NOP-In was sent during the pause")
+	}
+}

@@ -46,6 +46,13 @@ type Config struct {
 	CommandWindow uint32
 	// LoginTimeout bounds the whole login phase of a connection. Default 30s.
 	LoginTimeout time.Duration
+	// NopInInterval, when set, makes the target ping an initiator that has
+	// sent nothing for that long (a NOP-In asking for a reply), and drop
+	// the connection if nothing arrives within NopInTimeout (default 30s)
+	// of the ping. Zero leaves dead-peer detection to TCP keepalive.
+	NopInInterval, NopInTimeout time.Duration
+	// Now is the clock for NOP-In liveness. Default time.Now.
+	Now func() time.Time
 	// PortalGroupTag is the target portal group tag of every portal.
 	// Default 1.
 	PortalGroupTag uint16
@@ -81,6 +88,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.LoginTimeout == 0 {
 		c.LoginTimeout = 30 * time.Second
+	}
+	if c.NopInTimeout == 0 {
+		c.NopInTimeout = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.PortalGroupTag == 0 {
 		c.PortalGroupTag = 1

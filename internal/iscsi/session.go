@@ -12,6 +12,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/volgw/volgw/internal/scsi"
 )
@@ -52,6 +53,9 @@ type session struct {
 	// buffered is the Data-Out buffer space held by this session's tasks,
 	// bounded by Config.MaxSessionBuffer.
 	buffered atomic.Int64
+	// lastHeard is when the reader last received a PDU (Config.Now, in
+	// nanoseconds), for NOP-In liveness checks.
+	lastHeard atomic.Int64
 	// statSN is owned by the writer goroutine once run starts.
 	statSN uint32
 
@@ -132,6 +136,10 @@ func (ss *session) run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, ss.close)
 	defer stop()
 	go ss.writeLoop()
+	if ss.srv.cfg.NopInInterval > 0 {
+		ss.lastHeard.Store(ss.srv.cfg.Now().UnixNano())
+		go ss.keepAlive()
+	}
 	err := ss.readLoop()
 	if err != nil && ss.ctx.Err() == nil {
 		ss.log.Debug("iscsi: connection ended", "err", err)
@@ -165,6 +173,9 @@ func (ss *session) readLoop() error {
 	for {
 		if err := readHeader(ss.br, &h, ss.cp.digests); err != nil {
 			return err
+		}
+		if ss.srv.cfg.NopInInterval > 0 {
+			ss.lastHeard.Store(ss.srv.cfg.Now().UnixNano())
 		}
 		if h.dataLen() > limit {
 			return fmt.Errorf("%w: %d bytes", ErrPDUTooLong, h.dataLen())
@@ -498,4 +509,42 @@ func (ss *session) writeOne(bw *bufio.Writer, bhs *[bhsLen]byte, data []byte) er
 	}
 	_, err := bw.Write(tail[:n])
 	return err
+}
+
+// keepAlive pings a quiet initiator with NOP-In (RFC 7143 11.19, TTT set
+// so a NOP-Out must answer) and ends the session when a ping goes
+// unanswered: any PDU received counts as an answer.
+func (ss *session) keepAlive() {
+	cfg := &ss.srv.cfg
+	tick := time.NewTicker(cfg.NopInInterval / 2)
+	defer tick.Stop()
+	var pingSent int64 // when the outstanding ping left; 0 when none
+	var ttt uint32
+	for {
+		select {
+		case <-tick.C:
+		case <-ss.ctx.Done():
+			return
+		}
+		now := cfg.Now().UnixNano()
+		heard := ss.lastHeard.Load()
+		switch {
+		case pingSent != 0 && heard >= pingSent:
+			pingSent = 0
+		case pingSent != 0 && now-pingSent > int64(cfg.NopInTimeout):
+			ss.log.Info("iscsi: initiator did not answer NOP-In; closing session", "timeout", cfg.NopInTimeout)
+			ss.close()
+			return
+		case pingSent == 0 && now-heard > int64(cfg.NopInInterval):
+			p := newOut()
+			p.bhs[0] = opNopIn
+			p.bhs[1] = flagFinal
+			put32(p.bhs[16:20], reservedTag)
+			put32(p.bhs[20:24], nextTag(&ttt))
+			p.sn = snCurrent
+			pingSent = now
+			ss.log.Debug("iscsi: NOP-In ping", "ttt", ttt)
+			ss.send(p)
+		}
+	}
 }
