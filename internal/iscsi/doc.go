@@ -40,7 +40,8 @@
 // ExpectedDataTransferLength (at most Config.MaxDataTransfer); a session's
 // buffers together stay within Config.MaxSessionBuffer, beyond which a
 // write is answered TASK SET FULL. An initiator that ignores MaxCmdSN by
-// more than the window is disconnected.
+// more than the window is disconnected. With Config.NopInInterval set, a
+// quiet initiator is pinged with NOP-In and dropped if it does not answer.
 //
 // Errors at ERL 0: a header digest error or a malformed stream ends the
 // connection; a Data-Out sequence or data digest error ends only its
