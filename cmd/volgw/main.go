@@ -1,11 +1,3 @@
-// Command volgw is the cached-volume storage gateway: `volgw serve` runs
-// the AWS Storage Gateway API (plus EC2 DescribeSnapshots/DeleteSnapshot),
-// the iSCSI target and the block engine in one process; `volgw version`
-// prints the build.
-//
-// main only parses the command line and wires the packages together; the
-// wiring lives in start (serve.go) so that tests run the very same server
-// in-process.
 package main
 
 import (
