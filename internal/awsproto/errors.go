@@ -123,12 +123,12 @@ func NewGatewayError(code, message string) *Error {
 // cached volume gateway (tapes, file shares, stored volumes).
 func ErrNotSupported() *Error { return NewGatewayError("NotSupported", "") }
 
-// NewInternalServerError is Storage Gateway's InternalServerError. AWS
-// documents HTTP 400 for it; volgw sends 500 so that SDKs retry it as a
-// server fault, which is what it is.
+// NewInternalServerError is Storage Gateway's InternalServerError, with
+// the HTTP 400 the service documents for it. (A 5xx would make every SDK
+// retry the call, repeating operations that may have half happened.)
 func NewInternalServerError(cause error) *Error {
 	return &Error{Type: TypeInternalServerError, Message: "An internal error has occurred. Please try again later.",
-		Status: http.StatusInternalServerError, ErrorCode: "InternalError", Err: cause}
+		Status: http.StatusBadRequest, ErrorCode: "InternalError", Err: cause}
 }
 
 // NewValidationError is a ValidationException with the given (already

@@ -184,7 +184,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fail := func(e *Error) {
 		rec.ErrorType = e.Type
-		if e.Status >= 500 {
+		if e.Status >= 500 || e.Type == TypeInternalServerError {
 			log.Error("request failed", "type", e.Type, "err", e)
 		} else {
 			log.Debug("request rejected", "type", e.Type, "err", e)
