@@ -2,6 +2,7 @@ package scsi
 
 import (
 	"slices"
+	"strings"
 )
 
 // Persistent reservation types (SPC-4 table 168).
@@ -215,18 +216,28 @@ func (r *reservations) sortedNexuses() []string {
 	return ns
 }
 
-// transportID is an iSCSI TransportID (SPC-4 7.6.4.6, format 00b) naming
-// the initiator of nexus; the nexus string is used as the name, which is
-// what a transport that names nexuses by initiator name wants.
+// transportID is the iSCSI TransportID (SPC-4 7.6.4.6) of the initiator
+// port of nexus. A nexus named as package iscsi names it, "<initiator
+// name>,i,0x<ISID>,<target name>", gives the initiator port form (format
+// 01b: name, ",i,0x", ISID); any other nexus string is used whole as the
+// initiator name (format 00b).
 func transportID(nexus string) []byte {
-	name := []byte(nexus)
+	name, format := nexus, byte(0x00)
+	if i := strings.Index(nexus, ",i,0x"); i > 0 {
+		name, format = nexus[:i+5], 0x40
+		rest := nexus[i+5:]
+		if j := strings.IndexByte(rest, ','); j >= 0 {
+			rest = rest[:j]
+		}
+		name += rest
+	}
 	n := len(name) + 1 // null terminator
 	n = (n + 3) &^ 3   // padded to a multiple of four
 	if n < 20 {
 		n = 20
 	}
 	b := make([]byte, 4+n)
-	b[0] = 0x05 // iSCSI
+	b[0] = format | 0x05 // iSCSI
 	putU16(b[2:], uint16(n))
 	copy(b[4:], name)
 	return b

@@ -121,3 +121,15 @@ func TestSPC2Reserve(t *testing.T) {
 	h.wantGood(h.run([]byte{opRelease6, 0, 0, 0, 0, 0}, nil))
 	h.wantGood(h.runOn(other, cdb10(opRead10, 0, 0, 1), nil))
 }
+
+func TestTransportID(t *testing.T) {
+	b := transportID("iqn.1993-08.org.debian:01:abc,i,0x23d000000001,iqn.1997-05.com.amazon:vol-1")
+	want := "iqn.1993-08.org.debian:01:abc,i,0x23d000000001"
+	if b[0] != 0x45 || int(getU16(b[2:])) != len(b)-4 || string(b[4:4+len(want)]) != want || b[4+len(want)] != 0 || len(b)%4 != 0 {
+		t.Fatalf("TransportID % x", b)
+	}
+	b = transportID("plain-name")
+	if b[0] != 0x05 || string(b[4:14]) != "plain-name" || getU16(b[2:]) != 20 {
+		t.Fatalf("TransportID format 00b: % x", b)
+	}
+}
