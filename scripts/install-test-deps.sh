@@ -7,6 +7,8 @@ set -euo pipefail
 need=()
 command -v /usr/bin/aws >/dev/null 2>&1 || need+=(awscli)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 /usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 || need+=(python3-boto3)
 command -v iscsi-test-cu >/dev/null 2>&1 || need+=(libiscsi-bin)
 command -v tgtd >/dev/null 2>&1 || need+=(tgt)
@@ -24,4 +26,11 @@ gobin=$(go env GOPATH)/bin
 if [ ! -x "$gobin/versitygw" ]; then
 	echo "installing versitygw v1.8.0"
 	GOFLAGS= go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
+
+# The AWS SDK for JavaScript v3, pinned by test/jssdk/package-lock.json.
+jssdk=$(dirname "$0")/../test/jssdk
+if [ ! -d "$jssdk/node_modules/@aws-sdk/client-storage-gateway" ]; then
+	echo "installing the AWS SDK for JavaScript (test/jssdk)"
+	(cd "$jssdk" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -80,3 +80,19 @@ func TestBoto3(t *testing.T) {
 		t.Fatalf("e2e-boto3.py: %v", err)
 	}
 }
+
+// TestJSSDK runs test/jssdk/e2e.mjs (the seed examples through the AWS SDK
+// for JavaScript v3, which signs yet another header set) against volgw
+// serve. scripts/install-test-deps.sh installs node and the SDK.
+func TestJSSDK(t *testing.T) {
+	dir := filepath.Join(repoRoot(t), "test", "jssdk")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@aws-sdk", "client-storage-gateway")); err != nil {
+		t.Fatalf("AWS SDK for JavaScript not installed in %s: run scripts/install-test-deps.sh", dir)
+	}
+	s := startServer(t, "")
+	out, err := runTool(t, scriptEnv(s), 3*time.Minute, "node", filepath.Join(dir, "e2e.mjs"))
+	t.Logf("output:\n%s", out)
+	if err != nil || !strings.HasSuffix(out, "PASS") {
+		t.Fatalf("e2e.mjs: %v", err)
+	}
+}
