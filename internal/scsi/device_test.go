@@ -810,3 +810,12 @@ func TestCapacityChangeUnitAttention(t *testing.T) {
 	}
 	h.wantGood(h.run(cdb10(opWrite10, 0, 2*testBlocks-1, 1), make([]byte, 512)))
 }
+
+func TestCDBUsageCoversEverySupportedCommand(t *testing.T) {
+	for _, s := range supportedOps {
+		u, ok := cdbUsage[s.op]
+		if !ok || len(u) != cdbLength(s.op) {
+			t.Errorf("opcode %#x: usage data %v for a %d-byte CDB", s.op, u, cdbLength(s.op))
+		}
+	}
+}
