@@ -48,7 +48,7 @@ func (ss *session) handleText(h *header) error {
 		return nil
 	}
 	var resp []byte
-	neg := newNegotiator(ss.srv.lim)
+	var others []kv
 	for _, p := range pairs {
 		switch p.key {
 		case "SendTargets":
@@ -60,12 +60,12 @@ func (ss *session) handleText(h *header) error {
 				ss.sendLimit.Store(x)
 			}
 		default:
-			// Session-wide operational keys cannot change in full feature
-			// phase (RFC 7143 13: "LO" keys); answer as in login but apply
-			// nothing.
-			resp = neg.negotiateOne(p, resp, ss.discovery)
+			others = append(others, p)
 		}
 	}
+	// Session-wide operational keys cannot change in full feature phase
+	// (RFC 7143 13: "LO" keys); answer them as in login but apply nothing.
+	resp = newNegotiator(ss.srv.lim).negotiate(others, resp, ss.discovery)
 	ss.textCont = resp
 	ss.sendTextPiece(itt)
 	return nil

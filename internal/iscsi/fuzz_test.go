@@ -79,6 +79,22 @@ func FuzzTextNegotiation(f *testing.F) {
 				t.Fatalf("answer lacks MaxRecvDataSegmentLength")
 			}
 			s := n.sess
+			for _, p := range back {
+				var applied uint32
+				switch p.key {
+				case "MaxBurstLength":
+					applied = s.MaxBurstLength
+				case "FirstBurstLength":
+					applied = s.FirstBurstLength
+				case "MaxOutstandingR2T":
+					applied = s.MaxOutstandingR2T
+				default:
+					continue
+				}
+				if p.value != valReject && p.value != valIrrelevant && p.value != strconv.FormatUint(uint64(applied), 10) {
+					t.Fatalf("answered %s=%s but applies %d", p.key, p.value, applied)
+				}
+			}
 			if s.MaxBurstLength > lim.MaxBurstLength || s.MaxBurstLength < 512 {
 				t.Fatalf("MaxBurstLength %d outside [512, %d]", s.MaxBurstLength, lim.MaxBurstLength)
 			}

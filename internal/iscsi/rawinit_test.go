@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	mrand "math/rand"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,8 +44,17 @@ type rawPDU struct {
 	data []byte
 }
 
-// dialRaw logs in with the given operational keys (name=value pairs).
+// dialRaw logs in with the given operational keys (name=value pairs)
+// and a random ISID.
 func dialRaw(t *testing.T, addr, target string, kv ...string) *rawInit {
+	t.Helper()
+	var isid [6]byte
+	rand.Read(isid[1:])
+	isid[0] = 0x40 // random qualifier type (RFC 7143 11.12.5)
+	return dialRawISID(t, addr, target, isid, kv...)
+}
+
+func dialRawISID(t *testing.T, addr, target string, isid [6]byte, kv ...string) *rawInit {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -65,7 +76,7 @@ func dialRaw(t *testing.T, addr, target string, kv ...string) *rawInit {
 	var b [bhsLen]byte
 	b[0] = opLoginReq | flagImmediate
 	b[1] = flagTransit | stageSecurity<<2 | stageOperational
-	copy(b[8:14], []byte{0x40, 1, 2, 3, 4, 5})
+	copy(b[8:14], isid[:])
 	put32(b[16:20], r.nextITT())
 	put32(b[24:28], r.cmdSN)
 	r.send(b, text)
@@ -625,8 +636,13 @@ func mustLU(t *testing.T, tt *testTarget) scsi.LogicalUnit {
 // reinstates the session, closing the first connection.
 func TestRawReinstatement(t *testing.T) {
 	tt := startTarget(t, 1<<20, nil)
-	first := dialRaw(t, tt.addr, testIQN)
-	second := dialRaw(t, tt.addr, testIQN)
+	isid := [6]byte{0x40, 1, 2, 3, 4, 5}
+	first := dialRawISID(t, tt.addr, testIQN, isid)
+	other := dialRawISID(t, tt.addr, testIQN, [6]byte{0x40, 1, 2, 3, 4, 6})
+	second := dialRawISID(t, tt.addr, testIQN, isid)
+	if p := other.nop(other.nextITT(), []byte("y")); p.h.opcode() != opNopIn {
+		t.Fatalf("session with another ISID was closed: opcode %#x", p.h.opcode())
+	}
 	if p := second.nop(second.nextITT(), []byte("x")); p.h.opcode() != opNopIn {
 		t.Fatalf("new session: opcode %#x", p.h.opcode())
 	}
@@ -881,5 +897,79 @@ func TestNopInWithLibiscsi(t *testing.T) {
 	}
 	if !strings.Contains(log, "NOP-In ping") {
 		t.Fatalf("no NOP-In was sent during the pause")
+	}
+}
+
+// TestRawSimulation runs several sessions at once, each with randomly
+// negotiated data-path keys, doing random writes and reads in its own
+// region of the LUN and checking every read against a model of what it
+// wrote. The seed is logged; VOLGW_SIM_SEED replays one.
+func TestRawSimulation(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("VOLGW_SIM_SEED"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (VOLGW_SIM_SEED=%d replays)", seed, seed)
+	const sessions = 4
+	const region = 1 << 20
+	const ops = 60
+	tt := startTarget(t, sessions*region, nil)
+	errs := make(chan error, sessions)
+	for s := range sessions {
+		rng := mrand.New(mrand.NewSource(seed + int64(s)))
+		pick := func(v ...string) string { return v[rng.Intn(len(v))] }
+		kv := []string{
+			"InitialR2T", pick("Yes", "No"),
+			"ImmediateData", pick("Yes", "No"),
+			"MaxBurstLength", pick("512", "4096", "65536", "262144"),
+			"FirstBurstLength", pick("512", "8192", "65536"),
+			"MaxOutstandingR2T", pick("1", "2", "4"),
+			"MaxRecvDataSegmentLength", pick("512", "8192", "262144"),
+			"HeaderDigest", pick("None", "CRC32C"),
+			"DataDigest", pick("None", "CRC32C"),
+		}
+		go func() {
+			errs <- func() (err error) {
+				// rawInit reports through t.Fatal, which must not run
+				// off the test goroutine: use a sub-T per session.
+				ok := t.Run(fmt.Sprintf("session%d", s), func(t *testing.T) {
+					r := dialRaw(t, tt.addr, testIQN, kv...)
+					ourMRDSL, _ := strconv.Atoi(kv[11])
+					model := make([]byte, region)
+					base := uint32(s * region / 512)
+					for range ops {
+						blocks := 1 + rng.Intn(256)
+						lba := rng.Intn(region/512 - blocks)
+						off, n := lba*512, blocks*512
+						if rng.Intn(2) == 0 {
+							data := make([]byte, n)
+							rng.Read(data)
+							if status, resp := r.write(base+uint32(lba), data); status != 0 {
+								t.Fatalf("write %d blocks at %d: status %#x sense %x", blocks, lba, status, resp.data)
+							}
+							copy(model[off:], data)
+						} else {
+							got := r.read(base+uint32(lba), uint32(n), uint32(ourMRDSL))
+							if i := firstDiff(got, model[off:off+n]); i >= 0 {
+								t.Fatalf("read %d blocks at %d: byte %d differs from the model (keys %v)", blocks, lba, i, kv)
+							}
+						}
+					}
+				})
+				if !ok {
+					return fmt.Errorf("session %d failed (keys %v)", s, kv)
+				}
+				return nil
+			}()
+		}()
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -145,6 +145,9 @@ type negotiator struct {
 	conn connParams
 	// declared records that we sent our MaxRecvDataSegmentLength.
 	declared bool
+	// answerMaxBurst and answerFirstBurst record that the keys being
+	// negotiated include them.
+	answerMaxBurst, answerFirstBurst bool
 }
 
 func newNegotiator(lim targetLimits) *negotiator {
@@ -155,9 +158,21 @@ func newNegotiator(lim targetLimits) *negotiator {
 // negotiate answers each operational key in pairs. Keys handled by the
 // caller (security keys, declaratives such as InitiatorName) are skipped;
 // unknown keys are answered NotUnderstood. It returns the response pairs.
+//
+// MaxBurstLength and FirstBurstLength are answered after the other keys,
+// once both are known, so that the FirstBurstLength we answer is the one
+// we apply: never above MaxBurstLength (RFC 7143 13.14).
 func (n *negotiator) negotiate(pairs []kv, resp []byte, discovery bool) []byte {
+	n.answerMaxBurst, n.answerFirstBurst = false, false
 	for _, p := range pairs {
 		resp = n.negotiateOne(p, resp, discovery)
+	}
+	n.finish()
+	if n.answerMaxBurst {
+		resp = appendText(resp, "MaxBurstLength", strconv.FormatUint(uint64(n.sess.MaxBurstLength), 10))
+	}
+	if n.answerFirstBurst {
+		resp = appendText(resp, "FirstBurstLength", strconv.FormatUint(uint64(n.sess.FirstBurstLength), 10))
 	}
 	return resp
 }
@@ -253,13 +268,13 @@ func (n *negotiator) negotiateOne(p kv, resp []byte, discovery bool) []byte {
 			return appendText(resp, k, valIrrelevant)
 		}
 		if k == "MaxBurstLength" {
-			x = min(x, n.lim.MaxBurstLength)
-			n.sess.MaxBurstLength = x
+			n.sess.MaxBurstLength = min(x, n.lim.MaxBurstLength)
+			n.answerMaxBurst = true
 		} else {
-			x = min(x, n.lim.FirstBurstLength)
-			n.sess.FirstBurstLength = x
+			n.sess.FirstBurstLength = min(x, n.lim.FirstBurstLength)
+			n.answerFirstBurst = true
 		}
-		return appendText(resp, k, strconv.FormatUint(uint64(x), 10))
+		return resp // answered by negotiate, after the other keys
 	case "MaxOutstandingR2T":
 		x, ok := parseNumber(v, 1, 65535)
 		if !ok {
