@@ -27,6 +27,12 @@
 // decoded LUN number: peripheral and flat addressing; any other form has
 // its top bit set and so matches no configured LUN).
 //
+// Command.Nexus is the session's I_T nexus, spelled
+// "<initiator name>,i,0x<ISID in hex>,<target name>" (the iSCSI initiator
+// port name, RFC 7143 4.2.7.1, then the target); package scsi derives
+// TransportIDs from it, so the form is a contract. When a session ends,
+// a LogicalUnit with a NexusLost(nexus string) method is told.
+//
 // Sessions: one connection per session (MaxConnections=1) at
 // ErrorRecoveryLevel 0. A new login with the same initiator name, ISID and
 // target reinstates (closes) the old session. Each connection has one
