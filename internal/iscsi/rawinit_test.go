@@ -973,3 +973,19 @@ func TestRawSimulation(t *testing.T) {
 		}
 	}
 }
+
+// TestNexusName checks the Command.Nexus spelling package scsi relies on.
+func TestNexusName(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	dialRawISID(t, tt.addr, testIQN, [6]byte{0x40, 0x12, 0x34, 0x56, 0x78, 0x9a})
+	tt.srv.mu.Lock()
+	defer tt.srv.mu.Unlock()
+	want := "iqn.2026-01.test:raw,i,0x40123456789a," + testIQN
+	for ss := range tt.srv.sessions {
+		if ss.nexus != want {
+			t.Errorf("nexus %q, want %q", ss.nexus, want)
+		}
+		return
+	}
+	t.Fatal("no session registered")
+}
