@@ -42,6 +42,7 @@ type modelSnap struct {
 
 type modelRun struct {
 	t     *testing.T
+	small bool // tiny cache and journal: background cuts happen any time
 	rng   *rand.Rand
 	ctx   context.Context
 	te    *testEngine
@@ -66,12 +67,32 @@ func TestModel(t *testing.T) {
 				steps = 3000
 			}
 			t.Logf("seed %d (replay with VOLGW_SEED=%d)", seed, seed)
-			runModel(t, newStore(t), seed, steps)
+			runModel(t, newStore(t), seed, steps, false)
 		})
 	}
 }
 
-func newModelEngine(t *testing.T, store blob.Store, skew *atomic.Int64) *testEngine {
+// TestModelSmallDisks is the model test with a cache of 10 slots and a
+// 3 MiB upload buffer: writers wait for uploads, clean blocks are evicted,
+// and cuts happen under pressure at moments the test does not choose (so
+// operations that depend on the recovery point cut explicitly first).
+func TestModelSmallDisks(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("VOLGW_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("VOLGW_SEED: %v", err)
+		}
+	}
+	steps := 200
+	if os.Getenv("VOLGW_LONG") != "" {
+		steps = 2000
+	}
+	t.Logf("seed %d (replay with VOLGW_SEED=%d)", seed, seed)
+	runModel(t, blobtest.NewFS(t), seed, steps, true)
+}
+
+func newModelEngine(t *testing.T, store blob.Store, skew *atomic.Int64, small bool) *testEngine {
 	dir := t.TempDir()
 	te := &testEngine{t: t, dir: dir, store: store, cfg: Config{
 		Dir: filepath.Join(dir, "engine"), Store: store, CutInterval: -1, GCGrace: time.Minute,
@@ -85,9 +106,13 @@ func newModelEngine(t *testing.T, store blob.Store, skew *atomic.Int64) *testEng
 			te.Engine.Close()
 		}
 	})
+	cacheBytes, bufferBytes := int64(96<<20), int64(128<<20)
+	if small {
+		cacheBytes, bufferBytes = 10*BlockSize, 3<<20
+	}
 	for _, d := range []control.Disk{
-		{ID: "cache0", Path: filepath.Join(dir, "cache0.img"), SizeBytes: 96 << 20, Use: control.DiskUseCache},
-		{ID: "buf0", Path: filepath.Join(dir, "buffer0.img"), SizeBytes: 128 << 20, Use: control.DiskUseUploadBuffer},
+		{ID: "cache0", Path: filepath.Join(dir, "cache0.img"), SizeBytes: cacheBytes, Use: control.DiskUseCache},
+		{ID: "buf0", Path: filepath.Join(dir, "buffer0.img"), SizeBytes: bufferBytes, Use: control.DiskUseUploadBuffer},
 	} {
 		if err := te.AddDisk(context.Background(), d); err != nil {
 			t.Fatal(err)
@@ -96,10 +121,10 @@ func newModelEngine(t *testing.T, store blob.Store, skew *atomic.Int64) *testEng
 	return te
 }
 
-func runModel(t *testing.T, store blob.Store, seed uint64, steps int) {
-	m := &modelRun{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), ctx: context.Background(),
+func runModel(t *testing.T, store blob.Store, seed uint64, steps int, small bool) {
+	m := &modelRun{t: t, small: small, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), ctx: context.Background(),
 		skew: new(atomic.Int64), vols: map[string]*modelVol{}, snaps: map[string]*modelSnap{}}
-	m.te = newModelEngine(t, store, m.skew)
+	m.te = newModelEngine(t, store, m.skew, small)
 	m.createEmpty()
 	for m.n = 0; m.n < steps; m.n++ {
 		m.step()
@@ -197,6 +222,18 @@ func (m *modelRun) step() {
 		return
 	}
 	v := m.te.vol(id)
+	if m.small && ((r >= 70 && r < 75) || (r >= 79 && r < 83)) {
+		// Pins and clones read the recovery point, which background cuts
+		// may have moved: cut now so the model knows it.
+		if err := m.te.Cut(ctx, id); err != nil {
+			m.fatalf("Cut(%s): %v", id, err)
+		}
+		mv.rp = bytes.Clone(mv.data)
+	}
+	maxVols := 5
+	if m.small {
+		maxVols = 3
+	}
 	switch {
 	case r < 40: // write
 		off, n := m.randRange(BlockSize + BlockSize/2)
@@ -253,14 +290,14 @@ func (m *modelRun) step() {
 		}
 		mv.rp = bytes.Clone(mv.data)
 		m.snaps[sid] = &modelSnap{data: bytes.Clone(mv.data), size: mv.size}
-	case r < 83 && len(m.vols) < 5: // clone a volume's recovery point, maybe larger
+	case r < 83 && len(m.vols) < maxVols: // clone a volume's recovery point, maybe larger
 		nid := newID("vol")
 		size := mv.size + gib*int64(m.rng.IntN(2))
 		if err := m.te.CreateVolume(ctx, control.VolumeSpec{VolumeID: nid, SizeBytes: size, Source: control.VolumeSource{SourceVolumeID: id}}); err != nil {
 			m.fatalf("clone: %v", err)
 		}
 		m.vols[nid] = &modelVol{data: bytes.Clone(mv.rp), rp: bytes.Clone(mv.rp), size: size}
-	case r < 87 && len(m.vols) < 5 && len(m.snaps) > 0: // restore a snapshot
+	case r < 87 && len(m.vols) < maxVols && len(m.snaps) > 0: // restore a snapshot
 		sids := sortedKeys(m.snaps)
 		sid := sids[m.rng.IntN(len(sids))]
 		ms := m.snaps[sid]
@@ -301,7 +338,7 @@ func (m *modelRun) step() {
 		}
 		sids := sortedKeys(m.snaps)
 		sid := sids[m.rng.IntN(len(sids))]
-		other := newModelEngine(m.t, m.te.store, m.skew)
+		other := newModelEngine(m.t, m.te.store, m.skew, m.small)
 		nid := newID("vol")
 		if err := other.CreateVolume(ctx, control.VolumeSpec{VolumeID: nid, SizeBytes: m.snaps[sid].size, Source: control.VolumeSource{SnapshotID: sid}}); err != nil {
 			m.fatalf("restore on second gateway: %v", err)

@@ -67,13 +67,24 @@ func (e *Engine) uploader(ctx context.Context) {
 // prefix: exactly the writes acknowledged before the cut. Only after
 // publication is the journal released up to the cut.
 func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
+	for {
+		retried, err := e.cutOnce(ctx, v, force)
+		if err != nil || !retried {
+			return err
+		}
+		// That was an earlier cut's retry; now cut what is dirty now.
+	}
+}
+
+func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bool, err error) {
 	v.cutMu.Lock()
 	defer v.cutMu.Unlock()
 	v.mu.Lock()
 	if err := v.usable(); err != nil {
 		v.mu.Unlock()
-		return err
+		return false, err
 	}
+	retried = v.cut != nil
 	if v.cut == nil {
 		if len(v.dirty) == 0 && !force {
 			snaps := v.pendingSnaps
@@ -82,7 +93,7 @@ func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
 			base, t := v.base, v.recoveryTime()
 			v.mu.Unlock()
 			// Nothing dirty: the published root is the volume as of now.
-			return e.completeSnapshots(ctx, snaps, base, t)
+			return false, e.completeSnapshots(ctx, snaps, base, t)
 		}
 		lsn := e.jr.headLSN()
 		if e.replaying {
@@ -102,7 +113,7 @@ func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
 
 	newRoot, crcs, err := e.upload(ctx, v, base, cut, frozen)
 	if err != nil {
-		return err
+		return retried, err
 	}
 	hb, _ := json.Marshal(head{Seq: newRoot.Seq, Owner: e.state.Owner})
 	info, err := e.store.Put(ctx, headKey(v.id), hb, blob.PutOptions{IfMatch: etag})
@@ -111,9 +122,9 @@ func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
 			v.mu.Lock()
 			v.fenced = fmt.Errorf("%w: %s: head changed under us", ErrFenced, v.id)
 			v.mu.Unlock()
-			return v.fenced
+			return retried, v.fenced
 		}
-		return fmt.Errorf("volume: publishing %s seq %d: %w", v.id, newRoot.Seq, err)
+		return retried, fmt.Errorf("volume: publishing %s seq %d: %w", v.id, newRoot.Seq, err)
 	}
 
 	v.mu.Lock()
@@ -135,7 +146,7 @@ func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
 	v.mu.Unlock()
 	e.releaseJournal()
 	// Still under cutMu: the head is newRoot while the records are written.
-	return e.completeSnapshots(ctx, cut.snaps, newRoot, cut.time)
+	return retried, e.completeSnapshots(ctx, cut.snaps, newRoot, cut.time)
 }
 
 // upload stores the frozen blocks, the pages they change and the new root
