@@ -989,3 +989,21 @@ func TestNexusName(t *testing.T) {
 	}
 	t.Fatal("no session registered")
 }
+
+// TestRawImmediateBeyondEDTL sends more immediate data than the command's
+// EDTL: the command fails, the stream stays framed (digests on) and the
+// session goes on.
+func TestRawImmediateBeyondEDTL(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	r := dialRaw(t, tt.addr, testIQN, "DataDigest", "CRC32C", "HeaderDigest", "CRC32C", "ImmediateData", "Yes")
+	itt := r.nextITT()
+	b := r.command(itt, false, true, true, 512, cdb10(0x2a, 0, 1))
+	r.send(b, make([]byte, 1000))
+	p := r.recv()
+	if p.h.opcode() != opSCSIResp || p.h.itt() != itt || p.h.bhs[3] != 0x02 {
+		t.Fatalf("opcode %#x status %#x, want CHECK CONDITION", p.h.opcode(), p.h.bhs[3])
+	}
+	if p = r.nop(r.nextITT(), []byte("ok")); p.h.opcode() != opNopIn || string(p.data) != "ok" {
+		t.Fatalf("after the failed command: opcode %#x data %q", p.h.opcode(), p.data)
+	}
+}

@@ -135,8 +135,17 @@ func (ss *session) handleCommand(h *header) error {
 		ss.failTask(t, nil)
 		return nil
 	}
+	if uint32(n) > edtl {
+		// Immediate data beyond EDTL: a protocol error by the initiator.
+		if err := discardData(ss.br, n, ss.cp.digests); err != nil {
+			return err
+		}
+		ss.buffered.Add(-int64(edtl))
+		ss.failTask(t, fixedSense(senseAbortedCommand, 0x0c, 0x0c)) // UNEXPECTED UNSOLICITED DATA
+		return nil
+	}
 	t.buf = getBuf(int(edtl))
-	imm := min(uint32(n), edtl)
+	imm := uint32(n)
 	if imm > 0 {
 		if err := readData(ss.br, t.buf[:imm], ss.cp.digests); err != nil {
 			if errors.Is(err, errDataDigest) {
@@ -144,16 +153,6 @@ func (ss *session) handleCommand(h *header) error {
 				ss.failTask(t, fixedSense(senseAbortedCommand, 0x47, 0x05)) // PROTOCOL SERVICE CRC ERROR
 				return nil
 			}
-			return err
-		}
-		if uint32(n) > imm {
-			// Immediate data beyond EDTL is not part of the command.
-			if _, err := ss.br.Discard(n - int(imm)); err != nil {
-				return err
-			}
-		}
-	} else if n > 0 {
-		if err := discardData(ss.br, n, ss.cp.digests); err != nil {
 			return err
 		}
 	}
