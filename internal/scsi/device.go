@@ -89,11 +89,18 @@ type Device struct {
 	// command consults briefly before touching the backend.
 	mu sync.Mutex
 	// seen holds every nexus that has sent a command since the device was
-	// created; a nexus not in it gets POWER ON OCCURRED on its first
-	// command that reports UAs. It outlives sessions: an initiator that
-	// reconnects with the same name and ISID is the same nexus, and the
-	// device has not powered on again. Bounded by maxSeenNexuses.
+	// created: the nexuses a unit attention (reset, mode or capacity
+	// change) is queued for. A new nexus starts with no unit attention:
+	// like tgtd and Linux LIO, and unlike a literal reading of SAM-5, we
+	// do not report POWER ON OCCURRED to every new session, because
+	// simple initiators (libiscsi's iscsi-ls among them) do not retry a
+	// TEST UNIT READY that fails with one. It outlives sessions: an
+	// initiator that reconnects with the same name and ISID is the same
+	// nexus. Bounded by maxSeenNexuses.
 	seen map[string]bool
+	// lostUA holds the nexuses whose pending unit attentions were dropped
+	// when seen was last cleared.
+	lostUA map[string]bool
 	// ua holds the pending unit attentions per nexus, oldest first.
 	ua  map[string][]ASC
 	res reservations
@@ -175,12 +182,13 @@ func NewDevice(b Backend, opts DeviceOptions) (*Device, error) {
 		opts.Logger = slog.Default()
 	}
 	d := &Device{
-		b:    b,
-		opts: opts,
-		bs:   bs,
-		log:  opts.Logger,
-		seen: make(map[string]bool),
-		ua:   make(map[string][]ASC),
+		b:      b,
+		opts:   opts,
+		bs:     bs,
+		log:    opts.Logger,
+		seen:   make(map[string]bool),
+		lostUA: make(map[string]bool),
+		ua:     make(map[string][]ASC),
 	}
 	d.wce.Store(true)
 	d.lastSize.Store(b.Size())
@@ -279,14 +287,22 @@ func (d *Device) admit(nexus string, cdb []byte) (ua *checkError, conflict bool)
 	if !d.seen[nexus] {
 		if len(d.seen) >= maxSeenNexuses {
 			// Forgetting every nexus bounds the memory that initiators
-			// which never return would hold. It costs a returning nexus
-			// a spurious POWER ON OCCURRED, which stands in for any unit
-			// attention it lost, and initiators handle it.
+			// which never return would hold. A forgotten nexus that had
+			// unit attentions pending gets POWER ON OCCURRED instead,
+			// which stands in for any unit attention it lost.
+			lost := make(map[string]bool, len(d.ua))
+			for n := range d.ua {
+				lost[n] = true
+			}
 			clear(d.seen)
 			clear(d.ua)
+			d.lostUA = lost
 		}
 		d.seen[nexus] = true
-		d.ua[nexus] = append(d.ua[nexus], ASCPowerOnOccurred)
+		if d.lostUA[nexus] {
+			delete(d.lostUA, nexus)
+			d.ua[nexus] = append(d.ua[nexus], ASCPowerOnOccurred)
+		}
 	}
 	switch cdb[0] {
 	case opInquiry, opReportLUNs, opRequestSense:

@@ -83,9 +83,8 @@ func newHarness(t testing.TB, opts DeviceOptions) *harness {
 	h := &harness{d: d, b: cb, nexus: "iqn.1993-08.org.debian:01:test,i,0x23d000000001"}
 	if tt, ok := t.(*testing.T); ok {
 		h.t = tt
-		// Consume the power-on unit attention so tests start clean.
-		r := h.run([]byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil)
-		h.wantSense(r, SenseUnitAttention, ASCPowerOnOccurred)
+		// A new nexus starts without a unit attention (see Device.seen).
+		h.wantGood(h.run([]byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil))
 	}
 	return h
 }
@@ -323,9 +322,9 @@ func TestUnitAttentions(t *testing.T) {
 	h := newHarness(t, DeviceOptions{})
 	tur := []byte{opTestUnitReady, 0, 0, 0, 0, 0}
 	other := "iqn.other,i,0x1"
-	// A new nexus sees POWER ON OCCURRED once; INQUIRY does not consume it.
+	// A new nexus starts without a unit attention (iscsi-ls does not retry
+	// its first TEST UNIT READY).
 	h.wantGood(h.runOn(other, []byte{opInquiry, 0, 0, 0, 96, 0}, nil))
-	h.wantSense(h.runOn(other, tur, nil), SenseUnitAttention, ASCPowerOnOccurred)
 	h.wantGood(h.runOn(other, tur, nil))
 	// A reset from h's nexus is reported to every nexus, h's included.
 	h.d.Reset(h.nexus)
@@ -727,7 +726,7 @@ func TestNexusComesBack(t *testing.T) {
 	// power-on unit attention.
 	h.d.NexusLost(h.nexus)
 	other := "iqn.other,i,0x7"
-	h.wantSense(h.runOn(other, tur, nil), SenseUnitAttention, ASCPowerOnOccurred)
+	h.wantGood(h.runOn(other, tur, nil))
 	h.wantGood(h.runOn(other, []byte{opReserve6, 0, 0, 0, 0, 0}, nil))
 	h.wantGood(h.run([]byte{opInquiry, 0, 0, 0, 36, 0}, nil))
 	if r := h.run(tur, nil); r.Status != StatusReservationConflict {
