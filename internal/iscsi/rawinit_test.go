@@ -1007,3 +1007,33 @@ func TestRawImmediateBeyondEDTL(t *testing.T) {
 		t.Fatalf("after the failed command: opcode %#x data %q", p.h.opcode(), p.data)
 	}
 }
+
+// TestRawCommandWindow fills a small command window again and again: the
+// last response of each round must reopen it, or an initiator that honours
+// MaxCmdSN would wait forever.
+func TestRawCommandWindow(t *testing.T) {
+	const window = 4
+	tt := startTargetConfig(t, 1<<20, nil, Config{CommandWindow: window})
+	r := dialRaw(t, tt.addr, testIQN)
+	for round := range 50 {
+		itts := map[uint32]bool{}
+		for i := range window {
+			itt := r.nextITT()
+			itts[itt] = true
+			b := r.command(itt, false, true, true, 4096, cdb10(0x2a, uint32(8*i), 8))
+			r.send(b, make([]byte, 4096))
+		}
+		var last rawPDU
+		for len(itts) > 0 {
+			last = r.recv()
+			if last.h.opcode() != opSCSIResp || !itts[last.h.itt()] || last.h.bhs[3] != 0 {
+				t.Fatalf("round %d: opcode %#x ITT %#x status %#x", round, last.h.opcode(), last.h.itt(), last.h.bhs[3])
+			}
+			delete(itts, last.h.itt())
+		}
+		exp, maxSN := be32(last.h.bhs[28:32]), be32(last.h.bhs[32:36])
+		if exp != r.cmdSN || snLess(maxSN, exp) {
+			t.Fatalf("round %d: last response has ExpCmdSN %d MaxCmdSN %d: window closed", round, exp, maxSN)
+		}
+	}
+}

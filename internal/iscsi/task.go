@@ -322,6 +322,10 @@ func (ss *session) failTask(t *task, sense []byte) {
 	ss.mu.Unlock()
 	ss.releaseBuf(t)
 	t.state = taskExecuting // no more Data-Out is accepted
+	// Free the command slot before the response is queued, so that the
+	// MaxCmdSN it carries already counts it: a response that left with a
+	// full window could be the last one, and the initiator would wait.
+	ss.outstanding.Add(-1)
 	if !aborted {
 		r := scsi.Response{Status: scsi.StatusCheckCondition, Sense: sense}
 		if sense == nil {
@@ -329,7 +333,6 @@ func (ss *session) failTask(t *task, sense []byte) {
 		}
 		ss.sendResponse(t, r, 0, 0, t.r2tSN)
 	}
-	ss.outstanding.Add(-1)
 	close(t.finished)
 }
 
@@ -361,10 +364,10 @@ func (ss *session) execute(t *task) {
 		delete(ss.tasks, t.itt)
 	}
 	ss.mu.Unlock()
+	ss.outstanding.Add(-1) // before the response: see failTask
 	if !aborted {
 		ss.respond(t, resp)
 	}
-	ss.outstanding.Add(-1)
 	close(t.finished)
 }
 
