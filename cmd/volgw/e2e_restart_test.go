@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -72,6 +74,19 @@ func TestRestartKeepsState(t *testing.T) {
 	if err != nil || len(desc.CachediSCSIVolumes) != 1 || desc.CachediSCSIVolumes[0].VolumeSizeInBytes != 3<<30 ||
 		aws.ToString(desc.CachediSCSIVolumes[0].VolumeiSCSIAttributes.TargetARN) != aws.ToString(vol.TargetARN) {
 		t.Fatalf("DescribeCachediSCSIVolumes after restart: %+v %v", desc, err)
+	}
+	// The target is exported again, at the address the API now reports,
+	// and still demands the CHAP secret set before the restart.
+	attrs := desc.CachediSCSIVolumes[0].VolumeiSCSIAttributes
+	const initiator = "iqn.2026-11.test:host"
+	target := aws.ToString(attrs.NetworkInterfaceId) + ":" + strconv.Itoa(int(attrs.NetworkInterfacePort)) + "/" +
+		strings.TrimPrefix(aws.ToString(attrs.TargetARN), g.arn+"/target/") + "/" + strconv.Itoa(int(aws.ToInt32(attrs.LunNumber)))
+	if out, err := runTool(t, os.Environ(), time.Minute, "iscsi-inq", "-i", initiator, "iscsi://"+target); err == nil {
+		t.Fatalf("login without CHAP accepted after restart:\n%s", out)
+	}
+	if out, err := runTool(t, os.Environ(), time.Minute, "iscsi-inq", "-i", initiator,
+		"iscsi://"+initiator+"%persisted-secret@"+target); err != nil {
+		t.Fatalf("iscsi-inq %s with CHAP after restart: %v\n%s", target, err, out)
 	}
 	again, err := c.sgw.CreateCachediSCSIVolume(ctx, create)
 	if err != nil || aws.ToString(again.VolumeARN) != aws.ToString(vol.VolumeARN) {
