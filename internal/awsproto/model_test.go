@@ -3,6 +3,7 @@ package awsproto
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -195,4 +196,98 @@ func TestTranslatedPatterns(t *testing.T) {
 		[]string{"ex ample", "[::1]", "[::1]:x", "fe80::1%eth0", "-"})
 	check("Ipv4OrIpv6AddressCIDR", []string{"10.0.0.0/8", "10.1.2.3", "2001:db8::/32", "::1", "2001:db8::/128"},
 		[]string{"10.0.0.0/33", "2001:db8::/129", "2001:db8::/01", "10.0.0", "x"})
+}
+
+// syntheticModel has one member of every shape type botocore models use.
+const syntheticModel = `{
+  "metadata": {"apiVersion": "2000-01-01", "protocol": "json", "targetPrefix": "Synthetic"},
+  "operations": {"Op": {"name": "Op", "input": {"shape": "In"}}, "NoInput": {"name": "NoInput"}},
+  "shapes": {
+    "In": {"type": "structure", "required": ["Name"], "members": {
+      "Name": {"shape": "Name"}, "Ratio": {"shape": "Ratio"}, "Big": {"shape": "Big"}, "Flag": {"shape": "Flag"},
+      "When": {"shape": "When"}, "Blob": {"shape": "Blob"}, "Labels": {"shape": "Labels"}, "Items": {"shape": "Items"}}},
+    "Name": {"type": "string", "min": 2, "max": 4, "enum": ["ab", "abc", "éé"]},
+    "Ratio": {"type": "double", "min": 0.5, "max": 1.5},
+    "Big": {"type": "long", "min": -1, "max": 5000000000},
+    "Flag": {"type": "boolean"},
+    "When": {"type": "timestamp"},
+    "Blob": {"type": "blob"},
+    "Labels": {"type": "map", "key": {"shape": "LabelKey"}, "value": {"shape": "Name"}, "max": 2},
+    "LabelKey": {"type": "string", "pattern": "^[a-z]+$"},
+    "Items": {"type": "list", "member": {"shape": "Item"}, "min": 1},
+    "Item": {"type": "structure", "required": ["Name"], "members": {"Name": {"shape": "Name"}}}
+  }
+}`
+
+func TestValidateEveryShapeType(t *testing.T) {
+	m, err := LoadModel([]byte(syntheticModel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadModel([]byte(syntheticModel), WithListMax("Name", 1)); err == nil {
+		t.Fatal("WithListMax accepted a string shape")
+	}
+	if _, err := LoadModel([]byte(`{"shapes":{"S":{"type":"string","pattern":"(?=x)"}}}`)); err == nil {
+		t.Fatal("an untranslatable pattern was accepted")
+	}
+	one := "1 validation error detected: "
+	cases := []struct{ input, want string }{
+		{`{"Name":"ab","Ratio":1,"Big":5000000000,"Flag":true,"When":1700000000,"Blob":"AA==","Labels":{"a":"abc"},"Items":[{"Name":"éé"}]}`, ""},
+		{`{"Name":"éé","When":"2026-11-23T10:00:00Z"}`, ""},
+		{`{"Name":"abcd"}`, one + "Value 'abcd' at 'name' failed to satisfy constraint: Member must satisfy enum value set: [ab, abc, éé]"},
+		{`{"Name":"a"}`, "2 validation errors detected: Value 'a' at 'name' failed to satisfy constraint: Member must have length greater than or equal to 2; " +
+			"Value 'a' at 'name' failed to satisfy constraint: Member must satisfy enum value set: [ab, abc, éé]"},
+		{`{"Name":"ab","Ratio":0.25}`, one + "Value '0.25' at 'ratio' failed to satisfy constraint: Member must have value greater than or equal to 0.5"},
+		{`{"Name":"ab","Big":5000000001}`, one + "Value '5000000001' at 'big' failed to satisfy constraint: Member must have value less than or equal to 5000000000"},
+		{`{"Name":"ab","Labels":{"A":"ab","b":"zz","c":"ab"}}`, "3 validation errors detected: " +
+			"Value '{a=ab, b=zz, c=ab}' at 'labels' failed to satisfy constraint: Member must have length less than or equal to 2; " +
+			"Value 'A' at 'labels.A.key' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z]+$; " +
+			"Value 'zz' at 'labels.b.value' failed to satisfy constraint: Member must satisfy enum value set: [ab, abc, éé]"},
+		{`{"Name":"ab","Items":[]}`, one + "Value '[]' at 'items' failed to satisfy constraint: Member must have length greater than or equal to 1"},
+		{`{"Name":"ab","Items":[{}]}`, one + "Value null at 'items.1.member.name' failed to satisfy constraint: Member must not be null"},
+		{`{"Name":null}`, one + "Value null at 'name' failed to satisfy constraint: Member must not be null"},
+		{`{"Name":"ab","Flag":"yes"}`, "SerializationException: STRING_VALUE can not be converted to a Boolean"},
+		{`{"Name":"ab","Ratio":"x"}`, "SerializationException: STRING_VALUE can not be converted to a Double"},
+		{`{"Name":"ab","Big":1.5}`, "SerializationException: NUMBER_VALUE can not be converted to a Long"},
+		{`{"Name":"ab","When":true}`, "SerializationException: BOOLEAN_VALUE can not be converted to a Date"},
+		{`{"Name":"ab","Blob":1}`, "SerializationException: NUMBER_VALUE can not be converted to a ByteBuffer"},
+		{`{"Name":"ab","Labels":[]}`, "SerializationException: Start of list found where not expected."},
+		{`{"Name":"ab","Items":"x"}`, "SerializationException: STRING_VALUE can not be converted to a List"},
+		{`{"Name":"ab","Labels":"x"}`, "SerializationException: STRING_VALUE can not be converted to a Map"},
+		{`{"Name":"ab","Items":["x"]}`, "SerializationException: STRING_VALUE can not be converted to a Structure"},
+		{`{"Name":"ab"} {}`, "SerializationException: "},
+		{`{"Name":"ab","Unknown":[1,2,{"deep":true}]}`, ""},
+	}
+	for _, c := range cases {
+		if got := validationMessage(t, m, "Op", c.input); got != c.want {
+			t.Errorf("%s:\ngot  %q\nwant %q", c.input, got, c.want)
+		}
+	}
+	if err := m.Validate("NoInput", []byte(`{"anything":1}`)); err != nil {
+		t.Fatalf("operation without input: %v", err)
+	}
+}
+
+func TestErrorTextAndUnwrap(t *testing.T) {
+	cause := errors.New("disk on fire")
+	e := NewInternalServerError(cause)
+	if !errors.Is(e, cause) || !strings.Contains(e.Error(), "InternalServerError (InternalError)") || !strings.Contains(e.Error(), "disk on fire") {
+		t.Fatalf("Error() = %q", e.Error())
+	}
+	if g := NewGatewayError("NoSuchCode", ""); g.Message != "The request is invalid." || g.Status != 400 {
+		t.Fatalf("unknown code: %+v", g)
+	}
+	ae := &AuthError{Failure: AuthExpired, Message: "m"}
+	if ae.Error() != "sigv4: m" {
+		t.Fatalf("AuthError = %q", ae.Error())
+	}
+	for f, want := range map[AuthFailure][2]string{
+		AuthMissing: {"MissingAuthenticationToken", "401"}, AuthUnknownKey: {"AuthFailure", "401"}, AuthIncomplete: {"IncompleteSignature", "400"},
+		AuthExpired: {"RequestExpired", "400"}, AuthBadSignature: {"SignatureDoesNotMatch", "403"},
+	} {
+		q := queryAuthError(&AuthError{Failure: f, Message: "m"})
+		if q.Type != want[0] || fmt.Sprint(q.Status) != want[1] {
+			t.Errorf("EC2 auth error %d = %s %d, want %v", f, q.Type, q.Status, want)
+		}
+	}
 }
