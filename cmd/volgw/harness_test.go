@@ -32,16 +32,26 @@ func (s *testServer) endpoint() string { return "http://" + s.APIAddr() }
 // ""), with the e2e credentials, and stops it at the end of the test.
 func startServer(t *testing.T, dataDir string) *testServer {
 	t.Helper()
+	return startServerWith(t, dataDir, nil, nil)
+}
+
+// startServerWith is startServer with extra flags and environment.
+func startServerWith(t *testing.T, dataDir string, flags []string, extraEnv map[string]string) *testServer {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	var out bytes.Buffer
-	opts, err := parseServeFlags([]string{"--listen", "127.0.0.1:0", "--iscsi-listen", "127.0.0.1:0", "--data-dir", dataDir,
-		"--cache-disk-size", "2GiB", "--upload-buffer-disk-size", "1GiB", "--log-level", "warn"}, io.Discard)
+	args := append([]string{"--listen", "127.0.0.1:0", "--iscsi-listen", "127.0.0.1:0", "--data-dir", dataDir,
+		"--cache-disk-size", "2GiB", "--upload-buffer-disk-size", "1GiB", "--log-level", "warn"}, flags...)
+	opts, err := parseServeFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"VOLGW_ACCESS_KEY_ID": e2eKeyID, "VOLGW_SECRET_ACCESS_KEY": e2eSecret}
+	for k, v := range extraEnv {
+		env[k] = v
+	}
 	a, err := start(context.Background(), opts, &out, func(k string) string { return env[k] }, productionParts)
 	if err != nil {
 		t.Fatal(err)

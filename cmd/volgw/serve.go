@@ -109,7 +109,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if storeURL == "" {
 		storeURL = "file://" + filepath.Join(o.DataDir, "store")
 	}
-	store, err := storeurl.Open(ctx, storeURL)
+	store, err := storeurl.OpenEnv(ctx, storeURL, getenv)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", storeURL, err)
 	}
