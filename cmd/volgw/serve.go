@@ -186,7 +186,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if a.apiLn, err = net.Listen("tcp", o.Listen); err != nil {
 		return nil, fmt.Errorf("API listener: %w", err)
 	}
-	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		defer close(a.serveDone)
 		if err := a.httpSrv.Serve(a.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
