@@ -228,6 +228,8 @@ func TestBadRequests(t *testing.T) {
 	arnPattern := `arn:(aws(|-cn|-us-gov|-iso[A-Za-z0-9_-]*|-eusc)):storagegateway:[a-z\-0-9]+:[0-9]+:gateway\/(.+)\/volume\/vol-(\S+)`
 	tagPattern := `^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$`
 	unknownGateway := "arn:aws:storagegateway:us-east-1:123456789012:gateway/sgw-00000000"
+	gw501 := g.arn + strings.Repeat("0", 501-len(g.arn))
+	badGateway := "arn:aws:storagegateway:us-east-1:123456789012:notagateway/sgw-1234"
 	unknownVolume := g.arn + "/volume/vol-0123456789ABCDEF0"
 	sigMismatch := "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key " +
 		"and signing method. Consult the service documentation for details."
@@ -269,6 +271,26 @@ func TestBadRequests(t *testing.T) {
 				return err
 			}},
 			(one + "Value 'arn:aws:storagegateway:gateway/sgw-1' at 'gatewayARN' failed to satisfy constraint: Member must have length greater than or equal to 50")),
+		row(badRequest{name: "GatewayARN 501 chars", op: "ListVolumeRecoveryPoints", input: map[string]any{"GatewayARN": gw501}, boto3: true,
+			sdk: func(ctx context.Context, c sdkClients) error {
+				_, err := c.sgw.ListVolumeRecoveryPoints(ctx, &storagegateway.ListVolumeRecoveryPointsInput{GatewayARN: aws.String(gw501)})
+				return err
+			}},
+			one+"Value '"+gw501+"' at 'gatewayARN' failed to satisfy constraint: Member must have length less than or equal to 500"),
+		row(badRequest{name: "GatewayARN missing", op: "ListVolumeRecoveryPoints", input: map[string]any{}, boto3: true},
+			one+"Value null at 'gatewayARN' failed to satisfy constraint: Member must not be null"),
+		{name: "gateway ARN malformed", op: "ListVolumeRecoveryPoints", input: map[string]any{"GatewayARN": badGateway}, boto3: true,
+			status: 400, typ: "InvalidGatewayRequestException", errorCode: "GatewayNotFound", message: "The specified gateway was not found."},
+		{name: "snapshot ID malformed (EC2 delete)", op: "ec2:DeleteSnapshot", form: url.Values{"SnapshotId": {"snap-xyz"}},
+			sdk: func(ctx context.Context, c sdkClients) error {
+				_, err := c.ec2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String("snap-xyz")})
+				return err
+			},
+			status: 400, typ: "InvalidParameterValue", message: "Value (snap-xyz) for parameter snapshotId is invalid. Expected: 'snap-...'."},
+		{name: "snapshot ID malformed (EC2 describe)", op: "ec2:DescribeSnapshots", form: url.Values{"SnapshotId.1": {"vol-12345678"}},
+			status: 400, typ: "InvalidSnapshotID.Malformed", message: `Invalid id: "vol-12345678" (expecting "snap-...")`},
+		{name: "snapshot ID missing (EC2 delete)", op: "ec2:DeleteSnapshot", status: 400, typ: "MissingParameter",
+			message: "The request must contain the parameter snapshotId"},
 		{name: "gateway unknown", op: "ListVolumeRecoveryPoints", input: map[string]any{"GatewayARN": unknownGateway}, boto3: true,
 			sdk: func(ctx context.Context, c sdkClients) error {
 				_, err := c.sgw.ListVolumeRecoveryPoints(ctx, &storagegateway.ListVolumeRecoveryPointsInput{GatewayARN: aws.String(unknownGateway)})
