@@ -368,3 +368,25 @@ func TestServerObservesEveryRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryOverGET: an EC2 action may come as a signed GET with its
+// parameters in the URL (signed as the canonical query string).
+func TestQueryOverGET(t *testing.T) {
+	ts, _ := startServer(t, time.Now)
+	q := url.Values{"Action": {"DescribeSnapshots"}, "Version": {"2016-11-15"}, "SnapshotId.1": {"snap-0123456789abcdef0"},
+		"Filter.1.Name": {"tag:a b"}, "Filter.1.Value.1": {"x/y=z"}}
+	r, _ := http.NewRequest(http.MethodGet, ts.URL+"/?"+q.Encode(), nil)
+	if err := v4Signer().SignHTTP(context.Background(), credsFor(testSecret), r, sha256Hex(nil), "ec2", "us-east-1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "<snapshotId>snap-0123456789abcdef0</snapshotId>") ||
+		!strings.Contains(string(body), "<snapshotId>snap-tag:a b</snapshotId>") || !strings.Contains(string(body), "<volumeId>x/y=z</volumeId>") {
+		t.Fatalf("GET query: %d %s", resp.StatusCode, body)
+	}
+}
