@@ -12,7 +12,8 @@
 //   - VerifySigV4 (sigv4.go) is SigV4 as a straight line of pure functions:
 //     parse the Authorization header, check the credential scope and date,
 //     build the canonical request from whatever SignedHeaders the client
-//     chose, and compare signatures in constant time.
+//     chose, and compare signatures in constant time. Presigned requests
+//     (the same fields in the query, valid until X-Amz-Expires) verify too.
 //   - Model (model.go) is a botocore service model. Model.Validate checks
 //     an operation's JSON input against the model's shapes (types, required,
 //     length, pattern, range, enum) and produces AWS's exact

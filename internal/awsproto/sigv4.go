@@ -58,16 +58,29 @@ type authorization struct {
 // read into body. It returns the access key ID that signed the request, or
 // an *AuthError saying which check failed. The checks run in the order AWS
 // reports them: presence, syntax, date, key, scope, skew, signature.
+//
+// A request may instead be presigned: the same fields in the query
+// (X-Amz-Algorithm, X-Amz-Credential, X-Amz-SignedHeaders, X-Amz-Date,
+// X-Amz-Expires, X-Amz-Signature), valid until its expiry.
 func VerifySigV4(r *http.Request, body []byte, creds CredentialStore, want SigV4Expect) (string, error) {
 	header := r.Header.Get("Authorization")
-	if header == "" {
+	query := r.URL.Query()
+	presigned := header == "" && query.Has("X-Amz-Algorithm")
+	if header == "" && !presigned {
 		return "", &AuthError{Failure: AuthMissing, Message: "Missing Authentication Token"}
 	}
-	auth, err := parseAuthorization(header)
-	if err != nil {
-		return "", err
+	var auth authorization
+	var reqTime time.Time
+	var amzDate string
+	var err error
+	if presigned {
+		auth, reqTime, amzDate, err = parsePresigned(query, want.Now)
+	} else {
+		auth, err = parseAuthorization(header)
+		if err == nil {
+			reqTime, amzDate, err = requestTime(r)
+		}
 	}
-	reqTime, amzDate, err := requestTime(r)
 	if err != nil {
 		return "", err
 	}
@@ -78,8 +91,10 @@ func VerifySigV4(r *http.Request, body []byte, creds CredentialStore, want SigV4
 	if err := checkScope(auth, reqTime, want); err != nil {
 		return "", err
 	}
-	if err := checkSkew(reqTime, want.Now); err != nil {
-		return "", err
+	if !presigned { // a presigned request's window is its own expiry
+		if err := checkSkew(reqTime, want.Now); err != nil {
+			return "", err
+		}
 	}
 	if !containsHeader(auth.SignedHeaders, "host") {
 		return "", &AuthError{Failure: AuthBadSignature,
@@ -140,6 +155,60 @@ func parseAuthorization(h string) (authorization, error) {
 	}
 	a.Signature = strings.ToLower(fields["Signature"])
 	return a, nil
+}
+
+// maxPresignExpiry is the longest validity SigV4 allows a presigned
+// request (seven days).
+const maxPresignExpiry = 7 * 24 * time.Hour
+
+// parsePresigned reads a presigned request's signature fields from its
+// query and checks that it has not expired.
+func parsePresigned(q url.Values, now time.Time) (authorization, time.Time, string, error) {
+	var a authorization
+	if alg := q.Get("X-Amz-Algorithm"); alg != sigV4Algorithm {
+		return a, time.Time{}, "", &AuthError{Failure: AuthIncomplete, Message: "Unsupported AWS 'algorithm': '" + alg + "'"}
+	}
+	var missing []string
+	for _, k := range []string{"X-Amz-Credential", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Date"} {
+		if q.Get(k) == "" {
+			missing = append(missing, "AWS query-string parameters must include '"+k+"'.")
+		}
+	}
+	if len(missing) > 0 {
+		return a, time.Time{}, "", &AuthError{Failure: AuthIncomplete, Message: strings.Join(missing, " ") + " Re-examine the query-string parameters."}
+	}
+	cred := strings.Split(q.Get("X-Amz-Credential"), "/")
+	if len(cred) != 5 || cred[0] == "" {
+		return a, time.Time{}, "", &AuthError{Failure: AuthIncomplete, Message: "Credential should be scoped to a valid region."}
+	}
+	a.AccessKeyID, a.Date, a.Region, a.Service, a.Terminator = cred[0], cred[1], cred[2], cred[3], cred[4]
+	for _, name := range strings.Split(q.Get("X-Amz-SignedHeaders"), ";") {
+		if name = strings.ToLower(strings.TrimSpace(name)); name != "" {
+			a.SignedHeaders = append(a.SignedHeaders, name)
+		}
+	}
+	a.Signature = strings.ToLower(q.Get("X-Amz-Signature"))
+	amzDate := q.Get("X-Amz-Date")
+	t, err := time.Parse(amzDateFormat, amzDate)
+	if err != nil {
+		return a, time.Time{}, "", &AuthError{Failure: AuthIncomplete,
+			Message: "Date must be in ISO-8601 'basic format'. Got '" + amzDate + "'. See http://en.wikipedia.org/wiki/ISO_8601"}
+	}
+	expires, err := strconv.Atoi(q.Get("X-Amz-Expires"))
+	if err != nil || expires <= 0 || time.Duration(expires)*time.Second > maxPresignExpiry {
+		return a, time.Time{}, "", &AuthError{Failure: AuthIncomplete,
+			Message: "X-Amz-Expires must be a number of seconds from 1 to 604800."}
+	}
+	if now.After(t.Add(time.Duration(expires) * time.Second)) {
+		return a, time.Time{}, "", &AuthError{Failure: AuthExpired, Message: "Signature expired: " + amzDate + " is now earlier than " +
+			now.UTC().Add(-time.Duration(expires)*time.Second).Format(amzDateFormat) + " (" + now.UTC().Format(amzDateFormat) +
+			" - " + strconv.Itoa(expires) + " sec.)"}
+	}
+	if t.After(now.Add(MaxClockSkew)) {
+		return a, time.Time{}, "", &AuthError{Failure: AuthExpired, Message: "Signature not yet current: " + amzDate +
+			" is still later than " + now.UTC().Add(MaxClockSkew).Format(amzDateFormat)}
+	}
+	return a, t, amzDate, nil
 }
 
 // requestTime reads X-Amz-Date, falling back to Date (RFC 1123), as SigV4
@@ -230,7 +299,7 @@ func canonicalRequest(r *http.Request, signed []string, payloadHash string) stri
 	b.WriteByte('\n')
 	b.WriteString(canonicalURI(r.URL))
 	b.WriteByte('\n')
-	b.WriteString(canonicalQuery(r.URL.RawQuery))
+	b.WriteString(canonicalQuery(r.URL.RawQuery, "X-Amz-Signature"))
 	b.WriteByte('\n')
 	for _, name := range signed {
 		b.WriteString(name)
@@ -256,8 +325,9 @@ func canonicalURI(u *url.URL) string {
 }
 
 // canonicalQuery sorts the query's parameters by encoded name then value
-// and encodes both strictly (space as %20).
-func canonicalQuery(raw string) string {
+// and encodes both strictly (space as %20), leaving out the parameter
+// named skip (a presigned request's own signature).
+func canonicalQuery(raw, skip string) string {
 	if raw == "" {
 		return ""
 	}
@@ -271,6 +341,9 @@ func canonicalQuery(raw string) string {
 		dk, err := url.QueryUnescape(k)
 		if err != nil {
 			dk = k
+		}
+		if dk == skip {
+			continue
 		}
 		dv, err := url.QueryUnescape(v)
 		if err != nil {

@@ -182,7 +182,7 @@ func TestSigV4Rejections(t *testing.T) {
 }
 
 func TestCanonicalQueryAndURI(t *testing.T) {
-	if got := canonicalQuery("b=2&a=x%20y&a=1&c"); got != "a=1&a=x%20y&b=2&c=" {
+	if got := canonicalQuery("b=2&a=x%20y&a=1&c&X-Amz-Signature=ff", "X-Amz-Signature"); got != "a=1&a=x%20y&b=2&c=" {
 		t.Fatalf("canonicalQuery = %q", got)
 	}
 	r, _ := http.NewRequest(http.MethodGet, "http://h/a%20b/c", nil)
@@ -195,4 +195,38 @@ func v4Signer() *v4.Signer { return v4.NewSigner() }
 
 func credsFor(secret string) aws.Credentials {
 	return aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: secret}
+}
+
+// TestSigV4Presigned: a request presigned by the SDK (signature in the
+// query) is accepted until it expires, and refused when tampered with.
+func TestSigV4Presigned(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	want := SigV4Expect{Region: "us-east-1", Service: "ec2", Now: now}
+	presign := func(secret string, expires string) *http.Request {
+		t.Helper()
+		r, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:8080/?Action=DescribeSnapshots&Version=2016-11-15&X-Amz-Expires="+expires, nil)
+		u, _, err := v4.NewSigner().PresignHTTP(context.Background(), aws.Credentials{AccessKeyID: testKeyID, SecretAccessKey: secret},
+			r, sha256Hex(nil), "ec2", "us-east-1", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := http.NewRequest(http.MethodGet, u, nil)
+		return p
+	}
+	r := presign(testSecret, "300")
+	if key, err := VerifySigV4(r, nil, testCreds, want); err != nil || key != testKeyID {
+		t.Fatalf("presigned: %q %v", key, err)
+	}
+	late := want
+	late.Now = now.Add(301 * time.Second)
+	_, err := VerifySigV4(r, nil, testCreds, late)
+	wantFailure(t, err, AuthExpired)
+	_, err = VerifySigV4(presign("wrong", "300"), nil, testCreds, want)
+	wantFailure(t, err, AuthBadSignature)
+	tampered := presign(testSecret, "300")
+	tampered.URL.RawQuery = strings.Replace(tampered.URL.RawQuery, "DescribeSnapshots", "DeleteSnapshot", 1)
+	_, err = VerifySigV4(tampered, nil, testCreds, want)
+	wantFailure(t, err, AuthBadSignature)
+	_, err = VerifySigV4(presign(testSecret, "999999"), nil, testCreds, want)
+	wantFailure(t, err, AuthIncomplete)
 }
