@@ -489,23 +489,19 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 	return s, false, nil
 }
 
-// dropAll frees every slot of a deleted volume; v.mu held.
+// dropAll frees every slot of a deleted volume. v.mu and v.cutMu held (no
+// cut is running, though a failed one may have left blocks frozen).
 func (v *Volume) dropAll() {
-	seen := map[int32]bool{}
-	for b, st := range v.dirty {
-		if !st.zero && !seen[st.slot] {
-			v.e.cache.release(st.slot)
-			seen[st.slot] = true
+	for _, m := range []map[uint64]blockState{v.dirty, v.frozen} {
+		for b, st := range m {
+			if !st.zero {
+				v.e.cache.release(st.slot)
+			}
+			v.e.cache.drop(v.key(b))
 		}
-		v.e.cache.drop(v.key(b))
 	}
-	// Frozen slots belong to the cut in flight, which sees deleted and
-	// releases them.
-	v.dirty = map[uint64]blockState{}
-	v.dirtyFrom = noLSN
-	if v.cut == nil {
-		v.frozenFrom = noLSN
-	}
+	v.dirty, v.frozen, v.cut = map[uint64]blockState{}, nil, nil
+	v.dirtyFrom, v.frozenFrom = noLSN, noLSN
 }
 
 // recoveryTime: v.mu held. See RecoveryPoint.
