@@ -3,6 +3,7 @@ package volume
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,5 +359,47 @@ func TestRejects(t *testing.T) {
 	}
 	if err := te.DeleteVolume(ctx, "vol-OK"); !errors.Is(err, control.ErrVolumeNotFound) {
 		t.Errorf("second delete: %v", err)
+	}
+}
+
+// TestDedupRefreshesOldObjects checks GC rule G3c: a cut reuses an existing
+// block only while it is young; an older copy (which a concurrent sweep may
+// be about to delete) is written again, refreshing its ModTime.
+func TestDedupRefreshesOldObjects(t *testing.T) {
+	ctx := context.Background()
+	var skew atomic.Int64
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{grace: time.Minute})
+	te.Engine.Close()
+	te.cfg.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	te.open()
+	data := pattern(42, BlockSize)
+	key := blockKey(hash(sha256.Sum256(data)))
+	write := func(vol string) {
+		t.Helper()
+		if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: vol, SizeBytes: gib}); err != nil {
+			t.Fatal(err)
+		}
+		if err := te.vol(vol).WriteAt(ctx, data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := te.Cut(ctx, vol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("vol-DEDUP1")
+	first, err := te.store.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("vol-DEDUP2") // young copy: reused, not rewritten
+	second, err := te.store.Stat(ctx, key)
+	if err != nil || second.ETag != first.ETag {
+		t.Fatalf("a young block was written again: %+v -> %+v (%v)", first, second, err)
+	}
+	skew.Store(int64(10 * time.Minute)) // the copy is now older than the lease
+	write("vol-DEDUP3")
+	third, err := te.store.Stat(ctx, key)
+	if err != nil || third.ETag == first.ETag {
+		t.Fatalf("an old block was reused without refreshing it: %+v -> %+v (%v)", first, third, err)
 	}
 }
