@@ -130,7 +130,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, store: prefixed{cfg.Store, cfg.Prefix}, log: cfg.Logger, now: cfg.Now,
-		cache: newCache(), pages: newPageCache(256), vols: make(map[string]*Volume),
+		cache: newCache(), pages: newPageCache(128), vols: make(map[string]*Volume),
 		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if err := e.loadState(); err != nil {

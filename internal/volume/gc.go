@@ -137,7 +137,9 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	}
 
 	// Mark.
-	marked := map[string]bool{}
+	// Marks are keyed by hash (pages and blocks share the set: a page and a
+	// block with equal bytes are the same content), 32 bytes a entry.
+	marked := map[hash]struct{}{}
 	for k := range live {
 		r, err := e.loadRoot(ctx, k)
 		if errors.Is(err, blob.ErrNotFound) {
@@ -147,17 +149,16 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			return st, err
 		}
 		for _, pr := range r.Pages {
-			pk := pageKey(pr.Hash)
-			if marked[pk] {
+			if _, ok := marked[pr.Hash]; ok {
 				continue
 			}
-			marked[pk] = true
+			marked[pr.Hash] = struct{}{}
 			p, err := e.loadPage(ctx, pr.Hash)
 			if err != nil {
 				return st, err
 			}
 			for _, h := range p.blocks {
-				marked[blockKey(h)] = true
+				marked[h] = struct{}{}
 			}
 		}
 	}
@@ -175,7 +176,7 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	for _, pfx := range []string{"pages/", "blocks/"} {
 		var doomed []blob.ObjectInfo
 		if err := e.store.List(ctx, pfx, func(o blob.ObjectInfo) error {
-			if !marked[o.Key] && o.ModTime.Before(horizon) {
+			if !isMarked(marked, o.Key) && o.ModTime.Before(horizon) {
 				doomed = append(doomed, o)
 			}
 			return nil
@@ -201,6 +202,18 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		st.DeletedTombstones++
 	}
 	return st, nil
+}
+
+// isMarked looks a blocks/ or pages/ key up by its hash; a key that is not
+// a content address is never swept.
+func isMarked(marked map[hash]struct{}, key string) bool {
+	i := strings.LastIndexByte(key, '/')
+	h, err := parseHash(key[i+1:])
+	if err != nil {
+		return true
+	}
+	_, ok := marked[h]
+	return ok
 }
 
 // Check is the opt-in strict mode: it verifies that every root in the store
