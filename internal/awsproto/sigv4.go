@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -104,15 +106,22 @@ func VerifySigV4(r *http.Request, body []byte, creds CredentialStore, want SigV4
 	if err != nil {
 		return "", err
 	}
-	creq := canonicalRequest(r, auth.SignedHeaders, payloadHash)
-	sts := stringToSign(amzDate, credentialScope(auth), creq)
 	key := signingKey(secret, auth.Date, auth.Region, auth.Service)
-	expected := hex.EncodeToString(hmacSHA256(key, []byte(sts)))
-	if !hmac.Equal([]byte(expected), []byte(auth.Signature)) {
-		return "", &AuthError{Failure: AuthBadSignature, Message: "The request signature we calculated does not match the " +
-			"signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
+	// Clients differ in how they canonicalise a path other than "/" (AWS
+	// SDKs normalise it and encode it twice, S3-style signers do neither);
+	// every candidate is derived from the path actually requested, so
+	// accepting any of them binds the signature to this request all the
+	// same.
+	for _, uri := range canonicalURIs(r.URL) {
+		creq := canonicalRequest(r, uri, auth.SignedHeaders, payloadHash)
+		sts := stringToSign(amzDate, credentialScope(auth), creq)
+		expected := hex.EncodeToString(hmacSHA256(key, []byte(sts)))
+		if hmac.Equal([]byte(expected), []byte(auth.Signature)) {
+			return auth.AccessKeyID, nil
+		}
 	}
-	return auth.AccessKeyID, nil
+	return "", &AuthError{Failure: AuthBadSignature, Message: "The request signature we calculated does not match the " +
+		"signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
 }
 
 // parseAuthorization parses
@@ -293,11 +302,11 @@ func payloadHash(r *http.Request, body []byte) (string, error) {
 // canonicalRequest builds SigV4's canonical request from the headers the
 // client listed, in the order listed (SigV4 requires them sorted; a client
 // that did not sort them signed exactly what it listed).
-func canonicalRequest(r *http.Request, signed []string, payloadHash string) string {
+func canonicalRequest(r *http.Request, uri string, signed []string, payloadHash string) string {
 	var b strings.Builder
 	b.WriteString(r.Method)
 	b.WriteByte('\n')
-	b.WriteString(canonicalURI(r.URL))
+	b.WriteString(uri)
 	b.WriteByte('\n')
 	b.WriteString(canonicalQuery(r.URL.RawQuery, "X-Amz-Signature"))
 	b.WriteByte('\n')
@@ -322,6 +331,28 @@ func canonicalURI(u *url.URL) string {
 		return "/"
 	}
 	return uriEncode(p, false)
+}
+
+// canonicalURIs lists the canonical URIs a client may have signed for
+// u's path, the SDKs' form (normalised, encoded twice) first: with and
+// without dot-segment and double-slash normalisation, encoded twice or
+// once. For "/" there is only one.
+func canonicalURIs(u *url.URL) []string {
+	escaped := u.EscapedPath()
+	if escaped == "" || escaped == "/" {
+		return []string{"/"}
+	}
+	normalized := path.Clean(escaped)
+	if strings.HasSuffix(escaped, "/") && normalized != "/" {
+		normalized += "/"
+	}
+	var out []string
+	for _, c := range []string{uriEncode(normalized, false), canonicalURI(u), normalized, escaped} {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // canonicalQuery sorts the query's parameters by encoded name then value

@@ -230,3 +230,32 @@ func TestSigV4Presigned(t *testing.T) {
 	_, err = VerifySigV4(presign(testSecret, "999999"), nil, testCreds, want)
 	wantFailure(t, err, AuthIncomplete)
 }
+
+// TestSigV4PathForms: for a path other than "/", the signature a client
+// computed over the normalised, twice-encoded path (the SDKs), the raw
+// twice-encoded path, or the once-encoded path (S3-style signers) is
+// accepted; a signature over another path is not.
+func TestSigV4PathForms(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	want := SigV4Expect{Region: "us-east-1", Service: "storagegateway", Now: now}
+	sign := func(r *http.Request, uri string) {
+		creq := "POST\n" + uri + "\n\nhost:" + r.Host + "\nx-amz-date:20261123T100000Z\n\nhost;x-amz-date\n" + sha256Hex(nil)
+		scope := "20261123/us-east-1/storagegateway/aws4_request"
+		sts := "AWS4-HMAC-SHA256\n20261123T100000Z\n" + scope + "\n" + sha256Hex([]byte(creq))
+		sig := hex.EncodeToString(hmacSHA256(signingKey(testSecret, "20261123", "us-east-1", "storagegateway"), []byte(sts)))
+		r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+testKeyID+"/"+scope+", SignedHeaders=host;x-amz-date, Signature="+sig)
+	}
+	for _, uri := range []string{"/a/c%2520d/", "/a//b/../c%2520d/", "/a//b/../c%20d/"} {
+		r, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:8080/a//b/../c%20d/", nil)
+		r.Header.Set("X-Amz-Date", "20261123T100000Z")
+		sign(r, uri)
+		if _, err := VerifySigV4(r, nil, testCreds, want); err != nil {
+			t.Errorf("signed over %s: %v", uri, err)
+		}
+	}
+	r, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:8080/a//b/../c%20d/", nil)
+	r.Header.Set("X-Amz-Date", "20261123T100000Z")
+	sign(r, "/other/")
+	_, err := VerifySigV4(r, nil, testCreds, want)
+	wantFailure(t, err, AuthBadSignature)
+}
