@@ -13,6 +13,9 @@ import (
 
 const noLSN = math.MaxUint64
 
+// blockPool holds 512 KiB buffers for copy-on-write.
+var blockPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
+
 // maxDirtyBlocks bounds a volume's dirty map; writers wait for a cut beyond.
 const maxDirtyBlocks = 1 << 20
 
@@ -444,7 +447,11 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 	default:
 		if fst, ok := v.frozen[b]; ok {
 			if !fst.zero {
-				content = make([]byte, BlockSize)
+				// Copy-on-write of a frozen block: a pooled buffer, not an
+				// allocation per copy.
+				buf := blockPool.Get().(*[]byte)
+				defer blockPool.Put(buf)
+				content = *buf
 				if err := e.cache.readSlot(fst.slot, content, 0); err != nil {
 					return -1, false, err
 				}
