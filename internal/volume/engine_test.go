@@ -247,3 +247,39 @@ func TestRecoveryPointTimes(t *testing.T) {
 	}
 	rp(10)
 }
+
+// TestUnmapWholeHugeVolume: discarding all of a 32 TiB volume (what mkfs
+// does) frees its written blocks and skips the pages that hold none.
+func TestUnmapWholeHugeVolume(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-HUGE", SizeBytes: MaxVolumeSize}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol("vol-HUGE")
+	for _, off := range []int64{0, 100 << 30, MaxVolumeSize - 4096} {
+		if err := v.WriteAt(ctx, pattern(1, 4096), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := te.Cut(ctx, "vol-HUGE"); err != nil {
+		t.Fatal(err)
+	}
+	if rp, _ := te.RecoveryPoint(ctx, "vol-HUGE"); rp.UsageBytes != 3*BlockSize {
+		t.Fatalf("usage %d before unmap", rp.UsageBytes)
+	}
+	if err := v.Unmap(ctx, 0, MaxVolumeSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Cut(ctx, "vol-HUGE"); err != nil {
+		t.Fatal(err)
+	}
+	if rp, _ := te.RecoveryPoint(ctx, "vol-HUGE"); rp.UsageBytes != 0 {
+		t.Fatalf("usage %d after unmapping everything", rp.UsageBytes)
+	}
+	for _, off := range []int64{0, 100 << 30, MaxVolumeSize - 4096} {
+		if got := mustRead(t, v, off, 4096); !bytes.Equal(got, make([]byte, 4096)) {
+			t.Fatalf("block at %d not zero after unmap", off)
+		}
+	}
+}

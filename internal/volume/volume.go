@@ -217,14 +217,48 @@ func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
 		return fmt.Errorf("%w: unmap of %d bytes at %d on a volume of %d", ErrOutOfRange, n, off, v.size)
 	}
 	const chunk = 1024 * BlockSize // zero records are small: 64 bytes a block
+	const pageBytes = pageBlocks * BlockSize
+	touched := v.touchedPages(off, n)
 	for n > 0 {
-		l := min(n, chunk-off%BlockSize)
+		if off%pageBytes == 0 && n >= pageBytes && v.pageKnownZero(uint32(off/pageBytes), touched) {
+			off, n = off+pageBytes, n-pageBytes // a discard of a fresh volume
+			continue
+		}
+		l := min(n, chunk-off%BlockSize, pageBytes-off%pageBytes)
 		if err := v.applyRange(ctx, recZero, nil, off, l); err != nil {
 			return err
 		}
 		off, n = off+l, n-l
 	}
 	return nil
+}
+
+// touchedPages lists the pages of [off, off+n) with dirty or frozen blocks
+// as the unmap starts. A write racing the unmap into a page it skips is
+// ordered after the unmap, which is one of the orders SCSI allows for
+// overlapping commands in flight together.
+func (v *Volume) touchedPages(off, n int64) map[uint32]bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	first, last := uint64(off/BlockSize), uint64((off+n-1)/BlockSize)
+	touched := map[uint32]bool{}
+	for _, m := range []map[uint64]blockState{v.dirty, v.frozen} {
+		for b := range m {
+			if b >= first && b <= last {
+				touched[uint32(b/pageBlocks)] = true
+			}
+		}
+	}
+	return touched
+}
+
+// pageKnownZero reports, cheaply, whether a whole page reads as zeros: the
+// recovery point has no such page and no block of it is dirty or in flight.
+func (v *Volume) pageKnownZero(pi uint32, touched map[uint32]bool) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.base.Pages[pi]
+	return !ok && !touched[pi]
 }
 
 // maxAtomic is the largest write applied atomically with respect to cuts:
