@@ -90,6 +90,11 @@ func VerifySigV4(r *http.Request, body []byte, creds CredentialStore, want SigV4
 	if !ok {
 		return "", &AuthError{Failure: AuthUnknownKey, Message: "unknown access key " + auth.AccessKeyID}
 	}
+	// volgw issues no temporary credentials, so no session token is valid
+	// (AWS answers a bad token the same way as an unknown key).
+	if r.Header.Get("X-Amz-Security-Token") != "" || query.Get("X-Amz-Security-Token") != "" {
+		return "", &AuthError{Failure: AuthUnknownKey, Message: "session token given; volgw issues none"}
+	}
 	if err := checkScope(auth, reqTime, want); err != nil {
 		return "", err
 	}

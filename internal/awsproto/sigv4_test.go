@@ -135,6 +135,12 @@ func TestSigV4Rejections(t *testing.T) {
 	_, err = VerifySigV4(r, body, StaticCredentials{"OTHER": "x"}, want)
 	wantFailure(t, err, AuthUnknownKey)
 
+	withToken := newJSONRequest(t, string(body))
+	withToken.Header.Set("X-Amz-Security-Token", "FwoGZXIvYXdzEXAMPLE")
+	sdkSign(t, withToken, body, testSecret, "storagegateway", now)
+	_, err = VerifySigV4(withToken, body, testCreds, want)
+	wantFailure(t, err, AuthUnknownKey)
+
 	_, err = VerifySigV4(r, body, testCreds, SigV4Expect{Region: "us-east-1", Service: "ec2", Now: now})
 	wantFailure(t, err, AuthBadSignature)
 
