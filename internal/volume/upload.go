@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/volgw/volgw/internal/blob"
-	"github.com/volgw/volgw/internal/control"
 )
 
 // uploader cuts volumes: periodically, when a volume has many dirty blocks,
@@ -40,7 +39,8 @@ func (e *Engine) uploader(ctx context.Context) {
 			if all {
 				v.noteClean()
 			}
-			due := v.cut != nil || len(v.pendingSnaps) > 0 || len(v.dirty) >= e.dirtyThreshold() || (all && len(v.dirty) > 0)
+			due := v.usable() == nil &&
+				(v.cut != nil || len(v.pendingSnaps) > 0 || len(v.dirty) >= e.dirtyThreshold() || (all && len(v.dirty) > 0))
 			v.mu.Unlock()
 			if !due {
 				continue
@@ -117,13 +117,23 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	}
 	hb, _ := json.Marshal(head{Seq: newRoot.Seq, Owner: e.state.Owner})
 	info, err := e.store.Put(ctx, headKey(v.id), hb, blob.PutOptions{IfMatch: etag})
-	if err != nil {
-		if errors.Is(err, blob.ErrPreconditionFailed) {
+	if errors.Is(err, blob.ErrPreconditionFailed) {
+		// Either another gateway took the volume, or our own PUT landed and
+		// its retry (after a lost response) found the new ETag: look.
+		h, cur, herr := e.getHead(ctx, v.id)
+		switch {
+		case herr != nil:
+			return retried, fmt.Errorf("volume: publishing %s seq %d: %w", v.id, newRoot.Seq, herr)
+		case h.Owner == e.state.Owner && h.Seq == newRoot.Seq && !h.Deleted:
+			info.ETag, err = cur, nil
+		default:
 			v.mu.Lock()
-			v.fenced = fmt.Errorf("%w: %s: head changed under us", ErrFenced, v.id)
+			v.fenced = fmt.Errorf("%w: %s: head is now seq %d of %q", ErrFenced, v.id, h.Seq, h.Owner)
 			v.mu.Unlock()
 			return retried, v.fenced
 		}
+	}
+	if err != nil {
 		return retried, fmt.Errorf("volume: publishing %s seq %d: %w", v.id, newRoot.Seq, err)
 	}
 
@@ -267,6 +277,3 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 }
 
 var zeroHash = hash(sha256.Sum256(zeroBlock))
-
-// errVolumeGone is returned by cut paths when the volume was deleted.
-var errVolumeGone = control.ErrVolumeNotFound
