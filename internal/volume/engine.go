@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,8 @@ type Config struct {
 	Dir string
 	// Store is the object store: the durable truth.
 	Store blob.Store
-	// Prefix is prepended to every object key ("" for none, else ends in '/').
+	// Prefix is prepended to every object key ("" for none; a '/' is added
+	// if missing).
 	Prefix string
 	// CutInterval is how often dirty volumes are cut and uploaded. Zero
 	// means 5s; negative disables periodic cuts (cuts then happen on
@@ -109,6 +111,9 @@ type volState struct {
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Store == nil || cfg.Dir == "" {
 		return nil, errors.New("volume: Config needs Dir and Store")
+	}
+	if cfg.Prefix != "" && !strings.HasSuffix(cfg.Prefix, "/") {
+		cfg.Prefix += "/"
 	}
 	if cfg.CutInterval == 0 {
 		cfg.CutInterval = 5 * time.Second
@@ -479,16 +484,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 }
 
 func blobSafe(id string) bool {
-	return blob.ValidateKey("volumes/"+id+"/head") == nil && !containsSlash(id)
-}
-
-func containsSlash(s string) bool {
-	for _, c := range s {
-		if c == '/' {
-			return true
-		}
-	}
-	return false
+	return blob.ValidateKey("volumes/"+id+"/head") == nil && !strings.Contains(id, "/")
 }
 
 // DeleteVolume implements control.VolumeEngine: the head becomes a
