@@ -360,7 +360,7 @@ func (ss *session) waitOthers() {
 // queue allows: it flushes only when the queue is empty.
 func (ss *session) writeLoop() {
 	defer close(ss.writerDone)
-	bw := bufio.NewWriterSize(ss.nc, 256<<10)
+	bw := newBatchWriter(ss.nc, 256<<10)
 	for {
 		var p *outPDU
 		select {
@@ -430,7 +430,7 @@ func (p *outPDU) release() {
 }
 
 // writePDU writes p (or its Data-In train) to bw.
-func (ss *session) writePDU(bw *bufio.Writer, p *outPDU) error {
+func (ss *session) writePDU(bw *batchWriter, p *outPDU) error {
 	exp := ss.expCmdSN.Load()
 	put32(p.bhs[28:32], exp)
 	put32(p.bhs[32:36], ss.maxCmdSN(exp))
@@ -481,21 +481,27 @@ func (ss *session) writePDU(bw *bufio.Writer, p *outPDU) error {
 }
 
 // writeOne writes one PDU with padding and the negotiated digests.
-func (ss *session) writeOne(bw *bufio.Writer, bhs *[bhsLen]byte, data []byte) error {
-	if _, err := bw.Write(bhs[:]); err != nil {
+func (ss *session) writeOne(bw *batchWriter, bhs *[bhsLen]byte, data []byte) error {
+	if err := bw.write(bhs[:]); err != nil {
 		return err
 	}
 	var tail [8]byte
 	if ss.cp.header {
 		binary.LittleEndian.PutUint32(tail[:4], crc32.Checksum(bhs[:], castagnoli))
-		if _, err := bw.Write(tail[:4]); err != nil {
+		if err := bw.write(tail[:4]); err != nil {
 			return err
 		}
 	}
 	if len(data) == 0 {
 		return nil
 	}
-	if _, err := bw.Write(data); err != nil {
+	var err error
+	if len(data) >= refThreshold {
+		err = bw.writeRef(data)
+	} else {
+		err = bw.write(data)
+	}
+	if err != nil {
 		return err
 	}
 	pad := padLen(len(data))
@@ -507,8 +513,10 @@ func (ss *session) writeOne(bw *bufio.Writer, bhs *[bhsLen]byte, data []byte) er
 		binary.LittleEndian.PutUint32(tail[pad:pad+4], crc)
 		n += 4
 	}
-	_, err := bw.Write(tail[:n])
-	return err
+	if n == 0 {
+		return nil
+	}
+	return bw.write(tail[:n])
 }
 
 // keepAlive pings a quiet initiator with NOP-In (RFC 7143 11.19, TTT set

@@ -1,0 +1,86 @@
+package iscsi
+
+import (
+	"io"
+	"net"
+)
+
+// batchWriter gathers outgoing PDUs and sends them with as few system
+// calls as it can: headers and small data segments are copied into one
+// arena, large data segments are referenced in place, and Flush hands the
+// whole list to writev (net.Buffers). Read data thus reaches the socket
+// without being copied.
+//
+// Slices passed to writeRef must stay unchanged until the next Flush.
+type batchWriter struct {
+	w     io.Writer
+	arena []byte      // copied bytes; never grows past its capacity
+	mark  int         // arena bytes not yet listed in vecs
+	vecs  net.Buffers // the batch, in order
+	size  int         // bytes in the batch
+}
+
+const (
+	// refThreshold is the data segment size from which data is referenced
+	// rather than copied.
+	refThreshold = 16 << 10
+	// maxBatch bounds a batch, so a long Data-In train is sent as it is
+	// built rather than held entire.
+	maxBatch = 4 << 20
+)
+
+func newBatchWriter(w io.Writer, arenaSize int) *batchWriter {
+	return &batchWriter{w: w, arena: make([]byte, 0, arenaSize)}
+}
+
+// write copies p into the batch.
+func (b *batchWriter) write(p []byte) error {
+	if len(b.arena)+len(p) > cap(b.arena) {
+		if err := b.Flush(); err != nil {
+			return err
+		}
+		if len(p) > cap(b.arena) {
+			return b.writeRef(p)
+		}
+	}
+	b.arena = append(b.arena, p...)
+	b.size += len(p)
+	return nil
+}
+
+// writeRef adds p to the batch without copying it.
+func (b *batchWriter) writeRef(p []byte) error {
+	if b.mark < len(b.arena) {
+		b.vecs = append(b.vecs, b.arena[b.mark:])
+		b.mark = len(b.arena)
+	}
+	b.vecs = append(b.vecs, p)
+	b.size += len(p)
+	if b.size >= maxBatch {
+		return b.Flush()
+	}
+	return nil
+}
+
+// Flush sends the batch.
+func (b *batchWriter) Flush() error {
+	if b.mark < len(b.arena) {
+		b.vecs = append(b.vecs, b.arena[b.mark:])
+	}
+	var err error
+	if len(b.vecs) == 1 {
+		_, err = b.w.Write(b.vecs[0])
+	} else if len(b.vecs) > 1 {
+		v := b.vecs // WriteTo consumes the slice header it is given
+		_, err = v.WriteTo(b.w)
+	}
+	clear(b.vecs) // drop references to sent data
+	b.vecs = b.vecs[:0]
+	b.arena = b.arena[:0]
+	b.mark = 0
+	b.size = 0
+	return err
+}
+
+// Buffered reports whether anything waits for Flush.
+func (b *batchWriter) Buffered() bool { return b.size > 0 }
