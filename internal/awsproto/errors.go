@@ -157,6 +157,13 @@ func asAPIError(err error) *Error {
 	return nil
 }
 
+// Response headers in the letter case AWS sends them (set as raw map keys:
+// http.Header.Set would canonicalise them to X-Amzn-Requestid).
+const (
+	headerRequestID = "x-amzn-RequestId"
+	headerErrorType = "x-amzn-ErrorType"
+)
+
 type jsonErrorBody struct {
 	Type    string            `json:"__type"`
 	Message string            `json:"message,omitempty"`
@@ -183,8 +190,8 @@ func WriteJSONError(w http.ResponseWriter, requestID string, e *Error) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/x-amz-json-1.1")
-	h.Set("X-Amzn-Requestid", requestID)
-	h.Set("X-Amzn-Errortype", e.Type)
+	h[headerRequestID] = []string{requestID}
+	h[headerErrorType] = []string{e.Type}
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(statusOr400(e.Status))
 	_, _ = w.Write(b)
@@ -203,7 +210,7 @@ func WriteQueryError(w http.ResponseWriter, requestID string, e *Error) {
 	buf.WriteString("</RequestID></Response>")
 	h := w.Header()
 	h.Set("Content-Type", "text/xml;charset=UTF-8")
-	h.Set("X-Amzn-Requestid", requestID)
+	h[headerRequestID] = []string{requestID}
 	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(statusOr400(e.Status))
 	_, _ = w.Write(buf.Bytes())

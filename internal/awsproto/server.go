@@ -279,7 +279,7 @@ func (s *Server) serveJSON(ctx context.Context, w http.ResponseWriter, r *http.R
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/x-amz-json-1.1")
-	h.Set("X-Amzn-Requestid", reqID)
+	h[headerRequestID] = []string{reqID}
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
@@ -325,7 +325,7 @@ func (s *Server) serveQuery(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/xml;charset=UTF-8")
-	h.Set("X-Amzn-Requestid", reqID)
+	h[headerRequestID] = []string{reqID}
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
