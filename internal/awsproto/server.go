@@ -3,6 +3,7 @@ package awsproto
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,9 +71,10 @@ type ServerConfig struct {
 	Logger       *slog.Logger
 	Now          func() time.Time // the clock SigV4 skew is checked against
 	MaxBodyBytes int64            // default 1 MiB
-	// NewRequestID generates request IDs; default 52 random base-32 chars,
-	// like Storage Gateway's.
-	NewRequestID func() string
+	// NewRequestID generates request IDs; default 52 random base-32 chars
+	// like Storage Gateway's for JSON requests, a random UUID like EC2's
+	// for query requests.
+	NewRequestID func(queryProtocol bool) string
 }
 
 // RequestRecord describes one answered request.
@@ -154,7 +156,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Metrics.ServeHTTP(w, r)
 		return
 	}
-	reqID := s.cfg.NewRequestID()
+	isQuery := r.Header.Get("X-Amz-Target") == "" && s.cfg.EC2 != nil && (isForm(r) || r.URL.Query().Has("Action"))
+	reqID := s.cfg.NewRequestID(isQuery)
 	ctx := context.WithValue(r.Context(), requestIDKey, reqID)
 	r = r.WithContext(ctx)
 	log := s.cfg.Logger.With("request_id", reqID)
@@ -178,7 +181,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	proto := protoJSON
-	if r.Header.Get("X-Amz-Target") == "" && s.cfg.EC2 != nil && (isForm(r) || r.URL.Query().Has("Action")) {
+	if isQuery {
 		proto = protoQuery
 		rec.Protocol = "query"
 	}
@@ -384,8 +387,17 @@ func toAPIError(err error, internal func(error) *Error) *Error {
 }
 
 // newRequestID returns 52 random lower-case base-32 characters, the form
-// of Storage Gateway's x-amzn-RequestId.
-func newRequestID() string {
+// of Storage Gateway's x-amzn-RequestId, or for EC2 a random (version 4)
+// UUID, the form of EC2's RequestID.
+func newRequestID(queryProtocol bool) string {
+	if queryProtocol {
+		var u [16]byte
+		_, _ = rand.Read(u[:])
+		u[6] = u[6]&0x0f | 0x40
+		u[8] = u[8]&0x3f | 0x80
+		h := hex.EncodeToString(u[:])
+		return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	}
 	const alphabet = "0123456789abcdefghijklmnopqrstuv"
 	var b [52]byte
 	_, _ = rand.Read(b[:])

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -307,6 +308,9 @@ func TestQueryParams(t *testing.T) {
 	v, _ := url.ParseQuery("SnapshotId.2=b&SnapshotId.1=a&SnapshotId.x=no&Filter.2.Name=status&Filter.2.Value.1=completed" +
 		"&Filter.1.Name=tag:env&Filter.1.Value.2=y&Filter.1.Value.1=x&Owner.1=self")
 	p := QueryParams(v)
+	if id := newRequestID(true); !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(id) {
+		t.Fatalf("EC2 request ID %q", id)
+	}
 	if got := p.List("SnapshotId"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
 		t.Fatalf("List = %q", got)
 	}
