@@ -86,11 +86,13 @@ func decodePage(b []byte) (*page, error) {
 	}
 	p := &page{blocks: make(map[uint16]hash, n)}
 	b = b[8:]
+	prev := -1
 	for range n {
 		i := binary.BigEndian.Uint16(b)
-		if int(i) >= pageBlocks {
-			return nil, fmt.Errorf("%w: page entry %d out of range", ErrCorrupt, i)
+		if int(i) >= pageBlocks || int(i) <= prev {
+			return nil, fmt.Errorf("%w: page entry %d out of range or order", ErrCorrupt, i)
 		}
+		prev = int(i)
 		var h hash
 		copy(h[:], b[2:])
 		if h.isZero() {
@@ -186,6 +188,9 @@ func decodeRoot(b []byte) (*root, error) {
 		h, err := parseHash(e[1])
 		if err != nil {
 			return nil, err
+		}
+		if _, dup := r.Pages[i]; dup || h.isZero() {
+			return nil, fmt.Errorf("%w: root page %d repeated or zero", ErrCorrupt, i)
 		}
 		r.Pages[i] = pageRef{Hash: h, Blocks: n}
 	}
