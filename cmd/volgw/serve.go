@@ -150,6 +150,15 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if err := svc.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start control plane: %w", err)
 	}
+	// Snapshot schedules: closed (stopped) before the exporter and the
+	// engine, since closers run in reverse.
+	schedCtx, stopSchedules := context.WithCancel(context.Background())
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		runSnapshotSchedules(schedCtx, svc, time.Minute, log)
+	}()
+	a.closers = append(a.closers, func() error { stopSchedules(); <-schedDone; return nil })
 
 	model, err := sgwapi.LoadModel()
 	if err != nil {
@@ -285,4 +294,27 @@ func outboundIPv4() net.IP {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).IP
+}
+
+// runSnapshotSchedules takes the snapshots the volumes' schedules make due,
+// checking every interval until ctx ends. A failure is logged and retried
+// at the next tick: TakeScheduledSnapshots records a slot as taken only
+// once its snapshot exists.
+func runSnapshotSchedules(ctx context.Context, svc *control.Service, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ids, err := svc.TakeScheduledSnapshots(ctx)
+		for _, id := range ids {
+			log.Info("scheduled snapshot taken", "snapshot", id)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Error("scheduled snapshots", "err", err)
+		}
+	}
 }
