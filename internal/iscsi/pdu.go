@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/volgw/volgw/internal/scsi"
 )
 
 // Opcodes (RFC 7143 11.2.1.2). Initiator opcodes have the high bits clear;
@@ -222,31 +224,17 @@ func discardData(r *bufio.Reader, n int, d digests) error {
 
 func padLen(n int) int { return (4 - n&3) & 3 }
 
-// decodeLUN turns the 8-byte LUN field into a LUN number (SAM-5 4.7):
-// peripheral device addressing (method 00b, bus 0) and flat space addressing
-// (method 01b) give numbers below 16384; any other form is returned whole,
-// with its top bit set, so it never names a configured LUN.
+// decodeLUN turns the 8-byte LUN field into a LUN number with
+// scsi.DecodeLUN (peripheral and flat space addressing). Any other form is
+// returned whole with its top bit set, so it never names a configured LUN
+// and the LUN table answers LOGICAL UNIT NOT SUPPORTED.
 func decodeLUN(b []byte) uint64 {
-	switch b[0] >> 6 {
-	case 0:
-		if b[0] == 0 && allZero(b[2:8]) {
-			return uint64(b[1])
-		}
-	case 1:
-		if allZero(b[2:8]) {
-			return uint64(b[0]&0x3f)<<8 | uint64(b[1])
-		}
+	var f [8]byte
+	copy(f[:], b)
+	if lun, ok := scsi.DecodeLUN(f); ok {
+		return lun
 	}
-	return binary.BigEndian.Uint64(b) | 1<<63
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
+	return binary.BigEndian.Uint64(f[:]) | 1<<63
 }
 
 func be16(b []byte) uint16     { return binary.BigEndian.Uint16(b) }
