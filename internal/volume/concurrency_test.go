@@ -149,6 +149,43 @@ func TestConcurrentBackpressureAndGC(t *testing.T) {
 		}
 	}
 	check("before restart")
+	parallelCheck := func(when string) {
+		// Every writer's region read by 3 readers at once, in 64 KiB pieces
+		// in different orders: concurrent misses of the same blocks.
+		var rg sync.WaitGroup
+		fail := make(chan error, 3*writers)
+		for w := range writers {
+			for r := range 3 {
+				rg.Add(1)
+				go func() {
+					defer rg.Done()
+					v, err := e.Volume(vols[w%2])
+					if err != nil {
+						fail <- err
+						return
+					}
+					const piece = 64 << 10
+					buf := make([]byte, piece)
+					for k := range region / piece {
+						i := (k*(2*r+1) + r) % (region / piece)
+						if err := v.ReadAt(ctx, buf, int64(w/2)*region+int64(i*piece)); err != nil {
+							fail <- err
+							return
+						}
+						if !bytes.Equal(buf, models[w][i*piece:(i+1)*piece]) {
+							fail <- fmt.Errorf("%s: reader %d of writer %d's region: piece %d differs", when, r, w, i)
+							return
+						}
+					}
+				}()
+			}
+		}
+		rg.Wait()
+		close(fail)
+		for err := range fail {
+			t.Fatal(err)
+		}
+	}
 	// Every pending snapshot completes in the background.
 	for i := range snaps {
 		id := fmt.Sprintf("snap-cc%d", i)
@@ -185,6 +222,7 @@ func TestConcurrentBackpressureAndGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d snapshots; final GC: %+v", snaps, st)
+	parallelCheck("after restart and GC, cold cache")
 	check("after restart and GC")
 }
 
