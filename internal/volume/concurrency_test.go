@@ -336,6 +336,12 @@ func TestAddUploadBufferDrains(t *testing.T) {
 func TestRejects(t *testing.T) {
 	ctx := context.Background()
 	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	if err := te.AddDisk(ctx, control.Disk{ID: "cache0", Path: filepath.Join(te.dir, "cache0.img"), SizeBytes: 128 << 20, Use: control.DiskUseCache}); err == nil {
+		t.Error("a disk was added twice with different sizes")
+	}
+	if err := te.AddDisk(ctx, control.Disk{ID: "cache0", Path: filepath.Join(te.dir, "cache0.img"), SizeBytes: 64 << 20, Use: control.DiskUseCache}); err != nil {
+		t.Errorf("re-adding a disk as it was: %v", err)
+	}
 	for _, spec := range []control.VolumeSpec{
 		{VolumeID: "vol-SMALL", SizeBytes: gib - 512},
 		{VolumeID: "vol-HUGE", SizeBytes: MaxVolumeSize + BlockSize},

@@ -242,10 +242,19 @@ func (e *Engine) AddDisk(ctx context.Context, d control.Disk) error {
 		return fmt.Errorf("volume: disk %q needs a path and a size", d.ID)
 	}
 	e.mu.Lock()
-	known := slices.ContainsFunc(e.state.Disks, func(x control.Disk) bool {
-		return x.Path == d.Path && x.SizeBytes == d.SizeBytes && x.Use == d.Use
-	})
+	var known, clash bool
+	for _, x := range e.state.Disks {
+		if x.Path == d.Path {
+			known = x.SizeBytes == d.SizeBytes && x.Use == d.Use
+			clash = !known
+		}
+	}
 	e.mu.Unlock()
+	if clash {
+		// Mapping one file twice (or resizing a ring in place) would let
+		// two slot ranges or two journal layouts overlap.
+		return fmt.Errorf("volume: disk %s is already in use with another size or use", d.Path)
+	}
 	if known {
 		return nil // already opened by Open
 	}
