@@ -98,4 +98,15 @@
 //
 // Check is the opt-in strict mode: it walks every root in the store and the
 // local state of every open volume; tests run it after every step.
+//
+// # Known limits
+//
+//   - The cache is cold after a restart (see above).
+//   - A partial write to a block that is neither cached nor dirty fetches
+//     the block from the store under the volume's lock (a read miss does
+//     not hold it).
+//   - A crash between publishing a new volume's head and recording the
+//     volume locally leaves a head no gateway owns; GC keeps its blocks.
+//   - Writes larger than maxAtomic (16 blocks, less with small disks) are
+//     atomic with respect to cuts only block by block.
 package volume
