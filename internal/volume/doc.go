@@ -108,5 +108,5 @@
 //   - A crash between publishing a new volume's head and recording the
 //     volume locally leaves a head no gateway owns; GC keeps its blocks.
 //   - Writes larger than maxAtomic (16 blocks, less with small disks) are
-//     atomic with respect to cuts only block by block.
+//     atomic with respect to cuts only in maxAtomic pieces.
 package volume
