@@ -18,6 +18,9 @@ type batchWriter struct {
 	mark  int         // arena bytes not yet listed in vecs
 	vecs  net.Buffers // the batch, in order
 	size  int         // bytes in the batch
+	// recycle holds pooled buffers the batch references, returned to the
+	// pool once the batch is sent.
+	recycle [][]byte
 }
 
 const (
@@ -74,12 +77,27 @@ func (b *batchWriter) Flush() error {
 		v := b.vecs // WriteTo consumes the slice header it is given
 		_, err = v.WriteTo(b.w)
 	}
+	if err == nil {
+		// On error the connection is done for; the buffers are left to
+		// the garbage collector, since a failed writev may still hold them.
+		for _, r := range b.recycle {
+			putBuf(r)
+		}
+	}
+	clear(b.recycle)
+	b.recycle = b.recycle[:0]
 	clear(b.vecs) // drop references to sent data
 	b.vecs = b.vecs[:0]
 	b.arena = b.arena[:0]
 	b.mark = 0
 	b.size = 0
 	return err
+}
+
+// recycleAfterFlush returns buf to the buffer pool once the batch that
+// references it has been sent.
+func (b *batchWriter) recycleAfterFlush(buf []byte) {
+	b.recycle = append(b.recycle, buf)
 }
 
 // Buffered reports whether anything waits for Flush.

@@ -3,16 +3,20 @@ package iscsi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"log/slog"
 	mrand "math/rand"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1035,5 +1039,81 @@ func TestRawCommandWindow(t *testing.T) {
 		if exp != r.cmdSN || snLess(maxSN, exp) {
 			t.Fatalf("round %d: last response has ExpCmdSN %d MaxCmdSN %d: window closed", round, exp, maxSN)
 		}
+	}
+}
+
+// patternLU answers every read with a pattern derived from its LBA, built
+// in the Command.DataInBuffer the transport offers (pooled and reused once
+// sent), so that a buffer recycled too early shows as corrupt data.
+type patternLU struct{ offered, used atomic.Int64 }
+
+func (u *patternLU) Execute(_ context.Context, cmd *scsi.Command) scsi.Response {
+	if !cmd.Read || len(cmd.CDB) < 10 {
+		return scsi.Response{Status: scsi.StatusGood}
+	}
+	n := int(cmd.ExpectedDataTransferLength)
+	buf := make([]byte, n)
+	if cap(cmd.DataInBuffer) >= n {
+		u.offered.Add(1)
+		buf = cmd.DataInBuffer[:n]
+		u.used.Add(1)
+	}
+	fillPattern(buf, be32(cmd.CDB[2:6]))
+	return scsi.Response{Status: scsi.StatusGood, DataIn: buf}
+}
+
+func (u *patternLU) Reset(string) {}
+
+func fillPattern(b []byte, lba uint32) {
+	for i := range b {
+		b[i] = byte(lba) ^ byte(i>>9) ^ byte(i)
+	}
+}
+
+// TestPooledDataIn reads large patterns through several sessions at once
+// and checks every byte: Data-In buffers go back to the pool only after
+// the writer has sent them.
+func TestPooledDataIn(t *testing.T) {
+	srv := NewServer(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	lu := &patternLU{}
+	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: lu}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	const sessions = 3
+	errs := make(chan string, sessions)
+	for s := range sessions {
+		go func() {
+			msg := ""
+			t.Run(fmt.Sprintf("session%d", s), func(t *testing.T) {
+				r := dialRaw(t, ln.Addr().String(), testIQN, "MaxRecvDataSegmentLength", "65536", "MaxBurstLength", "262144")
+				for i := range 40 {
+					lba := uint32(s*1000 + i)
+					size := uint32(64<<10) << (i % 5) // 64 KiB .. 1 MiB
+					got := r.read(lba, size, 65536)
+					want := make([]byte, size)
+					fillPattern(want, lba)
+					if j := firstDiff(got, want); j >= 0 {
+						msg = fmt.Sprintf("session %d read %d: byte %d of %d differs", s, i, j, size)
+						return
+					}
+				}
+			})
+			errs <- msg
+		}()
+	}
+	for range sessions {
+		if m := <-errs; m != "" {
+			t.Error(m)
+		}
+	}
+	if lu.used.Load() == 0 {
+		t.Fatalf("no read used the offered Data-In buffer")
 	}
 }

@@ -369,6 +369,9 @@ func (ss *session) writeLoop() {
 			return
 		}
 		err := ss.writePDU(bw, p)
+		if p.recycle != nil {
+			bw.recycleAfterFlush(p.recycle)
+		}
 		closeAfter := p.closeAfter
 		p.release()
 		if err == nil && (len(ss.out) == 0 || closeAfter) {
@@ -404,6 +407,9 @@ type outPDU struct {
 	sn   snMode
 	// own is a buffer this PDU owns (echoed ping data, sense, text).
 	own []byte
+	// recycle is a pooled buffer data lives in, returned to the pool once
+	// the data has been sent.
+	recycle []byte
 	// dataIn, when set, makes this a Data-In train: data is split into
 	// PDUs of at most seg bytes, bursts of at most burst bytes, and the
 	// last PDU carries the status when withStatus.
@@ -425,7 +431,7 @@ func newOut() *outPDU {
 }
 
 func (p *outPDU) release() {
-	p.data, p.own = nil, nil
+	p.data, p.own, p.recycle = nil, nil, nil
 	outPool.Put(p)
 }
 

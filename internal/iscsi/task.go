@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"errors"
+	"unsafe"
 
 	"github.com/volgw/volgw/internal/scsi"
 )
@@ -30,6 +31,7 @@ type task struct {
 
 	// Data-Out gathering, touched only by the reader goroutine.
 	buf         []byte // EDTL bytes, from the buffer pool
+	inBuf       []byte // offered as Command.DataInBuffer, from the pool
 	received    uint32 // Data-Out bytes in place, immediate data included
 	unsolNext   uint32 // offset the next unsolicited Data-Out must carry
 	unsolEnd    uint32 // end of the unsolicited burst
@@ -116,6 +118,12 @@ func (ss *session) handleCommand(h *header) error {
 	if !t.cmd.Write || edtl == 0 {
 		if err := discardData(ss.br, n, ss.cp.digests); err != nil {
 			return err
+		}
+		if t.cmd.Read && edtl >= minPooledDataIn && edtl <= ss.srv.cfg.MaxDataTransfer {
+			// Large reads fill a pooled buffer: fresh megabytes per
+			// command cost more in zeroing and page faults than the read.
+			t.inBuf = getBuf(int(edtl))
+			t.cmd.DataInBuffer = t.inBuf
 		}
 		ss.startExecution(t)
 		return nil
@@ -294,6 +302,9 @@ func (ss *session) dropR2TsLocked(t *task) {
 	t.r2tsOut = 0
 }
 
+// minPooledDataIn is the read size from which Data-In buffers are pooled.
+const minPooledDataIn = 64 << 10
+
 // statusTaskSetFull (SAM-5 5.3) asks the initiator to retry later.
 const statusTaskSetFull = 0x28
 
@@ -365,15 +376,31 @@ func (ss *session) execute(t *task) {
 	}
 	ss.mu.Unlock()
 	ss.outstanding.Add(-1) // before the response: see failTask
+	// recycle is the pooled buffer the response's data lives in, if any:
+	// it goes back to the pool once the writer has sent it.
+	var recycle []byte
+	if t.inBuf != nil {
+		switch {
+		case len(resp.DataIn) > 0 && unsafe.SliceData(resp.DataIn) == unsafe.SliceData(t.inBuf) && !aborted:
+			recycle = t.inBuf
+		case overlaps(resp.DataIn, t.inBuf):
+			// Data from inside our buffer but not at its start: let the
+			// garbage collector have it rather than reuse it under the
+			// data.
+		default:
+			putBuf(t.inBuf)
+		}
+		t.inBuf, t.cmd.DataInBuffer = nil, nil
+	}
 	if !aborted {
-		ss.respond(t, resp)
+		ss.respond(t, resp, recycle)
 	}
 	close(t.finished)
 }
 
 // respond sends the Data-In and status of a completed command, with the
 // residual counts of RFC 7143 11.4.5.
-func (ss *session) respond(t *task, r scsi.Response) {
+func (ss *session) respond(t *task, r scsi.Response, recycle []byte) {
 	var resFlags byte
 	var residual uint32
 	data := r.DataIn
@@ -409,10 +436,12 @@ func (ss *session) respond(t *task, r scsi.Response) {
 		resFlags = resFlags << 3
 	}
 	if len(data) == 0 {
+		putBuf(recycle)
 		ss.sendResponse(t, r, resFlags, residual, t.r2tSN)
 		return
 	}
 	p := newOut()
+	p.recycle = recycle
 	p.dataIn = true
 	p.bhs[0] = opDataIn
 	copy(p.bhs[8:16], t.lunField[:])
@@ -465,4 +494,13 @@ func dataInPDUs(total, seg, burst uint32) uint32 {
 	perBurst := (burst + seg - 1) / seg
 	rest := total % burst
 	return full*perBurst + (rest+seg-1)/seg
+}
+
+// overlaps reports whether a and b share any memory.
+func overlaps(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	a0, b0 := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return a0 < b0+uintptr(len(b)) && b0 < a0+uintptr(len(a))
 }

@@ -41,6 +41,11 @@ type Command struct {
 	// DataOut is the data the initiator sent, at most
 	// ExpectedDataTransferLength bytes.
 	DataOut []byte
+	// DataInBuffer, when not nil, is a buffer of at least
+	// ExpectedDataTransferLength bytes that the unit may fill and return,
+	// as DataInBuffer[:n], in Response.DataIn instead of allocating one;
+	// the transport reuses it once the data is sent. Units may ignore it.
+	DataInBuffer []byte
 }
 
 // Response is the outcome of Execute.
