@@ -72,7 +72,7 @@ type journal struct {
 	tail     uint64
 	reserved int64         // space promised to writers not yet appended
 	space    chan struct{} // closed and replaced whenever space is freed
-	unsynced bool
+	syncErr  error         // the first failed fsync, returned ever after
 
 	done <-chan struct{} // the engine's: closed when it closes
 }
@@ -260,7 +260,6 @@ func (j *journal) append(r *record) (uint64, error) {
 		return 0, err
 	}
 	j.head += uint64(n)
-	j.unsynced = true
 	return r.lsn, nil
 }
 
@@ -277,15 +276,23 @@ func encodeHeader(h []byte, r *record) {
 	le.PutUint32(h[56:], 0)
 }
 
-// sync makes every appended record durable.
+// sync makes every appended record durable. A failed fsync is sticky:
+// Linux may drop the pages it could not write and report success to the
+// next fsync, so after one failure no later Flush may claim durability.
 func (j *journal) sync() error {
 	j.mu.Lock()
-	disks := j.disks
-	j.unsynced = false
+	disks, failed := j.disks, j.syncErr
 	j.mu.Unlock()
+	if failed != nil {
+		return failed
+	}
 	for _, d := range disks {
 		if err := d.f.Sync(); err != nil {
-			return fmt.Errorf("volume: journal sync: %w", err)
+			err = fmt.Errorf("volume: journal sync: %w", err)
+			j.mu.Lock()
+			j.syncErr = err
+			j.mu.Unlock()
+			return err
 		}
 	}
 	return nil
