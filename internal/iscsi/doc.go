@@ -42,6 +42,12 @@
 // and batches PDUs into buffered writes. MaxCmdSN shrinks by the number of
 // commands outstanding, which is the target's flow control.
 //
+// Buffers: Data-Out is gathered straight into pooled buffers; reads of
+// 64 KiB and more offer a pooled Command.DataInBuffer, which a unit that
+// fills it (and returns it as DataIn) gets back only after the writer has
+// sent it. Data-In of 16 KiB and more goes to the socket by writev without
+// being copied, so a unit must not change DataIn after returning it.
+//
 // Resource bounds: Data-Out is gathered into a buffer of the command's
 // ExpectedDataTransferLength (at most Config.MaxDataTransfer); a session's
 // buffers together stay within Config.MaxSessionBuffer, beyond which a
