@@ -92,9 +92,11 @@
 // Lock order: Volume.cutMu, then Volume.mu, then journal.mu or cache.mu (or
 // Engine.mu, never held while taking a volume lock). Waiting for journal
 // space happens before any volume lock is taken; waiting for cache space
-// drops the volume lock first. Store I/O for reads and read-modify-writes
-// runs under the volume lock (simple, at the cost of serialising one
-// volume's misses); uploads run without it (frozen slots are immutable).
+// drops the volume lock first, and so does fetching a block from the store
+// (a read miss, or the read half of a read-modify-write), after which the
+// block's state is looked at again; manifest pages are loaded under the
+// lock (one page covers 2 GiB, so that is rare). Uploads run without it
+// (frozen slots are immutable).
 //
 // Check is the opt-in strict mode: it walks every root in the store and the
 // local state of every open volume; tests run it after every step.
@@ -102,9 +104,6 @@
 // # Known limits
 //
 //   - The cache is cold after a restart (see above).
-//   - A partial write to a block that is neither cached nor dirty fetches
-//     the block from the store under the volume's lock (a read miss does
-//     not hold it).
 //   - A crash between publishing a new volume's head and recording the
 //     volume locally leaves a head no gateway owns; GC keeps its blocks.
 //   - Writes larger than maxAtomic (16 blocks, less with small disks) are

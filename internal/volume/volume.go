@@ -497,9 +497,33 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 			return -1, false, err
 		}
 		if !h.isZero() {
-			if content, err = e.fetchBlock(ctx, h); err != nil {
+			// Fetch without holding v.mu (other I/O to the volume goes on),
+			// cache the block clean, and start over: the retry takes the
+			// clean slot, if the block is still the one fetched.
+			v.mu.Unlock()
+			data, err := e.fetchBlock(ctx, h)
+			v.mu.Lock()
+			if err != nil {
 				return -1, false, err
 			}
+			_, dirty := v.dirty[b]
+			_, frozen := v.frozen[b]
+			now, err := e.blockHash(ctx, v.base, b)
+			if err != nil || now != h || dirty || frozen {
+				return -1, err == nil, err
+			}
+			if _, cached := e.cache.lookup(v.key(b)); cached {
+				return -1, true, nil
+			}
+			if s, ok := e.cache.alloc(); ok {
+				if err := e.cache.writeSlot(s, data, 0); err != nil {
+					e.cache.release(s)
+					return -1, false, err
+				}
+				e.cache.makeClean(s, v.key(b), sectorCRCs(data))
+				return -1, true, nil
+			}
+			content = data // no room to cache it: use it now
 		}
 	}
 	s, ok := e.cache.alloc()
