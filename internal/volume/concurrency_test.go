@@ -224,6 +224,52 @@ func TestConcurrentBackpressureAndGC(t *testing.T) {
 	t.Logf("%d snapshots; final GC: %+v", snaps, st)
 	parallelCheck("after restart and GC, cold cache")
 	check("after restart and GC")
+
+	// Cold cache again: partial writes (read-modify-write of blocks that
+	// are only in the store) race with readers of the same blocks.
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = Open(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var rw sync.WaitGroup
+	rwErr := make(chan error, 2*writers)
+	for w := range writers {
+		rw.Add(2)
+		go func() {
+			defer rw.Done()
+			v, _ := e.Volume(vols[w%2])
+			rng := rand.New(rand.NewPCG(uint64(w), 99))
+			for range 20 {
+				off := rng.IntN(region/512) * 512
+				n := min((1+rng.IntN(16))*512, region-off)
+				p := bytes.Repeat([]byte{byte(rng.Uint32())}, n)
+				if err := v.WriteAt(ctx, p, int64(w/2)*region+int64(off)); err != nil {
+					rwErr <- err
+					return
+				}
+				copy(models[w][off:], p)
+			}
+		}()
+		go func() {
+			defer rw.Done()
+			v, _ := e.Volume(vols[w%2])
+			buf := make([]byte, 8192)
+			for k := range 40 {
+				if err := v.ReadAt(ctx, buf, int64(w/2)*region+int64(k*8192%region)); err != nil {
+					rwErr <- err
+					return
+				}
+			}
+		}()
+	}
+	rw.Wait()
+	close(rwErr)
+	for err := range rwErr {
+		t.Fatal(err)
+	}
+	check("after read-modify-writes on a cold cache")
 }
 
 // TestCacheCorruptionRefetch: a clean cached block whose bytes on the cache
