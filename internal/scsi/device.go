@@ -520,7 +520,7 @@ func (d *Device) dispatch(ctx context.Context, cmd *Command) (Response, error) {
 		}
 		return Response{}, invalidCDB(1, 4)
 	case opRead6, opRead10, opRead12, opRead16:
-		return d.read(ctx, cdb)
+		return d.read(ctx, cdb, cmd.DataInBuffer)
 	case opWrite6, opWrite10, opWrite12, opWrite16:
 		return d.write(ctx, cmd, false)
 	case opWriteVerify10, opWriteVerify12, opWriteVerify16:

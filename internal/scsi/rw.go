@@ -49,7 +49,9 @@ func (d *Device) writeProtected() bool { return d.opts.ReadOnly || d.swp.Load() 
 // writeCacheOff reports whether WCE is clear, so every write is flushed.
 func (d *Device) writeCacheOff() bool { return !d.wce.Load() }
 
-func (d *Device) read(ctx context.Context, cdb []byte) (Response, error) {
+// spare, when large enough, is the transport's pooled buffer
+// (Command.DataInBuffer), used instead of allocating one.
+func (d *Device) read(ctx context.Context, cdb []byte, spare []byte) (Response, error) {
 	lba, n := lbaRange(cdb)
 	if cdbLength(cdb[0]) > 6 && cdb[1]&flagProtect != 0 {
 		// No protection information is formatted (READ CAPACITY PROT_EN=0).
@@ -64,8 +66,15 @@ func (d *Device) read(ctx context.Context, cdb []byte) (Response, error) {
 	if n == 0 {
 		return good, nil
 	}
-	// The only allocation on the read path: the buffer the data goes out in.
-	buf := make([]byte, int(n)<<d.bsShift)
+	// The only allocation on the read path, when the transport offers no
+	// buffer: the one the data goes out in.
+	size := int(n) << d.bsShift
+	var buf []byte
+	if cap(spare) >= size {
+		buf = spare[:size]
+	} else {
+		buf = make([]byte, size)
+	}
 	if err := d.b.ReadAt(ctx, buf, int64(lba)<<d.bsShift); err != nil {
 		d.log.Warn("scsi: backend read failed", "lba", lba, "blocks", n, "err", err)
 		return Response{}, backendError(err, false)
