@@ -348,5 +348,12 @@ func (v *Volume) checkLocal() error {
 	if len(v.dirty) > 0 && v.dirtyFrom == noLSN {
 		return fmt.Errorf("volume: check: %s has %d dirty blocks and no journal position", v.id, len(v.dirty))
 	}
+	// The journal never released a record a volume still needs.
+	v.e.jr.mu.Lock()
+	tail, head := v.e.jr.tail, v.e.jr.head
+	v.e.jr.mu.Unlock()
+	if need := min(v.dirtyFrom, v.frozenFrom); need != noLSN && (need < tail || need >= head) {
+		return fmt.Errorf("volume: check: %s needs the journal from %d, which holds [%d, %d)", v.id, need, tail, head)
+	}
 	return nil
 }
