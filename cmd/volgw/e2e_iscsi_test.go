@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,6 +79,42 @@ func TestISCSITargetFollowsTheAPI(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("data read back over iSCSI differs (%d bytes, %v)", len(got), err)
 	}
+
+	// ListVolumeInitiators names the initiator while it is logged in (a
+	// qemu-io session held open on its standard input) and forgets it
+	// once it logs out.
+	const holder = "iqn.2026-11.test:e2e-holder"
+	listInitiators := func() []string {
+		out, err := c.sgw.ListVolumeInitiators(ctx, &storagegateway.ListVolumeInitiatorsInput{VolumeARN: vol.VolumeARN})
+		if err != nil {
+			t.Fatalf("ListVolumeInitiators: %v", err)
+		}
+		return out.Initiators
+	}
+	waitInitiators := func(want []string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for got := listInitiators(); !slices.Equal(got, want); got = listInitiators() {
+			if time.Now().After(deadline) {
+				t.Fatalf("ListVolumeInitiators = %q, want %q", got, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	qio := exec.Command("qemu-io", "--image-opts", "driver=iscsi,transport=tcp,portal="+portal+",target="+iqn+
+		",lun="+strconv.Itoa(int(aws.ToInt32(attrs.LunNumber)))+",initiator-name="+holder)
+	stdin, err := qio.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := qio.Start(); err != nil {
+		t.Fatalf("qemu-io: %v", err)
+	}
+	t.Cleanup(func() { _ = qio.Process.Kill(); _ = qio.Wait() })
+	waitInitiators([]string{holder})
+	stdin.Close() // qemu-io quits at end of input and logs out
+	_ = qio.Wait()
+	waitInitiators(nil)
 
 	// CHAP set through the API is what the target demands.
 	const initiator, secret = "iqn.2026-11.test:e2e-host", "chap-secret-1234"

@@ -97,18 +97,9 @@ func (e *iscsiExporter) Unexport(ctx context.Context, iqn string) error {
 	return nil
 }
 
-// initiatorLister is the iSCSI server's list of logged-in initiators, used
-// when the server provides it.
-type initiatorLister interface {
-	Initiators(iqn string) []string
-}
-
 // Initiators implements control.TargetExporter.
 func (e *iscsiExporter) Initiators(iqn string) []string {
-	if l, ok := any(e.srv).(initiatorLister); ok {
-		return l.Initiators(iqn)
-	}
-	return nil
+	return e.srv.Initiators(iqn)
 }
 
 // Close ends every session and stops the server.

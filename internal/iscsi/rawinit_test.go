@@ -14,6 +14,7 @@ import (
 	mrand "math/rand"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -1115,5 +1116,35 @@ func TestPooledDataIn(t *testing.T) {
 	}
 	if lu.used.Load() == 0 {
 		t.Fatalf("no read used the offered Data-In buffer")
+	}
+}
+
+// TestInitiators: the server names the initiators logged in to a target
+// (ListVolumeInitiators), once each however many sessions they hold, and
+// forgets them when they leave.
+func TestInitiators(t *testing.T) {
+	tt := startTarget(t, 1<<20, nil)
+	if got := tt.srv.Initiators(testIQN); len(got) != 0 {
+		t.Fatalf("before login: %q", got)
+	}
+	a := dialRaw(t, tt.addr, testIQN)
+	b := dialRaw(t, tt.addr, testIQN)
+	if p := b.nop(b.nextITT(), []byte("x")); p.h.opcode() != opNopIn {
+		t.Fatalf("nop: opcode %#x", p.h.opcode())
+	}
+	if got := tt.srv.Initiators(testIQN); !slices.Equal(got, []string{"iqn.2026-01.test:raw"}) {
+		t.Fatalf("two sessions of one initiator: %q", got)
+	}
+	if got := tt.srv.Initiators(testIQN + "-other"); len(got) != 0 {
+		t.Fatalf("another target: %q", got)
+	}
+	a.c.Close()
+	b.c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tt.srv.Initiators(testIQN)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions still listed after their connections closed: %q", tt.srv.Initiators(testIQN))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

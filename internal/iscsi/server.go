@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -231,6 +232,21 @@ func (s *Server) RemoveTarget(iqn string) error {
 		ss.waitTasks()
 	}
 	return nil
+}
+
+// Initiators returns the names of the initiators with a session in full
+// feature phase on target iqn, sorted and without repeats (one initiator
+// may hold several sessions). ListVolumeInitiators reports it.
+func (s *Server) Initiators(iqn string) []string {
+	s.mu.Lock()
+	seen := make(map[string]bool)
+	for ss := range s.sessions {
+		if ss.tgt != nil && ss.tgt.iqn == iqn {
+			seen[ss.initiatorName] = true
+		}
+	}
+	s.mu.Unlock()
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // Serve accepts connections on ln until ctx is done, ln fails or the
