@@ -364,6 +364,16 @@ func (e *Engine) recover(ctx context.Context) error {
 	if n > 0 {
 		e.log.Info("volume: journal replayed", "records", n)
 	}
+	// A volume the journal left nothing dirty in holds, in its published
+	// root, every write ever acknowledged: it is consistent as of now, so
+	// its recovery point does not fall back to the last cut's time across
+	// a restart. One with replayed writes reports its last cut (true, if
+	// earlier than what it reported before the crash) until its next cut.
+	for _, v := range byNonce {
+		v.mu.Lock()
+		v.noteClean()
+		v.mu.Unlock()
+	}
 	return nil
 }
 

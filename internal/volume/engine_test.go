@@ -246,6 +246,31 @@ func TestRecoveryPointTimes(t *testing.T) {
 		t.Fatalf("snapshot time %v", s.StartTime)
 	}
 	rp(10)
+
+	// A restart with nothing dirty: the volume is consistent as of the
+	// restart, not only as of its last cut.
+	at(25)
+	if err := te.Cut(ctx, "vol-RPT"); err != nil {
+		t.Fatal(err)
+	}
+	rp(25)
+	te.Engine.Close()
+	at(40)
+	te.open()
+	rp(40)
+	// A restart with replayed writes: the last cut, until the next one.
+	if err := te.vol("vol-RPT").WriteAt(ctx, pattern(3, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	te.Engine.Close()
+	at(50)
+	te.open()
+	rp(25)
+	at(55)
+	if err := te.Cut(ctx, "vol-RPT"); err != nil {
+		t.Fatal(err)
+	}
+	rp(55)
 }
 
 // TestUnmapWholeHugeVolume: discarding all of a 32 TiB volume (what mkfs
