@@ -2,7 +2,7 @@
 GO ?= go
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: test test-deps test-long bench build vet
+.PHONY: test test-deps test-long bench build vet fuzz
 
 build:
 	$(GO) build -o bin/volgw ./cmd/volgw
@@ -23,3 +23,15 @@ test-long: test-deps
 
 bench: test-deps
 	./bench/run.sh
+
+# Every fuzz target, FUZZTIME each (go test runs one -fuzz target at a time).
+FUZZTIME ?= 1m
+FUZZ_TARGETS = internal/iscsi:FuzzPDU internal/iscsi:FuzzTextNegotiation internal/iscsi:FuzzSession \
+	internal/scsi:FuzzExecute internal/awsproto:FuzzValidate internal/awsproto:FuzzVerifySigV4 \
+	internal/volume:FuzzDecodeRoot internal/volume:FuzzDecodePage
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
