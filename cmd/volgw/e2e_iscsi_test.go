@@ -79,6 +79,9 @@ func TestISCSITargetFollowsTheAPI(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("data read back over iSCSI differs (%d bytes, %v)", len(got), err)
 	}
+	// The cache and upload-buffer figures reflect those 4 MiB, whether or
+	// not a periodic cut has uploaded them yet.
+	checkCacheFiguresPlausible(t, ctx, s.endpoint(), g.arn, 4<<20)
 
 	// ListVolumeInitiators names the initiator while it is logged in (a
 	// qemu-io session held open on its standard input) and forgets it

@@ -38,6 +38,12 @@ func startServer(t *testing.T, dataDir string) *testServer {
 // startServerWith is startServer with extra flags and environment.
 func startServerWith(t *testing.T, dataDir string, flags []string, extraEnv map[string]string) *testServer {
 	t.Helper()
+	return startServerParts(t, dataDir, flags, extraEnv, productionParts)
+}
+
+// startServerParts is startServerWith running the given parts.
+func startServerParts(t *testing.T, dataDir string, flags []string, extraEnv map[string]string, p parts) *testServer {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
@@ -52,7 +58,7 @@ func startServerWith(t *testing.T, dataDir string, flags []string, extraEnv map[
 	for k, v := range extraEnv {
 		env[k] = v
 	}
-	a, err := start(context.Background(), opts, &out, func(k string) string { return env[k] }, productionParts)
+	a, err := start(context.Background(), opts, &out, func(k string) string { return env[k] }, p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,10 +45,25 @@ type VolumeEngine interface {
 	DeleteSnapshot(ctx context.Context, snapshotID string) error
 }
 
-// Engine errors the control plane translates to API errors.
+// Engine errors the control plane translates to API errors (engineError,
+// in errors.go, is the one place that does). An engine wraps them, with %w,
+// in its own errors, so that the control plane needs no import of it.
 var (
 	ErrVolumeNotFound   = errors.New("volume not found")
 	ErrSnapshotNotFound = errors.New("snapshot not found")
+	// ErrVolumeExists: a volume with the ID already exists (locally or in
+	// the object store).
+	ErrVolumeExists = errors.New("volume already exists")
+	// ErrSnapshotExists: a snapshot with the ID already exists.
+	ErrSnapshotExists = errors.New("snapshot already exists")
+	// ErrInvalidVolumeSize: a volume size the engine cannot hold (out of
+	// range or not a whole number of sectors).
+	ErrInvalidVolumeSize = errors.New("invalid volume size")
+	// ErrVolumeTooSmall: a volume smaller than the snapshot or volume it is
+	// created from.
+	ErrVolumeTooSmall = errors.New("volume smaller than its source")
+	// ErrNoDisks: the engine has no cache or no upload-buffer disk yet.
+	ErrNoDisks = errors.New("no cache or upload-buffer disk")
 )
 
 // DiskUse says what a local disk is allocated to.

@@ -30,6 +30,7 @@ const (
 	CodeDiskSizeLessThanVolume   = "DiskSizeLessThanVolumeSize"
 	CodeNoDisksAvailable         = "NoDisksAvailable"
 	CodeMaximumVolumeCount       = "MaximumVolumeCountExceeded"
+	CodeVolumeAlreadyExists      = "VolumeAlreadyExists"
 )
 
 // Messages AWS sends with each code (the Storage Gateway API reference's
@@ -57,6 +58,7 @@ var messages = map[string]string{
 	CodeDiskSizeLessThanVolume:   "The specified disk size is less than the volume size.",
 	CodeNoDisksAvailable:         "No disks are available.",
 	CodeMaximumVolumeCount:       "The maximum volume count was exceeded.",
+	CodeVolumeAlreadyExists:      "The specified volume already exists.",
 }
 
 // Error is a domain error the API reports as InvalidGatewayRequestException
@@ -96,4 +98,45 @@ func invalidParameters(message string) *Error {
 func IsCode(err error, code string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == code
+}
+
+// Errors for a client's mistakes that the control plane and the engine both
+// detect; one value each, so the API says the same thing whichever noticed.
+var (
+	// AWS documents that VolumeSizeInBytes "must be equal to or larger
+	// than the size of the copied volume"; it publishes no wording for the
+	// refusal, so the message says what is wrong.
+	errVolumeTooSmall = invalidParameters("The volume size must be equal to or larger than the size of the snapshot or volume it is created from.")
+	errVolumeSize     = invalidParameters("The volume size must be between 1 GiB and 32 TiB.")
+	errNoDisks        = invalidParameters("Cache storage and an upload buffer must be configured before a cached volume can be created.")
+)
+
+// engineError translates an error of the VolumeEngine into the API error a
+// client sees: the engine's sentinels (engine.go) are client mistakes or
+// missing resources, reported as InvalidGatewayRequestException with their
+// code; anything else is returned as it is (an internal error). It is the
+// one place where engine errors get codes.
+func engineError(err error) error {
+	var domain *Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &domain):
+		return err
+	case errors.Is(err, ErrVolumeNotFound):
+		return &Error{Code: CodeVolumeNotFound, Message: messages[CodeVolumeNotFound], Err: err}
+	case errors.Is(err, ErrSnapshotNotFound):
+		return &Error{Code: CodeSnapshotNotFound, Message: messages[CodeSnapshotNotFound], Err: err}
+	case errors.Is(err, ErrVolumeTooSmall):
+		return &Error{Code: errVolumeTooSmall.Code, Message: errVolumeTooSmall.Message, Err: err}
+	case errors.Is(err, ErrInvalidVolumeSize):
+		return &Error{Code: errVolumeSize.Code, Message: errVolumeSize.Message, Err: err}
+	case errors.Is(err, ErrVolumeExists):
+		return &Error{Code: CodeVolumeAlreadyExists, Message: messages[CodeVolumeAlreadyExists], Err: err}
+	case errors.Is(err, ErrSnapshotExists):
+		return &Error{Code: CodeInvalidParameters, Message: "A snapshot with the specified ID already exists.", Err: err}
+	case errors.Is(err, ErrNoDisks):
+		return &Error{Code: errNoDisks.Code, Message: errNoDisks.Message, Err: err}
+	}
+	return err
 }

@@ -107,8 +107,8 @@ func (s *Service) createSnapshot(ctx context.Context, in SnapshotInput, fromReco
 		SnapshotID: id, VolumeID: v.ID, VolumeARN: v.ARN, Description: in.SnapshotDescription,
 		Tags: in.Tags, FromRecoveryPoint: fromRecoveryPoint,
 	})
-	if errors.Is(err, ErrVolumeNotFound) {
-		return Snapshot{}, newError(CodeVolumeNotFound)
+	if mapped := engineError(err); mapped != err {
+		return Snapshot{}, mapped
 	}
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("control: snapshot %s: %w", v.ID, err)
@@ -136,9 +136,5 @@ func (s *Service) Snapshots(ctx context.Context) ([]Snapshot, error) {
 func (s *Service) DeleteSnapshot(ctx context.Context, snapshotID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.engine.DeleteSnapshot(ctx, snapshotID)
-	if errors.Is(err, ErrSnapshotNotFound) {
-		return newError(CodeSnapshotNotFound)
-	}
-	return err
+	return engineError(s.engine.DeleteSnapshot(ctx, snapshotID))
 }

@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"errors"
 	"sort"
 
 	"github.com/volgw/volgw/internal/catalog"
@@ -112,16 +111,14 @@ func (s *Service) changeTags(ctx context.Context, arn string, change func([]Tag)
 	}
 	if res.snapshotID != "" {
 		snap, err := s.engine.Snapshot(ctx, res.snapshotID)
-		if errors.Is(err, ErrSnapshotNotFound) {
-			return newError(CodeSnapshotNotFound)
-		} else if err != nil {
-			return err
+		if err != nil {
+			return engineError(err)
 		}
 		tags := change(snap.Tags)
 		if err := checkTagLimit(tags); err != nil {
 			return err
 		}
-		return s.engine.SetSnapshotTags(ctx, res.snapshotID, tags)
+		return engineError(s.engine.SetSnapshotTags(ctx, res.snapshotID, tags))
 	}
 	return s.update(func(tx *catalog.Tx) error {
 		if _, err := s.resolveResource(tx, arn); err != nil {
@@ -157,10 +154,8 @@ func (s *Service) ListTagsForResource(ctx context.Context, arn, marker string, l
 	}
 	if res.snapshotID != "" {
 		snap, err := s.engine.Snapshot(ctx, res.snapshotID)
-		if errors.Is(err, ErrSnapshotNotFound) {
-			return nil, "", newError(CodeSnapshotNotFound)
-		} else if err != nil {
-			return nil, "", err
+		if err != nil {
+			return nil, "", engineError(err)
 		}
 		tags = append([]Tag{}, snap.Tags...)
 	}

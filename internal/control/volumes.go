@@ -149,10 +149,10 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 			return err
 		}
 		if len(cache) == 0 || len(buffer) == 0 {
-			return invalidParameters("Cache storage and an upload buffer must be configured before a cached volume can be created.")
+			return errNoDisks
 		}
 		if in.VolumeSizeInBytes < MinVolumeSize || in.VolumeSizeInBytes > MaxVolumeSize {
-			return invalidParameters("The volume size must be between 1 GiB and 32 TiB.")
+			return errVolumeSize
 		}
 		if in.KMSEncrypted || in.KMSKey != "" {
 			// volgw has no KMS; accepting the flag would promise
@@ -193,15 +193,13 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	}
 	if source.SnapshotID != "" {
 		snap, err := s.engine.Snapshot(ctx, source.SnapshotID)
-		if errors.Is(err, ErrSnapshotNotFound) {
-			return "", "", newError(CodeSnapshotNotFound)
-		} else if err != nil {
-			return "", "", err
+		if err != nil {
+			return "", "", engineError(err)
 		}
 		sourceSize = snap.VolumeSizeBytes
 	}
 	if in.VolumeSizeInBytes < sourceSize {
-		return "", "", invalidParameters("The volume size must not be smaller than the size of its source.")
+		return "", "", errVolumeTooSmall
 	}
 
 	id, err := s.ids.volumeID()
@@ -218,11 +216,8 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	}
 	// Outside-in: engine, then the wire, then the catalog names it.
 	if err := s.engine.CreateVolume(ctx, VolumeSpec{VolumeID: id, SizeBytes: v.SizeBytes, Source: source}); err != nil {
-		if errors.Is(err, ErrSnapshotNotFound) {
-			return "", "", newError(CodeSnapshotNotFound)
-		}
-		if errors.Is(err, ErrVolumeNotFound) {
-			return "", "", newError(CodeVolumeNotFound)
+		if mapped := engineError(err); mapped != err {
+			return "", "", mapped
 		}
 		return "", "", fmt.Errorf("control: engine create %s: %w", id, err)
 	}

@@ -6,6 +6,9 @@ import (
 	"hash/crc32"
 	"os"
 	"sync"
+	"sync/atomic"
+
+	"github.com/volgw/volgw/internal/control"
 )
 
 // The cache lays 512 KiB slots over the cache disk files. A slot is free,
@@ -41,7 +44,10 @@ type cacheKey struct {
 }
 
 type slotMeta struct {
-	state      slotState
+	state slotState
+	// staging marks an owned slot that only stages a block fetched from
+	// the store on its way to clean: it holds no data not yet uploaded.
+	staging    bool
 	key        cacheKey
 	pins       int32
 	prev, next int32 // LRU links among clean slots; -1 ends
@@ -64,6 +70,14 @@ type cache struct {
 	clean      map[cacheKey]int32
 	head, tail int32 // LRU: head is most recently used
 	space      chan struct{}
+	// staging counts owned slots with staging set. Invariant: the slots
+	// holding dirty or frozen blocks number
+	// len(slots) - len(free) - len(clean) - staging, which is what
+	// stats reports without walking the slots.
+	staging int
+
+	// hits and misses count block lookups of reads (see noteRead).
+	hits, misses atomic.Int64
 }
 
 func newCache() *cache {
@@ -137,11 +151,30 @@ func (c *cache) writeSlot(s int32, p []byte, off int) error {
 	return nil
 }
 
-// alloc returns an owned slot, evicting the least recently used clean slot
-// if none is free; ok is false when every slot is owned.
+// alloc returns an owned slot for a dirty block, evicting the least
+// recently used clean slot if none is free; ok is false when every slot is
+// owned.
 func (c *cache) alloc() (int32, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.allocLocked()
+}
+
+// allocStaging is alloc for a block fetched from the store, which the
+// caller turns clean (makeClean) or gives back (release) at once.
+func (c *cache) allocStaging() (int32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.allocLocked()
+	if ok {
+		c.slots[s].staging = true
+		c.staging++
+	}
+	return s, ok
+}
+
+// allocLocked: c.mu held.
+func (c *cache) allocLocked() (int32, bool) {
 	if n := len(c.free); n > 0 {
 		s := c.free[n-1]
 		c.free = c.free[:n-1]
@@ -208,6 +241,7 @@ func (c *cache) release(s int32) {
 	if c.slots[s].state != slotOwned {
 		panic(fmt.Sprintf("volume: releasing slot %d in state %d", s, c.slots[s].state))
 	}
+	c.unstage(s)
 	c.slots[s].state = slotFree
 	c.free = append(c.free, s)
 	c.signal()
@@ -221,6 +255,7 @@ func (c *cache) makeClean(s int32, key cacheKey, crc []uint32) {
 	if c.slots[s].state != slotOwned {
 		panic(fmt.Sprintf("volume: cleaning slot %d in state %d", s, c.slots[s].state))
 	}
+	c.unstage(s)
 	if old, ok := c.clean[key]; ok { // a racing fetch cached it first
 		c.unlinkClean(old)
 		c.slots[old].state = slotFree
@@ -232,6 +267,49 @@ func (c *cache) makeClean(s int32, key cacheKey, crc []uint32) {
 	c.pushFront(s)
 	c.signal()
 }
+
+// unstage clears an owned slot's staging mark as it leaves the owned
+// state. c.mu held.
+func (c *cache) unstage(s int32) {
+	if c.slots[s].staging {
+		c.slots[s].staging = false
+		c.staging--
+	}
+}
+
+// noteRead counts one block lookup of a read: served from a slot (a hit)
+// or fetched from the object store (a miss). Blocks that hold zeros are
+// neither: no data is kept for them anywhere.
+func (c *cache) noteRead(hit bool) {
+	if hit {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+}
+
+// stats reports the cache's figures as DescribeCache shows them: slots
+// holding data, slots holding data not yet uploaded (dirty or frozen), and
+// the share of read lookups served from the cache since the engine started.
+// All are percentages, 0 when there is nothing to count.
+func (c *cache) stats() control.CacheStats {
+	c.mu.Lock()
+	all, free, clean, staging := len(c.slots), len(c.free), len(c.clean), c.staging
+	c.mu.Unlock()
+	var st control.CacheStats
+	if all > 0 {
+		st.UsedPercent = percent(int64(all-free), int64(all))
+		st.DirtyPercent = percent(int64(all-free-clean-staging), int64(all))
+	}
+	hits, misses := c.hits.Load(), c.misses.Load()
+	if hits+misses > 0 {
+		st.HitPercent = percent(hits, hits+misses)
+		st.MissPercent = 100 - st.HitPercent
+	}
+	return st
+}
+
+func percent(part, whole int64) float64 { return float64(part) * 100 / float64(whole) }
 
 func sectorCRCs(data []byte) []uint32 {
 	crc := make([]uint32, sectorsPerSlot)

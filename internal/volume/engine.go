@@ -90,7 +90,34 @@ type Engine struct {
 	replayLSN uint64
 }
 
-var _ control.VolumeEngine = (*Engine)(nil)
+var (
+	_ control.VolumeEngine         = (*Engine)(nil)
+	_ control.CacheReporter        = (*Engine)(nil)
+	_ control.UploadBufferReporter = (*Engine)(nil)
+)
+
+// CacheStats implements control.CacheReporter from counters the cache keeps
+// as it goes (no walk over slots or volumes): used is slots holding data,
+// dirty is slots holding blocks not yet uploaded (dirty or frozen), hit and
+// miss are the shares of read block lookups since Open served from a slot
+// or fetched from the object store.
+func (e *Engine) CacheStats(ctx context.Context) (control.CacheStats, error) {
+	if e.isClosed.Load() {
+		return control.CacheStats{}, ErrClosed
+	}
+	return e.cache.stats(), nil
+}
+
+// UploadBufferUsedBytes implements control.UploadBufferReporter: the
+// journal bytes between its tail and head, i.e. records some volume still
+// needs because the cut covering them is not yet published.
+func (e *Engine) UploadBufferUsedBytes(ctx context.Context) (int64, error) {
+	if e.isClosed.Load() {
+		return 0, ErrClosed
+	}
+	used, _ := e.jr.usage()
+	return used, nil
+}
 
 type localState struct {
 	Owner   string         `json:"owner"`
@@ -431,7 +458,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	noDisks := len(e.jr.disks) == 0 || e.cache.nslots() == 0
 	e.mu.Unlock()
 	if exists {
-		return fmt.Errorf("%w: %s", ErrExists, spec.VolumeID)
+		return fmt.Errorf("%w: %s", ErrVolumeExists, spec.VolumeID)
 	}
 	if noDisks {
 		return ErrNoDisks
@@ -466,7 +493,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	}
 	if src != nil {
 		if src.Size > spec.SizeBytes {
-			return fmt.Errorf("%w: %d bytes is smaller than the source's %d", ErrInvalidSize, spec.SizeBytes, src.Size)
+			return fmt.Errorf("%w: %d bytes is smaller than the source's %d", ErrTooSmall, spec.SizeBytes, src.Size)
 		}
 		for i, p := range src.Pages {
 			r.Pages[i] = p
@@ -483,7 +510,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	hb, _ := json.Marshal(head{Seq: 0, Owner: e.state.Owner})
 	info, err := e.store.Put(ctx, headKey(spec.VolumeID), hb, blob.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, blob.ErrPreconditionFailed) {
-		return fmt.Errorf("%w: %s exists in the object store", ErrExists, spec.VolumeID)
+		return fmt.Errorf("%w: %s exists in the object store", ErrVolumeExists, spec.VolumeID)
 	}
 	if err != nil {
 		return fmt.Errorf("volume: creating %s: %w", spec.VolumeID, err)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/volgw/volgw/internal/control"
 )
 
 // Geometry. A block is the EBS snapshot block size; a page holds the hashes
@@ -214,15 +216,32 @@ var (
 	// ErrFenced: another gateway has taken over the volume's head.
 	ErrFenced = errors.New("volume: fenced by another gateway")
 	// ErrNoDisks: I/O needs at least one cache disk and one upload-buffer disk.
-	ErrNoDisks = errors.New("volume: no cache or upload-buffer disk")
+	ErrNoDisks error = &sentinel{"volume: no cache or upload-buffer disk", []error{control.ErrNoDisks}}
 	// ErrClosed: the engine was closed.
 	ErrClosed = errors.New("volume: engine closed")
 	// ErrOutOfRange: an I/O outside the volume, or not 512-byte aligned.
 	ErrOutOfRange = errors.New("volume: I/O out of range")
 	// ErrInvalidSize: a volume size outside 1 GiB..32 TiB or smaller than its source.
-	ErrInvalidSize = errors.New("volume: invalid size")
-	// ErrExists: a volume with the ID already exists.
+	ErrInvalidSize error = &sentinel{"volume: invalid size", []error{control.ErrInvalidVolumeSize}}
+	// ErrTooSmall: a volume smaller than the snapshot or volume it is
+	// created from; also an ErrInvalidSize.
+	ErrTooSmall error = &sentinel{"volume: smaller than its source", []error{ErrInvalidSize, control.ErrVolumeTooSmall}}
+	// ErrExists: a volume or snapshot with the ID already exists.
 	ErrExists = errors.New("volume: already exists")
+	// ErrVolumeExists and ErrSnapshotExists say which; both are ErrExists.
+	ErrVolumeExists   error = &sentinel{"volume: volume already exists", []error{ErrExists, control.ErrVolumeExists}}
+	ErrSnapshotExists error = &sentinel{"volume: snapshot already exists", []error{ErrExists, control.ErrSnapshotExists}}
 	// ErrLeaseExpired: an operation took longer than its GC lease and was abandoned.
 	ErrLeaseExpired = errors.New("volume: GC lease expired")
 )
+
+// sentinel is an error of this package that is also the control plane's
+// sentinel (or a more general one of ours) for the same condition, so that
+// control maps it to an API error without importing this package.
+type sentinel struct {
+	msg string
+	is  []error
+}
+
+func (e *sentinel) Error() string   { return e.msg }
+func (e *sentinel) Unwrap() []error { return e.is }

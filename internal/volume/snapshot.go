@@ -134,7 +134,7 @@ func (e *Engine) CreateSnapshot(ctx context.Context, req control.SnapshotRequest
 	b, _ := json.Marshal(rec)
 	_, err = e.store.Put(ctx, snapshotKey(rec.ID), b, blob.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, blob.ErrPreconditionFailed) {
-		return control.Snapshot{}, fmt.Errorf("%w: snapshot %s", ErrExists, rec.ID)
+		return control.Snapshot{}, fmt.Errorf("%w: snapshot %s", ErrSnapshotExists, rec.ID)
 	}
 	if err != nil {
 		return control.Snapshot{}, fmt.Errorf("volume: snapshot %s: %w", rec.ID, err)

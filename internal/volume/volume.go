@@ -135,6 +135,9 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 // is looked at again, and the fetched copy used only if the block is still
 // the one fetched.
 func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) error {
+	// One lookup counts once for the cache's hit ratio, as a miss if the
+	// store was read even when a retry then finds the block local.
+	fetched := false
 	for {
 		if err := v.usable(); err != nil {
 			return err
@@ -148,11 +151,16 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 				clear(p)
 				return nil
 			}
+			v.e.cache.noteRead(!fetched)
 			return v.e.cache.readSlot(st.slot, p, boff)
 		}
 		hit, err := v.e.cache.readClean(v.key(b), p, boff)
-		if err != nil || hit {
+		if err != nil {
 			return err
+		}
+		if hit {
+			v.e.cache.noteRead(!fetched)
+			return nil
 		}
 		h, err := v.e.blockHash(ctx, v.base, b)
 		if err != nil {
@@ -168,15 +176,17 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 		if err != nil {
 			return err
 		}
+		fetched = true
 		_, dirty := v.dirty[b]
 		_, frozen := v.frozen[b]
 		if now, err := v.e.blockHash(ctx, v.base, b); err != nil || now != h || dirty || frozen {
 			continue // changed meanwhile: look again
 		}
 		copy(p, data[boff:])
+		v.e.cache.noteRead(false)
 		// Caching is best effort: a read never waits for cache space.
 		if _, cached := v.e.cache.lookup(v.key(b)); !cached {
-			if s, ok := v.e.cache.alloc(); ok {
+			if s, ok := v.e.cache.allocStaging(); ok {
 				if err := v.e.cache.writeSlot(s, data, 0); err != nil {
 					v.e.cache.release(s)
 					return err
@@ -515,7 +525,7 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 			if _, cached := e.cache.lookup(v.key(b)); cached {
 				return -1, true, nil
 			}
-			if s, ok := e.cache.alloc(); ok {
+			if s, ok := e.cache.allocStaging(); ok {
 				if err := e.cache.writeSlot(s, data, 0); err != nil {
 					e.cache.release(s)
 					return -1, false, err
