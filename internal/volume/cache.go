@@ -309,6 +309,37 @@ func (c *cache) stats() control.CacheStats {
 	return st
 }
 
+// check verifies the counts stats relies on against the slots themselves.
+func (c *cache) check() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var free, owned, clean, staging int
+	for s, m := range c.slots {
+		switch m.state {
+		case slotFree:
+			free++
+		case slotOwned:
+			owned++
+		case slotClean:
+			clean++
+			if c.clean[m.key] != int32(s) {
+				return fmt.Errorf("volume: check: clean slot %d is not indexed", s)
+			}
+		}
+		if m.staging {
+			staging++
+			if m.state != slotOwned {
+				return fmt.Errorf("volume: check: staging slot %d in state %d", s, m.state)
+			}
+		}
+	}
+	if free != len(c.free) || clean != len(c.clean) || staging != c.staging {
+		return fmt.Errorf("volume: check: cache counts free %d/%d clean %d/%d staging %d/%d (slots/counters)",
+			free, len(c.free), clean, len(c.clean), staging, c.staging)
+	}
+	return nil
+}
+
 func percent(part, whole int64) float64 { return float64(part) * 100 / float64(whole) }
 
 func sectorCRCs(data []byte) []uint32 {

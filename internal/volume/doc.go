@@ -40,6 +40,13 @@
 // holds state.json (owner ID, disks, volumes) and journal.json (the ring's
 // superblock: epoch, layout, tail), both replaced atomically.
 //
+// DescribeCache's and DescribeUploadBuffer's figures (Engine.CacheStats,
+// Engine.UploadBufferUsedBytes) are read off counts the cache keeps as
+// slots change state, one hit or miss per block a read looks up, and the
+// journal's head and tail: asking costs no walk. The cache's figures
+// start again at every Open, since the cache itself does; the upload
+// buffer's include the records replayed then.
+//
 // # Invariants
 //
 // Each is also written next to the code that keeps it.

@@ -310,7 +310,7 @@ func (e *Engine) Check(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return e.cache.check()
 }
 
 // checkLocal verifies a volume's in-memory invariants; panics are not used
@@ -335,10 +335,10 @@ func (v *Volume) checkLocal() error {
 			}
 			slots[st.slot] = b
 			v.e.cache.mu.Lock()
-			state := v.e.cache.slots[st.slot].state
+			state, staging := v.e.cache.slots[st.slot].state, v.e.cache.slots[st.slot].staging
 			v.e.cache.mu.Unlock()
-			if state != slotOwned {
-				return fmt.Errorf("volume: check: %s %s block %d in slot %d of state %d", v.id, name, b, st.slot, state)
+			if state != slotOwned || staging {
+				return fmt.Errorf("volume: check: %s %s block %d in slot %d of state %d (staging %v)", v.id, name, b, st.slot, state, staging)
 			}
 		}
 	}
