@@ -10,11 +10,14 @@ cd "$(dirname "$0")/.."
 export PATH="$(go env GOPATH)/bin:$PATH"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# The machine's load goes in the header: on a shared machine it is what
+# says how far to trust a run.
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 go test -run '^$' -bench '^BenchmarkEngine' -benchtime=1x -timeout 20m ./internal/volume | tee "$out" >&2
 [ "${1:-}" = "-raw" ] && cat "$out"
 
 echo
-echo "Volume engine, $(date -u +%Y-%m-%d), $(nproc) vCPUs, $(uname -sr), Go $(go env GOVERSION | sed 's/^go//')"
+echo "Volume engine, $(date -u +%Y-%m-%d), $(nproc) vCPUs, $(uname -sr), Go $(go env GOVERSION | sed 's/^go//'), load average $load_before before, $(cut -d' ' -f1 /proc/loadavg) after"
 echo
 echo "| measurement | unit | engine | peer | peer is | engine/peer |"
 echo "|---|---|---:|---:|---|---:|"

@@ -18,9 +18,13 @@ done
 out=${1:-}
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
+# The machine's load goes in the header: on a shared machine it is what
+# says how far to trust a run.
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 VOLGW_BENCH=1 VOLGW_BENCH_OUT="$tmp" go test -count=1 -timeout 30m \
 	-run '^TestISCSIBench$' -v ./internal/iscsi/conformance/ >&2
-echo "## iSCSI: volgw vs tgtd ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(uname -r))"
+load_after=$(cut -d' ' -f1 /proc/loadavg)
+echo "## iSCSI: volgw vs tgtd ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(uname -r), load average $load_before before, $load_after after)"
 echo
 cat "$tmp"
 if [ -n "$out" ]; then cp "$tmp" "$out"; fi
