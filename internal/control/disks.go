@@ -126,11 +126,8 @@ func (s *Service) DescribeCache(ctx context.Context, gatewayARN string) (CacheIn
 	if err != nil {
 		return CacheInfo{}, err
 	}
-	info := CacheInfo{GatewayARN: g.ARN, DiskIDs: []string{}}
-	for _, d := range disks {
-		info.DiskIDs = append(info.DiskIDs, d.ID)
-		info.CacheAllocatedInBytes += d.SizeBytes
-	}
+	ids, size := diskSummary(disks)
+	info := CacheInfo{GatewayARN: g.ARN, DiskIDs: ids, CacheAllocatedInBytes: size}
 	if r, ok := s.engine.(CacheReporter); ok && len(disks) > 0 {
 		st, err := r.CacheStats(ctx)
 		if err != nil {
@@ -156,11 +153,8 @@ func (s *Service) DescribeUploadBuffer(ctx context.Context, gatewayARN string) (
 	if err != nil {
 		return UploadBufferInfo{}, err
 	}
-	info := UploadBufferInfo{GatewayARN: g.ARN, DiskIDs: []string{}}
-	for _, d := range disks {
-		info.DiskIDs = append(info.DiskIDs, d.ID)
-		info.AllocatedInBytes += d.SizeBytes
-	}
+	ids, size := diskSummary(disks)
+	info := UploadBufferInfo{GatewayARN: g.ARN, DiskIDs: ids, AllocatedInBytes: size}
 	if r, ok := s.engine.(UploadBufferReporter); ok && len(disks) > 0 {
 		used, err := r.UploadBufferUsedBytes(ctx)
 		if err != nil {
@@ -169,6 +163,17 @@ func (s *Service) DescribeUploadBuffer(ctx context.Context, gatewayARN string) (
 		info.UsedInBytes = &used
 	}
 	return info, nil
+}
+
+// diskSummary is what DescribeCache and DescribeUploadBuffer say of the
+// disks allocated to a use: their IDs (never null on the wire) and total size.
+func diskSummary(disks []catalog.Disk) (ids []string, size int64) {
+	ids = []string{}
+	for _, d := range disks {
+		ids = append(ids, d.ID)
+		size += d.SizeBytes
+	}
+	return ids, size
 }
 
 func (s *Service) allocatedDisks(gatewayARN, use string) (catalog.Gateway, []catalog.Disk, error) {
