@@ -66,10 +66,7 @@ func (s *Service) allocateDisks(ctx context.Context, gatewayARN string, diskIDs 
 	var disks []catalog.Disk
 	err := s.view(func(tx *catalog.Tx) error {
 		var err error
-		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
-			return err
-		}
-		if err := connected(g); err != nil {
+		if g, err = s.runningGatewayTx(tx, gatewayARN); err != nil {
 			return err
 		}
 		seen := map[string]bool{}
@@ -181,10 +178,7 @@ func (s *Service) allocatedDisks(gatewayARN, use string) (catalog.Gateway, []cat
 	var out []catalog.Disk
 	err := s.view(func(tx *catalog.Tx) error {
 		var err error
-		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
-			return err
-		}
-		if err := connected(g); err != nil {
+		if g, err = s.runningGatewayTx(tx, gatewayARN); err != nil {
 			return err
 		}
 		out, err = disksFor(tx, use)

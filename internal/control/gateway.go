@@ -45,6 +45,16 @@ func (s *Service) gateway(arn string) (catalog.Gateway, error) {
 
 // connected is the check every operation that needs the appliance itself
 // makes: a shut-down gateway is not connected.
+// runningGatewayTx is gatewayTx for operations a shut-down gateway refuses
+// (GatewayNotConnected).
+func (s *Service) runningGatewayTx(tx *catalog.Tx, arn string) (catalog.Gateway, error) {
+	g, err := s.gatewayTx(tx, arn)
+	if err != nil {
+		return g, err
+	}
+	return g, connected(g)
+}
+
 func connected(g catalog.Gateway) error {
 	if g.State != catalog.GatewayRunning {
 		return newError(CodeGatewayNotConnected)

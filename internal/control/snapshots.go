@@ -24,10 +24,7 @@ func (s *Service) ListVolumeRecoveryPoints(ctx context.Context, gatewayARN strin
 	var vols []catalog.Volume
 	err := s.view(func(tx *catalog.Tx) error {
 		var err error
-		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
-			return err
-		}
-		if err := connected(g); err != nil {
+		if g, err = s.runningGatewayTx(tx, gatewayARN); err != nil {
 			return err
 		}
 		vols, err = volumesOf(tx, g.ID)
