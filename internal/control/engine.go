@@ -138,3 +138,43 @@ type Snapshot struct {
 	Status          SnapshotStatus
 	Progress        int // percent, 0..100
 }
+
+// VolumeStatusReporter is implemented by engines that know more of a
+// volume's condition than "it exists": DescribeCachediSCSIVolumes shows
+// what it reports (VolumeStatus, VolumeProgress) and, for a volume in
+// trouble, the reason is logged at ERROR by the engine when it finds it.
+type VolumeStatusReporter interface {
+	// VolumeStatus reports one volume's condition, or an error wrapping
+	// ErrVolumeNotFound.
+	VolumeStatus(ctx context.Context, volumeID string) (VolumeCondition, error)
+}
+
+// Volume statuses, as Storage Gateway names them (its VolumeStatus values).
+const (
+	// VolumeAvailable: serving, and uploading what it is written.
+	VolumeAvailable = "AVAILABLE"
+	// VolumeBootstrapping: after an unclean stop, the gateway is rebuilding
+	// the volume's upload state from its upload buffer; I/O works.
+	VolumeBootstrapping = "BOOTSTRAPPING"
+	// VolumeRestoring: created from a snapshot and still fetching its data
+	// from the store (VolumeProgress says how far); I/O works.
+	VolumeRestoring = "RESTORING"
+	// VolumePassThrough: the upload buffer no longer holds what the volume
+	// needs (lost, damaged or full); data written since the last recovery
+	// point may not reach the store.
+	VolumePassThrough = "PASS THROUGH"
+	// VolumeIrrecoverable: the volume cannot be served safely: acknowledged
+	// data is known lost, or another gateway (or an older copy of this
+	// one's data dir) has taken over its head in the store.
+	VolumeIrrecoverable = "IRRECOVERABLE"
+)
+
+// VolumeCondition is a volume's status as the engine sees it.
+type VolumeCondition struct {
+	Status string // one of the Volume* statuses above
+	// Progress is the percentage done while BOOTSTRAPPING or RESTORING;
+	// nil otherwise (the API then omits VolumeProgress).
+	Progress *float64
+	// Reason says why a volume is not AVAILABLE, in words for a user.
+	Reason string
+}
