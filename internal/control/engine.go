@@ -64,6 +64,10 @@ var (
 	ErrVolumeTooSmall = errors.New("volume smaller than its source")
 	// ErrNoDisks: the engine has no cache or no upload-buffer disk yet.
 	ErrNoDisks = errors.New("no cache or upload-buffer disk")
+	// ErrVolumeNotReady: the volume exists but cannot take the operation in
+	// its present condition (fenced by another writer, upload buffer lost:
+	// see VolumeCondition); the API answers errorCode VolumeNotReady.
+	ErrVolumeNotReady = errors.New("volume not ready")
 )
 
 // DiskUse says what a local disk is allocated to.
@@ -177,4 +181,14 @@ type VolumeCondition struct {
 	Progress *float64
 	// Reason says why a volume is not AVAILABLE, in words for a user.
 	Reason string
+}
+
+// VolumeLister is implemented by engines that can list the volumes they
+// hold locally. Start reconciles that list with the catalog: a volume the
+// engine holds and the catalog does not name was left by a create that
+// never completed (the catalog is written last) and is removed; a volume
+// the catalog names and the engine does not hold has lost its local state
+// and is shown IRRECOVERABLE.
+type VolumeLister interface {
+	LocalVolumes(ctx context.Context) ([]string, error)
 }
