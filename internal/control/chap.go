@@ -21,7 +21,7 @@ func (s *Service) targetTx(tx *catalog.Tx, targetARN string) (catalog.Volume, ca
 	if !ok {
 		return catalog.Volume{}, catalog.Gateway{}, newError(CodeTargetNotFound)
 	}
-	g, err := s.gatewayTx(tx, gwARN)
+	g, err := s.runningGatewayTx(tx, gwARN)
 	if err != nil {
 		return catalog.Volume{}, catalog.Gateway{}, err
 	}
@@ -68,12 +68,8 @@ func (s *Service) changeChap(ctx context.Context, targetARN, initiator string, c
 	defer s.mu.Unlock()
 	var v catalog.Volume
 	err := s.update(func(tx *catalog.Tx) error {
-		var g catalog.Gateway
 		var err error
-		if v, g, err = s.targetTx(tx, targetARN); err != nil {
-			return err
-		}
-		if err := connected(g); err != nil {
+		if v, _, err = s.targetTx(tx, targetARN); err != nil {
 			return err
 		}
 		return change(tx)
@@ -93,11 +89,7 @@ func (s *Service) changeChap(ctx context.Context, targetARN, initiator string, c
 func (s *Service) DescribeChapCredentials(ctx context.Context, targetARN string) ([]ChapCredential, error) {
 	var out []ChapCredential
 	err := s.view(func(tx *catalog.Tx) error {
-		_, g, err := s.targetTx(tx, targetARN)
-		if err != nil {
-			return err
-		}
-		if err := connected(g); err != nil {
+		if _, _, err := s.targetTx(tx, targetARN); err != nil {
 			return err
 		}
 		creds, err := tx.ChapCredentials(targetARN)

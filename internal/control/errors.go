@@ -108,7 +108,10 @@ var (
 	// refusal, so the message says what is wrong.
 	errVolumeTooSmall = invalidParameters("The volume size must be equal to or larger than the size of the snapshot or volume it is created from.")
 	errVolumeSize     = invalidParameters("The volume size must be between 1 GiB and 32 TiB.")
-	errNoDisks        = invalidParameters("Cache storage and an upload buffer must be configured before a cached volume can be created.")
+	// A volume is a whole number of 512-byte sectors; between 1 GiB and
+	// 32 TiB is not what is wrong with 1073741825 bytes.
+	errVolumeSizeSectors = invalidParameters("The volume size must be a multiple of 512 bytes.")
+	errNoDisks           = invalidParameters("Cache storage and an upload buffer must be configured before a cached volume can be created.")
 )
 
 // engineError translates an error of the VolumeEngine into the API error a

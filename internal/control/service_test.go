@@ -196,7 +196,7 @@ func TestLocalDisks(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	key, _ := f.svc.IssueActivationKey(ctx, testRegion, "CACHED")
-	gw, err := f.svc.ActivateGateway(ctx, ActivateGatewayInput{ActivationKey: key, GatewayRegion: testRegion, GatewayType: "CACHED"})
+	gw, err := f.svc.ActivateGateway(ctx, ActivateGatewayInput{ActivationKey: key, GatewayTimezone: "GMT", GatewayRegion: testRegion, GatewayType: "CACHED"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,17 +83,14 @@ func (s *Service) CreateSnapshot(ctx context.Context, in SnapshotInput) (snapsho
 func (s *Service) createSnapshot(ctx context.Context, in SnapshotInput, fromRecoveryPoint bool) (Snapshot, error) {
 	var v catalog.Volume
 	err := s.view(func(tx *catalog.Tx) error {
-		var g catalog.Gateway
 		var err error
-		if v, g, err = s.volumeTx(tx, in.VolumeARN); err != nil {
-			return err
-		}
-		return connected(g)
+		v, _, err = s.volumeTx(tx, in.VolumeARN)
+		return err
 	})
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if err := checkTagLimit(in.Tags); err != nil {
+	if err := checkTags(in.Tags); err != nil {
 		return Snapshot{}, err
 	}
 	id, err := s.ids.snapshotID()

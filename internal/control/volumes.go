@@ -19,6 +19,10 @@ const (
 	MaxVolumeSize = 32 << 40
 )
 
+// SectorSize is the volume's logical block: a volume is a whole number of
+// them.
+const SectorSize = 512
+
 // VolumeTypeCached is the VolumeType of every volgw volume.
 const VolumeTypeCached = "CACHED iSCSI"
 
@@ -30,14 +34,25 @@ const volumeLUN = 0
 
 func iqnOf(v catalog.Volume) string { return IQNPrefix + v.TargetName }
 
-// volumeTx looks a volume up by ARN. A malformed ARN, one of another
-// gateway than the ARN's, or of no volume is VolumeNotFound.
+// volumeTx looks a volume up by ARN for an operation of a client: its
+// gateway must be running (runningGatewayTx). A malformed ARN, one of
+// another gateway than the ARN's, or of no volume is VolumeNotFound.
 func (s *Service) volumeTx(tx *catalog.Tx, arn string) (catalog.Volume, catalog.Gateway, error) {
+	return s.findVolumeTx(tx, arn, s.runningGatewayTx)
+}
+
+// anyVolumeTx is volumeTx whatever the gateway's state, for the control
+// plane's own walks over its records (schedules).
+func (s *Service) anyVolumeTx(tx *catalog.Tx, arn string) (catalog.Volume, catalog.Gateway, error) {
+	return s.findVolumeTx(tx, arn, s.gatewayTx)
+}
+
+func (s *Service) findVolumeTx(tx *catalog.Tx, arn string, gatewayTx func(*catalog.Tx, string) (catalog.Gateway, error)) (catalog.Volume, catalog.Gateway, error) {
 	gwARN, volID, ok := parseVolumeARN(arn)
 	if !ok {
 		return catalog.Volume{}, catalog.Gateway{}, newError(CodeVolumeNotFound)
 	}
-	g, err := s.gatewayTx(tx, gwARN)
+	g, err := gatewayTx(tx, gwARN)
 	if err != nil {
 		return catalog.Volume{}, catalog.Gateway{}, err
 	}
@@ -117,7 +132,7 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	scope := "CreateCachediSCSIVolume/"
 	err = s.view(func(tx *catalog.Tx) error {
 		var err error
-		if g, err = s.gatewayTx(tx, in.GatewayARN); err != nil {
+		if g, err = s.runningGatewayTx(tx, in.GatewayARN); err != nil {
 			return err
 		}
 		scope += g.ID
@@ -137,9 +152,6 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 				return err
 			}
 		}
-		if err := connected(g); err != nil {
-			return err
-		}
 		cache, err := disksFor(tx, catalog.DiskCache)
 		if err != nil {
 			return err
@@ -153,6 +165,9 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		}
 		if in.VolumeSizeInBytes < MinVolumeSize || in.VolumeSizeInBytes > MaxVolumeSize {
 			return errVolumeSize
+		}
+		if in.VolumeSizeInBytes%SectorSize != 0 {
+			return errVolumeSizeSectors
 		}
 		if in.KMSEncrypted || in.KMSKey != "" {
 			// volgw has no KMS; accepting the flag would promise
@@ -186,7 +201,7 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		case in.SnapshotID != "":
 			source.SnapshotID = in.SnapshotID
 		}
-		return checkTagLimit(in.Tags)
+		return checkTags(in.Tags)
 	})
 	if err != nil || volumeARN != "" {
 		return volumeARN, targetARN, err
@@ -262,6 +277,11 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	return v.ARN, v.TargetARN, nil
 }
 
+func (s *Service) isVolumeARN(arn string) bool {
+	gw, _, ok := parseVolumeARN(arn)
+	return ok && s.isGatewayARN(gw)
+}
+
 func volumeIDOf(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
 
 // defaultSchedule is the daily snapshot schedule a new volume gets, starting
@@ -271,27 +291,6 @@ func defaultSchedule(g catalog.Gateway, v catalog.Volume, now time.Time) catalog
 		VolumeARN: v.ARN, StartAt: now.In(gatewayLocation(g.Timezone)).Hour(), RecurrenceInHours: 24,
 		Description: g.ID + ":" + v.ID + ":Schedule", Since: now,
 	}
-}
-
-// gatewayLocation parses a Storage Gateway time zone ("GMT", "GMT-8:00",
-// "GMT+5:30"); anything else is UTC.
-func gatewayLocation(tz string) *time.Location {
-	if !strings.HasPrefix(tz, "GMT") || len(tz) < 4 {
-		return time.UTC
-	}
-	sign := 1
-	switch tz[3] {
-	case '+':
-	case '-':
-		sign = -1
-	default:
-		return time.UTC
-	}
-	var h, m int
-	if _, err := fmt.Sscanf(tz[4:], "%d:%d", &h, &m); err != nil {
-		return time.UTC
-	}
-	return time.FixedZone(tz, sign*(h*3600+m*60))
 }
 
 // ISCSIAttributes are a volume's target as initiators see it.
@@ -404,7 +403,7 @@ func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, li
 			sort.Slice(vols, func(i, j int) bool { return vols[i].ARN < vols[j].ARN })
 			return nil
 		}
-		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
+		if g, err = s.runningGatewayTx(tx, gatewayARN); err != nil {
 			return err
 		}
 		gatewayARNs[g.ID] = g.ARN
@@ -418,7 +417,7 @@ func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, li
 	for i, v := range vols {
 		arns[i] = v.ARN
 	}
-	from, to, next, err := page(arns, marker, limit, 100)
+	from, to, next, err := page(arns, marker, limit, 100, s.isVolumeARN)
 	if err != nil {
 		return "", nil, "", err
 	}
@@ -488,12 +487,9 @@ func deleteVolumeRecords(tx *catalog.Tx, v catalog.Volume) error {
 func (s *Service) ListVolumeInitiators(ctx context.Context, volumeARN string) ([]string, error) {
 	var v catalog.Volume
 	err := s.view(func(tx *catalog.Tx) error {
-		var g catalog.Gateway
 		var err error
-		if v, g, err = s.volumeTx(tx, volumeARN); err != nil {
-			return err
-		}
-		return connected(g)
+		v, _, err = s.volumeTx(tx, volumeARN)
+		return err
 	})
 	if err != nil {
 		return nil, err
