@@ -37,9 +37,19 @@ func (s *Service) targetTx(tx *catalog.Tx, targetARN string) (catalog.Volume, ca
 	return catalog.Volume{}, catalog.Gateway{}, newError(CodeTargetNotFound)
 }
 
+// errChapSecretLength is the model's own note on ChapSecret.
+var errChapSecretLength = invalidParameters("The secret key must be between 12 and 16 bytes when encoded in UTF-8.")
+
+// chapSecretLength: AWS takes CHAP secrets of 12 to 16 bytes (what Windows'
+// initiator accepts), though the model's ChapSecret allows 1 to 100.
+func chapSecretLength(secret string) bool { return len(secret) >= 12 && len(secret) <= 16 }
+
 // UpdateChapCredentials sets an initiator's CHAP secrets on a target and
 // makes the target enforce them at once.
 func (s *Service) UpdateChapCredentials(ctx context.Context, c ChapCredential) (targetARN, initiator string, err error) {
+	if !chapSecretLength(c.SecretToAuthenticateInitiator) || (c.SecretToAuthenticateTarget != "" && !chapSecretLength(c.SecretToAuthenticateTarget)) {
+		return "", "", errChapSecretLength
+	}
 	if c.SecretToAuthenticateTarget != "" && c.SecretToAuthenticateTarget == c.SecretToAuthenticateInitiator {
 		return "", "", invalidParameters("The secret to authenticate the target must be different from the secret to authenticate the initiator.")
 	}

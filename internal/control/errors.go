@@ -31,6 +31,7 @@ const (
 	CodeNoDisksAvailable         = "NoDisksAvailable"
 	CodeMaximumVolumeCount       = "MaximumVolumeCountExceeded"
 	CodeVolumeAlreadyExists      = "VolumeAlreadyExists"
+	CodeVolumeNotReady           = "VolumeNotReady"
 )
 
 // Messages AWS sends with each code (the Storage Gateway API reference's
@@ -59,6 +60,7 @@ var messages = map[string]string{
 	CodeNoDisksAvailable:         "No disks are available.",
 	CodeMaximumVolumeCount:       "The maximum volume count was exceeded.",
 	CodeVolumeAlreadyExists:      "The specified volume already exists.",
+	CodeVolumeNotReady:           "The specified volume is not ready.",
 }
 
 // Error is a domain error the API reports as InvalidGatewayRequestException
@@ -138,6 +140,9 @@ func engineError(err error) error {
 		return &Error{Code: CodeVolumeAlreadyExists, Message: messages[CodeVolumeAlreadyExists], Err: err}
 	case errors.Is(err, ErrSnapshotExists):
 		return &Error{Code: CodeInvalidParameters, Message: "A snapshot with the specified ID already exists.", Err: err}
+	case errors.Is(err, ErrVolumeNotReady):
+		// Callers that know the volume say more (Service.notReady).
+		return &Error{Code: CodeVolumeNotReady, Message: messages[CodeVolumeNotReady], Err: err}
 	case errors.Is(err, ErrNoDisks):
 		return &Error{Code: errNoDisks.Code, Message: errNoDisks.Message, Err: err}
 	}

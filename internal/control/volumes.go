@@ -306,6 +306,9 @@ type ISCSIAttributes struct {
 type CachedVolume struct {
 	VolumeARN, VolumeID, VolumeType, VolumeStatus, VolumeAttachmentStatus string
 	VolumeSizeInBytes                                                     int64
+	// VolumeProgress is the percentage done while BOOTSTRAPPING or
+	// RESTORING, as the engine reports it; nil otherwise.
+	VolumeProgress *float64
 	// VolumeUsedInBytes is the usage at the current recovery point; nil
 	// when the engine could not say.
 	VolumeUsedInBytes *int64
@@ -317,7 +320,10 @@ type CachedVolume struct {
 }
 
 // DescribeCachediSCSIVolumes describes volumes, sorted by ARN. Any ARN that
-// names no volume fails the whole call with VolumeNotFound.
+// names no volume fails the whole call with VolumeNotFound, and a volume of
+// a shut-down gateway with GatewayNotConnected (runningGatewayTx). Each
+// volume's VolumeStatus and VolumeProgress are the engine's
+// (volumeCondition).
 func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []string) ([]CachedVolume, error) {
 	type found struct {
 		v    catalog.Volume
@@ -350,8 +356,13 @@ func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []s
 	sort.Slice(vols, func(i, j int) bool { return vols[i].v.ARN < vols[j].v.ARN })
 	out := []CachedVolume{}
 	for _, f := range vols {
+		cond, err := s.volumeCondition(ctx, f.v.ID)
+		if err != nil {
+			return nil, err
+		}
 		cv := CachedVolume{
-			VolumeARN: f.v.ARN, VolumeID: f.v.ID, VolumeType: VolumeTypeCached, VolumeStatus: "AVAILABLE",
+			VolumeARN: f.v.ARN, VolumeID: f.v.ID, VolumeType: VolumeTypeCached, VolumeStatus: cond.Status,
+			VolumeProgress:         cond.Progress,
 			VolumeAttachmentStatus: "ATTACHED", VolumeSizeInBytes: f.v.SizeBytes,
 			SourceSnapshotID: f.v.SourceSnapshotID, CreatedDate: f.v.CreatedAt, TargetName: f.v.TargetName,
 			KMSKey: f.v.KMSKey,
@@ -360,18 +371,63 @@ func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []s
 				NetworkInterfacePort: s.iscsiPort, LunNumber: f.v.LUN, ChapEnabled: f.chap,
 			},
 		}
-		if f.g.State != catalog.GatewayRunning {
-			cv.VolumeStatus = "UNAVAILABLE"
-		}
 		if rp, err := s.engine.RecoveryPoint(ctx, f.v.ID); err == nil {
 			used := rp.UsageBytes
 			cv.VolumeUsedInBytes = &used
-		} else {
+		} else if cond.Status == VolumeAvailable {
 			s.log.Warn("describe volume: recovery point", "volume", f.v.ID, "err", err)
 		}
 		out = append(out, cv)
 	}
 	return out, nil
+}
+
+// errLocalStateLost is why a volume the catalog names and the engine does
+// not hold is IRRECOVERABLE.
+const errLocalStateLost = "the gateway no longer holds the volume's local state (cache and upload buffer records): data written since its last recovery point is lost; create a new volume from a snapshot or from its recovery point, then delete this one"
+
+// volumeCondition is a catalog volume's condition as the engine sees it:
+// the engine's VolumeStatusReporter when it has one; otherwise AVAILABLE
+// for a volume the engine holds. A volume the engine does not hold (its
+// local state was lost) is IRRECOVERABLE, never AVAILABLE: it is named by
+// the catalog, so it is shown, and shown as what it is.
+func (s *Service) volumeCondition(ctx context.Context, volumeID string) (VolumeCondition, error) {
+	var cond VolumeCondition
+	var err error
+	if r, ok := s.engine.(VolumeStatusReporter); ok {
+		cond, err = r.VolumeStatus(ctx, volumeID)
+	} else {
+		_, err = s.engine.RecoveryPoint(ctx, volumeID)
+		cond.Status = VolumeAvailable
+		if errors.Is(err, ErrVolumeNotReady) {
+			cond, err = VolumeCondition{Status: VolumeIrrecoverable, Reason: err.Error()}, nil
+		}
+	}
+	switch {
+	case errors.Is(err, ErrVolumeNotFound):
+		return VolumeCondition{Status: VolumeIrrecoverable, Reason: errLocalStateLost}, nil
+	case err != nil:
+		return VolumeCondition{}, fmt.Errorf("control: status of volume %s: %w", volumeID, err)
+	}
+	return cond, nil
+}
+
+// notReady is the API's answer for an operation on a volume the engine
+// refuses (ErrVolumeNotReady) or does not hold although the catalog names
+// it: VolumeNotReady, with the volume's condition in words.
+func (s *Service) notReady(ctx context.Context, volumeID string, err error) error {
+	if !errors.Is(err, ErrVolumeNotReady) && !errors.Is(err, ErrVolumeNotFound) {
+		return engineError(err)
+	}
+	msg := messages[CodeVolumeNotReady]
+	if cond, cerr := s.volumeCondition(ctx, volumeID); cerr == nil && cond.Status != VolumeAvailable {
+		msg = fmt.Sprintf("The specified volume is not ready: it is %s", cond.Status)
+		if cond.Reason != "" {
+			msg += " (" + cond.Reason + ")"
+		}
+		msg += "."
+	}
+	return &Error{Code: CodeVolumeNotReady, Message: msg, Err: err}
 }
 
 // VolumeInfo is one entry of ListVolumes.
