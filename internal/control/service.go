@@ -183,14 +183,16 @@ func (s *Service) Account() string { return s.account }
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fresh, err := s.ensureDisks()
-	if err != nil {
+	if err := s.checkEngineBelongs(ctx); err != nil {
+		return err
+	}
+	if err := s.ensureDisks(); err != nil {
 		return err
 	}
 	var disks []catalog.Disk
 	var gateways []catalog.Gateway
 	var volumes []catalog.Volume
-	err = s.cat.View(func(tx *catalog.Tx) error {
+	err := s.cat.View(func(tx *catalog.Tx) error {
 		var err error
 		if disks, err = tx.Disks(); err != nil {
 			return err
@@ -216,7 +218,7 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}
 	}
-	lost, err := s.reconcile(ctx, volumes, fresh)
+	lost, err := s.reconcile(ctx, volumes)
 	if err != nil {
 		return err
 	}
@@ -251,12 +253,9 @@ func (s *Service) Start(ctx context.Context) error {
 // the catalog names and the engine does not hold has lost its local state:
 // it is logged at ERROR and reported IRRECOVERABLE (volumeCondition); the
 // returned set names those volumes, which are not exported.
-//
-// A catalog created at this very start (fresh) names nothing: the engine's
-// volumes then belong to a catalog that was lost, not to an interrupted
-// create, and deleting them would destroy data no one asked to delete, so
-// they are logged and left alone.
-func (s *Service) reconcile(ctx context.Context, volumes []catalog.Volume, fresh bool) (map[string]bool, error) {
+// (checkEngineBelongs has made sure that the catalog is the one these
+// volumes were created with.)
+func (s *Service) reconcile(ctx context.Context, volumes []catalog.Volume) (map[string]bool, error) {
 	named := map[string]bool{}
 	for _, v := range volumes {
 		named[v.ID] = true
@@ -268,11 +267,6 @@ func (s *Service) reconcile(ctx context.Context, volumes []catalog.Volume, fresh
 		}
 		for _, id := range local {
 			if named[id] {
-				continue
-			}
-			if fresh {
-				s.log.Error("start: the engine holds a volume the catalog does not name, and the catalog is new (catalog.db lost?); leaving the volume alone",
-					"volume", id)
 				continue
 			}
 			s.log.Warn("start: deleting a volume no catalog record names (a CreateCachediSCSIVolume that never completed, or a DeleteVolume interrupted after its catalog write)",
@@ -307,23 +301,55 @@ const (
 	bufferDiskPrefix = "buffer"
 )
 
+// checkEngineBelongs refuses to start a new catalog (one without even the
+// appliance's disks, which the first start records) over an engine that
+// already holds volumes: those belong to a catalog that was lost, and the
+// reconciliation would delete them as orphans. Nothing is written, so
+// every start says the same until the data dir is put right.
+func (s *Service) checkEngineBelongs(ctx context.Context) error {
+	l, ok := s.engine.(VolumeLister)
+	if !ok {
+		return nil
+	}
+	var n int
+	if err := s.cat.View(func(tx *catalog.Tx) error {
+		ds, err := tx.Disks()
+		n = len(ds)
+		return err
+	}); err != nil {
+		return fmt.Errorf("control: disks: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	local, err := l.LocalVolumes(ctx)
+	if err != nil {
+		return fmt.Errorf("control: start: listing the engine's volumes: %w", err)
+	}
+	if len(local) > 0 {
+		return fmt.Errorf("control: the catalog is new but the engine already holds %d volume(s) (%s): "+
+			"catalog.db was lost or replaced; restore it, or move the engine directory aside to start an empty appliance "+
+			"(the volumes' data and snapshots stay in the object store)", len(local), strings.Join(local, ", "))
+	}
+	return nil
+}
+
 // ensureDisks makes the appliance's disk files match the configured sizes,
 // as attaching disks to the appliance's VM would: on the first start one
-// cache disk and one upload-buffer disk (fresh reports that the catalog
-// had no disk yet, i.e. it is new); on a later start with a larger size,
+// cache disk and one upload-buffer disk; on a later start with a larger size,
 // one new disk for the difference, AVAILABLE for AddCache or
 // AddUploadBuffer. Disks never shrink (their data may be in use): a
 // smaller size than the disks already there fails the start, saying so. A
 // disk record exists only once its file does; a crash in between leaves a
 // file no record names, which the next start reuses under the same name.
-func (s *Service) ensureDisks() (fresh bool, err error) {
+func (s *Service) ensureDisks() error {
 	var existing []catalog.Disk
 	if err := s.cat.View(func(tx *catalog.Tx) error {
 		var err error
 		existing, err = tx.Disks()
 		return err
 	}); err != nil {
-		return false, fmt.Errorf("control: disks: %w", err)
+		return fmt.Errorf("control: disks: %w", err)
 	}
 	var add []catalog.Disk
 	for _, k := range []struct {
@@ -343,7 +369,7 @@ func (s *Service) ensureDisks() (fresh bool, err error) {
 		}
 		switch {
 		case k.size < have:
-			return false, fmt.Errorf("control: the configured %s disk size (%s) is %s, but the %s disks already created (%s) hold %s: "+
+			return fmt.Errorf("control: the configured %s disk size (%s) is %s, but the %s disks already created (%s) hold %s: "+
 				"disks cannot shrink; configure %s or more", k.what, k.flag, formatSize(k.size), k.what, strings.Join(ids, ", "),
 				formatSize(have), formatSize(have))
 		case k.size > have:
@@ -353,15 +379,15 @@ func (s *Service) ensureDisks() (fresh bool, err error) {
 		}
 	}
 	if len(add) == 0 {
-		return len(existing) == 0, nil
+		return nil
 	}
 	if err := os.MkdirAll(s.diskDir, 0o700); err != nil {
-		return false, fmt.Errorf("control: disk dir: %w", err)
+		return fmt.Errorf("control: disk dir: %w", err)
 	}
 	for _, d := range add {
 		f, err := os.OpenFile(d.Path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
-			return false, fmt.Errorf("control: create disk %s: %w", d.Path, err)
+			return fmt.Errorf("control: create disk %s: %w", d.Path, err)
 		}
 		// Truncate makes a sparse file: no space is used until written.
 		err = f.Truncate(d.SizeBytes)
@@ -372,14 +398,14 @@ func (s *Service) ensureDisks() (fresh bool, err error) {
 			err = cerr
 		}
 		if err != nil {
-			return false, fmt.Errorf("control: size disk %s: %w", d.Path, err)
+			return fmt.Errorf("control: size disk %s: %w", d.Path, err)
 		}
 		if len(existing) > 0 {
 			s.log.Info("start: new local disk for the larger configured size; allocate it with AddCache or AddUploadBuffer",
 				"disk", d.ID, "size", formatSize(d.SizeBytes))
 		}
 	}
-	err = s.cat.Update(func(tx *catalog.Tx) error {
+	err := s.cat.Update(func(tx *catalog.Tx) error {
 		for _, d := range add {
 			if err := tx.PutDisk(d); err != nil {
 				return err
@@ -388,9 +414,9 @@ func (s *Service) ensureDisks() (fresh bool, err error) {
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("control: disks: %w", err)
+		return fmt.Errorf("control: disks: %w", err)
 	}
-	return len(existing) == 0, nil
+	return nil
 }
 
 // formatSize writes a byte count as the command line takes it.
