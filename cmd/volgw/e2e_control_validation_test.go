@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/storagegateway"
@@ -116,5 +119,17 @@ func TestValidationAsAWS(t *testing.T) {
 	vols, err := c.sgw.ListVolumes(ctx, &storagegateway.ListVolumesInput{GatewayARN: gw, Marker: aws.String(first)})
 	if err != nil || len(vols.VolumeInfos) != 1 {
 		t.Fatalf("ListVolumes from a marker of a deleted volume: %+v %v", vols, err)
+	}
+}
+
+// TestControlBoto3 runs scripts/e2e-control-boto3.py (a shut-down gateway,
+// validation, Markers through boto3's paginator, VolumeStatus) against
+// volgw serve.
+func TestControlBoto3(t *testing.T) {
+	s := startServer(t, "")
+	out, err := runTool(t, scriptEnv(s), 3*time.Minute, "/usr/bin/python3", filepath.Join(repoRoot(t), "scripts", "e2e-control-boto3.py"))
+	t.Logf("output:\n%s", out)
+	if err != nil || !strings.HasSuffix(out, "PASS") {
+		t.Fatalf("e2e-control-boto3.py: %v", err)
 	}
 }
