@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -150,8 +151,11 @@ func TestShutDownGatewayAnswersOnlyWhatAWSDoes(t *testing.T) {
 		},
 	}
 	for op, call := range refused {
-		wantGatewayError(t, op+" on a shut-down gateway", call(), sgwtypes.ErrorCodeGatewayNotConnected,
+		checkGatewayError(t, op+" on a shut-down gateway", call(), sgwtypes.ErrorCodeGatewayNotConnected,
 			"The specified gateway is not connected.")
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 
 	info, err := c.sgw.DescribeGatewayInformation(ctx, &storagegateway.DescribeGatewayInformationInput{GatewayARN: gw})
@@ -198,5 +202,18 @@ func TestShutDownGatewayAnswersOnlyWhatAWSDoes(t *testing.T) {
 	list, err = c.sgw.ListGateways(ctx, &storagegateway.ListGatewaysInput{})
 	if err != nil || len(list.Gateways) != 0 {
 		t.Fatalf("ListGateways after DeleteGateway: %+v %v", list, err)
+	}
+}
+
+// checkGatewayError is wantGatewayError that lets the test go on, so that
+// one run reports every operation that answers wrongly.
+func checkGatewayError(t *testing.T, what string, err error, code sgwtypes.ErrorCode, message string) {
+	t.Helper()
+	var e *sgwtypes.InvalidGatewayRequestException
+	switch {
+	case !errors.As(err, &e):
+		t.Errorf("%s: got %v, want InvalidGatewayRequestException %s", what, err, code)
+	case e.Error_ == nil || e.Error_.ErrorCode != code || (message != "" && aws.ToString(e.Message) != message):
+		t.Errorf("%s: got %s %+v %q, want %s %q", what, e.ErrorCode(), e.Error_, aws.ToString(e.Message), code, message)
 	}
 }

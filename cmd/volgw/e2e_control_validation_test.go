@@ -25,13 +25,13 @@ func TestValidationAsAWS(t *testing.T) {
 		_, err := c.sgw.ActivateGateway(ctx, &storagegateway.ActivateGatewayInput{
 			ActivationKey: aws.String(activationKey(t, s.endpoint())), GatewayName: aws.String("tz"),
 			GatewayTimezone: aws.String(tz), GatewayRegion: aws.String("us-east-1"), GatewayType: aws.String("CACHED")})
-		wantGatewayError(t, "ActivateGateway with time zone "+tz, err, sgwtypes.ErrorCodeInvalidParameters, badTZ)
+		checkGatewayError(t, "ActivateGateway with time zone "+tz, err, sgwtypes.ErrorCodeInvalidParameters, badTZ)
 	}
 	_, err := c.sgw.ActivateGateway(ctx, &storagegateway.ActivateGatewayInput{
 		ActivationKey: aws.String(activationKey(t, s.endpoint())), GatewayName: aws.String("tags"),
 		GatewayTimezone: aws.String("GMT"), GatewayRegion: aws.String("us-east-1"), GatewayType: aws.String("CACHED"),
 		Tags: []sgwtypes.Tag{{Key: aws.String("AWS:owner"), Value: aws.String("x")}}})
-	wantGatewayError(t, "ActivateGateway with an aws: tag", err, sgwtypes.ErrorCodeInvalidParameters, "The tag key can't start with aws:.")
+	checkGatewayError(t, "ActivateGateway with an aws: tag", err, sgwtypes.ErrorCodeInvalidParameters, "The tag key can't start with aws:.")
 
 	g := activateGateway(t, ctx, c, s.endpoint())
 	gw := aws.String(g.arn)
@@ -41,7 +41,7 @@ func TestValidationAsAWS(t *testing.T) {
 		}
 	}
 	_, err = c.sgw.UpdateGatewayInformation(ctx, &storagegateway.UpdateGatewayInformationInput{GatewayARN: gw, GatewayTimezone: aws.String("UTC")})
-	wantGatewayError(t, "UpdateGatewayInformation with time zone UTC", err, sgwtypes.ErrorCodeInvalidParameters, badTZ)
+	checkGatewayError(t, "UpdateGatewayInformation with time zone UTC", err, sgwtypes.ErrorCodeInvalidParameters, badTZ)
 	info, err := c.sgw.DescribeGatewayInformation(ctx, &storagegateway.DescribeGatewayInformationInput{GatewayARN: gw})
 	if err != nil || aws.ToString(info.GatewayTimezone) != "GMT+10:00" {
 		t.Fatalf("time zone after a refused update: %+v %v", info, err)
@@ -49,10 +49,10 @@ func TestValidationAsAWS(t *testing.T) {
 
 	_, err = c.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{GatewayARN: gw,
 		VolumeSizeInBytes: 1<<30 + 1, TargetName: aws.String("odd"), NetworkInterfaceId: aws.String(g.ip), ClientToken: aws.String("odd-1")})
-	wantGatewayError(t, "CreateCachediSCSIVolume of 1 GiB + 1 byte", err, sgwtypes.ErrorCodeInvalidParameters, "The volume size must be a multiple of 512 bytes.")
+	checkGatewayError(t, "CreateCachediSCSIVolume of 1 GiB + 1 byte", err, sgwtypes.ErrorCodeInvalidParameters, "The volume size must be a multiple of 512 bytes.")
 	_, err = c.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{GatewayARN: gw,
 		VolumeSizeInBytes: 1 << 20, TargetName: aws.String("small"), NetworkInterfaceId: aws.String(g.ip), ClientToken: aws.String("small-1")})
-	wantGatewayError(t, "CreateCachediSCSIVolume of 1 MiB", err, sgwtypes.ErrorCodeInvalidParameters, "The volume size must be between 1 GiB and 32 TiB.")
+	checkGatewayError(t, "CreateCachediSCSIVolume of 1 MiB", err, sgwtypes.ErrorCodeInvalidParameters, "The volume size must be between 1 GiB and 32 TiB.")
 	vol, err := c.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{GatewayARN: gw,
 		VolumeSizeInBytes: 1<<30 + 512, TargetName: aws.String("sectors"), NetworkInterfaceId: aws.String(g.ip), ClientToken: aws.String("sectors-1")})
 	if err != nil {
@@ -70,7 +70,7 @@ func TestValidationAsAWS(t *testing.T) {
 			in.SecretToAuthenticateTarget = aws.String(c2.target)
 		}
 		_, err := c.sgw.UpdateChapCredentials(ctx, in)
-		wantGatewayError(t, "UpdateChapCredentials "+c2.initiator+"/"+c2.target, err, sgwtypes.ErrorCodeInvalidParameters, badSecret)
+		checkGatewayError(t, "UpdateChapCredentials "+c2.initiator+"/"+c2.target, err, sgwtypes.ErrorCodeInvalidParameters, badSecret)
 	}
 	if _, err := c.sgw.UpdateChapCredentials(ctx, &storagegateway.UpdateChapCredentialsInput{TargetARN: vol.TargetARN,
 		InitiatorName: aws.String("iqn.2026-11.test:v"), SecretToAuthenticateInitiator: aws.String("ééééééé"),
@@ -81,7 +81,7 @@ func TestValidationAsAWS(t *testing.T) {
 	for _, key := range []string{"aws:created-by", "AWS:x", "Aws:"} {
 		_, err = c.sgw.AddTagsToResource(ctx, &storagegateway.AddTagsToResourceInput{ResourceARN: vol.VolumeARN,
 			Tags: []sgwtypes.Tag{{Key: aws.String("fine"), Value: aws.String("1")}, {Key: aws.String(key), Value: aws.String("x")}}})
-		wantGatewayError(t, "AddTagsToResource "+key, err, sgwtypes.ErrorCodeInvalidParameters, "The tag key can't start with aws:.")
+		checkGatewayError(t, "AddTagsToResource "+key, err, sgwtypes.ErrorCodeInvalidParameters, "The tag key can't start with aws:.")
 	}
 	tags, err := c.sgw.ListTagsForResource(ctx, &storagegateway.ListTagsForResourceInput{ResourceARN: vol.VolumeARN})
 	if err != nil || len(tags.Tags) != 0 {
@@ -106,12 +106,12 @@ func TestValidationAsAWS(t *testing.T) {
 	}
 	const badMarker = "The specified marker is not valid."
 	_, err = c.sgw.ListTagsForResource(ctx, &storagegateway.ListTagsForResourceInput{ResourceARN: vol.VolumeARN, Marker: aws.String("no such marker!")})
-	wantGatewayError(t, "ListTagsForResource with an invalid Marker", err, sgwtypes.ErrorCodeInvalidParameters, badMarker)
+	checkGatewayError(t, "ListTagsForResource with an invalid Marker", err, sgwtypes.ErrorCodeInvalidParameters, badMarker)
 	for _, m := range []string{"aaaa", "0", "arn:aws:storagegateway:us-east-1:123456789012:gateway/not-a-gateway"} {
 		_, err = c.sgw.ListGateways(ctx, &storagegateway.ListGatewaysInput{Marker: aws.String(m)})
-		wantGatewayError(t, "ListGateways with Marker "+m, err, sgwtypes.ErrorCodeInvalidParameters, badMarker)
+		checkGatewayError(t, "ListGateways with Marker "+m, err, sgwtypes.ErrorCodeInvalidParameters, badMarker)
 		_, err = c.sgw.ListVolumes(ctx, &storagegateway.ListVolumesInput{GatewayARN: gw, Marker: aws.String(m)})
-		wantGatewayError(t, "ListVolumes with Marker "+m, err, sgwtypes.ErrorCodeInvalidParameters, badMarker)
+		checkGatewayError(t, "ListVolumes with Marker "+m, err, sgwtypes.ErrorCodeInvalidParameters, badMarker)
 	}
 	// A volume ARN that sorts first (a marker of a page whose first volume
 	// was deleted since) is still a marker.
