@@ -384,7 +384,7 @@ func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []s
 
 // errLocalStateLost is why a volume the catalog names and the engine does
 // not hold is IRRECOVERABLE.
-const errLocalStateLost = "the gateway no longer holds the volume's local state (cache and upload buffer records): data written since its last recovery point is lost; create a new volume from a snapshot or from its recovery point, then delete this one"
+const errLocalStateLost = "the gateway no longer holds the volume's local state, so it cannot serve it and writes not yet uploaded are lost; create a new volume from one of its snapshots, then delete this one"
 
 // volumeCondition is a catalog volume's condition as the engine sees it:
 // the engine's VolumeStatusReporter when it has one; otherwise AVAILABLE
@@ -421,9 +421,9 @@ func (s *Service) notReady(ctx context.Context, volumeID string, err error) erro
 	}
 	msg := messages[CodeVolumeNotReady]
 	if cond, cerr := s.volumeCondition(ctx, volumeID); cerr == nil && cond.Status != VolumeAvailable {
-		msg = fmt.Sprintf("The specified volume is not ready: it is %s", cond.Status)
+		msg = "The specified volume is not ready: it is " + cond.Status
 		if cond.Reason != "" {
-			msg += " (" + cond.Reason + ")"
+			msg += ": " + strings.TrimSuffix(cond.Reason, ".")
 		}
 		msg += "."
 	}
