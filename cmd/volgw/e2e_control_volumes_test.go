@@ -136,6 +136,10 @@ func TestLostEngineVolumeIsIrrecoverable(t *testing.T) {
 	wantNotReady(t, "CreateSnapshotFromVolumeRecoveryPoint", err)
 	_, err = c.sgw.CreateSnapshot(ctx, &storagegateway.CreateSnapshotInput{VolumeARN: aws.String(lost), SnapshotDescription: aws.String("x")})
 	wantNotReady(t, "CreateSnapshot", err)
+	_, err = c.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{GatewayARN: aws.String(g.arn),
+		VolumeSizeInBytes: 1 << 30, TargetName: aws.String("clone"), NetworkInterfaceId: aws.String(g.ip),
+		ClientToken: aws.String("token-clone"), SourceVolumeARN: aws.String(lost)})
+	wantNotReady(t, "CreateCachediSCSIVolume cloning it", err)
 	if _, err := c.sgw.CreateSnapshotFromVolumeRecoveryPoint(ctx, &storagegateway.CreateSnapshotFromVolumeRecoveryPointInput{
 		VolumeARN: aws.String(kept), SnapshotDescription: aws.String("of the kept volume")}); err != nil {
 		t.Fatalf("snapshot of the kept volume: %v", err)

@@ -53,6 +53,9 @@ func TestStartReconcilesEngineAndCatalog(t *testing.T) {
 	}
 	_, _, err = f.svc.CreateSnapshot(ctx, SnapshotInput{VolumeARN: lost})
 	wantCode(t, err, CodeVolumeNotReady)
+	_, _, err = f.svc.CreateCachediSCSIVolume(ctx, CreateCachediSCSIVolumeInput{GatewayARN: gw, VolumeSizeInBytes: gib,
+		TargetName: "clone", NetworkInterfaceID: "127.0.0.1", SourceVolumeARN: lost})
+	wantCode(t, err, CodeVolumeNotReady)
 	_, rps, err := f.svc.ListVolumeRecoveryPoints(ctx, gw)
 	if err != nil || len(rps) != 1 || rps[0].VolumeARN != kept {
 		t.Fatalf("ListVolumeRecoveryPoints: %+v %v", rps, err)

@@ -231,6 +231,11 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	}
 	// Outside-in: engine, then the wire, then the catalog names it.
 	if err := s.engine.CreateVolume(ctx, VolumeSpec{VolumeID: id, SizeBytes: v.SizeBytes, Source: source}); err != nil {
+		if source.SourceVolumeID != "" && (errors.Is(err, ErrVolumeNotFound) || errors.Is(err, ErrVolumeNotReady)) {
+			// The catalog names the source: an engine that does not
+			// hold it, or refuses it, has a source that is not ready.
+			return "", "", s.notReady(ctx, source.SourceVolumeID, err)
+		}
 		if mapped := engineError(err); mapped != err {
 			return "", "", mapped
 		}
