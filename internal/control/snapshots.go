@@ -37,15 +37,11 @@ func (s *Service) ListVolumeRecoveryPoints(ctx context.Context, gatewayARN strin
 	for _, v := range vols {
 		// A listed recovery point is one a snapshot can be taken from
 		// (CreateSnapshotFromVolumeRecoveryPoint). A volume the engine
-		// does not hold, refuses (ErrVolumeNotReady) or reports
-		// IRRECOVERABLE has none to offer and is left out; one such volume
-		// must not hide every other one's. DescribeCachediSCSIVolumes
-		// shows why.
-		if r, ok := s.engine.(VolumeStatusReporter); ok {
-			if cond, err := r.VolumeStatus(ctx, v.ID); err == nil && cond.Status == VolumeIrrecoverable {
-				continue
-			}
-		}
+		// does not hold, or whose recovery point it refuses
+		// (ErrVolumeNotReady), has none to offer and is left out; one such
+		// volume must not hide every other one's. DescribeCachediSCSIVolumes
+		// shows why. An IRRECOVERABLE volume whose recovery point the
+		// engine still serves is listed: snapshotting it is the way back.
 		rp, err := s.engine.RecoveryPoint(ctx, v.ID)
 		if errors.Is(err, ErrVolumeNotFound) || errors.Is(err, ErrVolumeNotReady) {
 			continue
