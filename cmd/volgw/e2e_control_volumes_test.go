@@ -145,6 +145,15 @@ func TestLostEngineVolumeIsIrrecoverable(t *testing.T) {
 		t.Fatalf("snapshot of the kept volume: %v", err)
 	}
 
+	// Shut down and started again, the gateway puts back on the wire what
+	// it can.
+	if _, err := c.sgw.ShutdownGateway(ctx, &storagegateway.ShutdownGatewayInput{GatewayARN: aws.String(g.arn)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.sgw.StartGateway(ctx, &storagegateway.StartGatewayInput{GatewayARN: aws.String(g.arn)}); err != nil {
+		t.Fatalf("StartGateway with a lost volume: %v", err)
+	}
+
 	if _, err := c.sgw.DeleteVolume(ctx, &storagegateway.DeleteVolumeInput{VolumeARN: aws.String(lost)}); err != nil {
 		t.Fatalf("DeleteVolume of the lost volume: %v", err)
 	}

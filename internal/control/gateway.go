@@ -365,6 +365,11 @@ func (s *Service) setGatewayState(ctx context.Context, gatewayARN, state string)
 		if state == catalog.GatewayShutdown {
 			err = s.exporter.Unexport(ctx, iqnOf(v))
 		} else {
+			if s.lostVolume(ctx, v.ID) {
+				// Nothing to put on the wire; the start logged it at
+				// ERROR and DescribeCachediSCSIVolumes shows it.
+				continue
+			}
 			err = s.export(ctx, v)
 		}
 		if err != nil {

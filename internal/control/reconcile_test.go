@@ -60,6 +60,16 @@ func TestStartReconcilesEngineAndCatalog(t *testing.T) {
 	if err != nil || len(rps) != 1 || rps[0].VolumeARN != kept {
 		t.Fatalf("ListVolumeRecoveryPoints: %+v %v", rps, err)
 	}
+	// Shut down and started again, the gateway exports what it can.
+	if _, err := f.svc.ShutdownGateway(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.StartGateway(ctx, gw); err != nil {
+		t.Fatalf("StartGateway with a lost volume: %v", err)
+	}
+	if got := f.exporter.iqns(); len(got) != 1 || got[0] != IQNPrefix+"kept" {
+		t.Fatalf("exported after StartGateway %v, want only the kept volume's target", got)
+	}
 	if _, err := f.svc.DeleteVolume(ctx, lost); err != nil {
 		t.Fatal(err)
 	}

@@ -417,6 +417,13 @@ func (s *Service) volumeCondition(ctx context.Context, volumeID string) (VolumeC
 	return cond, nil
 }
 
+// lostVolume reports whether the engine no longer holds a volume the
+// catalog names (volumeCondition says why it is IRRECOVERABLE).
+func (s *Service) lostVolume(ctx context.Context, volumeID string) bool {
+	cond, err := s.volumeCondition(ctx, volumeID)
+	return err == nil && cond.Status == VolumeIrrecoverable && cond.Reason == errLocalStateLost
+}
+
 // notReady is the API's answer for an operation on a volume the engine
 // refuses (ErrVolumeNotReady) or does not hold although the catalog names
 // it: VolumeNotReady, with the volume's condition in words.
