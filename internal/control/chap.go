@@ -88,7 +88,11 @@ func (s *Service) changeChap(ctx context.Context, targetARN, initiator string, c
 		return "", "", err
 	}
 	// The catalog holds the new secrets; re-exporting applies them. If
-	// this fails the next start applies them.
+	// this fails the next start applies them. A volume the engine lost is
+	// not on the wire: there is nothing to apply them to.
+	if s.lostVolume(ctx, v.ID) {
+		return targetARN, initiator, nil
+	}
 	if err := s.export(ctx, v); err != nil {
 		return "", "", err
 	}

@@ -60,6 +60,13 @@ func TestStartReconcilesEngineAndCatalog(t *testing.T) {
 	if err != nil || len(rps) != 1 || rps[0].VolumeARN != kept {
 		t.Fatalf("ListVolumeRecoveryPoints: %+v %v", rps, err)
 	}
+	if _, _, err := f.svc.UpdateChapCredentials(ctx, ChapCredential{TargetARN: gw + "/target/" + IQNPrefix + "lost",
+		InitiatorName: "iqn.x", SecretToAuthenticateInitiator: "111111111111"}); err != nil {
+		t.Fatalf("UpdateChapCredentials of a lost volume's target: %v", err)
+	}
+	if got := f.exporter.iqns(); len(got) != 1 || got[0] != IQNPrefix+"kept" {
+		t.Fatalf("exported after UpdateChapCredentials %v, want only the kept volume's target", got)
+	}
 	// Shut down and started again, the gateway exports what it can.
 	if _, err := f.svc.ShutdownGateway(ctx, gw); err != nil {
 		t.Fatal(err)
