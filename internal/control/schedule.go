@@ -182,6 +182,12 @@ func (s *Service) TakeScheduledSnapshots(ctx context.Context) ([]string, error) 
 	var taken []string
 	var errs []error
 	for _, d := range todo {
+		if s.lostVolume(ctx, volumeIDOf(d.sch.VolumeARN)) {
+			// No snapshot of it can be taken until it is deleted; start
+			// logged it at ERROR, and failing every minute would only
+			// bury that.
+			continue
+		}
 		id, _, err := s.CreateSnapshot(ctx, SnapshotInput{
 			VolumeARN: d.sch.VolumeARN, SnapshotDescription: d.sch.Description, Tags: fromCatalogTags(d.sch.Tags),
 		})
