@@ -232,8 +232,10 @@ func TestStartFailureReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	// The disk sizes startServer uses: the failed start has created the
+	// disks already, and they cannot shrink.
 	opts, err := parseServeFlags([]string{"--listen", taken.Addr().String(), "--iscsi-listen", "127.0.0.1:0", "--data-dir", dataDir,
-		"--log-level", "error"}, io.Discard)
+		"--cache-disk-size", "2GiB", "--upload-buffer-disk-size", "1GiB", "--log-level", "error"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
