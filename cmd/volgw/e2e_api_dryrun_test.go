@@ -61,7 +61,7 @@ func TestEC2DryRun(t *testing.T) {
 		"describe unknown": {Status: 400, Code: "InvalidSnapshot.NotFound", Message: "The snapshot '" + unknown + "' does not exist."},
 	}
 	for name, w := range want {
-		if got := seen[name]; got.OK || got.Status != w.Status || got.Code != w.Code || got.Message != w.Message {
+		if got := seen[name].seenError; got.OK || got.Status != w.Status || got.Code != w.Code || got.Message != w.Message {
 			t.Errorf("boto3 %s: got %+v, want %+v", name, got, w)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 
 // Helpers shared by the e2e_api_*_test.go files.
 
-// boto3Call is one call for scripts/e2e-boto3-errors.py.
+// boto3Call is one call for scripts/e2e-api-boto3-calls.py.
 type boto3Call struct {
 	Name    string         `json:"name"`
 	Service string         `json:"service"`
@@ -23,23 +23,30 @@ type boto3Call struct {
 	Params  map[string]any `json:"params"`
 }
 
+// boto3Result is what boto3 returned for one call: the parsed response,
+// or the error.
+type boto3Result struct {
+	seenError
+	Response json.RawMessage `json:"response"`
+}
+
 // runBoto3 makes the calls through boto3 (client-side validation off) and
 // returns what boto3 saw of each, by name.
-func runBoto3(t *testing.T, s *testServer, calls []boto3Call) map[string]seenError {
+func runBoto3(t *testing.T, s *testServer, calls []boto3Call) map[string]boto3Result {
 	t.Helper()
 	in, err := json.Marshal(calls)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := runToolInput(t, scriptEnv(s), 2*time.Minute, in, "/usr/bin/python3", filepath.Join(repoRoot(t), "scripts", "e2e-boto3-errors.py"))
+	out, err := runToolInput(t, scriptEnv(s), 2*time.Minute, in, "/usr/bin/python3", filepath.Join(repoRoot(t), "scripts", "e2e-api-boto3-calls.py"))
 	if err != nil {
-		t.Fatalf("e2e-boto3-errors.py: %v\n%s", err, out)
+		t.Fatalf("e2e-api-boto3-calls.py: %v\n%s", err, out)
 	}
-	var seen []seenError
+	var seen []boto3Result
 	if err := json.Unmarshal([]byte(out), &seen); err != nil || len(seen) != len(calls) {
 		t.Fatalf("boto3 results %q: %v", out, err)
 	}
-	byName := map[string]seenError{}
+	byName := map[string]boto3Result{}
 	for _, got := range seen {
 		byName[got.Name] = got
 	}

@@ -170,6 +170,12 @@ type snapshotItem struct {
 	Encrypted   bool    `xml:"encrypted"`
 	StorageTier string  `xml:"storageTier"`
 	TagSet      *tagSet `xml:"tagSet,omitempty"`
+
+	// gatewayVolumeID is the volume's ID as Storage Gateway prints it
+	// (vol-5366931FD0BBB1D65); volumeId carries EC2's lower-case form.
+	// The volume-id filter matches either, so that an ID copied from
+	// either API finds the snapshot. Unexported: not on the wire.
+	gatewayVolumeID string
 }
 
 type snapshotSet struct {
@@ -291,15 +297,16 @@ func ownerMatches(owners []string, account string) bool {
 
 func toItem(s control.Snapshot, account string) snapshotItem {
 	item := snapshotItem{
-		SnapshotID:  s.ID,
-		VolumeID:    strings.ToLower(s.VolumeID),
-		Status:      string(s.Status),
-		StartTime:   s.StartTime.UTC().Format(ec2TimeLayout),
-		Progress:    strconv.Itoa(s.Progress) + "%",
-		OwnerID:     account,
-		VolumeSize:  (s.VolumeSizeBytes + gib - 1) / gib,
-		Description: s.Description,
-		StorageTier: "standard",
+		SnapshotID:      s.ID,
+		VolumeID:        strings.ToLower(s.VolumeID),
+		gatewayVolumeID: s.VolumeID,
+		Status:          string(s.Status),
+		StartTime:       s.StartTime.UTC().Format(ec2TimeLayout),
+		Progress:        strconv.Itoa(s.Progress) + "%",
+		OwnerID:         account,
+		VolumeSize:      (s.VolumeSizeBytes + gib - 1) / gib,
+		Description:     s.Description,
+		StorageTier:     "standard",
 	}
 	if len(s.Tags) > 0 {
 		item.TagSet = &tagSet{}

@@ -37,8 +37,8 @@ func compileFilters(in []awsproto.Filter) (filters, error) {
 
 func knownFilter(name string) bool {
 	switch name {
-	case "snapshot-id", "volume-id", "status", "description", "tag-key", "owner-id", "progress", "volume-size",
-		"encrypted", "storage-tier", "start-time":
+	case "snapshot-id", "volume-id", "status", "description", "tag-key", "owner-id", "owner-alias", "progress",
+		"volume-size", "encrypted", "storage-tier", "start-time":
 		return true
 	}
 	return strings.HasPrefix(name, "tag:") && len(name) > len("tag:")
@@ -84,13 +84,17 @@ func (f filter) match(s snapshotItem) bool {
 	case f.name == "snapshot-id":
 		fields = []string{s.SnapshotID}
 	case f.name == "volume-id":
-		fields = []string{s.VolumeID}
+		fields = []string{s.VolumeID, s.gatewayVolumeID}
 	case f.name == "status":
 		fields = []string{s.Status}
 	case f.name == "description":
 		fields = []string{s.Description}
 	case f.name == "owner-id":
 		fields = []string{s.OwnerID}
+	case f.name == "owner-alias":
+		// The alias is from Amazon's list (amazon, aws-marketplace, …)
+		// and only Amazon's own snapshots have one; a snapshot of this
+		// gateway's account has none, so no value matches it.
 	case f.name == "progress":
 		fields = []string{s.Progress}
 	case f.name == "volume-size":

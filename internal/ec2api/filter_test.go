@@ -49,7 +49,14 @@ func TestFilters(t *testing.T) {
 	}{
 		{[]awsproto.Filter{{Name: "snapshot-id", Values: []string{"snap-0123456789abcdef0"}}}, true},
 		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789abcdef0"}}}, true},
-		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789ABCDEF0"}}}, false},
+		// Storage Gateway's form of the same ID finds it too.
+		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789ABCDEF0"}}}, true},
+		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789ABCDEF*"}}}, true},
+		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789ABCDEF1"}}}, false},
+		// Only Amazon's own snapshots have an owner alias.
+		{[]awsproto.Filter{{Name: "owner-alias", Values: []string{"amazon", "aws-marketplace"}}}, false},
+		{[]awsproto.Filter{{Name: "owner-alias", Values: []string{"*"}}}, false},
+		{[]awsproto.Filter{{Name: "owner-id", Values: []string{"111122223333"}}}, true},
 		{[]awsproto.Filter{{Name: "status", Values: []string{"pending", "completed"}}}, true},
 		{[]awsproto.Filter{{Name: "description", Values: []string{"nightly*"}}}, true},
 		{[]awsproto.Filter{{Name: "tag:env", Values: []string{"prod"}}}, true},
