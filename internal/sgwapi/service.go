@@ -18,15 +18,22 @@ type handler func(ctx context.Context, input []byte) (any, error)
 // API implements awsproto.JSONService over a control.Service.
 type API struct {
 	handlers map[string]handler
+	// unsupported answers the operations of the model that volgw does not
+	// implement (unsupported.go).
+	unsupported map[string]handler
 }
 
 // New returns the API of svc.
 func New(svc *control.Service) *API {
-	return &API{handlers: handlers(svc)}
+	a := &API{handlers: handlers(svc), unsupported: map[string]handler{}}
+	for op, u := range unsupportedOps {
+		a.unsupported[op] = unsupportedHandler(svc, u)
+	}
+	return a
 }
 
 // Implemented lists the operations that do something (the rest answer
-// NotSupported).
+// "not valid for the specified gateway" or NotSupported, unsupported.go).
 func (a *API) Implemented() []string {
 	out := make([]string, 0, len(a.handlers))
 	for op := range a.handlers {
@@ -39,6 +46,9 @@ func (a *API) Implemented() []string {
 // input satisfies it.
 func (a *API) Invoke(ctx context.Context, op string, input []byte) (any, error) {
 	h, ok := a.handlers[op]
+	if !ok {
+		h, ok = a.unsupported[op]
+	}
 	if !ok {
 		return nil, awsproto.ErrNotSupported()
 	}
