@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -103,4 +104,47 @@ func TestEC2SnapshotFilters(t *testing.T) {
 	if got := seen["unknown filter"]; got.OK || got.Code != "InvalidParameterValue" || got.Message != "The filter 'colour' is invalid" {
 		t.Errorf("boto3 unknown filter: %+v", got.seenError)
 	}
+}
+
+// TestEC2FiltersNonASCII: a filter value with characters beyond ASCII
+// matches them as characters ("café", "caf?") — it used to be compiled
+// byte by byte and never matched — and a parameter that is not UTF-8 at
+// all is refused (MalformedQueryString) rather than matched as U+FFFD.
+func TestEC2FiltersNonASCII(t *testing.T) {
+	s := startServer(t, "")
+	ctx := context.Background()
+	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+	f := newSnapshotFixture(t, ctx, c, s, "café crème")
+	values := []string{"café crème", "caf? crème", "*crème", "café*"}
+	for _, v := range values {
+		out, err := c.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{
+			Filters: []ec2types.Filter{{Name: aws.String("description"), Values: []string{v}}}})
+		if err != nil || len(out.Snapshots) != 1 || aws.ToString(out.Snapshots[0].SnapshotId) != f.snapshotID {
+			t.Errorf("aws-sdk-go-v2 description=%q: %+v %v", v, out, err)
+		}
+	}
+	for name, cli := range awsCLIs(t) {
+		out, ok := runCLI(t, s, cli, "ec2", "describe-snapshots", "--filters", "Name=description,Values=caf? crème",
+			"--query", "Snapshots[].SnapshotId")
+		var got []string
+		if !ok || json.Unmarshal([]byte(out), &got) != nil || len(got) != 1 || got[0] != f.snapshotID {
+			t.Errorf("%s description=caf? crème: %q", name, out)
+		}
+	}
+	var calls []boto3Call
+	for _, v := range values {
+		calls = append(calls, boto3Call{Name: v, Service: "ec2", Op: "DescribeSnapshots",
+			Params: map[string]any{"Filters": []map[string]any{{"Name": "description", "Values": []string{v}}}}})
+	}
+	for name, got := range runBoto3(t, s, calls) {
+		var resp struct{ Snapshots []struct{ SnapshotId string } }
+		if !got.OK || json.Unmarshal(got.Response, &resp) != nil || len(resp.Snapshots) != 1 || resp.Snapshots[0].SnapshotId != f.snapshotID {
+			t.Errorf("boto3 description=%q: %+v %s", name, got.seenError, got.Response)
+		}
+	}
+	// No client sends bytes that are not UTF-8; sign them by hand.
+	b := badRequest{name: "filter value not UTF-8", op: "ec2:DescribeSnapshots",
+		form:   url.Values{"Filter.1.Name": {"description"}, "Filter.1.Value.1": {"caf\xe9 cr\xe8me"}},
+		status: 400, typ: "MalformedQueryString", message: "The query string is malformed"}
+	b.check(t, "raw HTTP", b.sendRaw(t, s.endpoint()))
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Model is a botocore service model (the JSON in /work/shared/aws-models),
@@ -176,6 +177,15 @@ func (m *Model) Validate(op string, input []byte) error {
 	if len(bytes.TrimSpace(input)) == 0 {
 		input = []byte("{}")
 	}
+	// encoding/json would turn invalid UTF-8, and \u escapes of unpaired
+	// UTF-16 surrogates, into U+FFFD without a word, so that a
+	// description or tag would be stored other than sent. JSON text must
+	// be UTF-8 (RFC 8259 §8.1) and AWS's parser refuses a body that is
+	// not; an unpaired surrogate (valid JSON, a Java string holds it) has
+	// no UTF-8 form to keep, so it is refused too rather than altered.
+	if !utf8.Valid(input) || hasUnpairedSurrogate(input) {
+		return NewSerializationError("")
+	}
 	dec := json.NewDecoder(bytes.NewReader(input))
 	dec.UseNumber()
 	var v any
@@ -204,6 +214,57 @@ func (m *Model) Validate(op string, input []byte) error {
 	}
 	return NewValidationError(fmt.Sprintf("%d validation %s detected: %s", len(w.violations), noun,
 		strings.Join(w.violations, "; ")))
+}
+
+// hasUnpairedSurrogate reports whether a JSON text has a \uD800–\uDFFF
+// escape that is not a high surrogate followed by a low one.
+func hasUnpairedSurrogate(b []byte) bool {
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			inString = false
+		case '\\':
+			if i+1 >= len(b) || b[i+1] != 'u' {
+				i++ // a one-character escape
+				continue
+			}
+			r, ok := hex4(b, i+2)
+			if !ok {
+				continue // malformed: the decoder refuses it
+			}
+			i += 5
+			if !utf16.IsSurrogate(rune(r)) {
+				continue
+			}
+			if r >= 0xDC00 { // a low surrogate first
+				return true
+			}
+			if i+6 >= len(b) || b[i+1] != '\\' || b[i+2] != 'u' {
+				return true
+			}
+			lo, ok := hex4(b, i+3)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 6
+		}
+	}
+	return false
+}
+
+// hex4 reads four hex digits at b[at:].
+func hex4(b []byte, at int) (uint16, bool) {
+	if at+4 > len(b) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[at:at+4]), 16, 16)
+	return uint16(n), err == nil
 }
 
 type walker struct {

@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // JSONService runs the operations of a JSON 1.1 service (Storage Gateway).
@@ -298,6 +300,14 @@ func (s *Server) serveQuery(ctx context.Context, w http.ResponseWriter, r *http.
 		}
 		for k, vs := range form {
 			params[k] = append(params[k], vs...)
+		}
+	}
+	// EC2 parameters are UTF-8 text. A byte that is not would otherwise
+	// reach a filter or an ID as U+FFFD, matching what was not asked for.
+	for k, vs := range params {
+		if !utf8.ValidString(k) || slices.ContainsFunc(vs, func(v string) bool { return !utf8.ValidString(v) }) {
+			fail(NewEC2Error(http.StatusBadRequest, "MalformedQueryString", "The query string is malformed"))
+			return
 		}
 	}
 	action := params.Get("Action")

@@ -44,15 +44,20 @@ func knownFilter(name string) bool {
 	return strings.HasPrefix(name, "tag:") && len(name) > len("tag:")
 }
 
+// wildcard compiles one filter value; v must be valid UTF-8 (awsproto
+// refuses a request whose parameters are not). It goes rune by rune: a
+// byte-wise walk would quote each byte of a multi-byte character as a
+// character of its own, and "café" would never match.
 func wildcard(v string) *regexp.Regexp {
 	var sb strings.Builder
 	sb.WriteString(`^`)
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; c {
+	runes := []rune(v)
+	for i := 0; i < len(runes); i++ {
+		switch c := runes[i]; c {
 		case '\\':
-			if i+1 < len(v) && (v[i+1] == '*' || v[i+1] == '?' || v[i+1] == '\\') {
+			if i+1 < len(runes) && (runes[i+1] == '*' || runes[i+1] == '?' || runes[i+1] == '\\') {
 				i++
-				sb.WriteString(regexp.QuoteMeta(string(v[i])))
+				sb.WriteString(regexp.QuoteMeta(string(runes[i])))
 			} else {
 				sb.WriteString(`\\`)
 			}

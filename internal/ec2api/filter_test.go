@@ -26,6 +26,10 @@ func TestWildcards(t *testing.T) {
 		{"a.b", "axb", false}, // regexp metacharacters are literal
 		{"multi*", "multi\nline", true},
 		{"Nightly", "nightly", false}, // case-sensitive, as EC2
+		{"café", "café", true},        // multi-byte characters are one character
+		{"caf?", "café", true},
+		{"caf??", "café", false},
+		{"*é", "café", true},
 	} {
 		if got := wildcard(c.pattern).MatchString(c.value); got != c.want {
 			t.Errorf("%q ~ %q = %v, want %v", c.pattern, c.value, got, c.want)
