@@ -101,7 +101,7 @@ type fixedKeys struct{}
 
 func (fixedKeys) IssueActivationKey(ctx context.Context, region, gatewayType string) (string, error) {
 	if gatewayType != "CACHED" {
-		return "", errors.New("only CACHED gateways")
+		return "", &ActivationRefusedError{Reason: "only CACHED gateways"}
 	}
 	return "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", nil
 }

@@ -15,8 +15,10 @@ import (
 // handler runs one operation on its raw (validated) JSON input.
 type handler func(ctx context.Context, input []byte) (any, error)
 
-// API implements awsproto.JSONService over a control.Service.
+// API implements awsproto.JSONService over a control.Service, and
+// awsproto.ActivationKeyIssuer (activation.go).
 type API struct {
+	svc      *control.Service
 	handlers map[string]handler
 	// unsupported answers the operations of the model that volgw does not
 	// implement (unsupported.go).
@@ -25,7 +27,7 @@ type API struct {
 
 // New returns the API of svc.
 func New(svc *control.Service) *API {
-	a := &API{handlers: handlers(svc), unsupported: map[string]handler{}}
+	a := &API{svc: svc, handlers: handlers(svc), unsupported: map[string]handler{}}
 	for op, u := range unsupportedOps {
 		a.unsupported[op] = unsupportedHandler(svc, u)
 	}
