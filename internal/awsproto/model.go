@@ -85,6 +85,15 @@ func (m *members) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+func (m members) has(name string) bool {
+	for _, mem := range m {
+		if mem.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // ModelOption adjusts a model at load time.
 type ModelOption func(*Model) error
 
@@ -170,9 +179,20 @@ var ErrUnknownOperation = errors.New("awsproto: unknown operation")
 // (1-based), as AWS's Coral framework prints them. Unknown members are
 // ignored, as AWS ignores them.
 func (m *Model) Validate(op string, input []byte) error {
+	_, err := m.Decode(op, input)
+	return err
+}
+
+// Decode is Validate that also returns the input to hand the service: the
+// validated JSON with every member the model does not define removed, at
+// every depth. Member names are case-sensitive, as AWS's are, but
+// encoding/json matches struct fields case-insensitively: without this, a
+// body with both "SnapshotDescription" (checked) and "snapshotdescription"
+// (ignored by the check) would reach the handler with the unchecked value.
+func (m *Model) Decode(op string, input []byte) ([]byte, error) {
 	o, ok := m.operations[op]
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownOperation, op)
+		return nil, fmt.Errorf("%w: %s", ErrUnknownOperation, op)
 	}
 	if len(bytes.TrimSpace(input)) == 0 {
 		input = []byte("{}")
@@ -184,36 +204,42 @@ func (m *Model) Validate(op string, input []byte) error {
 	// not; an unpaired surrogate (valid JSON, a Java string holds it) has
 	// no UTF-8 form to keep, so it is refused too rather than altered.
 	if !utf8.Valid(input) || hasUnpairedSurrogate(input) {
-		return NewSerializationError("")
+		return nil, NewSerializationError("")
 	}
 	dec := json.NewDecoder(bytes.NewReader(input))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return NewSerializationError("")
+		return nil, NewSerializationError("")
 	}
 	if dec.More() {
-		return NewSerializationError("")
+		return nil, NewSerializationError("")
 	}
 	if _, isObject := v.(map[string]any); !isObject {
-		return NewSerializationError(jsonTokenName(v) + " can not be converted to a Structure")
+		return nil, NewSerializationError(jsonTokenName(v) + " can not be converted to a Structure")
 	}
 	if o.Input == nil {
-		return nil
+		return []byte("{}"), nil
 	}
 	w := walker{m: m}
 	if err := w.value(o.Input.Shape, "", v); err != nil {
-		return err
+		return nil, err
 	}
-	if len(w.violations) == 0 {
-		return nil
+	if len(w.violations) > 0 {
+		noun := "errors"
+		if len(w.violations) == 1 {
+			noun = "error"
+		}
+		return nil, NewValidationError(fmt.Sprintf("%d validation %s detected: %s", len(w.violations), noun,
+			strings.Join(w.violations, "; ")))
 	}
-	noun := "errors"
-	if len(w.violations) == 1 {
-		noun = "error"
+	// Numbers stay json.Number (their text), strings are valid UTF-8:
+	// nothing but the dropped members changes.
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("awsproto: re-encode %s input: %w", op, err)
 	}
-	return NewValidationError(fmt.Sprintf("%d validation %s detected: %s", len(w.violations), noun,
-		strings.Join(w.violations, "; ")))
+	return out, nil
 }
 
 // hasUnpairedSurrogate reports whether a JSON text has a \uD800–\uDFFF
@@ -293,6 +319,13 @@ func (w *walker) value(shapeName, path string, v any) error {
 		required := map[string]bool{}
 		for _, r := range s.Required {
 			required[r] = true
+		}
+		// Members the model does not define are ignored, as AWS ignores
+		// them, and dropped so that the service never sees them (Decode).
+		for name := range obj {
+			if !s.Members.has(name) {
+				delete(obj, name)
+			}
 		}
 		for _, mem := range s.Members {
 			p := joinPath(path, lowerCamel(mem.Name))

@@ -336,3 +336,27 @@ func TestValidateRefusesTextJSONCannotCarry(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeKeepsOnlyModelMembers: Decode hands the service the members
+// the model defines, at every depth, with their values untouched.
+func TestDecodeKeepsOnlyModelMembers(t *testing.T) {
+	m := storageGatewayModel(t)
+	in := `{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","snapshotdescription":"` + strings.Repeat("x", 300) +
+		`","Tags":[{"Key":"k","Value":"v","key":"other"}],"Extra":{"a":1}}`
+	out, err := m.Decode("CreateSnapshotFromVolumeRecoveryPoint", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"SnapshotDescription":"d","Tags":[{"Key":"k","Value":"v"}],"VolumeARN":"` + volARN + `"}`
+	if string(out) != want {
+		t.Fatalf("Decode = %s\nwant %s", out, want)
+	}
+	out, err = m.Decode("ListGateways", []byte(`{"Limit":12345678901,"Marker":"m"}`))
+	if err == nil {
+		t.Fatalf("Decode accepted an out-of-range Integer: %s", out)
+	}
+	out, err = m.Decode("ListGateways", []byte(` `))
+	if err != nil || string(out) != `{}` {
+		t.Fatalf("empty body: %s %v", out, err)
+	}
+}

@@ -24,7 +24,8 @@ import (
 // sgwapi implements it.
 type JSONService interface {
 	// Invoke runs one operation of the model. input is the request body,
-	// already verified (SigV4) and validated against the model, so the
+	// already verified (SigV4) and validated against the model, with every
+	// member the model does not define removed (Model.Decode), so the
 	// service decodes it into its own types and checks only meaning.
 	// output is encoded with encoding/json (nil → "{}"). err is an *Error
 	// (possibly wrapped) for an API error; any other error is logged and
@@ -252,7 +253,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var ae *AuthError
 		if !errors.As(err, &ae) {
-			ae = &AuthError{Failure: AuthBadSignature, Message: err.Error()}
+			// Not one of VerifySigV4's answers: refuse the signature in
+			// AWS's words; the error's own text is for the log only.
+			log.Error("signature check failed unexpectedly", "err", err)
+			ae = &AuthError{Failure: AuthBadSignature, Message: "The request signature we calculated does not match the " +
+				"signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
 		}
 		if proto == protoQuery {
 			fail(queryAuthError(ae))
@@ -284,14 +289,13 @@ func (s *Server) serveJSON(ctx context.Context, w http.ResponseWriter, r *http.R
 		fail(&Error{Type: TypeUnknownOperation, Status: http.StatusBadRequest})
 		return
 	}
-	if err := s.cfg.StorageModel.Validate(op, body); err != nil {
+	// The service gets the validated input, with only the model's members.
+	input, err := s.cfg.StorageModel.Decode(op, body)
+	if err != nil {
 		fail(toAPIError(err, NewInternalServerError))
 		return
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		body = []byte("{}")
-	}
-	out, err := s.cfg.Storage.Invoke(ctx, op, body)
+	out, err := s.cfg.Storage.Invoke(ctx, op, input)
 	if err != nil {
 		fail(toAPIError(err, NewInternalServerError))
 		return

@@ -78,8 +78,12 @@ func op[In any](fn func(context.Context, In) (any, error)) handler {
 		var in In
 		if err := json.Unmarshal(input, &in); err != nil {
 			// awsproto validated the types; this is only reachable with
-			// values that fit the model but not Go (e.g. 1e400).
-			return nil, awsproto.NewSerializationError(fmt.Sprintf("Can not deserialize the request: %v", err))
+			// values that fit the model but not Go. encoding/json's text
+			// names Go types and fields: it goes to the log (Err), not to
+			// the client.
+			e := awsproto.NewSerializationError("")
+			e.Err = fmt.Errorf("decode input: %w", err)
+			return nil, e
 		}
 		return fn(ctx, in)
 	}
