@@ -25,14 +25,9 @@ type Snapshots interface {
 
 // API implements awsproto.QueryService.
 type API struct {
-	snaps Snapshots
+	snaps   Snapshots
+	actions map[string]action
 }
-
-// New returns the EC2 API over snaps.
-func New(snaps Snapshots) *API { return &API{snaps: snaps} }
-
-// Actions lists the implemented actions.
-func (a *API) Actions() []string { return []string{"DescribeSnapshots", "DeleteSnapshot"} }
 
 // action is one EC2 action in two steps, so that DryRun is honoured by
 // every action by construction: prepare checks the request and looks up
@@ -41,14 +36,24 @@ func (a *API) Actions() []string { return []string{"DescribeSnapshots", "DeleteS
 // between the two. prepare must change nothing.
 type action func(ctx context.Context, p awsproto.QueryParams) (commit func(ctx context.Context) (any, error), err error)
 
-func (a *API) action(name string) action {
-	switch name {
-	case "DescribeSnapshots":
-		return a.describeSnapshots
-	case "DeleteSnapshot":
-		return a.deleteSnapshot
+// New returns the EC2 API over snaps.
+func New(snaps Snapshots) *API {
+	a := &API{snaps: snaps}
+	a.actions = map[string]action{
+		"DescribeSnapshots": a.describeSnapshots,
+		"DeleteSnapshot":    a.deleteSnapshot,
 	}
-	return nil
+	return a
+}
+
+// Actions lists the implemented actions.
+func (a *API) Actions() []string {
+	names := make([]string, 0, len(a.actions))
+	for name := range a.actions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Invoke runs one action. With DryRun=true it answers DryRunOperation
@@ -58,8 +63,8 @@ func (a *API) action(name string) action {
 // for; volgw has one set of credentials with every permission, and a bad
 // signature is refused before any action runs.)
 func (a *API) Invoke(ctx context.Context, name string, p awsproto.QueryParams) (any, error) {
-	act := a.action(name)
-	if act == nil {
+	act, ok := a.actions[name]
+	if !ok {
 		return nil, awsproto.NewEC2Error(http.StatusBadRequest, awsproto.TypeInvalidAction,
 			"The action "+name+" is not valid for this web service.")
 	}
