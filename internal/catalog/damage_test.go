@@ -50,7 +50,9 @@ func populated(t *testing.T) string {
 	}
 	// A second transaction, so that both meta pages hold committed states
 	// and the file has freed pages.
-	if err := db.Update(func(tx *Tx) error { return tx.PutDisk(Disk{ID: "cache0", Path: "/c", SizeBytes: 1, Allocation: DiskCache}) }); err != nil {
+	if err := db.Update(func(tx *Tx) error {
+		return tx.PutDisk(Disk{ID: "cache0", Path: "/c", SizeBytes: 1, Allocation: DiskCache})
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
