@@ -258,6 +258,11 @@ func checkVersion(v int) error {
 // per kind (and teach check to upgrade) when a record's meaning changes.
 const currentVersion = 1
 
+// RecordVersion is the version of the records this volgw writes. A copy of
+// the catalog kept elsewhere carries it, so that records written by a newer
+// volgw are refused rather than misread.
+const RecordVersion = currentVersion
+
 func get[T any, P interface {
 	*T
 	record
