@@ -126,7 +126,8 @@ func OpenWith(dataDir string, o Options) (db *DB, err error) {
 		for _, name := range o.StateEntries {
 			if _, serr := os.Lstat(filepath.Join(dataDir, name)); serr == nil {
 				return nil, &Error{Err: ErrMissing, Path: path,
-					Detail: fmt.Sprintf("it does not exist, but the data dir holds %s of an existing appliance", name)}
+					Detail: fmt.Sprintf("it does not exist, but the data dir holds %s, so an appliance ran here; "+
+						"an empty catalog would start it without its gateway and volumes", name)}
 			}
 		}
 		if err := create(path, Contents{}); err != nil {
