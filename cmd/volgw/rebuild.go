@@ -54,13 +54,20 @@ func storeArg(storeFlag string) string {
 
 // mirrorCatalog wraps the catalog so that every change is copied to the
 // store before it commits, and writes the copy of the catalog as it is now.
-func mirrorCatalog(ctx context.Context, db *catalog.DB, store blob.Store, creds apiCredentials, log *slog.Logger) (*catalogmirror.Mirror, error) {
+func mirrorCatalog(ctx context.Context, db *catalog.DB, store blob.Store, creds apiCredentials, dataDir, storeFlag string, log *slog.Logger) (*catalogmirror.Mirror, error) {
 	m, err := catalogmirror.New(catalogmirror.Config{DB: db, Store: store,
 		Secret: []byte(creds.SecretAccessKey), AccessKeyID: creds.AccessKeyID, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	if err := m.Sync(ctx); err != nil {
+		if errors.Is(err, catalogmirror.ErrCatalogBehind) {
+			return nil, fmt.Errorf("the catalog %s is older than its copy in the object store (%w): it was put back from a backup or rolled back, "+
+				"and starting on it would lose the changes made since. To start from the copy:\n"+
+				"  mv %s %s.old\n  volgw rebuild-catalog --data-dir %s%s\nthen start volgw serve again (see \"Disaster recovery\" in README.md)",
+				filepath.Join(dataDir, catalog.FileName), err, filepath.Join(dataDir, catalog.FileName), filepath.Join(dataDir, catalog.FileName),
+				dataDir, storeArg(storeFlag))
+		}
 		return nil, fmt.Errorf("copy the catalog to the object store: %w", err)
 	}
 	return m, nil

@@ -113,7 +113,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", storeURL, err)
 	}
-	cat, err := mirrorCatalog(ctx, db, store, a.creds, log)
+	cat, err := mirrorCatalog(ctx, db, store, a.creds, o.DataDir, o.Store, log)
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,8 @@ var (
 	bucketTags           = []byte("tags")
 	bucketSchedules      = []byte("schedules")
 	bucketClientTokens   = []byte("client_tokens")
-	allBuckets           = [][]byte{bucketActivationKeys, bucketGateways, bucketDisks, bucketVolumes, bucketChap, bucketTags, bucketSchedules, bucketClientTokens}
+	bucketMeta           = []byte("meta") // the catalog's own counters (generation)
+	allBuckets           = [][]byte{bucketActivationKeys, bucketGateways, bucketDisks, bucketVolumes, bucketChap, bucketTags, bucketSchedules, bucketClientTokens, bucketMeta}
 )
 
 // DB is an open catalog. It is safe for concurrent use.

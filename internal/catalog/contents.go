@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,8 @@ import (
 // expire within minutes. It is what a copy of the catalog kept elsewhere
 // must hold for Restore to rebuild an equivalent catalog.
 type Contents struct {
+	// Generation is the catalog's generation (see Tx.Generation).
+	Generation   uint64
 	Gateways     []Gateway
 	Disks        []Disk
 	Volumes      []Volume
@@ -26,6 +29,9 @@ type Contents struct {
 func (tx *Tx) Contents() (Contents, error) {
 	var c Contents
 	var err error
+	if c.Generation, err = tx.Generation(); err != nil {
+		return c, err
+	}
 	if c.Gateways, err = tx.Gateways(); err != nil {
 		return c, err
 	}
@@ -50,6 +56,9 @@ func (tx *Tx) Contents() (Contents, error) {
 
 // putContents writes every record of c, validating each as Put does.
 func (tx *Tx) putContents(c Contents) error {
+	if err := tx.SetGeneration(c.Generation); err != nil {
+		return err
+	}
 	for _, g := range c.Gateways {
 		if err := tx.PutGateway(g); err != nil {
 			return err
@@ -110,4 +119,27 @@ func Restore(dataDir string, c Contents) error {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	return create(path, c)
+}
+
+var keyGeneration = []byte("generation")
+
+// Generation is a counter that whoever keeps a copy of the catalog
+// advances with each change it copies (catalogmirror does, in the same
+// transaction): comparing it with the copy's tells a catalog that went back
+// in time (restored from a backup, rolled back) from one that is current.
+// A catalog that never had one is at 0.
+func (tx *Tx) Generation() (uint64, error) {
+	raw := tx.tx.Bucket(bucketMeta).Get(keyGeneration)
+	switch len(raw) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(raw), nil
+	}
+	return 0, invalid("generation of %d bytes", len(raw))
+}
+
+// SetGeneration records the catalog's generation.
+func (tx *Tx) SetGeneration(n uint64) error {
+	return tx.tx.Bucket(bucketMeta).Put(keyGeneration, binary.BigEndian.AppendUint64(nil, n))
 }

@@ -327,6 +327,11 @@ func (tx *Tx) verifyRecords() error {
 		string(bucketSchedules):      decodeOnly[Schedule],
 		string(bucketClientTokens):   decodeOnly[ClientToken],
 	}
+	if tx.tx.Bucket(bucketMeta) != nil {
+		if _, err := tx.Generation(); err != nil {
+			return err
+		}
+	}
 	for name, check := range checks {
 		b := tx.tx.Bucket([]byte(name))
 		if b == nil {

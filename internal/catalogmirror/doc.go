@@ -49,6 +49,16 @@
 //     rebuild in between would restore that one unacknowledged operation,
 //     never lose an acknowledged one.
 //
+// # Generations: a catalog that went back in time
+//
+// The catalog and its copy carry a generation (catalog.Tx.Generation),
+// advanced by one in the transaction that writes the copy. Sync, at start,
+// refuses (ErrCatalogBehind) a catalog more than one generation behind its
+// copy: a catalog.db put back from a backup, or a rolled-back disk, would
+// otherwise start on an old state and overwrite the copy of the changes
+// made since. One generation behind is the change that was in flight when a
+// commit failed or the process died, never acknowledged: the catalog wins.
+//
 // An Update that leaves the copy's records unchanged (an activation key
 // handed out, a read-only path that happens to use Update) writes nothing.
 // Updates are serialised by bbolt already; the store write adds one

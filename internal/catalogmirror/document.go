@@ -28,6 +28,10 @@ var (
 	ErrInvalid = errors.New("catalogmirror: invalid catalog copy")
 	// ErrNewer: a copy written by a newer volgw.
 	ErrNewer = errors.New("catalogmirror: catalog copy written by a newer volgw")
+	// ErrCatalogBehind: Sync found a copy more than one change ahead of the
+	// catalog: the catalog went back in time (restored from a backup, rolled
+	// back), and writing it would erase the copy of the changes since.
+	ErrCatalogBehind = errors.New("catalogmirror: the catalog is older than its copy")
 )
 
 const (
@@ -52,6 +56,7 @@ type envelope struct {
 	Version       int
 	RecordVersion int
 	GatewayID     string
+	Generation    uint64 // the catalog's generation this copy holds
 	WrittenAt     time.Time
 	SHA256        string
 	Body          json.RawMessage
@@ -176,7 +181,7 @@ func encode(gatewayID string, c catalog.Contents, s *sealer, now time.Time) ([]b
 	}
 	sum := sha256.Sum256(raw)
 	return json.Marshal(envelope{Format: format, Version: version, RecordVersion: catalog.RecordVersion,
-		GatewayID: gatewayID, WrittenAt: now.UTC(), SHA256: hex.EncodeToString(sum[:]), Body: raw})
+		GatewayID: gatewayID, Generation: c.Generation, WrittenAt: now.UTC(), SHA256: hex.EncodeToString(sum[:]), Body: raw})
 }
 
 // Copy is a gateway's catalog as read back from the store.
@@ -225,7 +230,7 @@ func decode(gatewayID string, raw, secret []byte) (Copy, error) {
 	if !found {
 		return Copy{}, fmt.Errorf("%w: the copy of gateway %s does not hold it", ErrInvalid, gatewayID)
 	}
-	cp := Copy{GatewayID: gatewayID, WrittenAt: env.WrittenAt, Contents: catalog.Contents{
+	cp := Copy{GatewayID: gatewayID, WrittenAt: env.WrittenAt, Contents: catalog.Contents{Generation: env.Generation,
 		Gateways: b.Gateways, Disks: b.Disks, Volumes: b.Volumes, Tags: b.Tags, Schedules: b.Schedules, ClientTokens: b.ClientTokens}}
 	if len(b.Chap) == 0 {
 		return cp, nil

@@ -109,19 +109,29 @@ func (m *Mirror) Update(fn func(*catalog.Tx) error) error {
 		if err != nil {
 			return err
 		}
+		d, err := digest(c)
+		if err != nil {
+			return err
+		}
 		pending = map[string][32]byte{}
+		changed := false
 		for _, g := range c.Gateways {
-			d, err := digest(c)
-			if err != nil {
-				return err
-			}
 			pending[g.ID] = d
-			if old, ok := m.written[g.ID]; ok && old == d {
-				continue
-			}
-			storeTouched = true
-			if err := m.put(ctx, g.ID, c); err != nil {
+			old, ok := m.written[g.ID]
+			changed = changed || !ok || old != d
+		}
+		if changed {
+			// The copy and the catalog move to the next generation
+			// together: the copy is written first, the catalog commits it.
+			c.Generation++
+			if err := tx.SetGeneration(c.Generation); err != nil {
 				return err
+			}
+			for _, g := range c.Gateways {
+				storeTouched = true
+				if err := m.put(ctx, g.ID, c); err != nil {
+					return err
+				}
 			}
 		}
 		for _, g := range before {
@@ -176,6 +186,11 @@ func (m *Mirror) syncLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, g := range c.Gateways {
+		if err := m.checkNotBehind(ctx, g.ID, c.Generation); err != nil {
+			return err
+		}
+	}
 	written := map[string][32]byte{}
 	for _, g := range c.Gateways {
 		if err := m.put(ctx, g.ID, c); err != nil {
@@ -184,6 +199,49 @@ func (m *Mirror) syncLocked(ctx context.Context) error {
 		written[g.ID] = d
 	}
 	m.written = written
+	return nil
+}
+
+// BehindError is what Sync returns (wrapping ErrCatalogBehind) for a
+// catalog older than its copy.
+type BehindError struct {
+	Generation     uint64 // the catalog's
+	Key            string // the copy's
+	CopyGeneration uint64
+	CopyWritten    time.Time
+}
+
+func (e *BehindError) Error() string {
+	return fmt.Sprintf("the catalog is at generation %d, its copy %s at generation %d (written %s)",
+		e.Generation, e.Key, e.CopyGeneration, e.CopyWritten.UTC().Format(time.RFC3339))
+}
+
+func (e *BehindError) Unwrap() error { return ErrCatalogBehind }
+
+// checkNotBehind refuses to overwrite a copy that holds changes the
+// catalog does not. A copy exactly one generation ahead is the change that
+// was in flight when a commit failed or the process died: it was never
+// acknowledged, and the catalog's state replaces it.
+func (m *Mirror) checkNotBehind(ctx context.Context, gatewayID string, generation uint64) error {
+	raw, err := m.store.Get(ctx, Key(gatewayID))
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("catalogmirror: read %s: %w", Key(gatewayID), err)
+	}
+	var env envelope
+	if err := json.Unmarshal(raw, &env); err != nil || env.Format != format {
+		m.log.Warn("the catalog's copy in the store does not decode; writing it again from the catalog", "key", Key(gatewayID), "err", err)
+		return nil
+	}
+	switch {
+	case env.Generation > generation+1:
+		return &BehindError{Generation: generation, Key: Key(gatewayID), CopyGeneration: env.Generation, CopyWritten: env.WrittenAt}
+	case env.Generation == generation+1:
+		m.log.Warn("the catalog's copy holds one change the catalog does not (in flight at a crash or a failed commit, never acknowledged); writing it again from the catalog",
+			"key", Key(gatewayID), "generation", generation)
+	}
 	return nil
 }
 
@@ -198,9 +256,10 @@ func (m *Mirror) put(ctx context.Context, gatewayID string, c catalog.Contents) 
 	return nil
 }
 
-// digest identifies the contents (CHAP secrets included, in memory only):
-// the copy is rewritten only when it changes.
+// digest identifies the contents (CHAP secrets included, in memory only),
+// generation aside: the copy is rewritten only when they change.
 func digest(c catalog.Contents) ([32]byte, error) {
+	c.Generation = 0
 	raw, err := json.Marshal(c)
 	if err != nil {
 		return [32]byte{}, fmt.Errorf("catalogmirror: %w", err)

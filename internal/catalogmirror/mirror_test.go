@@ -243,3 +243,56 @@ func TestDamagedCopyRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncRefusesCatalogOlderThanItsCopy: a catalog that went back in time
+// (an old backup of catalog.db put back) must not start and overwrite the
+// copy of the changes made since; one generation behind is the change in
+// flight at a crash, which was never acknowledged, and is overwritten.
+func TestSyncRefusesCatalogOlderThanItsCopy(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.m.Update(populate); err != nil {
+		t.Fatal(err)
+	}
+	old := f.contents(t)
+	for _, name := range []string{"a", "b"} {
+		if err := f.m.Update(func(tx *catalog.Tx) error {
+			return tx.PutTags(gwARN, []catalog.Tag{{Key: name, Value: "v"}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := f.contents(t).Generation; g != old.Generation+2 {
+		t.Fatalf("generation %d after two changes from %d", g, old.Generation)
+	}
+	start := func(c catalog.Contents) error {
+		dir := t.TempDir()
+		if err := catalog.Restore(dir, c); err != nil {
+			t.Fatal(err)
+		}
+		db, err := catalog.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		m, err := New(Config{DB: db, Store: f.store, Secret: []byte(testSecret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Sync(ctx)
+	}
+	if err := start(old); !errors.Is(err, ErrCatalogBehind) {
+		t.Fatalf("Sync of a catalog two changes behind its copy = %v, want ErrCatalogBehind", err)
+	}
+	if cp, err := Load(ctx, f.store, gwID, []byte(testSecret)); err != nil || cp.Contents.Generation != old.Generation+2 {
+		t.Fatalf("the refused Sync changed the copy: %+v, %v", cp.Contents.Generation, err)
+	}
+	oneBehind := f.contents(t)
+	oneBehind.Generation--
+	if err := start(oneBehind); err != nil {
+		t.Fatalf("Sync of a catalog one change behind its copy: %v", err)
+	}
+	if cp, err := Load(ctx, f.store, gwID, []byte(testSecret)); err != nil || cp.Contents.Generation != oneBehind.Generation {
+		t.Fatalf("copy after Sync: generation %d, %v; want %d", cp.Contents.Generation, err, oneBehind.Generation)
+	}
+}
