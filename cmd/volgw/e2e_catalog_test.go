@@ -405,3 +405,51 @@ func TestSecondVolgwOnSameDataDirRefused(t *testing.T) {
 		t.Fatalf("the first volgw after the second was refused: %v", err)
 	}
 }
+
+// TestCatalogChangeFailsWhenTheStoreRefusesItsCopy: when the object store
+// cannot take the catalog's copy, the API call fails with
+// InternalServerError and changes nothing, so no acknowledged change is
+// missing from the copy; once the store takes writes again, the next change
+// brings the copy up to date.
+func TestCatalogChangeFailsWhenTheStoreRefusesItsCopy(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir)
+	ctx := context.Background()
+	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+	g := activateGateway(t, ctx, c, s.endpoint())
+	gatewayID := g.arn[strings.LastIndex(g.arn, "/")+1:]
+	// The store is the default file store in the data dir: putting a plain
+	// file where the copy's directory is makes every write of the copy fail
+	// in the file system itself (root ignores permissions; not this).
+	copyDir := filepath.Join(dataDir, "store", "gateways", gatewayID)
+	if err := os.RemoveAll(copyDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(copyDir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tag := func(key string) error {
+		_, err := c.sgw.AddTagsToResource(ctx, &storagegateway.AddTagsToResourceInput{ResourceARN: aws.String(g.arn),
+			Tags: []sgwtypes.Tag{{Key: aws.String(key), Value: aws.String("v")}}})
+		return err
+	}
+	err := tag("refused")
+	var apiErr interface{ ErrorCode() string }
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "InternalServerError" {
+		t.Fatalf("AddTagsToResource with the store refusing the catalog's copy = %v, want InternalServerError", err)
+	}
+	tags, err := c.sgw.ListTagsForResource(ctx, &storagegateway.ListTagsForResourceInput{ResourceARN: aws.String(g.arn)})
+	if err != nil || len(tags.Tags) != 0 {
+		t.Fatalf("tags after the refused change: %+v %v, want none", tags, err)
+	}
+	if err := os.Remove(copyDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := tag("kept"); err != nil {
+		t.Fatalf("AddTagsToResource once the store takes writes again: %v", err)
+	}
+	raw, err := os.ReadFile(filepath.Join(copyDir, "catalog.json"))
+	if err != nil || !bytes.Contains(raw, []byte(`"Key":"kept"`)) || bytes.Contains(raw, []byte(`"Key":"refused"`)) {
+		t.Fatalf("the copy after the store came back: %v\n%s", err, raw)
+	}
+}
