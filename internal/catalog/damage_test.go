@@ -261,6 +261,17 @@ func TestSecondOpenRefusedWithPID(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 	db.Close()
+
+	// A process that holds bbolt's own lock but not the data dir's (a volgw
+	// from before the data dir lock) is reported as such, not as damage.
+	other, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := Open(dir); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Open while bbolt's lock is held = %v, want ErrInUse", err)
+	}
 }
 
 // TestRestoreRoundTrip: Contents read from one catalog and restored into a

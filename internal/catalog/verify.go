@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"bytes"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Why the catalog checks its own file before bbolt sees it: bbolt maps the
@@ -292,6 +294,11 @@ func openVerified(path string) (db *bolt.DB, err error) {
 	}()
 	// The data dir's lock is already held, so bbolt's own never waits.
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, PreLoadFreelist: true})
+	if errors.Is(err, berrors.ErrTimeout) {
+		// Only a process that does not take the data dir's lock (a volgw
+		// from before it existed) can hold bbolt's.
+		return nil, &Error{Err: ErrInUse, Path: path, Detail: "another process holds " + FileName + " open; stop it first"}
+	}
 	if err != nil {
 		return nil, &Error{Err: ErrDamaged, Path: path, Detail: err.Error()}
 	}
