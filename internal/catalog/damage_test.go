@@ -138,7 +138,23 @@ func TestOpenRefusesDamage(t *testing.T) {
 		}, ErrDamaged, -1},
 		{"meta page 0 overwritten", overwrite(0, 4096), ErrDamaged, 0},
 		{"meta page 1 overwritten", overwrite(4096, 4096), ErrDamaged, 1},
-		{"meta checksum flipped", overwrite(16+60, 1), ErrDamaged, -1},
+		{"meta checksum flipped", func(t *testing.T, path string) {
+			// One byte of meta page 0's checksum, inverted (a random byte
+			// could be the same one).
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			b := make([]byte, 1)
+			if _, err := f.ReadAt(b, 16+60); err != nil {
+				t.Fatal(err)
+			}
+			b[0] ^= 0xFF
+			if _, err := f.WriteAt(b, 16+60); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrDamaged, -1},
 	}
 	probe := populated(t)
 	db, err := Open(probe)
