@@ -453,3 +453,45 @@ func TestCatalogChangeFailsWhenTheStoreRefusesItsCopy(t *testing.T) {
 		t.Fatalf("the copy after the store came back: %v\n%s", err, raw)
 	}
 }
+
+// TestRebuildCatalogChoosesAmongGateways: with several gateways' copies in
+// one store, rebuild-catalog names them and asks for --gateway-id, then
+// restores the one chosen; with none, it says so; a stray argument is a
+// usage error.
+func TestRebuildCatalogChoosesAmongGateways(t *testing.T) {
+	ctx := context.Background()
+	store := "file://" + filepath.Join(t.TempDir(), "shared-store")
+	var ids []string
+	for range 2 {
+		s := startServerWith(t, "", []string{"--store", store}, nil)
+		c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+		g := activateGateway(t, ctx, c, s.endpoint())
+		ids = append(ids, g.arn[strings.LastIndex(g.arn, "/")+1:])
+		if err := s.close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := func(k string) string { return map[string]string{"VOLGW_SECRET_ACCESS_KEY": e2eSecret}[k] }
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"rebuild-catalog", "extra"}, &out, &errOut, env); !errors.Is(err, errUsage) {
+		t.Fatalf("rebuild-catalog with a stray argument = %v, want a usage error", err)
+	}
+	dir := t.TempDir()
+	err := run(ctx, []string{"rebuild-catalog", "--data-dir", dir, "--store", store}, &out, &errOut, env)
+	if err == nil || !strings.Contains(err.Error(), "--gateway-id") || !strings.Contains(err.Error(), ids[0]) || !strings.Contains(err.Error(), ids[1]) {
+		t.Fatalf("rebuild-catalog with two gateways' copies = %v, want both named and --gateway-id asked for", err)
+	}
+	if err := run(ctx, []string{"rebuild-catalog", "--data-dir", dir, "--store", store, "--gateway-id", ids[1]}, &out, &errOut, env); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, dir)
+	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+	gws, err := c.sgw.ListGateways(ctx, &storagegateway.ListGatewaysInput{})
+	if err != nil || len(gws.Gateways) != 1 || aws.ToString(gws.Gateways[0].GatewayId) != ids[1] {
+		t.Fatalf("ListGateways after rebuilding %s: %+v %v", ids[1], gws, err)
+	}
+	err = run(ctx, []string{"rebuild-catalog", "--data-dir", t.TempDir(), "--store", "file://" + t.TempDir()}, &out, &errOut, env)
+	if err == nil || !strings.Contains(err.Error(), "holds no catalog copy") {
+		t.Fatalf("rebuild-catalog from a store without copies = %v", err)
+	}
+}
