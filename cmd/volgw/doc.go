@@ -1,7 +1,9 @@
 // Command volgw is the cached-volume storage gateway: `volgw serve` runs
 // the AWS Storage Gateway API (plus EC2 DescribeSnapshots/DeleteSnapshot),
-// the iSCSI target and the block engine in one process; `volgw version`
-// prints the build.
+// the iSCSI target and the block engine in one process; `volgw
+// rebuild-catalog` restores a lost or damaged catalog.db from the copy kept
+// in the object store (internal/catalogmirror); `volgw version` prints the
+// build.
 //
 // It owns the command line (a contract: flag names and defaults are relied
 // on by users and tests), the API credentials, and the wiring: it opens the

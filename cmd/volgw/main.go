@@ -35,6 +35,7 @@ const usage = `usage:
   volgw serve [--listen 127.0.0.1:8080] [--iscsi-listen 127.0.0.1:3260] [--data-dir ./volgw-data]
               [--region us-east-1] [--account-id 123456789012] [--store URL]
               [--cache-disk-size 10GiB] [--upload-buffer-disk-size 5GiB] [--log-level info]
+  volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…]
   volgw version
 `
 
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		<-ctx.Done()
 		return a.close()
+	case "rebuild-catalog":
+		return rebuildCatalog(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "volgw %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil

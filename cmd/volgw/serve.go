@@ -21,7 +21,6 @@ import (
 	"github.com/volgw/volgw/internal/awsproto"
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/blob/storeurl"
-	"github.com/volgw/volgw/internal/catalog"
 	"github.com/volgw/volgw/internal/control"
 	"github.com/volgw/volgw/internal/ec2api"
 	"github.com/volgw/volgw/internal/scsi"
@@ -95,15 +94,16 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// The catalog first: it takes the data dir's lock, and it must judge
+	// the data dir before anything (credentials) is created in it.
+	db, err := openCatalog(o.DataDir, o.Store)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, db.Close)
 	if a.creds, err = loadCredentials(o.DataDir, getenv); err != nil {
 		return nil, err
 	}
-
-	db, err := catalog.Open(o.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("open catalog: %w", err)
-	}
-	a.closers = append(a.closers, db.Close)
 
 	storeURL := o.Store
 	if storeURL == "" {
@@ -112,6 +112,10 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	store, err := storeurl.OpenEnv(ctx, storeURL, getenv)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", storeURL, err)
+	}
+	cat, err := mirrorCatalog(ctx, db, store, a.creds, o.DataDir, o.Store, log)
+	if err != nil {
+		return nil, err
 	}
 
 	if p.openEngine == nil || p.newExporter == nil {
@@ -138,7 +142,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	a.closers = append(a.closers, exp.Close)
 
 	svc, err := control.New(control.Config{
-		Catalog: db, Engine: engine.Engine, Exporter: exp, Logger: log,
+		Catalog: cat, Engine: engine.Engine, Exporter: exp, Logger: log,
 		Region: o.Region, Account: o.AccountID,
 		ISCSIAddress: iscsiIP, ISCSIPort: iscsiPort,
 		DiskDir:       filepath.Join(o.DataDir, "disks"),
