@@ -31,7 +31,9 @@
 // UNIT RESET; NexusLost, which Device and LUNTable implement, should be
 // called when a session ends. Conformance: libiscsi's iscsi-test-cu
 // --dataloss passes every test it runs against a FileBackend LUN through
-// package iscsi (go test -tags cu -run TestCU ./internal/scsi/).
+// package iscsi (internal/iscsi/conformance) and against an engine volume
+// (cmd/volgw TestCUOnAPIVolume); TestCU here runs the suites that need a
+// read-only, removable or multipath unit.
 //
 // The package must not touch the wire (PDUs, sessions, residual
 // arithmetic, task management: package iscsi) or the engine (caching,
