@@ -269,6 +269,9 @@ func (ss *session) handleNop(h *header) error {
 	n := h.dataLen()
 	if !ss.admit(h) || h.itt() == reservedTag {
 		// Either ignored, or a ping reply / CmdSN update needing no answer.
+		if h.itt() == reservedTag && h.ttt() != reservedTag {
+			ss.log.Debug("iscsi: NOP-In answered", "ttt", h.ttt())
+		}
 		return discardData(ss.br, n, ss.cp.digests)
 	}
 	p := newOut()
