@@ -47,8 +47,8 @@ func newISCSIExporter(ctx context.Context, ln net.Listener, volumes func(string)
 }
 
 // Export implements control.TargetExporter. A new CHAP list for a target
-// that already serves the same volume at the same LUN takes effect without
-// dropping its sessions; anything else replaces the target.
+// that already serves the same volume at the same LUN closes the target's
+// sessions (iscsi.Server.SetCHAP); anything else replaces the target.
 func (e *iscsiExporter) Export(ctx context.Context, spec control.ExportSpec) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -16,8 +16,8 @@
 //	srv := iscsi.NewServer(iscsi.Config{Logger: log})
 //	srv.AddTarget(iscsi.TargetConfig{IQN: iqn, LUNs: lunTable, CHAP: creds})
 //	go srv.Serve(ctx, ln)        // any number of listeners
-//	srv.SetCHAP(iqn, creds)      // later logins use the new credentials
-//	srv.RemoveTarget(iqn)        // closes its sessions, waits for commands
+//	srv.SetCHAP(iqn, creds)      // closes its sessions; logins need the new credentials
+//	srv.RemoveTarget(iqn)        // logins get "target removed"; its sessions fail every command
 //	srv.Close()
 //
 // Naming: volgw serves one target per volume, named IQNPrefix +

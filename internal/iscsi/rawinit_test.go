@@ -346,6 +346,35 @@ func (r *rawInit) read(lba uint32, n uint32, ourMRDSL uint32) []byte {
 	}
 }
 
+// scsiIn sends a command that reads at most edtl bytes and returns its
+// Data-In; the command must end with GOOD status.
+func (r *rawInit) scsiIn(cdb []byte, edtl uint32) []byte {
+	r.t.Helper()
+	itt := r.nextITT()
+	r.send(r.command(itt, true, false, true, edtl, cdb), nil)
+	var out []byte
+	for {
+		p := r.recv()
+		switch p.h.opcode() {
+		case opDataIn:
+			out = append(out, p.data...)
+			if p.h.flags()&flagStatus != 0 {
+				if p.h.bhs[3] != 0 {
+					r.t.Fatalf("CDB % x: status %#x", cdb, p.h.bhs[3])
+				}
+				return out
+			}
+		case opSCSIResp:
+			if p.h.bhs[3] != 0 {
+				r.t.Fatalf("CDB % x: status %#x, sense %x", cdb, p.h.bhs[3], p.data)
+			}
+			return out
+		default:
+			r.t.Fatalf("unexpected opcode %#x for CDB % x", p.h.opcode(), cdb)
+		}
+	}
+}
+
 func (r *rawInit) nop(itt uint32, ping []byte) rawPDU {
 	var b [bhsLen]byte
 	b[0] = opNopOut | flagImmediate
@@ -765,14 +794,24 @@ func TestServerAPI(t *testing.T) {
 		t.Errorf("SetCHAP of unknown target: %v", err)
 	}
 
-	// A live session, then CHAP turned on: the session stays, new plain
-	// logins are refused.
+	// A live session, then the same (empty) CHAP list again: nothing
+	// changes, the session stays.
 	r := dialRaw(t, tt.addr, testIQN)
-	if err := tt.srv.SetCHAP(testIQN, []CHAPCredential{{InitiatorName: "iqn.x", SecretToAuthenticateInitiator: "0123456789ab"}}); err != nil {
+	if err := tt.srv.SetCHAP(testIQN, nil); err != nil {
 		t.Fatal(err)
 	}
 	if p := r.nop(r.nextITT(), []byte("a")); p.h.opcode() != opNopIn {
-		t.Fatalf("session after SetCHAP: opcode %#x", p.h.opcode())
+		t.Fatalf("session after an unchanged SetCHAP: opcode %#x", p.h.opcode())
+	}
+	// CHAP turned on: the session authenticated without it is closed (as
+	// AWS closes a target's connections on UpdateChapCredentials), and
+	// new plain logins are refused.
+	if err := tt.srv.SetCHAP(testIQN, []CHAPCredential{{InitiatorName: "iqn.x", SecretToAuthenticateInitiator: "0123456789ab"}}); err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := r.br.Read(b[:]); err == nil {
+		t.Errorf("session still open after its CHAP changed")
 	}
 	var text []byte
 	text = appendText(text, "InitiatorName", "iqn.x")
@@ -781,17 +820,47 @@ func TestServerAPI(t *testing.T) {
 	if p, _ := loginOnce(t, tt.addr, 9, stageSecurity, stageOperational, text); loginStatus(p) != loginAuthFailed {
 		t.Errorf("plain login after SetCHAP: status %#04x", loginStatus(p))
 	}
+	if err := tt.srv.SetCHAP(testIQN, nil); err != nil {
+		t.Fatal(err)
+	}
 
-	// RemoveTarget closes the live session and refuses new logins.
+	// RemoveTarget keeps a live session but takes its logical units away:
+	// every command fails with LOGICAL UNIT NOT SUPPORTED, INQUIRY says no
+	// device, REPORT LUNS lists none; new logins are told the target was
+	// removed, and ListVolumeInitiators no longer counts the session.
+	r = dialRaw(t, tt.addr, testIQN)
+	if status, resp := r.write(0, make([]byte, 512)); status != 0 {
+		t.Fatalf("write before RemoveTarget: status %#x sense %x", status, resp.data)
+	}
 	if err := tt.srv.RemoveTarget(testIQN); err != nil {
 		t.Fatal(err)
 	}
-	var b [1]byte
-	if _, err := r.br.Read(b[:]); err == nil {
-		t.Errorf("session still open after RemoveTarget")
+	if got := tt.srv.Initiators(testIQN); len(got) != 0 {
+		t.Errorf("Initiators after RemoveTarget = %q", got)
 	}
-	if p, _ := loginOnce(t, tt.addr, 10, stageSecurity, stageOperational, text); loginStatus(p) != loginNotFound {
-		t.Errorf("login to removed target: status %#04x", loginStatus(p))
+	status, resp := r.write(0, make([]byte, 512))
+	if status != 0x02 || !bytes.Contains(resp.data, []byte{0x70, 0, 0x05}) || resp.data[2+12] != 0x25 {
+		t.Errorf("write after RemoveTarget: status %#x sense %x, want CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED", status, resp.data)
+	}
+	inq := r.scsiIn([]byte{0x12, 0, 0, 0, 36, 0}, 36)
+	if len(inq) < 1 || inq[0] != 0x7f {
+		t.Errorf("INQUIRY after RemoveTarget: % x, want peripheral qualifier 011b, type 1Fh", inq)
+	}
+	if p := r.nop(r.nextITT(), []byte("b")); p.h.opcode() != opNopIn {
+		t.Errorf("session after RemoveTarget: opcode %#x", p.h.opcode())
+	}
+	if p, _ := loginOnce(t, tt.addr, 10, stageSecurity, stageOperational, text); loginStatus(p) != loginTargetRemoved {
+		t.Errorf("login to removed target: status %#04x, want 0204h", loginStatus(p))
+	}
+	// Added back, the name is served again.
+	if err := tt.srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: lu}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := loginOnce(t, tt.addr, 11, stageSecurity, stageOperational, text); loginStatus(p) != 0 {
+		t.Errorf("login to the target added back: status %#04x", loginStatus(p))
+	}
+	if err := tt.srv.RemoveTarget(testIQN); err != nil {
+		t.Fatal(err)
 	}
 
 	tt.srv.Close()

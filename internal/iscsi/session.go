@@ -28,8 +28,17 @@ type session struct {
 	br        *bufio.Reader
 	log       *slog.Logger
 	tgt       *target // nil in a discovery session
-	lu        scsi.LogicalUnit
 	discovery bool
+
+	// luMu guards lu. Every use of the unit (a command executing, a reset,
+	// the end-of-session NexusLost) holds it for reading, so withdraw,
+	// which takes it for writing, returns only once nothing runs on the
+	// old unit any more.
+	luMu sync.RWMutex
+	lu   scsi.LogicalUnit
+	// withdrawn: the target was removed while this session was logged
+	// in; lu is a unit table with no units (see Server.RemoveTarget).
+	withdrawn atomic.Bool
 
 	initiatorName string
 	isid          [6]byte
@@ -148,9 +157,23 @@ func (ss *session) run(ctx context.Context) {
 	<-ss.writerDone
 	ss.execWG.Wait()
 	ss.releaseAll()
+	ss.luMu.RLock()
+	defer ss.luMu.RUnlock()
 	if nl, ok := ss.lu.(nexusLoser); ok && ss.lu != nil {
 		nl.NexusLost(ss.nexus)
 	}
+}
+
+// withdraw detaches the session from its target's logical units, which
+// are going away: from now on it answers every command as a target with
+// no logical units does (CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT
+// NOT SUPPORTED; INQUIRY with peripheral qualifier 011b; an empty REPORT
+// LUNS). It returns once no command runs on the old units.
+func (ss *session) withdraw() {
+	ss.luMu.Lock()
+	defer ss.luMu.Unlock()
+	ss.lu = scsi.NewLUNTable(nil)
+	ss.withdrawn.Store(true)
 }
 
 // releaseAll returns the buffers of tasks still gathering data.
