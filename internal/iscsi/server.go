@@ -131,8 +131,8 @@ type Server struct {
 	lim targetLimits
 
 	// mu guards every field below.
-	mu        sync.Mutex
-	targets   map[string]*target
+	mu      sync.Mutex
+	targets map[string]*target
 	// removed holds the names of targets RemoveTarget withdrew and no
 	// AddTarget has brought back, so that a login to one is answered
 	// "target removed" (RFC 7143 11.13.5, 0204h) rather than "not
