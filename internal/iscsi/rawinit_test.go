@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1220,5 +1222,111 @@ func TestInitiators(t *testing.T) {
 			t.Fatalf("sessions still listed after their connections closed: %q", tt.srv.Initiators(testIQN))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// nexusRecorder is a target's real unit table with a log of the
+// NexusLost calls it gets, to check when the transport makes them.
+type nexusRecorder struct {
+	scsi.LogicalUnit
+	mu   sync.Mutex // guards lost
+	lost []string
+}
+
+func (r *nexusRecorder) NexusLost(nexus string) {
+	r.mu.Lock()
+	r.lost = append(r.lost, nexus)
+	r.mu.Unlock()
+	r.LogicalUnit.(interface{ NexusLost(string) }).NexusLost(nexus)
+}
+
+func (r *nexusRecorder) lostCount(nexus string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, l := range r.lost {
+		if l == nexus {
+			n++
+		}
+	}
+	return n
+}
+
+// startRecordedTarget serves the test target's unit again under a second
+// name, through a nexusRecorder.
+func startRecordedTarget(t *testing.T) (*testTarget, string, *nexusRecorder) {
+	tt := startTarget(t, 1<<20, nil)
+	rec := &nexusRecorder{LogicalUnit: mustLU(t, tt)}
+	iqn := testIQN + "-recorded"
+	if err := tt.srv.AddTarget(TargetConfig{IQN: iqn, LUNs: rec}); err != nil {
+		t.Fatal(err)
+	}
+	return tt, iqn, rec
+}
+
+func rawNexus(isid [6]byte, iqn string) string {
+	return "iqn.2026-01.test:raw,i,0x" + hex.EncodeToString(isid[:]) + "," + iqn
+}
+
+// reserve6 sends RESERVE(6) and returns the status.
+func (r *rawInit) reserve6() byte {
+	r.t.Helper()
+	r.send(r.command(r.nextITT(), false, false, true, 0, []byte{0x16, 0, 0, 0, 0, 0}), nil)
+	p := r.recv()
+	if p.h.opcode() != opSCSIResp {
+		r.t.Fatalf("RESERVE(6): opcode %#x", p.h.opcode())
+	}
+	return p.h.bhs[3]
+}
+
+// TestRawLogoutReleasesReservation: the unit hears NexusLost before the
+// Logout Response leaves, so an initiator that logs out and at once
+// reserves from another session finds the unit free (libiscsi's
+// Reserve6.Logout, which failed under load when the release waited for
+// the connection's teardown).
+func TestRawLogoutReleasesReservation(t *testing.T) {
+	tt, iqn, rec := startRecordedTarget(t)
+	isidA := [6]byte{0x40, 0, 0, 0, 0, 0xa}
+	a := dialRawISID(t, tt.addr, iqn, isidA)
+	if st := a.reserve6(); st != 0 {
+		t.Fatalf("RESERVE(6) from A: status %#x", st)
+	}
+	var b [bhsLen]byte
+	b[0] = opLogoutReq | flagImmediate
+	b[1] = flagFinal // reason 0: close the session
+	put32(b[16:20], a.nextITT())
+	put32(b[24:28], a.cmdSN)
+	a.send(b, nil)
+	if p := a.recv(); p.h.opcode() != opLogoutResp || p.h.bhs[2] != 0 {
+		t.Fatalf("logout: opcode %#x response %d", p.h.opcode(), p.h.bhs[2])
+	}
+	if n := rec.lostCount(rawNexus(isidA, iqn)); n != 1 {
+		t.Fatalf("NexusLost calls for A when its Logout Response arrived: %d, want 1", n)
+	}
+	other := dialRawISID(t, tt.addr, iqn, [6]byte{0x40, 0, 0, 0, 0, 0xb})
+	if st := other.reserve6(); st != 0 {
+		t.Fatalf("RESERVE(6) from another session after A logged out: status %#x", st)
+	}
+}
+
+// TestRawReinstatementWaitsForOldNexus: a session reinstating a nexus is
+// admitted only once the old session has told the unit NexusLost, so the
+// old one's teardown can never release what the new one reserves.
+func TestRawReinstatementWaitsForOldNexus(t *testing.T) {
+	tt, iqn, rec := startRecordedTarget(t)
+	isid := [6]byte{0x40, 0, 0, 0, 0, 0xc}
+	first := dialRawISID(t, tt.addr, iqn, isid)
+	if st := first.reserve6(); st != 0 {
+		t.Fatalf("RESERVE(6): status %#x", st)
+	}
+	second := dialRawISID(t, tt.addr, iqn, isid)
+	if n := rec.lostCount(rawNexus(isid, iqn)); n != 1 {
+		t.Fatalf("NexusLost calls for the old session once the new one logged in: %d, want 1", n)
+	}
+	if st := second.reserve6(); st != 0 {
+		t.Fatalf("RESERVE(6) by the reinstated session: status %#x", st)
+	}
+	if n := rec.lostCount(rawNexus(isid, iqn)); n != 1 {
+		t.Fatalf("NexusLost calls for the nexus after the new session reserved: %d, want 1", n)
 	}
 }

@@ -401,6 +401,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
+	close(ss.ended)
 }
 
 // lookupTarget returns a target's current configuration.
@@ -431,6 +432,7 @@ func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
+	close(ss.ended)
 }
 
 // closeTargetSessions closes every session of t but keep (a TARGET COLD
@@ -473,9 +475,12 @@ func (s *Server) register(ss *session) (uint16, error) {
 	tsih := s.nextTSIH
 	s.sessions[ss] = struct{}{}
 	s.mu.Unlock()
+	// The new session may not act for the nexus until the old one has
+	// finished with it: a late NexusLost from the old one would release
+	// what the new one reserves.
 	for _, o := range old {
 		o.close()
-		o.waitTasks()
+		<-o.ended
 	}
 	return tsih, nil
 }

@@ -74,6 +74,14 @@ type session struct {
 	closeOnce sync.Once
 	// writerDone is closed when the writer goroutine has exited.
 	writerDone chan struct{}
+	// ended is closed once the session has ended for good: its unit has
+	// been told NexusLost, so a session reinstating the same nexus (same
+	// initiator, ISID and target) cannot have its new state undone by the
+	// old one's teardown.
+	ended chan struct{}
+	// nexusLostOnce tells the unit NexusLost at most once: on logout,
+	// before the Logout Response, or when the connection ends.
+	nexusLostOnce sync.Once
 
 	// execWG counts command goroutines, so teardown can wait for them.
 	execWG sync.WaitGroup
@@ -108,6 +116,7 @@ func newSession(lc *loginConn) *session {
 		ctx:           ctx,
 		cancel:        cancel,
 		writerDone:    make(chan struct{}),
+		ended:         make(chan struct{}),
 		tasks:         make(map[uint32]*task),
 		r2ts:          make(map[uint32]*r2tSeq),
 		nextTTT:       1,
@@ -157,11 +166,19 @@ func (ss *session) run(ctx context.Context) {
 	<-ss.writerDone
 	ss.execWG.Wait()
 	ss.releaseAll()
-	ss.luMu.RLock()
-	defer ss.luMu.RUnlock()
-	if nl, ok := ss.lu.(nexusLoser); ok && ss.lu != nil {
-		nl.NexusLost(ss.nexus)
-	}
+	ss.nexusLost()
+}
+
+// nexusLost tells the unit, once, that the session's nexus has ended (its
+// SPC-2 reservation goes, SPC-4 5.13.1).
+func (ss *session) nexusLost() {
+	ss.nexusLostOnce.Do(func() {
+		ss.luMu.RLock()
+		defer ss.luMu.RUnlock()
+		if nl, ok := ss.lu.(nexusLoser); ok && ss.lu != nil {
+			nl.NexusLost(ss.nexus)
+		}
+	})
 }
 
 // withdraw detaches the session from its target's logical units, which
@@ -348,6 +365,15 @@ func (ss *session) handleLogout(h *header) error {
 	go func() {
 		defer ss.execWG.Done()
 		ss.waitOthers()
+		if response == 0 && ss.ctx.Err() == nil {
+			// The nexus ends with this response: what it held (an SPC-2
+			// reservation) is released before the initiator can see the
+			// logout complete, not whenever the teardown gets to it. An
+			// initiator that logs out and at once has another session
+			// reserve (libiscsi's Reserve6.Logout) must not find the old
+			// reservation still there.
+			ss.nexusLost()
+		}
 		p := newOut()
 		p.bhs[0] = opLogoutResp
 		p.bhs[1] = flagFinal
