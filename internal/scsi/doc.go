@@ -17,6 +17,10 @@
 //     by LUN, answers REPORT LUNS and speaks for absent LUNs. EncodeLUN and
 //     DecodeLUN convert between LUN numbers and SAM's eight-byte LUN field.
 //   - FileBackend (filebackend.go) serves a plain file or block device.
+//   - ReservationStore (seam.go) keeps persistent reservations through a
+//     restart when the last REGISTER set APTPL (SPC-4 5.13.5);
+//     FileReservationStore (reservationfile.go) keeps them in a file
+//     replaced atomically.
 //   - sense.go holds the status and sense constants, the error sentinels a
 //     Backend may return, and backendError: the one function that maps a
 //     backend error to sense data.
