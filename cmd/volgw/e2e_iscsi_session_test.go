@@ -67,7 +67,9 @@ func startQemuIO(t *testing.T, v apiVolume, initiator, secret string) *qemuIO {
 }
 
 // do runs one qemu-io command and returns the first output line that
-// contains one of want, or fails the test after a generous deadline.
+// contains one of want (its result line: "… bytes at offset …" or "read
+// failed: …"; libiscsi's own messages come before it), or fails the test
+// after a generous deadline.
 func (q *qemuIO) do(command string, want ...string) string {
 	q.t.Helper()
 	if _, err := io.WriteString(q.stdin, command+"\n"); err != nil {
@@ -90,6 +92,23 @@ func (q *qemuIO) do(command string, want ...string) string {
 		case <-deadline:
 			q.t.Fatalf("qemu-io %q: no line with %q within 90s; output:\n%s", command, want, strings.Join(seen, "\n"))
 		}
+	}
+}
+
+// ok runs a read or write that must succeed (a read given a pattern
+// checks it).
+func (q *qemuIO) ok(command string) {
+	q.t.Helper()
+	if l := q.do(command, "bytes at offset", "read failed:", "write failed:", "verification failed"); !strings.Contains(l, "bytes at offset") {
+		q.t.Fatalf("qemu-io %q: %s", command, l)
+	}
+}
+
+// fails runs a read or write that must fail.
+func (q *qemuIO) fails(command string) {
+	q.t.Helper()
+	if l := q.do(command, "bytes at offset", "read failed:", "write failed:", "verification failed"); !strings.Contains(l, "failed:") {
+		q.t.Fatalf("qemu-io %q succeeded: %s", command, l)
 	}
 }
 
@@ -144,15 +163,13 @@ func TestDeleteVolumeWithSessionOpen(t *testing.T) {
 
 	const holder = "iqn.2026-11.test:delete-holder"
 	q := startQemuIO(t, v, holder, "")
-	q.do("write -P 0x5a 0 64k", "wrote ", "failed")
+	q.ok("write -P 0x5a 0 64k")
 	waitInitiators(t, ctx, c, v.arn, []string{holder})
 
 	if _, err := c.sgw.DeleteVolume(ctx, &storagegateway.DeleteVolumeInput{VolumeARN: aws.String(v.arn)}); err != nil {
 		t.Fatal(err)
 	}
-	if l := q.do("read -P 0x5a 0 64k", "read ", "failed"); !strings.Contains(l, "failed") {
-		t.Fatalf("read from a deleted volume: %q", l)
-	}
+	q.fails("read -P 0x5a 0 64k")
 	q.stop()
 
 	out, err := runTool(t, os.Environ(), time.Minute, "iscsi-inq", v.url())
@@ -176,7 +193,7 @@ func TestChapChangeClosesSessions(t *testing.T) {
 	// Logged in without CHAP, then CHAP turned on: the session is closed,
 	// and the initiator, reconnecting without a secret, stays out.
 	q := startQemuIO(t, v, initiator, "")
-	q.do("write -P 0x33 0 4k", "wrote ", "failed")
+	q.ok("write -P 0x33 0 4k")
 	waitInitiators(t, ctx, c, v.arn, []string{initiator})
 	if _, err := c.sgw.UpdateChapCredentials(ctx, &storagegateway.UpdateChapCredentialsInput{TargetARN: aws.String(v.targetARN),
 		InitiatorName: aws.String(initiator), SecretToAuthenticateInitiator: aws.String(secret)}); err != nil {
@@ -191,7 +208,7 @@ func TestChapChangeClosesSessions(t *testing.T) {
 	// Logged in with the secret, then the secret changed: closed again,
 	// and only the new secret logs in.
 	q = startQemuIO(t, v, initiator, secret)
-	q.do("read -P 0x33 0 4k", "read ", "failed")
+	q.ok("read -P 0x33 0 4k")
 	waitInitiators(t, ctx, c, v.arn, []string{initiator})
 	const secret2 = "chap-secret-9999"
 	if _, err := c.sgw.UpdateChapCredentials(ctx, &storagegateway.UpdateChapCredentialsInput{TargetARN: aws.String(v.targetARN),
@@ -219,7 +236,7 @@ func TestChapChangeClosesSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	q = startQemuIO(t, v, initiator, secret2)
-	q.do("read -P 0x33 0 4k", "read ", "failed")
+	q.ok("read -P 0x33 0 4k")
 	waitInitiators(t, ctx, c, v.arn, []string{initiator})
 	if _, err := c.sgw.DeleteChapCredentials(ctx, &storagegateway.DeleteChapCredentialsInput{TargetARN: aws.String(v.targetARN),
 		InitiatorName: aws.String(initiator)}); err != nil {
@@ -234,4 +251,26 @@ func TestChapChangeClosesSessions(t *testing.T) {
 	if out, err := runTool(t, os.Environ(), time.Minute, "iscsi-inq", "-i", other, withOther); err != nil {
 		t.Fatalf("login with the remaining CHAP credentials refused: %v\n%s", err, out)
 	}
+}
+
+// TestShutdownGatewayWithSessionOpen: while the gateway is shut down, an
+// initiator's I/O fails rather than hanging; once it is started again,
+// the same initiator, without being restarted, reads its data back.
+func TestShutdownGatewayWithSessionOpen(t *testing.T) {
+	s := startServer(t, "")
+	ctx := context.Background()
+	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+	g := activateGateway(t, ctx, c, s.endpoint())
+	v := createAPIVolume(t, ctx, c, g, "shutdown-volume", 1<<30)
+
+	q := startQemuIO(t, v, "iqn.2026-11.test:shutdown-holder", "")
+	q.ok("write -P 0x6b 0 64k")
+	if _, err := c.sgw.ShutdownGateway(ctx, &storagegateway.ShutdownGatewayInput{GatewayARN: aws.String(g.arn)}); err != nil {
+		t.Fatal(err)
+	}
+	q.fails("read -P 0x6b 0 64k")
+	if _, err := c.sgw.StartGateway(ctx, &storagegateway.StartGatewayInput{GatewayARN: aws.String(g.arn)}); err != nil {
+		t.Fatal(err)
+	}
+	q.ok("read -P 0x6b 0 64k")
 }

@@ -35,7 +35,9 @@ type TargetExporter interface {
 	// Unexport removes a target: new logins to it are refused ("target
 	// removed"), and sessions logged in to it fail every later command
 	// (LOGICAL UNIT NOT SUPPORTED) so that initiators give up rather than
-	// reconnect for ever. When it returns, nothing runs on the volume any
+	// reconnect for ever; exporting the same IQN again closes those
+	// sessions, so their initiators log in again (StartGateway after
+	// ShutdownGateway). When it returns, nothing runs on the volume any
 	// more. Unexporting an IQN that is not exported is not an error.
 	Unexport(ctx context.Context, iqn string) error
 	// Initiators returns the IQNs of the initiators logged in to a target

@@ -854,9 +854,13 @@ func TestServerAPI(t *testing.T) {
 	if p, _ := loginOnce(t, tt.addr, 10, stageSecurity, stageOperational, text); loginStatus(p) != loginTargetRemoved {
 		t.Errorf("login to removed target: status %#04x, want 0204h", loginStatus(p))
 	}
-	// Added back, the name is served again.
+	// Added back, the name is served again, and the session withdrawn
+	// from it is closed so that its initiator logs in again.
 	if err := tt.srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: lu}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := r.br.Read(b[:]); err == nil {
+		t.Errorf("withdrawn session still open after its target name was added back")
 	}
 	if p, _ := loginOnce(t, tt.addr, 11, stageSecurity, stageOperational, text); loginStatus(p) != 0 {
 		t.Errorf("login to the target added back: status %#04x", loginStatus(p))

@@ -176,7 +176,10 @@ func NewServer(cfg Config) *Server {
 }
 
 // AddTarget makes a target available to new logins. It fails with
-// ErrTargetExists if the IQN is taken.
+// ErrTargetExists if the IQN is taken. Sessions still logged in to a
+// target of the same name that RemoveTarget withdrew are closed, so that
+// their initiators log in again to what the name now serves (a gateway
+// started again after ShutdownGateway).
 func (s *Server) AddTarget(tc TargetConfig) error {
 	if err := validName(tc.IQN); err != nil {
 		return err
@@ -194,6 +197,13 @@ func (s *Server) AddTarget(tc TargetConfig) error {
 	}
 	s.targets[tc.IQN] = &target{iqn: tc.IQN, lu: tc.LUNs, chap: copyCHAP(tc.CHAP)}
 	delete(s.removed, tc.IQN)
+	for ss := range s.sessions {
+		if ss.tgt != nil && ss.tgt.iqn == tc.IQN && ss.withdrawn.Load() {
+			// close only cancels and closes the connection: safe under
+			// s.mu, and the session's teardown takes s.mu later.
+			ss.close()
+		}
+	}
 	return nil
 }
 
@@ -222,7 +232,7 @@ func (s *Server) SetCHAP(iqn string, creds []CHAPCredential) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrTargetNotFound, iqn)
 	}
-	if slices.Equal(t.chap, creds) {
+	if sameCHAP(t.chap, creds) {
 		s.mu.Unlock()
 		return nil
 	}
@@ -248,6 +258,17 @@ func (s *Server) sessionsOfLocked(t *target, keep *session) []*session {
 		}
 	}
 	return out
+}
+
+// sameCHAP reports whether two credential lists hold the same entries, in
+// any order.
+func sameCHAP(a, b []CHAPCredential) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	byName := func(x, y CHAPCredential) int { return strings.Compare(x.InitiatorName, y.InitiatorName) }
+	a, b = slices.SortedFunc(slices.Values(a), byName), slices.SortedFunc(slices.Values(b), byName)
+	return slices.Equal(a, b)
 }
 
 func copyCHAP(c []CHAPCredential) []CHAPCredential {
