@@ -20,8 +20,8 @@ import (
 )
 
 // TestRestartKeepsState stops volgw serve and starts it again on the same
-// data dir: gateways, disks, volumes, targets, tags, schedules, CHAP,
-// ClientTokens and snapshots are all still there.
+// data dir: gateways, disks, volumes and their bytes, targets, tags,
+// schedules, CHAP, ClientTokens and snapshots are all still there.
 func TestRestartKeepsState(t *testing.T) {
 	dataDir := t.TempDir()
 	ctx := context.Background()
@@ -35,6 +35,9 @@ func TestRestartKeepsState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Written and flushed (qemu-img flushes before it exits), not
+	// necessarily uploaded yet: the restart must keep it either way.
+	data := writeRandomOverISCSI(t, volumeLUNURL(t, ctx, c, aws.ToString(vol.VolumeARN)), 6<<20)
 	if _, err := c.sgw.AddTagsToResource(ctx, &storagegateway.AddTagsToResourceInput{ResourceARN: vol.VolumeARN,
 		Tags: []sgwtypes.Tag{{Key: aws.String("keep"), Value: aws.String("me")}}}); err != nil {
 		t.Fatal(err)
@@ -88,6 +91,7 @@ func TestRestartKeepsState(t *testing.T) {
 		"iscsi://"+initiator+"%persisted-secret@"+target); err != nil {
 		t.Fatalf("iscsi-inq %s with CHAP after restart: %v\n%s", target, err, out)
 	}
+	checkBytesOverISCSI(t, "iscsi://"+initiator+"%persisted-secret@"+target, data)
 	again, err := c.sgw.CreateCachediSCSIVolume(ctx, create)
 	if err != nil || aws.ToString(again.VolumeARN) != aws.ToString(vol.VolumeARN) {
 		t.Fatalf("ClientToken after restart: %+v %v", again, err)
@@ -228,8 +232,10 @@ func TestStartFailureReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	// The disk sizes startServer uses: the failed start has created the
+	// disks already, and they cannot shrink.
 	opts, err := parseServeFlags([]string{"--listen", taken.Addr().String(), "--iscsi-listen", "127.0.0.1:0", "--data-dir", dataDir,
-		"--log-level", "error"}, io.Discard)
+		"--cache-disk-size", "2GiB", "--upload-buffer-disk-size", "1GiB", "--log-level", "error"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

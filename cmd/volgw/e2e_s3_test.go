@@ -13,10 +13,11 @@ import (
 )
 
 // TestTwoGatewaysShareAnS3Store runs volgw serve on a real S3 server
-// (versitygw on 127.0.0.1) through --store s3://…, takes a snapshot, and
-// checks that a second gateway with its own, empty data dir on the same
-// bucket lists that snapshot and can create a volume from it: the bucket
-// is the shared truth.
+// (versitygw on 127.0.0.1) through --store s3://…, writes random data over
+// iSCSI, takes a snapshot, and checks that a second gateway with its own,
+// empty data dir on the same bucket lists that snapshot, creates a volume
+// from it and serves exactly those bytes over iSCSI: the bucket is the
+// shared truth.
 func TestTwoGatewaysShareAnS3Store(t *testing.T) {
 	srv := blobtest.StartVersityGW(t)
 	q := url.Values{"endpoint": {srv.Endpoint}, "region": {srv.Region}, "path_style": {"true"}}
@@ -32,11 +33,15 @@ func TestTwoGatewaysShareAnS3Store(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := c1.sgw.CreateSnapshotFromVolumeRecoveryPoint(ctx, &storagegateway.CreateSnapshotFromVolumeRecoveryPointInput{
+	// 8 MiB across 16 blocks, flushed by qemu-img; CreateSnapshot cuts
+	// them and is completed once the cut is in the bucket.
+	data := writeRandomOverISCSI(t, volumeLUNURL(t, ctx, c1, aws.ToString(vol.VolumeARN)), 8<<20)
+	snap, err := c1.sgw.CreateSnapshot(ctx, &storagegateway.CreateSnapshotInput{
 		VolumeARN: vol.VolumeARN, SnapshotDescription: aws.String("shared through S3")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitSnapshotCompleted(t, ctx, c1, aws.ToString(snap.SnapshotId))
 
 	second := startServerWith(t, "", []string{"--store", store}, env)
 	c2 := newSDKClients(second.endpoint(), e2eKeyID, e2eSecret)
@@ -55,4 +60,5 @@ func TestTwoGatewaysShareAnS3Store(t *testing.T) {
 	if err != nil || len(rps.VolumeRecoveryPointInfos) != 1 || aws.ToString(rps.VolumeRecoveryPointInfos[0].VolumeARN) != aws.ToString(restored.VolumeARN) {
 		t.Fatalf("restored volume's recovery point: %+v %v", rps, err)
 	}
+	checkBytesOverISCSI(t, volumeLUNURL(t, ctx, c2, aws.ToString(restored.VolumeARN)), data)
 }

@@ -282,13 +282,13 @@ func TestGoSDKEveryOperation(t *testing.T) {
 
 	// CHAP on the volume's target.
 	chap := &storagegateway.UpdateChapCredentialsInput{TargetARN: aws.String(wantTarget), InitiatorName: aws.String("iqn.1994-05.com.redhat:e2e"),
-		SecretToAuthenticateInitiator: aws.String("initiator-secret1")}
+		SecretToAuthenticateInitiator: aws.String("initiatorsecret1")}
 	if _, err := c.sgw.UpdateChapCredentials(ctx, chap); err != nil {
 		t.Fatalf("UpdateChapCredentials: %v", err)
 	}
 	creds, err := c.sgw.DescribeChapCredentials(ctx, &storagegateway.DescribeChapCredentialsInput{TargetARN: aws.String(wantTarget)})
 	if err != nil || len(creds.ChapCredentials) != 1 || aws.ToString(creds.ChapCredentials[0].InitiatorName) != "iqn.1994-05.com.redhat:e2e" ||
-		aws.ToString(creds.ChapCredentials[0].SecretToAuthenticateInitiator) != "initiator-secret1" {
+		aws.ToString(creds.ChapCredentials[0].SecretToAuthenticateInitiator) != "initiatorsecret1" {
 		t.Fatalf("DescribeChapCredentials: %+v %v", creds, err)
 	}
 	if _, err := c.sgw.DeleteChapCredentials(ctx, &storagegateway.DeleteChapCredentialsInput{TargetARN: aws.String(wantTarget),

@@ -177,13 +177,14 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		requests.WithLabelValues(r.Protocol, r.Operation, strconv.Itoa(r.Status), r.ErrorType).Inc()
 		latency.WithLabelValues(r.Protocol, r.Operation).Observe(r.Duration.Seconds())
 	}
+	storage := sgwapi.New(svc)
 	handler, err := awsproto.NewServer(awsproto.ServerConfig{
 		Region:       o.Region,
 		Credentials:  awsproto.StaticCredentials{a.creds.AccessKeyID: a.creds.SecretAccessKey},
-		Storage:      sgwapi.New(svc),
+		Storage:      storage,
 		StorageModel: model,
 		EC2:          ec2api.New(svc),
-		Activation:   svc,
+		Activation:   storage, // the page's answers in the API's words (sgwapi/activation.go)
 		Metrics:      promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		Observe:      observe,
 		Logger:       log,

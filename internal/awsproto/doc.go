@@ -5,7 +5,8 @@
 // The pieces, in the order a request meets them:
 //
 //   - Server (server.go) is the one http.Handler of the API endpoint. It
-//     answers the appliance's unsigned activation GET, verifies SigV4 on
+//     answers the appliance's unsigned activation GET (until the appliance
+//     is activated: then the page is gone), verifies SigV4 on
 //     every other request, gives every request an ID, limits body sizes,
 //     recovers from panics, and routes to a JSONService (X-Amz-Target) or a
 //     QueryService (Action=...).

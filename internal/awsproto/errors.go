@@ -79,31 +79,35 @@ const (
 // errorCode that volgw uses. A code not listed gets a generic message; pass
 // an explicit one with NewGatewayError when AWS's wording is known.
 var gatewayErrorMessages = map[string]string{
-	"GatewayNotFound":           "The specified gateway was not found.",
-	"VolumeNotFound":            "The specified volume was not found.",
-	"SnapshotNotFound":          "The specified snapshot was not found.",
-	"TargetNotFound":            "The specified target was not found.",
-	"TargetAlreadyExists":       "The specified target already exists.",
-	"TargetInvalid":             "The specified target is not valid.",
-	"NotSupported":              "The specified operation is not supported.",
-	"DiskDoesNotExist":          "The specified disk does not exist.",
-	"DiskAlreadyAllocated":      "The specified disk is already allocated.",
-	"ActivationKeyInvalid":      "The specified activation key is invalid.",
-	"ActivationKeyNotFound":     "The specified activation key was not found.",
-	"ActivationKeyExpired":      "The specified activation key has expired.",
-	"GatewayNotConnected":       "The specified gateway is not connected.",
-	"ChapCredentialNotFound":    "The specified CHAP credential was not found.",
-	"InitiatorNotFound":         "The specified initiator was not found.",
-	"InitiatorInvalid":          "The specified initiator is not valid.",
-	"VolumeNotReady":            "The specified volume is not ready.",
-	"VolumeInUse":               "The specified volume is in use.",
-	"VolumeAlreadyExists":       "The specified volume already exists.",
-	"InvalidParameters":         "The specified request contains invalid parameters.",
-	"InternalError":             "An internal error has occurred.",
-	"LocalStorageLimitExceeded": "The local storage limit was exceeded.",
-	"OutdatedGateway":           "The specified gateway is out of date.",
-	"StagingAreaFull":           "The staging area is full.",
-	"SnapshotScheduleNotFound":  "The specified snapshot schedule was not found.",
+	"GatewayNotFound":     "The specified gateway was not found.",
+	"VolumeNotFound":      "The specified volume was not found.",
+	"SnapshotNotFound":    "The specified snapshot was not found.",
+	"TargetNotFound":      "The specified target was not found.",
+	"TargetAlreadyExists": "The specified target already exists.",
+	"TargetInvalid":       "The specified target is not valid.",
+	"NotSupported":        "The specified operation is not supported.",
+	// Not in the model's ErrorCode enum, but what the service sends (and
+	// Terraform's aws_storagegateway_gateway tolerates, by its message)
+	// for an operation of another gateway type.
+	"UnsupportedOperationForGatewayType": "This operation is not valid for the specified gateway.",
+	"DiskDoesNotExist":                   "The specified disk does not exist.",
+	"DiskAlreadyAllocated":               "The specified disk is already allocated.",
+	"ActivationKeyInvalid":               "The specified activation key is invalid.",
+	"ActivationKeyNotFound":              "The specified activation key was not found.",
+	"ActivationKeyExpired":               "The specified activation key has expired.",
+	"GatewayNotConnected":                "The specified gateway is not connected.",
+	"ChapCredentialNotFound":             "The specified CHAP credential was not found.",
+	"InitiatorNotFound":                  "The specified initiator was not found.",
+	"InitiatorInvalid":                   "The specified initiator is not valid.",
+	"VolumeNotReady":                     "The specified volume is not ready.",
+	"VolumeInUse":                        "The specified volume is in use.",
+	"VolumeAlreadyExists":                "The specified volume already exists.",
+	"InvalidParameters":                  "The specified request contains invalid parameters.",
+	"InternalError":                      "An internal error has occurred.",
+	"LocalStorageLimitExceeded":          "The local storage limit was exceeded.",
+	"OutdatedGateway":                    "The specified gateway is out of date.",
+	"StagingAreaFull":                    "The staging area is full.",
+	"SnapshotScheduleNotFound":           "The specified snapshot schedule was not found.",
 }
 
 // NewGatewayError returns InvalidGatewayRequestException (HTTP 400) with
@@ -119,9 +123,15 @@ func NewGatewayError(code, message string) *Error {
 	return &Error{Type: TypeInvalidGatewayRequest, Message: message, Status: http.StatusBadRequest, ErrorCode: code}
 }
 
-// ErrNotSupported is the answer to the operations that do not apply to a
-// cached volume gateway (tapes, file shares, stored volumes).
+// ErrNotSupported is the answer to an operation the service does not
+// support: "The specified operation is not supported.".
 func ErrNotSupported() *Error { return NewGatewayError("NotSupported", "") }
+
+// ErrNotValidForGateway is the answer to an operation of another gateway
+// type (tapes, file shares, stored volumes) called on a gateway that is
+// not of that type: "This operation is not valid for the specified
+// gateway.", errorCode UnsupportedOperationForGatewayType.
+func ErrNotValidForGateway() *Error { return NewGatewayError("UnsupportedOperationForGatewayType", "") }
 
 // NewInternalServerError is Storage Gateway's InternalServerError, with
 // the HTTP 400 the service documents for it. (A 5xx would make every SDK

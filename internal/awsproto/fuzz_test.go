@@ -8,16 +8,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzValidate feeds arbitrary bodies to the validator of the seed
 // operation: it must never panic, and must answer nil or an *Error of
-// the two types a body can cause.
+// the two types a body can cause. What Decode hands the service is UTF-8
+// JSON that decodes to itself (only the model's members, already checked).
 func FuzzValidate(f *testing.F) {
 	for _, seed := range []string{
 		`{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","Tags":[{"Key":"k","Value":"v"}]}`,
 		`{}`, `[]`, `null`, `{"Tags":[null,{},{"Key":5}]}`, `{"VolumeARN":1e400}`, `{"Tags":{"a":1}}`, `"x"`, ``, `{`,
 		`{"VolumeARN":"` + strings.Repeat("é", 300) + `"}`,
+		`{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","snapshotdescription":"` + strings.Repeat("x", 300) + `"}`,
+		`{"VolumeARN":"` + volARN + `","SnapshotDescription":"\ud83d\ude00 \ud800"}`, "{\"SnapshotDescription\":\"\xff\"}",
 	} {
 		f.Add("CreateSnapshotFromVolumeRecoveryPoint", seed)
 	}
@@ -29,8 +33,12 @@ func FuzzValidate(f *testing.F) {
 		if !m.HasOperation(op) {
 			op = "CreateSnapshotFromVolumeRecoveryPoint"
 		}
-		err := m.Validate(op, []byte(body))
+		out, err := m.Decode(op, []byte(body))
 		if err == nil {
+			again, err := m.Decode(op, out)
+			if err != nil || string(again) != string(out) || !utf8.Valid(out) {
+				t.Fatalf("Decode(%s, %q) = %s, which decodes to %s, %v", op, body, out, again, err)
+			}
 			return
 		}
 		var e *Error

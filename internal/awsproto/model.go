@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Model is a botocore service model (the JSON in /work/shared/aws-models),
@@ -82,6 +83,15 @@ func (m *members) UnmarshalJSON(b []byte) error {
 		*m = append(*m, member{Name: tok.(string), Shape: ref.Shape})
 	}
 	return nil
+}
+
+func (m members) has(name string) bool {
+	for _, mem := range m {
+		if mem.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // ModelOption adjusts a model at load time.
@@ -169,41 +179,118 @@ var ErrUnknownOperation = errors.New("awsproto: unknown operation")
 // (1-based), as AWS's Coral framework prints them. Unknown members are
 // ignored, as AWS ignores them.
 func (m *Model) Validate(op string, input []byte) error {
+	_, err := m.Decode(op, input)
+	return err
+}
+
+// Decode is Validate that also returns the input to hand the service: the
+// validated JSON with every member the model does not define removed, at
+// every depth. Member names are case-sensitive, as AWS's are, but
+// encoding/json matches struct fields case-insensitively: without this, a
+// body with both "SnapshotDescription" (checked) and "snapshotdescription"
+// (ignored by the check) would reach the handler with the unchecked value.
+func (m *Model) Decode(op string, input []byte) ([]byte, error) {
 	o, ok := m.operations[op]
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownOperation, op)
+		return nil, fmt.Errorf("%w: %s", ErrUnknownOperation, op)
 	}
 	if len(bytes.TrimSpace(input)) == 0 {
 		input = []byte("{}")
+	}
+	// encoding/json would turn invalid UTF-8, and \u escapes of unpaired
+	// UTF-16 surrogates, into U+FFFD without a word, so that a
+	// description or tag would be stored other than sent. JSON text must
+	// be UTF-8 (RFC 8259 §8.1) and AWS's parser refuses a body that is
+	// not; an unpaired surrogate (valid JSON, a Java string holds it) has
+	// no UTF-8 form to keep, so it is refused too rather than altered.
+	if !utf8.Valid(input) || hasUnpairedSurrogate(input) {
+		return nil, NewSerializationError("")
 	}
 	dec := json.NewDecoder(bytes.NewReader(input))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return NewSerializationError("")
+		return nil, NewSerializationError("")
 	}
 	if dec.More() {
-		return NewSerializationError("")
+		return nil, NewSerializationError("")
 	}
 	if _, isObject := v.(map[string]any); !isObject {
-		return NewSerializationError(jsonTokenName(v) + " can not be converted to a Structure")
+		return nil, NewSerializationError(jsonTokenName(v) + " can not be converted to a Structure")
 	}
 	if o.Input == nil {
-		return nil
+		return []byte("{}"), nil
 	}
 	w := walker{m: m}
 	if err := w.value(o.Input.Shape, "", v); err != nil {
-		return err
+		return nil, err
 	}
-	if len(w.violations) == 0 {
-		return nil
+	if len(w.violations) > 0 {
+		noun := "errors"
+		if len(w.violations) == 1 {
+			noun = "error"
+		}
+		return nil, NewValidationError(fmt.Sprintf("%d validation %s detected: %s", len(w.violations), noun,
+			strings.Join(w.violations, "; ")))
 	}
-	noun := "errors"
-	if len(w.violations) == 1 {
-		noun = "error"
+	// Numbers stay json.Number (their text), strings are valid UTF-8:
+	// nothing but the dropped members changes.
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("awsproto: re-encode %s input: %w", op, err)
 	}
-	return NewValidationError(fmt.Sprintf("%d validation %s detected: %s", len(w.violations), noun,
-		strings.Join(w.violations, "; ")))
+	return out, nil
+}
+
+// hasUnpairedSurrogate reports whether a JSON text has a \uD800–\uDFFF
+// escape that is not a high surrogate followed by a low one.
+func hasUnpairedSurrogate(b []byte) bool {
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			inString = false
+		case '\\':
+			if i+1 >= len(b) || b[i+1] != 'u' {
+				i++ // a one-character escape
+				continue
+			}
+			r, ok := hex4(b, i+2)
+			if !ok {
+				continue // malformed: the decoder refuses it
+			}
+			i += 5
+			if !utf16.IsSurrogate(rune(r)) {
+				continue
+			}
+			if r >= 0xDC00 { // a low surrogate first
+				return true
+			}
+			if i+6 >= len(b) || b[i+1] != '\\' || b[i+2] != 'u' {
+				return true
+			}
+			lo, ok := hex4(b, i+3)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 6
+		}
+	}
+	return false
+}
+
+// hex4 reads four hex digits at b[at:].
+func hex4(b []byte, at int) (uint16, bool) {
+	if at+4 > len(b) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[at:at+4]), 16, 16)
+	return uint16(n), err == nil
 }
 
 type walker struct {
@@ -232,6 +319,13 @@ func (w *walker) value(shapeName, path string, v any) error {
 		required := map[string]bool{}
 		for _, r := range s.Required {
 			required[r] = true
+		}
+		// Members the model does not define are ignored, as AWS ignores
+		// them, and dropped so that the service never sees them (Decode).
+		for name := range obj {
+			if !s.Members.has(name) {
+				delete(obj, name)
+			}
 		}
 		for _, mem := range s.Members {
 			p := joinPath(path, lowerCamel(mem.Name))

@@ -291,3 +291,72 @@ func TestErrorTextAndUnwrap(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateRefusesTextJSONCannotCarry: invalid UTF-8 and unpaired
+// surrogate escapes are a SerializationException, never silently turned
+// into U+FFFD; well-formed non-ASCII text, escaped or not, passes.
+func TestValidateRefusesTextJSONCannotCarry(t *testing.T) {
+	m := storageGatewayModel(t)
+	const op = "CreateSnapshotFromVolumeRecoveryPoint"
+	body := func(desc string) []byte {
+		return []byte(`{"VolumeARN":"` + volARN + `","SnapshotDescription":"` + desc + `"}`)
+	}
+	for _, c := range []struct {
+		name string
+		body []byte
+		ok   bool
+	}{
+		{"plain", body("daily"), true},
+		{"UTF-8", body("caf\u00e9 \U0001F600"), true},
+		{"escaped pair", body(`\ud83d\ude00`), true},
+		{"escaped BMP", body(`caf\u00e9 \uFFFD`), true},
+		{"escaped backslash then u", body(`a\\ud800`), true},
+		{"invalid start byte", body("bad\x97"), false},
+		{"truncated sequence", body("bad\xe2\x82"), false},
+		{"invalid byte outside strings", append(body("d"), ' ', 0xff), false},
+		{"overlong encoding", body("\xc0\xaf"), false},
+		{"UTF-8 encoded surrogate", body("\xed\xa0\x80"), false},
+		{"lone high surrogate", body(`x\ud800y`), false},
+		{"lone high surrogate at end", body(`\uD800`), false},
+		{"lone low surrogate", body(`\udc00`), false},
+		{"high then non-surrogate", body(`\ud800\u0041`), false},
+		{"two highs", body(`\ud800\ud800`), false},
+		{"surrogate escape in a key", []byte(`{"\ud800":1,"VolumeARN":"` + volARN + `","SnapshotDescription":"d"}`), false},
+	} {
+		err := m.Validate(op, c.body)
+		if c.ok {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Type != TypeSerialization || e.Status != 400 {
+			t.Errorf("%s: %v, want SerializationException", c.name, err)
+		}
+	}
+}
+
+// TestDecodeKeepsOnlyModelMembers: Decode hands the service the members
+// the model defines, at every depth, with their values untouched.
+func TestDecodeKeepsOnlyModelMembers(t *testing.T) {
+	m := storageGatewayModel(t)
+	in := `{"VolumeARN":"` + volARN + `","SnapshotDescription":"d","snapshotdescription":"` + strings.Repeat("x", 300) +
+		`","Tags":[{"Key":"k","Value":"v","key":"other"}],"Extra":{"a":1}}`
+	out, err := m.Decode("CreateSnapshotFromVolumeRecoveryPoint", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"SnapshotDescription":"d","Tags":[{"Key":"k","Value":"v"}],"VolumeARN":"` + volARN + `"}`
+	if string(out) != want {
+		t.Fatalf("Decode = %s\nwant %s", out, want)
+	}
+	out, err = m.Decode("ListGateways", []byte(`{"Limit":12345678901,"Marker":"m"}`))
+	if err == nil {
+		t.Fatalf("Decode accepted an out-of-range Integer: %s", out)
+	}
+	out, err = m.Decode("ListGateways", []byte(` `))
+	if err != nil || string(out) != `{}` {
+		t.Fatalf("empty body: %s %v", out, err)
+	}
+}

@@ -13,16 +13,19 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // JSONService runs the operations of a JSON 1.1 service (Storage Gateway).
 // sgwapi implements it.
 type JSONService interface {
 	// Invoke runs one operation of the model. input is the request body,
-	// already verified (SigV4) and validated against the model, so the
+	// already verified (SigV4) and validated against the model, with every
+	// member the model does not define removed (Model.Decode), so the
 	// service decodes it into its own types and checks only meaning.
 	// output is encoded with encoding/json (nil → "{}"). err is an *Error
 	// (possibly wrapped) for an API error; any other error is logged and
@@ -47,8 +50,26 @@ type QueryService interface {
 // ActivationKeyIssuer answers the appliance's activation request: the
 // control plane issues a key that ActivateGateway later accepts.
 type ActivationKeyIssuer interface {
+	// IssueActivationKey returns a key for ActivateGateway in region as
+	// gatewayType; an *ActivationRefusedError when the appliance cannot be
+	// activated so (its Reason is shown to the user); an error wrapping
+	// ErrApplianceActivated once the appliance is activated (the page is
+	// then gone); any other error is a fault, logged and not shown.
 	IssueActivationKey(ctx context.Context, region, gatewayType string) (string, error)
 }
+
+// ActivationRefusedError is an activation request for a region or gateway
+// type this appliance cannot be activated in or as.
+type ActivationRefusedError struct {
+	Reason string // plain text for the person at the browser or curl
+}
+
+func (e *ActivationRefusedError) Error() string { return "activation refused: " + e.Reason }
+
+// ErrApplianceActivated is what an ActivationKeyIssuer returns once the
+// appliance is activated: an activated appliance no longer serves its
+// activation page.
+var ErrApplianceActivated = errors.New("awsproto: the appliance is activated")
 
 // ServerConfig configures a Server. Storage, StorageModel, Credentials and
 // Region are required; the rest are optional.
@@ -175,9 +196,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	if r.Method == http.MethodGet && r.URL.Query().Has("activationRegion") && r.Header.Get("Authorization") == "" {
-		rec.Protocol = "activation"
-		s.serveActivation(w, r)
-		return
+		if s.serveActivation(w, r, log) {
+			rec.Protocol = "activation"
+			return
+		}
+		// Activated: no page any more; the request is answered as any
+		// other unsigned request to the API.
 	}
 
 	proto := protoJSON
@@ -229,7 +253,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var ae *AuthError
 		if !errors.As(err, &ae) {
-			ae = &AuthError{Failure: AuthBadSignature, Message: err.Error()}
+			// Not one of VerifySigV4's answers: refuse the signature in
+			// AWS's words; the error's own text is for the log only.
+			log.Error("signature check failed unexpectedly", "err", err)
+			ae = &AuthError{Failure: AuthBadSignature, Message: "The request signature we calculated does not match the " +
+				"signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
 		}
 		if proto == protoQuery {
 			fail(queryAuthError(ae))
@@ -261,14 +289,13 @@ func (s *Server) serveJSON(ctx context.Context, w http.ResponseWriter, r *http.R
 		fail(&Error{Type: TypeUnknownOperation, Status: http.StatusBadRequest})
 		return
 	}
-	if err := s.cfg.StorageModel.Validate(op, body); err != nil {
+	// The service gets the validated input, with only the model's members.
+	input, err := s.cfg.StorageModel.Decode(op, body)
+	if err != nil {
 		fail(toAPIError(err, NewInternalServerError))
 		return
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		body = []byte("{}")
-	}
-	out, err := s.cfg.Storage.Invoke(ctx, op, body)
+	out, err := s.cfg.Storage.Invoke(ctx, op, input)
 	if err != nil {
 		fail(toAPIError(err, NewInternalServerError))
 		return
@@ -298,6 +325,14 @@ func (s *Server) serveQuery(ctx context.Context, w http.ResponseWriter, r *http.
 		}
 		for k, vs := range form {
 			params[k] = append(params[k], vs...)
+		}
+	}
+	// EC2 parameters are UTF-8 text. A byte that is not would otherwise
+	// reach a filter or an ID as U+FFFD, matching what was not asked for.
+	for k, vs := range params {
+		if !utf8.ValidString(k) || slices.ContainsFunc(vs, func(v string) bool { return !utf8.ValidString(v) }) {
+			fail(NewEC2Error(http.StatusBadRequest, "MalformedQueryString", "The query string is malformed"))
+			return
 		}
 	}
 	action := params.Get("Action")
@@ -337,8 +372,12 @@ func (s *Server) serveQuery(ctx context.Context, w http.ResponseWriter, r *http.
 // serveActivation is the appliance's local web page: the activation
 // request is unsigned (it comes from a browser or curl on the LAN) and
 // answers 302 with the key in the Location's query, as a real appliance
-// redirects to the console.
-func (s *Server) serveActivation(w http.ResponseWriter, r *http.Request) {
+// redirects to the console. A request for a region or gateway type the
+// appliance cannot be activated in or as is refused with a plain-text 400
+// saying why. Once the appliance is activated there is no page: it
+// reports false and the request is served as an API request. Nothing
+// internal (Go errors, package names) reaches the answer.
+func (s *Server) serveActivation(w http.ResponseWriter, r *http.Request, log *slog.Logger) (served bool) {
 	q := r.URL.Query()
 	region := q.Get("activationRegion")
 	gatewayType := q.Get("gatewayType")
@@ -346,14 +385,21 @@ func (s *Server) serveActivation(w http.ResponseWriter, r *http.Request) {
 		gatewayType = "CACHED"
 	}
 	if s.cfg.Activation == nil {
-		http.Error(w, "activation is not available", http.StatusNotFound)
-		return
+		return false
 	}
 	key, err := s.cfg.Activation.IssueActivationKey(r.Context(), region, gatewayType)
-	if err != nil {
-		s.cfg.Logger.Info("activation refused", "region", region, "gateway_type", gatewayType, "err", err)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+	var refused *ActivationRefusedError
+	switch {
+	case errors.Is(err, ErrApplianceActivated):
+		return false
+	case errors.As(err, &refused):
+		log.Info("activation refused", "region", region, "gateway_type", gatewayType, "reason", refused.Reason)
+		plainText(w, http.StatusBadRequest, refused.Reason)
+		return true
+	case err != nil:
+		log.Error("activation key not issued", "region", region, "gateway_type", gatewayType, "err", err)
+		plainText(w, http.StatusInternalServerError, "The activation key could not be issued. Try again later.")
+		return true
 	}
 	loc := url.Values{}
 	loc.Set("activationKey", key)
@@ -361,6 +407,14 @@ func (s *Server) serveActivation(w http.ResponseWriter, r *http.Request) {
 	loc.Set("gatewayType", gatewayType)
 	w.Header().Set("Location", "https://console.aws.amazon.com/storagegateway/home?"+loc.Encode())
 	w.WriteHeader(http.StatusFound)
+	return true
+}
+
+func plainText(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, text+"\n")
 }
 
 func operationFromTarget(target string) (string, bool) {

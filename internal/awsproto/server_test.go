@@ -101,7 +101,7 @@ type fixedKeys struct{}
 
 func (fixedKeys) IssueActivationKey(ctx context.Context, region, gatewayType string) (string, error) {
 	if gatewayType != "CACHED" {
-		return "", errors.New("only CACHED gateways")
+		return "", &ActivationRefusedError{Reason: "only CACHED gateways"}
 	}
 	return "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", nil
 }
@@ -392,5 +392,53 @@ func TestQueryOverGET(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "<snapshotId>snap-0123456789abcdef0</snapshotId>") ||
 		!strings.Contains(string(body), "<snapshotId>snap-tag:a b</snapshotId>") || !strings.Contains(string(body), "<volumeId>x/y=z</volumeId>") {
 		t.Fatalf("GET query: %d %s", resp.StatusCode, body)
+	}
+}
+
+// issuerFunc is an ActivationKeyIssuer from a function.
+type issuerFunc func(region, gatewayType string) (string, error)
+
+func (f issuerFunc) IssueActivationKey(_ context.Context, region, gatewayType string) (string, error) {
+	return f(region, gatewayType)
+}
+
+// TestActivationPageAnswers: a refusal is a plain-text 400 with the
+// issuer's reason; an activated appliance has no page (the request is
+// answered as any unsigned API request); a fault is a 500 whose text
+// names nothing internal.
+func TestActivationPageAnswers(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		issuer issuerFunc
+		status int
+		body   string // the answer contains it
+		absent string // and not this
+	}{
+		{"refused", func(string, string) (string, error) {
+			return "", &ActivationRefusedError{Reason: "only us-east-1"}
+		}, 400, "only us-east-1\n", "activation refused"},
+		{"activated", func(string, string) (string, error) {
+			return "", fmt.Errorf("%w: control: the appliance is already activated", ErrApplianceActivated)
+		}, 403, `{"__type":"MissingAuthenticationTokenException","message":"Missing Authentication Token"}`, "control"},
+		{"fault", func(string, string) (string, error) {
+			return "", errors.New("catalog: put activation_keys: disk on fire")
+		}, 500, "The activation key could not be issued. Try again later.\n", "catalog"},
+	} {
+		srv, err := NewServer(ServerConfig{Region: "us-east-1", Credentials: testCreds, Storage: &recordingService{},
+			StorageModel: storageGatewayModel(t), Activation: c.issuer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(srv)
+		resp, err := http.Get(ts.URL + "/?activationRegion=us-east-1&gatewayType=CACHED")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ts.Close()
+		if resp.StatusCode != c.status || !strings.Contains(string(b), c.body) || strings.Contains(string(b), c.absent) {
+			t.Errorf("%s: %d %q; want %d with %q", c.name, resp.StatusCode, b, c.status, c.body)
+		}
 	}
 }

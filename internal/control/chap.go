@@ -21,7 +21,7 @@ func (s *Service) targetTx(tx *catalog.Tx, targetARN string) (catalog.Volume, ca
 	if !ok {
 		return catalog.Volume{}, catalog.Gateway{}, newError(CodeTargetNotFound)
 	}
-	g, err := s.gatewayTx(tx, gwARN)
+	g, err := s.runningGatewayTx(tx, gwARN)
 	if err != nil {
 		return catalog.Volume{}, catalog.Gateway{}, err
 	}
@@ -37,9 +37,19 @@ func (s *Service) targetTx(tx *catalog.Tx, targetARN string) (catalog.Volume, ca
 	return catalog.Volume{}, catalog.Gateway{}, newError(CodeTargetNotFound)
 }
 
+// errChapSecretLength is the model's own note on ChapSecret.
+var errChapSecretLength = invalidParameters("The secret key must be between 12 and 16 bytes when encoded in UTF-8.")
+
+// chapSecretLength: AWS takes CHAP secrets of 12 to 16 bytes (what Windows'
+// initiator accepts), though the model's ChapSecret allows 1 to 100.
+func chapSecretLength(secret string) bool { return len(secret) >= 12 && len(secret) <= 16 }
+
 // UpdateChapCredentials sets an initiator's CHAP secrets on a target and
 // makes the target enforce them at once.
 func (s *Service) UpdateChapCredentials(ctx context.Context, c ChapCredential) (targetARN, initiator string, err error) {
+	if !chapSecretLength(c.SecretToAuthenticateInitiator) || (c.SecretToAuthenticateTarget != "" && !chapSecretLength(c.SecretToAuthenticateTarget)) {
+		return "", "", errChapSecretLength
+	}
 	if c.SecretToAuthenticateTarget != "" && c.SecretToAuthenticateTarget == c.SecretToAuthenticateInitiator {
 		return "", "", invalidParameters("The secret to authenticate the target must be different from the secret to authenticate the initiator.")
 	}
@@ -68,12 +78,8 @@ func (s *Service) changeChap(ctx context.Context, targetARN, initiator string, c
 	defer s.mu.Unlock()
 	var v catalog.Volume
 	err := s.update(func(tx *catalog.Tx) error {
-		var g catalog.Gateway
 		var err error
-		if v, g, err = s.targetTx(tx, targetARN); err != nil {
-			return err
-		}
-		if err := connected(g); err != nil {
+		if v, _, err = s.targetTx(tx, targetARN); err != nil {
 			return err
 		}
 		return change(tx)
@@ -82,7 +88,11 @@ func (s *Service) changeChap(ctx context.Context, targetARN, initiator string, c
 		return "", "", err
 	}
 	// The catalog holds the new secrets; re-exporting applies them. If
-	// this fails the next start applies them.
+	// this fails the next start applies them. A volume the engine lost is
+	// not on the wire: there is nothing to apply them to.
+	if s.lostVolume(ctx, v.ID) {
+		return targetARN, initiator, nil
+	}
 	if err := s.export(ctx, v); err != nil {
 		return "", "", err
 	}
@@ -93,11 +103,7 @@ func (s *Service) changeChap(ctx context.Context, targetARN, initiator string, c
 func (s *Service) DescribeChapCredentials(ctx context.Context, targetARN string) ([]ChapCredential, error) {
 	var out []ChapCredential
 	err := s.view(func(tx *catalog.Tx) error {
-		_, g, err := s.targetTx(tx, targetARN)
-		if err != nil {
-			return err
-		}
-		if err := connected(g); err != nil {
+		if _, _, err := s.targetTx(tx, targetARN); err != nil {
 			return err
 		}
 		creds, err := tx.ChapCredentials(targetARN)

@@ -22,13 +22,10 @@ type LocalDisk struct {
 func (s *Service) ListLocalDisks(ctx context.Context, gatewayARN string) ([]LocalDisk, error) {
 	var disks []catalog.Disk
 	err := s.view(func(tx *catalog.Tx) error {
-		g, err := s.gatewayTx(tx, gatewayARN)
-		if err != nil {
+		if _, err := s.runningGatewayTx(tx, gatewayARN); err != nil {
 			return err
 		}
-		if err := connected(g); err != nil {
-			return err
-		}
+		var err error
 		disks, err = tx.Disks()
 		return err
 	})

@@ -19,5 +19,16 @@
 // that a crash between steps leaves at worst an orphan that nothing names
 // (an engine volume without a catalog record), never a catalog record
 // naming something that does not exist. Create: engine, exporter, catalog.
-// Delete: catalog, exporter, engine.
+// Delete: catalog, exporter, engine. Start removes those orphans (an engine
+// that lists its volumes: VolumeLister) and reports a catalog volume the
+// engine no longer holds as IRRECOVERABLE (service.go, reconcile). A
+// create's catalog record and its ClientToken are written in one
+// transaction, so a retried create after a crash either finds both (the
+// same volume) or neither (a new volume; the orphan of the first attempt is
+// gone by then).
+//
+// A shut-down gateway answers GatewayNotConnected to everything but
+// DescribeGatewayInformation, StartGateway, DeleteGateway and ListGateways:
+// every lookup of a gateway, volume, target or taggable resource for a
+// client goes through runningGatewayTx (gateway.go).
 package control

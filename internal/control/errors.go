@@ -31,6 +31,7 @@ const (
 	CodeNoDisksAvailable         = "NoDisksAvailable"
 	CodeMaximumVolumeCount       = "MaximumVolumeCountExceeded"
 	CodeVolumeAlreadyExists      = "VolumeAlreadyExists"
+	CodeVolumeNotReady           = "VolumeNotReady"
 )
 
 // Messages AWS sends with each code (the Storage Gateway API reference's
@@ -59,6 +60,7 @@ var messages = map[string]string{
 	CodeNoDisksAvailable:         "No disks are available.",
 	CodeMaximumVolumeCount:       "The maximum volume count was exceeded.",
 	CodeVolumeAlreadyExists:      "The specified volume already exists.",
+	CodeVolumeNotReady:           "The specified volume is not ready.",
 }
 
 // Error is a domain error the API reports as InvalidGatewayRequestException
@@ -108,7 +110,10 @@ var (
 	// refusal, so the message says what is wrong.
 	errVolumeTooSmall = invalidParameters("The volume size must be equal to or larger than the size of the snapshot or volume it is created from.")
 	errVolumeSize     = invalidParameters("The volume size must be between 1 GiB and 32 TiB.")
-	errNoDisks        = invalidParameters("Cache storage and an upload buffer must be configured before a cached volume can be created.")
+	// A volume is a whole number of 512-byte sectors; between 1 GiB and
+	// 32 TiB is not what is wrong with 1073741825 bytes.
+	errVolumeSizeSectors = invalidParameters("The volume size must be a multiple of 512 bytes.")
+	errNoDisks           = invalidParameters("Cache storage and an upload buffer must be configured before a cached volume can be created.")
 )
 
 // engineError translates an error of the VolumeEngine into the API error a
@@ -135,6 +140,9 @@ func engineError(err error) error {
 		return &Error{Code: CodeVolumeAlreadyExists, Message: messages[CodeVolumeAlreadyExists], Err: err}
 	case errors.Is(err, ErrSnapshotExists):
 		return &Error{Code: CodeInvalidParameters, Message: "A snapshot with the specified ID already exists.", Err: err}
+	case errors.Is(err, ErrVolumeNotReady):
+		// Callers that know the volume say more (Service.notReady).
+		return &Error{Code: CodeVolumeNotReady, Message: messages[CodeVolumeNotReady], Err: err}
 	case errors.Is(err, ErrNoDisks):
 		return &Error{Code: errNoDisks.Code, Message: errNoDisks.Message, Err: err}
 	}

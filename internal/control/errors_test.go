@@ -21,6 +21,7 @@ func TestEngineErrorMapping(t *testing.T) {
 		{ErrVolumeExists, CodeVolumeAlreadyExists},
 		{ErrSnapshotExists, CodeInvalidParameters},
 		{ErrNoDisks, CodeInvalidParameters},
+		{ErrVolumeNotReady, CodeVolumeNotReady},
 	} {
 		engineErr := fmt.Errorf("volume: creating vol-1: %w", fmt.Errorf("layer: %w", c.sentinel))
 		got := engineError(engineErr)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/volgw/volgw/internal/catalog"
@@ -18,9 +17,12 @@ var ErrAlreadyActivated = errors.New("control: the appliance is already activate
 // GatewayTypeCached is the only gateway type volgw is.
 const GatewayTypeCached = "CACHED"
 
-// gatewayTx looks a gateway up by ARN inside a transaction. An ARN that is
-// malformed, of another region or account, or of no gateway is
-// GatewayNotFound, as AWS answers.
+// gatewayTx looks a gateway up by ARN inside a transaction, whatever its
+// state: only the operations a shut-down gateway still answers
+// (DescribeGatewayInformation, StartGateway, DeleteGateway) use it directly;
+// every other one goes through runningGatewayTx. An ARN that is malformed,
+// of another region or account, or of no gateway is GatewayNotFound, as AWS
+// answers.
 func (s *Service) gatewayTx(tx *catalog.Tx, arn string) (catalog.Gateway, error) {
 	id, ok := parseGatewayARN(arn)
 	if !ok || s.gatewayARN(id) != arn {
@@ -33,20 +35,19 @@ func (s *Service) gatewayTx(tx *catalog.Tx, arn string) (catalog.Gateway, error)
 	return g, err
 }
 
-func (s *Service) gateway(arn string) (catalog.Gateway, error) {
-	var g catalog.Gateway
-	err := s.view(func(tx *catalog.Tx) error {
-		var err error
-		g, err = s.gatewayTx(tx, arn)
-		return err
-	})
-	return g, err
+func (s *Service) isGatewayARN(arn string) bool {
+	id, ok := parseGatewayARN(arn)
+	return ok && s.gatewayARN(id) == arn
 }
 
-// connected is the check every operation that needs the appliance itself
-// makes: a shut-down gateway is not connected.
-// runningGatewayTx is gatewayTx for operations a shut-down gateway refuses
-// (GatewayNotConnected).
+// runningGatewayTx is gatewayTx for every operation a shut-down gateway
+// refuses with GatewayNotConnected. AWS documents that once a gateway is
+// shut down "you cannot call any other API except StartGateway,
+// DescribeGatewayInformation, and ListGateways"; volgw also accepts
+// DeleteGateway, which AWS performs without the appliance (it is how a
+// gateway that will not come back is retired). Every other lookup of a
+// gateway, volume, target or taggable resource goes through here, so there
+// is one rule in one place.
 func (s *Service) runningGatewayTx(tx *catalog.Tx, arn string) (catalog.Gateway, error) {
 	g, err := s.gatewayTx(tx, arn)
 	if err != nil {
@@ -55,6 +56,7 @@ func (s *Service) runningGatewayTx(tx *catalog.Tx, arn string) (catalog.Gateway,
 	return g, connected(g)
 }
 
+// connected: a shut-down gateway is not connected.
 func connected(g catalog.Gateway) error {
 	if g.State != catalog.GatewayRunning {
 		return newError(CodeGatewayNotConnected)
@@ -132,7 +134,10 @@ func (s *Service) ActivateGateway(ctx context.Context, in ActivateGatewayInput) 
 		if typ != GatewayTypeCached {
 			return newError(CodeNotSupported)
 		}
-		if err := checkTagLimit(in.Tags); err != nil {
+		if err := checkTags(in.Tags); err != nil {
+			return err
+		}
+		if err := checkTimezone(in.GatewayTimezone); err != nil {
 			return err
 		}
 		if _, err := tx.Gateway(id); err == nil {
@@ -172,7 +177,7 @@ func (e errExpired) Error() string { return "activation key expired" }
 // GatewaySummary is one entry of ListGateways.
 type GatewaySummary struct {
 	GatewayARN, GatewayID, GatewayName, GatewayType string
-	GatewayOperationalState                         string // ACTIVE or SHUTDOWN
+	GatewayOperationalState                         string // always ACTIVE (see ListGateways)
 	HostEnvironment                                 string
 }
 
@@ -192,41 +197,51 @@ func (s *Service) ListGateways(ctx context.Context, marker string, limit int) ([
 	for i, g := range gs {
 		arns[i] = g.ARN
 	}
-	from, to, next, err := page(arns, marker, limit, 100)
+	from, to, next, err := page(arns, marker, limit, 100, s.isGatewayARN)
 	if err != nil {
 		return nil, "", err
 	}
 	out := []GatewaySummary{}
 	for _, g := range gs[from:to] {
-		state := "ACTIVE"
-		if g.State == catalog.GatewayShutdown {
-			state = "SHUTDOWN"
-		}
+		// GatewayOperationalState's documented values are ACTIVE and
+		// DISABLED; DISABLED is the one-way state of DisableGateway (a
+		// tape gateway retired for good). A shut-down gateway is still
+		// ACTIVE: its running state is DescribeGatewayInformation's
+		// GatewayState.
 		out = append(out, GatewaySummary{
 			GatewayARN: g.ARN, GatewayID: g.ID, GatewayName: g.Name, GatewayType: g.Type,
-			GatewayOperationalState: state, HostEnvironment: HostEnvironment,
+			GatewayOperationalState: GatewayOperationalActive, HostEnvironment: HostEnvironment,
 		})
 	}
 	return out, next, nil
 }
 
+// GatewayOperationalActive is ListGateways' GatewayOperationalState of a
+// gateway that has not been disabled.
+const GatewayOperationalActive = "ACTIVE"
+
 // HostEnvironment is what volgw reports as the gateway's host: not one of
 // AWS's hypervisors.
 const HostEnvironment = "OTHER"
 
+// errMarker answers a Marker this gateway never handed out.
+var errMarker = invalidParameters("The specified marker is not valid.")
+
 // page returns the [from, to) window of sorted keys that starts at marker,
 // and the marker of the next page ("" when this is the last). A marker is
 // the first key of the page it starts, so pages stay correct when items
-// before it are deleted.
-func page(keys []string, marker string, limit, defaultLimit int) (from, to int, next string, err error) {
+// before it are deleted; a marker that is not of the form of a key (valid
+// says) was never handed out and is refused, never read as "from the
+// start".
+func page(keys []string, marker string, limit, defaultLimit int, valid func(string) bool) (from, to int, next string, err error) {
 	if limit <= 0 {
 		limit = defaultLimit
 	}
 	if marker != "" {
-		from = sort.SearchStrings(keys, marker)
-		if from == len(keys) && !strings.HasPrefix(marker, "arn:") {
-			return 0, 0, "", invalidParameters("The specified marker is not valid.")
+		if !valid(marker) {
+			return 0, 0, "", errMarker
 		}
+		from = sort.SearchStrings(keys, marker)
 	}
 	to = from + limit
 	if to >= len(keys) {
@@ -287,10 +302,15 @@ type UpdateGatewayInformationInput struct {
 
 // UpdateGatewayInformation renames a gateway or changes its time zone.
 func (s *Service) UpdateGatewayInformation(ctx context.Context, in UpdateGatewayInformationInput) (arn, name string, err error) {
+	if in.GatewayTimezone != nil {
+		if err := checkTimezone(*in.GatewayTimezone); err != nil {
+			return "", "", err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err = s.update(func(tx *catalog.Tx) error {
-		g, err := s.gatewayTx(tx, in.GatewayARN)
+		g, err := s.runningGatewayTx(tx, in.GatewayARN)
 		if err != nil {
 			return err
 		}
@@ -326,9 +346,13 @@ func (s *Service) setGatewayState(ctx context.Context, gatewayARN, state string)
 	defer s.mu.Unlock()
 	var vols []catalog.Volume
 	var g catalog.Gateway
+	lookup := s.gatewayTx
+	if state == catalog.GatewayShutdown {
+		lookup = s.runningGatewayTx // shutting down a shut-down gateway is refused like any other call
+	}
 	err := s.view(func(tx *catalog.Tx) error {
 		var err error
-		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
+		if g, err = lookup(tx, gatewayARN); err != nil {
 			return err
 		}
 		vols, err = volumesOf(tx, g.ID)
@@ -341,6 +365,11 @@ func (s *Service) setGatewayState(ctx context.Context, gatewayARN, state string)
 		if state == catalog.GatewayShutdown {
 			err = s.exporter.Unexport(ctx, iqnOf(v))
 		} else {
+			if s.lostVolume(ctx, v.ID) {
+				// Nothing to put on the wire; the start logged it at
+				// ERROR and DescribeCachediSCSIVolumes shows it.
+				continue
+			}
 			err = s.export(ctx, v)
 		}
 		if err != nil {

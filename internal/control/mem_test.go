@@ -64,6 +64,18 @@ func (e *memEngine) DeleteVolume(ctx context.Context, id string) error {
 	return nil
 }
 
+// LocalVolumes implements VolumeLister.
+func (e *memEngine) LocalVolumes(ctx context.Context) ([]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for id := range e.volumes {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 func (e *memEngine) RecoveryPoint(ctx context.Context, id string) (RecoveryPoint, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

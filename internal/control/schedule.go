@@ -30,7 +30,7 @@ func (s *Service) UpdateSnapshotSchedule(ctx context.Context, in SnapshotSchedul
 	if in.StartAt < 0 || in.StartAt > 23 || !recurrences[in.RecurrenceInHours] {
 		return "", invalidParameters("The snapshot schedule is not valid.")
 	}
-	if err := checkTagLimit(in.Tags); err != nil {
+	if err := checkTags(in.Tags); err != nil {
 		return "", err
 	}
 	s.mu.Lock()
@@ -103,7 +103,7 @@ func (s *Service) SnapshotSchedules(ctx context.Context) ([]SnapshotSchedule, er
 			return err
 		}
 		for _, sch := range all {
-			_, g, err := s.volumeTx(tx, sch.VolumeARN)
+			_, g, err := s.anyVolumeTx(tx, sch.VolumeARN)
 			if IsCode(err, CodeVolumeNotFound) || IsCode(err, CodeGatewayNotFound) {
 				continue // a schedule outliving its volume is never acted on
 			} else if err != nil {
@@ -159,7 +159,7 @@ func (s *Service) TakeScheduledSnapshots(ctx context.Context) ([]string, error) 
 			return err
 		}
 		for _, sch := range all {
-			_, g, err := s.volumeTx(tx, sch.VolumeARN)
+			_, g, err := s.anyVolumeTx(tx, sch.VolumeARN)
 			if IsCode(err, CodeVolumeNotFound) || IsCode(err, CodeGatewayNotFound) {
 				continue
 			} else if err != nil {
@@ -182,6 +182,12 @@ func (s *Service) TakeScheduledSnapshots(ctx context.Context) ([]string, error) 
 	var taken []string
 	var errs []error
 	for _, d := range todo {
+		if s.lostVolume(ctx, volumeIDOf(d.sch.VolumeARN)) {
+			// No snapshot of it can be taken until it is deleted; start
+			// logged it at ERROR, and failing every minute would only
+			// bury that.
+			continue
+		}
 		id, _, err := s.CreateSnapshot(ctx, SnapshotInput{
 			VolumeARN: d.sch.VolumeARN, SnapshotDescription: d.sch.Description, Tags: fromCatalogTags(d.sch.Tags),
 		})

@@ -97,4 +97,22 @@ func TestScheduledSnapshots(t *testing.T) {
 	}
 	f.clock.t = f.clock.t.Add(8 * time.Hour)
 	take(0)
+
+	// A volume the engine lost is skipped, not failed every minute; the
+	// others still get theirs.
+	other := f.volume(gw, "other")
+	lost := f.volume(gw, "lost")
+	for _, v := range []string{other, lost} {
+		if _, err := f.svc.UpdateSnapshotSchedule(ctx, SnapshotSchedule{VolumeARN: v, StartAt: 0, RecurrenceInHours: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.engine.DeleteVolume(ctx, volumeIDOf(lost)); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.t = f.clock.t.Add(time.Hour)
+	ids = take(1)
+	if snap, _ := f.engine.Snapshot(ctx, ids[0]); snap.VolumeARN != other {
+		t.Fatalf("scheduled snapshot of %s, want %s", snap.VolumeARN, other)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,7 +190,10 @@ func (s *Service) Account() string { return s.account }
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.ensureDefaultDisks(); err != nil {
+	if err := s.checkEngineBelongs(ctx); err != nil {
+		return err
+	}
+	if err := s.ensureDisks(); err != nil {
 		return err
 	}
 	var disks []catalog.Disk
@@ -220,12 +225,20 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}
 	}
+	lost, err := s.reconcile(ctx, volumes)
+	if err != nil {
+		return err
+	}
 	running := map[string]bool{}
 	for _, g := range gateways {
 		running[g.ID] = g.State == catalog.GatewayRunning
+		if _, ok := parseTimezone(g.Timezone); !ok {
+			s.log.Warn("start: gateway time zone is not one AWS accepts; its snapshot schedules run on GMT until UpdateGatewayInformation sets one",
+				"gateway", g.ID, "timezone", g.Timezone)
+		}
 	}
 	for _, v := range volumes {
-		if !running[v.GatewayID] {
+		if !running[v.GatewayID] || lost[v.ID] {
 			continue
 		}
 		// One volume that cannot be exported (its engine state lost, say)
@@ -238,9 +251,73 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// ensureDefaultDisks creates the appliance's disk files and records on the
-// first start. A disk record exists only once its file does.
-func (s *Service) ensureDefaultDisks() error {
+// reconcile makes the engine's volumes and the catalog's agree after a
+// (re)start. The catalog is written last when a volume is created and
+// first when one is deleted (doc.go), so a crash in between leaves the
+// engine holding a volume no catalog record names: no client was told it
+// exists (a create that never answered) or was told it is gone (a delete).
+// Such a volume is deleted from the engine. The other way round, a volume
+// the catalog names and the engine does not hold has lost its local state:
+// it is logged at ERROR and reported IRRECOVERABLE (volumeCondition); the
+// returned set names those volumes, which are not exported.
+// (checkEngineBelongs has made sure that the catalog is the one these
+// volumes were created with.)
+func (s *Service) reconcile(ctx context.Context, volumes []catalog.Volume) (map[string]bool, error) {
+	named := map[string]bool{}
+	for _, v := range volumes {
+		named[v.ID] = true
+	}
+	if l, ok := s.engine.(VolumeLister); ok {
+		local, err := l.LocalVolumes(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("control: start: listing the engine's volumes: %w", err)
+		}
+		for _, id := range local {
+			if named[id] {
+				continue
+			}
+			s.log.Warn("start: deleting a volume no catalog record names (a CreateCachediSCSIVolume that never completed, or a DeleteVolume interrupted after its catalog write)",
+				"volume", id)
+			if err := s.engine.DeleteVolume(ctx, id); err != nil && !errors.Is(err, ErrVolumeNotFound) {
+				// It stays an orphan nothing names; the next start tries
+				// again. The API is not held hostage to it.
+				s.log.Error("start: deleting an unnamed engine volume", "volume", id, "err", err)
+			}
+		}
+	}
+	lost := map[string]bool{}
+	for _, v := range volumes {
+		cond, err := s.volumeCondition(ctx, v.ID)
+		if err != nil {
+			return nil, fmt.Errorf("control: start: %w", err)
+		}
+		if cond.Status == VolumeIrrecoverable && cond.Reason == errLocalStateLost {
+			lost[v.ID] = true
+			s.log.Error("start: volume IRRECOVERABLE: the catalog names it but the engine does not hold it",
+				"volume", v.ID, "arn", v.ARN, "reason", cond.Reason)
+		}
+	}
+	return lost, nil
+}
+
+// Disk kinds: the prefix of a disk's ID says which configured size made
+// it (cache0, cache1, … and buffer0, buffer1, …), whatever it was later
+// allocated to.
+const (
+	cacheDiskPrefix  = "cache"
+	bufferDiskPrefix = "buffer"
+)
+
+// checkEngineBelongs refuses to start a new catalog (one without even the
+// appliance's disks, which the first start records) over an engine that
+// already holds volumes: those belong to a catalog that was lost, and the
+// reconciliation would delete them as orphans. Nothing is written, so
+// every start says the same until the data dir is put right.
+func (s *Service) checkEngineBelongs(ctx context.Context) error {
+	l, ok := s.engine.(VolumeLister)
+	if !ok {
+		return nil
+	}
 	var n int
 	if err := s.cat.View(func(tx *catalog.Tx) error {
 		ds, err := tx.Disks()
@@ -252,37 +329,114 @@ func (s *Service) ensureDefaultDisks() error {
 	if n > 0 {
 		return nil
 	}
+	local, err := l.LocalVolumes(ctx)
+	if err != nil {
+		return fmt.Errorf("control: start: listing the engine's volumes: %w", err)
+	}
+	if len(local) > 0 {
+		return fmt.Errorf("control: the catalog is new but the engine already holds %d volume(s) (%s): "+
+			"catalog.db was lost or replaced; restore it, or move the engine directory aside to start an empty appliance "+
+			"(the volumes' data and snapshots stay in the object store)", len(local), strings.Join(local, ", "))
+	}
+	return nil
+}
+
+// ensureDisks makes the appliance's disk files match the configured sizes,
+// as attaching disks to the appliance's VM would: on the first start one
+// cache disk and one upload-buffer disk; on a later start with a larger size,
+// one new disk for the difference, AVAILABLE for AddCache or
+// AddUploadBuffer. Disks never shrink (their data may be in use): a
+// smaller size than the disks already there fails the start, saying so. A
+// disk record exists only once its file does; a crash in between leaves a
+// file no record names, which the next start reuses under the same name.
+func (s *Service) ensureDisks() error {
+	var existing []catalog.Disk
+	if err := s.cat.View(func(tx *catalog.Tx) error {
+		var err error
+		existing, err = tx.Disks()
+		return err
+	}); err != nil {
+		return fmt.Errorf("control: disks: %w", err)
+	}
+	var add []catalog.Disk
+	for _, k := range []struct {
+		prefix, what, flag string
+		size               int64
+	}{
+		{cacheDiskPrefix, "cache", "--cache-disk-size", s.cacheSize},
+		{bufferDiskPrefix, "upload-buffer", "--upload-buffer-disk-size", s.uploadBuffer},
+	} {
+		var have int64
+		var ids []string
+		for _, d := range existing {
+			if strings.HasPrefix(d.ID, k.prefix) {
+				have += d.SizeBytes
+				ids = append(ids, d.ID)
+			}
+		}
+		switch {
+		case k.size < have:
+			return fmt.Errorf("control: the configured %s disk size (%s) is %s, but the %s disks already created (%s) hold %s: "+
+				"disks cannot shrink; configure %s or more", k.what, k.flag, formatSize(k.size), k.what, strings.Join(ids, ", "),
+				formatSize(have), formatSize(have))
+		case k.size > have:
+			id := k.prefix + strconv.Itoa(len(ids))
+			add = append(add, catalog.Disk{ID: id, Path: filepath.Join(s.diskDir, id+".img"), Node: id + ".img",
+				SizeBytes: k.size - have, Allocation: catalog.DiskAvailable})
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
 	if err := os.MkdirAll(s.diskDir, 0o700); err != nil {
 		return fmt.Errorf("control: disk dir: %w", err)
 	}
-	defaults := []catalog.Disk{
-		{ID: "cache0", Path: filepath.Join(s.diskDir, "cache0.img"), Node: "cache0.img", SizeBytes: s.cacheSize},
-		{ID: "buffer0", Path: filepath.Join(s.diskDir, "buffer0.img"), Node: "buffer0.img", SizeBytes: s.uploadBuffer},
-	}
-	for i := range defaults {
-		d := &defaults[i]
-		d.Allocation = catalog.DiskAvailable
+	for _, d := range add {
 		f, err := os.OpenFile(d.Path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
 			return fmt.Errorf("control: create disk %s: %w", d.Path, err)
 		}
 		// Truncate makes a sparse file: no space is used until written.
 		err = f.Truncate(d.SizeBytes)
+		if serr := f.Sync(); err == nil {
+			err = serr
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return fmt.Errorf("control: size disk %s: %w", d.Path, err)
 		}
+		if len(existing) > 0 {
+			s.log.Info("start: new local disk for the larger configured size; allocate it with AddCache or AddUploadBuffer",
+				"disk", d.ID, "size", formatSize(d.SizeBytes))
+		}
 	}
-	return s.cat.Update(func(tx *catalog.Tx) error {
-		for _, d := range defaults {
+	err := s.cat.Update(func(tx *catalog.Tx) error {
+		for _, d := range add {
 			if err := tx.PutDisk(d); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("control: disks: %w", err)
+	}
+	return nil
+}
+
+// formatSize writes a byte count as the command line takes it.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 func engineDisk(d catalog.Disk) Disk {

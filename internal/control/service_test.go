@@ -26,10 +26,13 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time { return c.t }
 
 type fixture struct {
-	t        *testing.T
-	dir      string
-	cat      *catalog.DB
-	engine   *memEngine
+	t      *testing.T
+	dir    string
+	cat    *catalog.DB
+	engine *memEngine
+	// wrapped, when set, is the engine the service is given instead of
+	// engine (which it wraps).
+	wrapped  VolumeEngine
 	exporter *memExporter
 	clock    *fakeClock
 	svc      *Service
@@ -65,8 +68,12 @@ func (f *fixture) open(seed int64) {
 			f.check()
 		}
 	})
+	var engine VolumeEngine = f.engine
+	if f.wrapped != nil {
+		engine = f.wrapped
+	}
 	svc, err := New(Config{
-		Catalog: cat, Engine: f.engine, Exporter: f.exporter, Now: f.clock.now,
+		Catalog: cat, Engine: engine, Exporter: f.exporter, Now: f.clock.now,
 		Rand: mathrand.New(mathrand.NewSource(seed)), Region: testRegion, Account: testAccount,
 		ISCSIAddress: "127.0.0.1", ISCSIPort: 3260, DiskDir: filepath.Join(f.dir, "disks"),
 		CacheDiskSize: 4 * gib, UploadBufferDiskSize: 2 * gib,
@@ -196,7 +203,7 @@ func TestLocalDisks(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	key, _ := f.svc.IssueActivationKey(ctx, testRegion, "CACHED")
-	gw, err := f.svc.ActivateGateway(ctx, ActivateGatewayInput{ActivationKey: key, GatewayRegion: testRegion, GatewayType: "CACHED"})
+	gw, err := f.svc.ActivateGateway(ctx, ActivateGatewayInput{ActivationKey: key, GatewayTimezone: "GMT", GatewayRegion: testRegion, GatewayType: "CACHED"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ type VolumeRecoveryPointInfo struct {
 }
 
 // ListVolumeRecoveryPoints lists the current recovery point of each of a
-// gateway's volumes, by volume ARN.
+// gateway's volumes that has one to offer, by volume ARN.
 func (s *Service) ListVolumeRecoveryPoints(ctx context.Context, gatewayARN string) (string, []VolumeRecoveryPointInfo, error) {
 	var g catalog.Gateway
 	var vols []catalog.Volume
@@ -35,11 +35,15 @@ func (s *Service) ListVolumeRecoveryPoints(ctx context.Context, gatewayARN strin
 	}
 	out := []VolumeRecoveryPointInfo{}
 	for _, v := range vols {
+		// A listed recovery point is one a snapshot can be taken from
+		// (CreateSnapshotFromVolumeRecoveryPoint). A volume the engine
+		// does not hold, or whose recovery point it refuses
+		// (ErrVolumeNotReady), has none to offer and is left out; one such
+		// volume must not hide every other one's. DescribeCachediSCSIVolumes
+		// shows why. An IRRECOVERABLE volume whose recovery point the
+		// engine still serves is listed: snapshotting it is the way back.
 		rp, err := s.engine.RecoveryPoint(ctx, v.ID)
-		if errors.Is(err, ErrVolumeNotFound) {
-			// A volume the engine does not have has no recovery point;
-			// one such volume must not hide every other one's.
-			s.log.Error("recovery point: volume missing from the engine", "volume", v.ID)
+		if errors.Is(err, ErrVolumeNotFound) || errors.Is(err, ErrVolumeNotReady) {
 			continue
 		}
 		if err != nil {
@@ -83,17 +87,14 @@ func (s *Service) CreateSnapshot(ctx context.Context, in SnapshotInput) (snapsho
 func (s *Service) createSnapshot(ctx context.Context, in SnapshotInput, fromRecoveryPoint bool) (Snapshot, error) {
 	var v catalog.Volume
 	err := s.view(func(tx *catalog.Tx) error {
-		var g catalog.Gateway
 		var err error
-		if v, g, err = s.volumeTx(tx, in.VolumeARN); err != nil {
-			return err
-		}
-		return connected(g)
+		v, _, err = s.volumeTx(tx, in.VolumeARN)
+		return err
 	})
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if err := checkTagLimit(in.Tags); err != nil {
+	if err := checkTags(in.Tags); err != nil {
 		return Snapshot{}, err
 	}
 	id, err := s.ids.snapshotID()
@@ -104,7 +105,9 @@ func (s *Service) createSnapshot(ctx context.Context, in SnapshotInput, fromReco
 		SnapshotID: id, VolumeID: v.ID, VolumeARN: v.ARN, Description: in.SnapshotDescription,
 		Tags: in.Tags, FromRecoveryPoint: fromRecoveryPoint,
 	})
-	if mapped := engineError(err); mapped != err {
+	// The catalog names this volume: an engine that does not hold it
+	// has lost it (IRRECOVERABLE), which is not "no such volume".
+	if mapped := s.notReady(ctx, v.ID, err); mapped != err {
 		return Snapshot{}, mapped
 	}
 	if err != nil {

@@ -2,13 +2,30 @@ package control
 
 import (
 	"context"
+	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/volgw/volgw/internal/catalog"
 )
 
 // MaxTags is how many tags one resource may carry.
 const MaxTags = 50
+
+// errAWSTagKey: AWS reserves the aws: prefix (in any case) for its own
+// tags; the model documents "The key can't start with aws:".
+var errAWSTagKey = invalidParameters("The tag key can't start with aws:.")
+
+// checkTags is the check every set of tags a client sends gets: at most
+// MaxTags, and no key in AWS's reserved aws: namespace.
+func checkTags(tags []Tag) error {
+	for _, t := range tags {
+		if len(t.Key) >= 4 && strings.EqualFold(t.Key[:4], "aws:") {
+			return errAWSTagKey
+		}
+	}
+	return checkTagLimit(tags)
+}
 
 func checkTagLimit(tags []Tag) error {
 	if len(tags) > MaxTags {
@@ -78,7 +95,7 @@ func (s *Service) resolveResource(tx *catalog.Tx, arn string) (resource, error) 
 		return resource{arn: arn, snapshotID: m[2]}, nil
 	}
 	if _, ok := parseGatewayARN(arn); ok {
-		_, err := s.gatewayTx(tx, arn)
+		_, err := s.runningGatewayTx(tx, arn)
 		return resource{arn: arn}, err
 	}
 	if _, _, ok := parseVolumeARN(arn); ok {
@@ -90,6 +107,9 @@ func (s *Service) resolveResource(tx *catalog.Tx, arn string) (resource, error) 
 
 // AddTagsToResource adds or overwrites tags on a gateway, volume or snapshot.
 func (s *Service) AddTagsToResource(ctx context.Context, arn string, tags []Tag) (string, error) {
+	if err := checkTags(tags); err != nil {
+		return "", err
+	}
 	return arn, s.changeTags(ctx, arn, func(old []Tag) []Tag { return mergeTags(old, tags) })
 }
 
@@ -136,6 +156,13 @@ func (s *Service) changeTags(ctx context.Context, arn string, change func([]Tag)
 	})
 }
 
+// tagKeyPattern is the model's TagKey pattern.
+var tagKeyPattern = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
+
+func isTagKey(k string) bool {
+	return len(k) <= 128 && tagKeyPattern.MatchString(k)
+}
+
 // ListTagsForResource lists a resource's tags ordered by key, from marker
 // (a key), at most limit (0: all).
 func (s *Service) ListTagsForResource(ctx context.Context, arn, marker string, limit int) ([]Tag, string, error) {
@@ -164,18 +191,11 @@ func (s *Service) ListTagsForResource(ctx context.Context, arn, marker string, l
 	for i, t := range tags {
 		keys[i] = t.Key
 	}
-	from := 0
-	if marker != "" {
-		from = sort.SearchStrings(keys, marker)
-	}
-	if limit <= 0 {
-		limit = MaxTags
-	}
-	to, next := from+limit, ""
-	if to < len(tags) {
-		next = keys[to]
-	} else {
-		to = len(tags)
+	// A marker is the key that starts the next page: any string that is
+	// not of a tag key's form was never handed out.
+	from, to, next, err := page(keys, marker, limit, MaxTags, isTagKey)
+	if err != nil {
+		return nil, "", err
 	}
 	return tags[from:to], next, nil
 }

@@ -19,6 +19,10 @@ const (
 	MaxVolumeSize = 32 << 40
 )
 
+// SectorSize is the volume's logical block: a volume is a whole number of
+// them.
+const SectorSize = 512
+
 // VolumeTypeCached is the VolumeType of every volgw volume.
 const VolumeTypeCached = "CACHED iSCSI"
 
@@ -30,14 +34,25 @@ const volumeLUN = 0
 
 func iqnOf(v catalog.Volume) string { return IQNPrefix + v.TargetName }
 
-// volumeTx looks a volume up by ARN. A malformed ARN, one of another
-// gateway than the ARN's, or of no volume is VolumeNotFound.
+// volumeTx looks a volume up by ARN for an operation of a client: its
+// gateway must be running (runningGatewayTx). A malformed ARN, one of
+// another gateway than the ARN's, or of no volume is VolumeNotFound.
 func (s *Service) volumeTx(tx *catalog.Tx, arn string) (catalog.Volume, catalog.Gateway, error) {
+	return s.findVolumeTx(tx, arn, s.runningGatewayTx)
+}
+
+// anyVolumeTx is volumeTx whatever the gateway's state, for the control
+// plane's own walks over its records (schedules).
+func (s *Service) anyVolumeTx(tx *catalog.Tx, arn string) (catalog.Volume, catalog.Gateway, error) {
+	return s.findVolumeTx(tx, arn, s.gatewayTx)
+}
+
+func (s *Service) findVolumeTx(tx *catalog.Tx, arn string, gatewayTx func(*catalog.Tx, string) (catalog.Gateway, error)) (catalog.Volume, catalog.Gateway, error) {
 	gwARN, volID, ok := parseVolumeARN(arn)
 	if !ok {
 		return catalog.Volume{}, catalog.Gateway{}, newError(CodeVolumeNotFound)
 	}
-	g, err := s.gatewayTx(tx, gwARN)
+	g, err := gatewayTx(tx, gwARN)
 	if err != nil {
 		return catalog.Volume{}, catalog.Gateway{}, err
 	}
@@ -117,7 +132,7 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	scope := "CreateCachediSCSIVolume/"
 	err = s.view(func(tx *catalog.Tx) error {
 		var err error
-		if g, err = s.gatewayTx(tx, in.GatewayARN); err != nil {
+		if g, err = s.runningGatewayTx(tx, in.GatewayARN); err != nil {
 			return err
 		}
 		scope += g.ID
@@ -137,9 +152,6 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 				return err
 			}
 		}
-		if err := connected(g); err != nil {
-			return err
-		}
 		cache, err := disksFor(tx, catalog.DiskCache)
 		if err != nil {
 			return err
@@ -153,6 +165,9 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		}
 		if in.VolumeSizeInBytes < MinVolumeSize || in.VolumeSizeInBytes > MaxVolumeSize {
 			return errVolumeSize
+		}
+		if in.VolumeSizeInBytes%SectorSize != 0 {
+			return errVolumeSizeSectors
 		}
 		if in.KMSEncrypted || in.KMSKey != "" {
 			// volgw has no KMS; accepting the flag would promise
@@ -186,7 +201,7 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		case in.SnapshotID != "":
 			source.SnapshotID = in.SnapshotID
 		}
-		return checkTagLimit(in.Tags)
+		return checkTags(in.Tags)
 	})
 	if err != nil || volumeARN != "" {
 		return volumeARN, targetARN, err
@@ -216,6 +231,11 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	}
 	// Outside-in: engine, then the wire, then the catalog names it.
 	if err := s.engine.CreateVolume(ctx, VolumeSpec{VolumeID: id, SizeBytes: v.SizeBytes, Source: source}); err != nil {
+		if source.SourceVolumeID != "" && (errors.Is(err, ErrVolumeNotFound) || errors.Is(err, ErrVolumeNotReady)) {
+			// The catalog names the source: an engine that does not
+			// hold it, or refuses it, has a source that is not ready.
+			return "", "", s.notReady(ctx, source.SourceVolumeID, err)
+		}
 		if mapped := engineError(err); mapped != err {
 			return "", "", mapped
 		}
@@ -262,6 +282,11 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	return v.ARN, v.TargetARN, nil
 }
 
+func (s *Service) isVolumeARN(arn string) bool {
+	gw, _, ok := parseVolumeARN(arn)
+	return ok && s.isGatewayARN(gw)
+}
+
 func volumeIDOf(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
 
 // defaultSchedule is the daily snapshot schedule a new volume gets, starting
@@ -271,27 +296,6 @@ func defaultSchedule(g catalog.Gateway, v catalog.Volume, now time.Time) catalog
 		VolumeARN: v.ARN, StartAt: now.In(gatewayLocation(g.Timezone)).Hour(), RecurrenceInHours: 24,
 		Description: g.ID + ":" + v.ID + ":Schedule", Since: now,
 	}
-}
-
-// gatewayLocation parses a Storage Gateway time zone ("GMT", "GMT-8:00",
-// "GMT+5:30"); anything else is UTC.
-func gatewayLocation(tz string) *time.Location {
-	if !strings.HasPrefix(tz, "GMT") || len(tz) < 4 {
-		return time.UTC
-	}
-	sign := 1
-	switch tz[3] {
-	case '+':
-	case '-':
-		sign = -1
-	default:
-		return time.UTC
-	}
-	var h, m int
-	if _, err := fmt.Sscanf(tz[4:], "%d:%d", &h, &m); err != nil {
-		return time.UTC
-	}
-	return time.FixedZone(tz, sign*(h*3600+m*60))
 }
 
 // ISCSIAttributes are a volume's target as initiators see it.
@@ -307,6 +311,9 @@ type ISCSIAttributes struct {
 type CachedVolume struct {
 	VolumeARN, VolumeID, VolumeType, VolumeStatus, VolumeAttachmentStatus string
 	VolumeSizeInBytes                                                     int64
+	// VolumeProgress is the percentage done while BOOTSTRAPPING or
+	// RESTORING, as the engine reports it; nil otherwise.
+	VolumeProgress *float64
 	// VolumeUsedInBytes is the usage at the current recovery point; nil
 	// when the engine could not say.
 	VolumeUsedInBytes *int64
@@ -318,7 +325,10 @@ type CachedVolume struct {
 }
 
 // DescribeCachediSCSIVolumes describes volumes, sorted by ARN. Any ARN that
-// names no volume fails the whole call with VolumeNotFound.
+// names no volume fails the whole call with VolumeNotFound, and a volume of
+// a shut-down gateway with GatewayNotConnected (runningGatewayTx). Each
+// volume's VolumeStatus and VolumeProgress are the engine's
+// (volumeCondition).
 func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []string) ([]CachedVolume, error) {
 	type found struct {
 		v    catalog.Volume
@@ -351,8 +361,13 @@ func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []s
 	sort.Slice(vols, func(i, j int) bool { return vols[i].v.ARN < vols[j].v.ARN })
 	out := []CachedVolume{}
 	for _, f := range vols {
+		cond, err := s.volumeCondition(ctx, f.v.ID)
+		if err != nil {
+			return nil, err
+		}
 		cv := CachedVolume{
-			VolumeARN: f.v.ARN, VolumeID: f.v.ID, VolumeType: VolumeTypeCached, VolumeStatus: "AVAILABLE",
+			VolumeARN: f.v.ARN, VolumeID: f.v.ID, VolumeType: VolumeTypeCached, VolumeStatus: cond.Status,
+			VolumeProgress:         cond.Progress,
 			VolumeAttachmentStatus: "ATTACHED", VolumeSizeInBytes: f.v.SizeBytes,
 			SourceSnapshotID: f.v.SourceSnapshotID, CreatedDate: f.v.CreatedAt, TargetName: f.v.TargetName,
 			KMSKey: f.v.KMSKey,
@@ -361,18 +376,70 @@ func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []s
 				NetworkInterfacePort: s.iscsiPort, LunNumber: f.v.LUN, ChapEnabled: f.chap,
 			},
 		}
-		if f.g.State != catalog.GatewayRunning {
-			cv.VolumeStatus = "UNAVAILABLE"
-		}
 		if rp, err := s.engine.RecoveryPoint(ctx, f.v.ID); err == nil {
 			used := rp.UsageBytes
 			cv.VolumeUsedInBytes = &used
-		} else {
+		} else if cond.Status == VolumeAvailable {
 			s.log.Warn("describe volume: recovery point", "volume", f.v.ID, "err", err)
 		}
 		out = append(out, cv)
 	}
 	return out, nil
+}
+
+// errLocalStateLost is why a volume the catalog names and the engine does
+// not hold is IRRECOVERABLE.
+const errLocalStateLost = "the gateway no longer holds the volume's local state, so it cannot serve it and writes not yet uploaded are lost; create a new volume from one of its snapshots, then delete this one"
+
+// volumeCondition is a catalog volume's condition as the engine sees it:
+// the engine's VolumeStatusReporter when it has one; otherwise AVAILABLE
+// for a volume the engine holds. A volume the engine does not hold (its
+// local state was lost) is IRRECOVERABLE, never AVAILABLE: it is named by
+// the catalog, so it is shown, and shown as what it is.
+func (s *Service) volumeCondition(ctx context.Context, volumeID string) (VolumeCondition, error) {
+	var cond VolumeCondition
+	var err error
+	if r, ok := s.engine.(VolumeStatusReporter); ok {
+		cond, err = r.VolumeStatus(ctx, volumeID)
+	} else {
+		_, err = s.engine.RecoveryPoint(ctx, volumeID)
+		cond.Status = VolumeAvailable
+		if errors.Is(err, ErrVolumeNotReady) {
+			cond, err = VolumeCondition{Status: VolumeIrrecoverable, Reason: err.Error()}, nil
+		}
+	}
+	switch {
+	case errors.Is(err, ErrVolumeNotFound):
+		return VolumeCondition{Status: VolumeIrrecoverable, Reason: errLocalStateLost}, nil
+	case err != nil:
+		return VolumeCondition{}, fmt.Errorf("control: status of volume %s: %w", volumeID, err)
+	}
+	return cond, nil
+}
+
+// lostVolume reports whether the engine no longer holds a volume the
+// catalog names (volumeCondition says why it is IRRECOVERABLE).
+func (s *Service) lostVolume(ctx context.Context, volumeID string) bool {
+	cond, err := s.volumeCondition(ctx, volumeID)
+	return err == nil && cond.Status == VolumeIrrecoverable && cond.Reason == errLocalStateLost
+}
+
+// notReady is the API's answer for an operation on a volume the engine
+// refuses (ErrVolumeNotReady) or does not hold although the catalog names
+// it: VolumeNotReady, with the volume's condition in words.
+func (s *Service) notReady(ctx context.Context, volumeID string, err error) error {
+	if !errors.Is(err, ErrVolumeNotReady) && !errors.Is(err, ErrVolumeNotFound) {
+		return engineError(err)
+	}
+	msg := messages[CodeVolumeNotReady]
+	if cond, cerr := s.volumeCondition(ctx, volumeID); cerr == nil && cond.Status != VolumeAvailable {
+		msg = "The specified volume is not ready: it is " + cond.Status
+		if cond.Reason != "" {
+			msg += ": " + strings.TrimSuffix(cond.Reason, ".")
+		}
+		msg += "."
+	}
+	return &Error{Code: CodeVolumeNotReady, Message: msg, Err: err}
 }
 
 // VolumeInfo is one entry of ListVolumes.
@@ -404,7 +471,7 @@ func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, li
 			sort.Slice(vols, func(i, j int) bool { return vols[i].ARN < vols[j].ARN })
 			return nil
 		}
-		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
+		if g, err = s.runningGatewayTx(tx, gatewayARN); err != nil {
 			return err
 		}
 		gatewayARNs[g.ID] = g.ARN
@@ -418,7 +485,7 @@ func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, li
 	for i, v := range vols {
 		arns[i] = v.ARN
 	}
-	from, to, next, err := page(arns, marker, limit, 100)
+	from, to, next, err := page(arns, marker, limit, 100, s.isVolumeARN)
 	if err != nil {
 		return "", nil, "", err
 	}
@@ -488,12 +555,9 @@ func deleteVolumeRecords(tx *catalog.Tx, v catalog.Volume) error {
 func (s *Service) ListVolumeInitiators(ctx context.Context, volumeARN string) ([]string, error) {
 	var v catalog.Volume
 	err := s.view(func(tx *catalog.Tx) error {
-		var g catalog.Gateway
 		var err error
-		if v, g, err = s.volumeTx(tx, volumeARN); err != nil {
-			return err
-		}
-		return connected(g)
+		v, _, err = s.volumeTx(tx, volumeARN)
+		return err
 	})
 	if err != nil {
 		return nil, err

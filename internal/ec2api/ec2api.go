@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,25 +25,88 @@ type Snapshots interface {
 
 // API implements awsproto.QueryService.
 type API struct {
-	snaps Snapshots
+	snaps   Snapshots
+	actions map[string]action
 }
 
+// action is one EC2 action in two steps, so that DryRun is honoured by
+// every action by construction: prepare checks the request and looks up
+// everything it names, failing exactly as the real call would, and returns
+// the commit that acts (or, for a Describe, answers). A dry run stops
+// between the two. prepare must change nothing.
+type action func(ctx context.Context, p awsproto.QueryParams) (commit func(ctx context.Context) (any, error), err error)
+
 // New returns the EC2 API over snaps.
-func New(snaps Snapshots) *API { return &API{snaps: snaps} }
+func New(snaps Snapshots) *API {
+	a := &API{snaps: snaps}
+	a.actions = map[string]action{
+		"DescribeSnapshots": a.describeSnapshots,
+		"DeleteSnapshot":    a.deleteSnapshot,
+	}
+	return a
+}
 
 // Actions lists the implemented actions.
-func (a *API) Actions() []string { return []string{"DescribeSnapshots", "DeleteSnapshot"} }
-
-// Invoke runs one action.
-func (a *API) Invoke(ctx context.Context, action string, p awsproto.QueryParams) (any, error) {
-	switch action {
-	case "DescribeSnapshots":
-		return a.describeSnapshots(ctx, p)
-	case "DeleteSnapshot":
-		return a.deleteSnapshot(ctx, p)
+func (a *API) Actions() []string {
+	names := make([]string, 0, len(a.actions))
+	for name := range a.actions {
+		names = append(names, name)
 	}
-	return nil, awsproto.NewEC2Error(http.StatusBadRequest, awsproto.TypeInvalidAction,
-		"The action "+action+" is not valid for this web service.")
+	sort.Strings(names)
+	return names
+}
+
+// Invoke runs one action. With DryRun=true it answers DryRunOperation
+// when the request would have succeeded, and otherwise the error the
+// request would have had; it changes nothing either way. (EC2 also
+// answers UnauthorizedOperation to a dry run the caller has no permission
+// for; volgw has one set of credentials with every permission, and a bad
+// signature is refused before any action runs.)
+func (a *API) Invoke(ctx context.Context, name string, p awsproto.QueryParams) (any, error) {
+	act, ok := a.actions[name]
+	if !ok {
+		return nil, awsproto.NewEC2Error(http.StatusBadRequest, awsproto.TypeInvalidAction,
+			"The action "+name+" is not valid for this web service.")
+	}
+	dryRun, err := boolParam(p, "DryRun")
+	if err != nil {
+		return nil, err
+	}
+	commit, err := act(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if dryRun {
+		return nil, awsproto.NewEC2Error(http.StatusPreconditionFailed, "DryRunOperation",
+			"Request would have succeeded, but DryRun flag is set.")
+	}
+	return commit(ctx)
+}
+
+// boolParam reads an EC2 boolean parameter: absent is false; the value is
+// true or false in any letter case, as the SDKs and the CLI send it.
+func boolParam(p awsproto.QueryParams, name string) (bool, error) {
+	if !p.Has(name) {
+		return false, nil
+	}
+	switch v := p.Get(name); strings.ToLower(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	default:
+		return false, invalidParameter(fmt.Sprintf("Value (%s) for parameter %s is invalid. Expected: 'true' or 'false'.",
+			v, lowerFirst(name)))
+	}
+}
+
+// lowerFirst is a parameter's name as EC2's messages print it (DryRun →
+// dryRun).
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
 }
 
 // snapshotIDPattern is EC2's snapshot ID: snap- and 8 or 17 hex digits.
@@ -61,7 +125,7 @@ type deleteSnapshotResponse struct {
 	Return bool `xml:"return"`
 }
 
-func (a *API) deleteSnapshot(ctx context.Context, p awsproto.QueryParams) (any, error) {
+func (a *API) deleteSnapshot(ctx context.Context, p awsproto.QueryParams) (func(context.Context) (any, error), error) {
 	id := p.Get("SnapshotId")
 	if id == "" {
 		return nil, awsproto.NewEC2Error(http.StatusBadRequest, awsproto.TypeEC2MissingParameter,
@@ -70,13 +134,24 @@ func (a *API) deleteSnapshot(ctx context.Context, p awsproto.QueryParams) (any, 
 	if !snapshotIDPattern.MatchString(id) {
 		return nil, invalidParameter(fmt.Sprintf("Value (%s) for parameter snapshotId is invalid. Expected: 'snap-...'.", id))
 	}
-	if err := a.snaps.DeleteSnapshot(ctx, id); err != nil {
-		if control.IsCode(err, control.CodeSnapshotNotFound) {
-			return nil, snapshotNotFound(id)
-		}
+	// The snapshot must exist for the request to succeed: a dry run of a
+	// delete of an unknown snapshot answers InvalidSnapshot.NotFound.
+	all, err := a.snaps.Snapshots(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return deleteSnapshotResponse{Return: true}, nil
+	if !slices.ContainsFunc(all, func(s control.Snapshot) bool { return s.ID == id }) {
+		return nil, snapshotNotFound(id)
+	}
+	return func(ctx context.Context) (any, error) {
+		if err := a.snaps.DeleteSnapshot(ctx, id); err != nil {
+			if control.IsCode(err, control.CodeSnapshotNotFound) {
+				return nil, snapshotNotFound(id)
+			}
+			return nil, err
+		}
+		return deleteSnapshotResponse{Return: true}, nil
+	}, nil
 }
 
 type tagItem struct {
@@ -100,6 +175,12 @@ type snapshotItem struct {
 	Encrypted   bool    `xml:"encrypted"`
 	StorageTier string  `xml:"storageTier"`
 	TagSet      *tagSet `xml:"tagSet,omitempty"`
+
+	// gatewayVolumeID is the volume's ID as Storage Gateway prints it
+	// (vol-5366931FD0BBB1D65); volumeId carries EC2's lower-case form.
+	// The volume-id filter matches either, so that an ID copied from
+	// either API finds the snapshot. Unexported: not on the wire.
+	gatewayVolumeID string
 }
 
 type snapshotSet struct {
@@ -119,7 +200,7 @@ const ec2TimeLayout = "2006-01-02T15:04:05.000Z"
 
 const gib = 1 << 30
 
-func (a *API) describeSnapshots(ctx context.Context, p awsproto.QueryParams) (any, error) {
+func (a *API) describeSnapshots(ctx context.Context, p awsproto.QueryParams) (func(context.Context) (any, error), error) {
 	ids := p.List("SnapshotId")
 	for _, id := range ids {
 		if !snapshotIDPattern.MatchString(id) {
@@ -201,7 +282,7 @@ func (a *API) describeSnapshots(ctx context.Context, p awsproto.QueryParams) (an
 		out.SnapshotSet.Items = matched[:maxResults]
 		out.NextToken = base64.RawURLEncoding.EncodeToString([]byte(matched[maxResults-1].SnapshotID))
 	}
-	return out, nil
+	return func(context.Context) (any, error) { return out, nil }, nil
 }
 
 // ownerMatches: every snapshot belongs to this gateway's account; Owner.N
@@ -221,15 +302,16 @@ func ownerMatches(owners []string, account string) bool {
 
 func toItem(s control.Snapshot, account string) snapshotItem {
 	item := snapshotItem{
-		SnapshotID:  s.ID,
-		VolumeID:    strings.ToLower(s.VolumeID),
-		Status:      string(s.Status),
-		StartTime:   s.StartTime.UTC().Format(ec2TimeLayout),
-		Progress:    strconv.Itoa(s.Progress) + "%",
-		OwnerID:     account,
-		VolumeSize:  (s.VolumeSizeBytes + gib - 1) / gib,
-		Description: s.Description,
-		StorageTier: "standard",
+		SnapshotID:      s.ID,
+		VolumeID:        strings.ToLower(s.VolumeID),
+		gatewayVolumeID: s.VolumeID,
+		Status:          string(s.Status),
+		StartTime:       s.StartTime.UTC().Format(ec2TimeLayout),
+		Progress:        strconv.Itoa(s.Progress) + "%",
+		OwnerID:         account,
+		VolumeSize:      (s.VolumeSizeBytes + gib - 1) / gib,
+		Description:     s.Description,
+		StorageTier:     "standard",
 	}
 	if len(s.Tags) > 0 {
 		item.TagSet = &tagSet{}

@@ -37,22 +37,27 @@ func compileFilters(in []awsproto.Filter) (filters, error) {
 
 func knownFilter(name string) bool {
 	switch name {
-	case "snapshot-id", "volume-id", "status", "description", "tag-key", "owner-id", "progress", "volume-size",
-		"encrypted", "storage-tier", "start-time":
+	case "snapshot-id", "volume-id", "status", "description", "tag-key", "owner-id", "owner-alias", "progress",
+		"volume-size", "encrypted", "storage-tier", "start-time":
 		return true
 	}
 	return strings.HasPrefix(name, "tag:") && len(name) > len("tag:")
 }
 
+// wildcard compiles one filter value; v must be valid UTF-8 (awsproto
+// refuses a request whose parameters are not). It goes rune by rune: a
+// byte-wise walk would quote each byte of a multi-byte character as a
+// character of its own, and "café" would never match.
 func wildcard(v string) *regexp.Regexp {
 	var sb strings.Builder
 	sb.WriteString(`^`)
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; c {
+	runes := []rune(v)
+	for i := 0; i < len(runes); i++ {
+		switch c := runes[i]; c {
 		case '\\':
-			if i+1 < len(v) && (v[i+1] == '*' || v[i+1] == '?' || v[i+1] == '\\') {
+			if i+1 < len(runes) && (runes[i+1] == '*' || runes[i+1] == '?' || runes[i+1] == '\\') {
 				i++
-				sb.WriteString(regexp.QuoteMeta(string(v[i])))
+				sb.WriteString(regexp.QuoteMeta(string(runes[i])))
 			} else {
 				sb.WriteString(`\\`)
 			}
@@ -84,13 +89,17 @@ func (f filter) match(s snapshotItem) bool {
 	case f.name == "snapshot-id":
 		fields = []string{s.SnapshotID}
 	case f.name == "volume-id":
-		fields = []string{s.VolumeID}
+		fields = []string{s.VolumeID, s.gatewayVolumeID}
 	case f.name == "status":
 		fields = []string{s.Status}
 	case f.name == "description":
 		fields = []string{s.Description}
 	case f.name == "owner-id":
 		fields = []string{s.OwnerID}
+	case f.name == "owner-alias":
+		// The alias is from Amazon's list (amazon, aws-marketplace, …)
+		// and only Amazon's own snapshots have one; a snapshot of this
+		// gateway's account has none, so no value matches it.
 	case f.name == "progress":
 		fields = []string{s.Progress}
 	case f.name == "volume-size":

@@ -26,6 +26,10 @@ func TestWildcards(t *testing.T) {
 		{"a.b", "axb", false}, // regexp metacharacters are literal
 		{"multi*", "multi\nline", true},
 		{"Nightly", "nightly", false}, // case-sensitive, as EC2
+		{"café", "café", true},        // multi-byte characters are one character
+		{"caf?", "café", true},
+		{"caf??", "café", false},
+		{"*é", "café", true},
 	} {
 		if got := wildcard(c.pattern).MatchString(c.value); got != c.want {
 			t.Errorf("%q ~ %q = %v, want %v", c.pattern, c.value, got, c.want)
@@ -49,7 +53,14 @@ func TestFilters(t *testing.T) {
 	}{
 		{[]awsproto.Filter{{Name: "snapshot-id", Values: []string{"snap-0123456789abcdef0"}}}, true},
 		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789abcdef0"}}}, true},
-		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789ABCDEF0"}}}, false},
+		// Storage Gateway's form of the same ID finds it too.
+		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789ABCDEF0"}}}, true},
+		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789ABCDEF*"}}}, true},
+		{[]awsproto.Filter{{Name: "volume-id", Values: []string{"vol-0123456789ABCDEF1"}}}, false},
+		// Only Amazon's own snapshots have an owner alias.
+		{[]awsproto.Filter{{Name: "owner-alias", Values: []string{"amazon", "aws-marketplace"}}}, false},
+		{[]awsproto.Filter{{Name: "owner-alias", Values: []string{"*"}}}, false},
+		{[]awsproto.Filter{{Name: "owner-id", Values: []string{"111122223333"}}}, true},
 		{[]awsproto.Filter{{Name: "status", Values: []string{"pending", "completed"}}}, true},
 		{[]awsproto.Filter{{Name: "description", Values: []string{"nightly*"}}}, true},
 		{[]awsproto.Filter{{Name: "tag:env", Values: []string{"prod"}}}, true},

@@ -325,7 +325,7 @@ func TestCachedVolumeGatewayOverSignedHTTP(t *testing.T) {
 	}
 
 	// CHAP set through the API is enforced on the wire.
-	const initiator, secret = "iqn.2026-11.test:initiator", "initiator-secret-1"
+	const initiator, secret = "iqn.2026-11.test:initiator", "initiator-secr-1"
 	if _, err := s.sgw.UpdateChapCredentials(ctx, &storagegateway.UpdateChapCredentialsInput{
 		TargetARN: aws.String(targetARN), InitiatorName: aws.String(initiator), SecretToAuthenticateInitiator: aws.String(secret),
 	}); err != nil {

@@ -2,15 +2,27 @@
 // operation that decodes the JSON input (already verified and validated by
 // awsproto against the model), calls the control plane, and returns the
 // output with AWS's member names. All 96 operations of the model are
-// recognised; those that do not apply to a cached volume gateway (tapes,
-// file shares, stored volumes, FSx, ...) answer InvalidGatewayRequestException,
-// errorCode NotSupported, "The specified operation is not supported.".
+// recognised.
 //
-// Operations a real cached volume gateway has but volgw does not implement
-// yet answer NotSupported too, rather than pretend: AttachVolume,
-// DetachVolume, ResetCache, the bandwidth rate limit operations (volgw does
-// not throttle uploads), the maintenance-window and software-update
-// operations, and the availability monitor test.
+// The operations volgw does not implement answer as AWS does
+// (unsupported.go), after looking up the gateway (or volume) the request
+// names, so that an unknown one is GatewayNotFound as everywhere else:
+//
+//   - operations of other gateway types (tapes, file shares, stored
+//     volumes, FSx) answer InvalidGatewayRequestException, errorCode
+//     UnsupportedOperationForGatewayType, "This operation is not valid for
+//     the specified gateway.", as AWS does for a cached gateway (and as
+//     Terraform's aws_storagegateway_gateway expects of DescribeSMBSettings);
+//   - operations a real cached volume gateway has but volgw does not
+//     implement yet answer errorCode NotSupported, "The specified
+//     operation is not supported.", rather than pretend: AttachVolume,
+//     DetachVolume, ResetCache, the bandwidth rate limit operations (volgw
+//     does not throttle uploads), the maintenance-window and
+//     software-update operations, the availability monitor test and
+//     SetLocalConsolePassword;
+//   - operations of other gateway types that name no gateway (a file
+//     share, tape, pool or report by its own ARN; an account-wide listing
+//     without GatewayARN) answer NotSupported too.
 //
 // Control-plane errors become API errors in one place, apiError.
 //

@@ -153,6 +153,7 @@ type cachediSCSIVolume struct {
 	VolumeStatus           string                `json:"VolumeStatus"`
 	VolumeAttachmentStatus string                `json:"VolumeAttachmentStatus"`
 	VolumeSizeInBytes      int64                 `json:"VolumeSizeInBytes"`
+	VolumeProgress         *float64              `json:"VolumeProgress,omitempty"`
 	SourceSnapshotId       string                `json:"SourceSnapshotId,omitempty"`
 	VolumeiSCSIAttributes  volumeISCSIAttributes `json:"VolumeiSCSIAttributes"`
 	CreatedDate            *epoch                `json:"CreatedDate,omitempty"`
@@ -401,7 +402,7 @@ func handlers(svc *control.Service) map[string]handler {
 				out.CachediSCSIVolumes = append(out.CachediSCSIVolumes, cachediSCSIVolume{
 					VolumeARN: v.VolumeARN, VolumeId: v.VolumeID, VolumeType: v.VolumeType, VolumeStatus: v.VolumeStatus,
 					VolumeAttachmentStatus: v.VolumeAttachmentStatus, VolumeSizeInBytes: v.VolumeSizeInBytes,
-					SourceSnapshotId: v.SourceSnapshotID,
+					VolumeProgress: v.VolumeProgress, SourceSnapshotId: v.SourceSnapshotID,
 					VolumeiSCSIAttributes: volumeISCSIAttributes{
 						TargetARN: v.ISCSI.TargetARN, NetworkInterfaceId: v.ISCSI.NetworkInterfaceID,
 						NetworkInterfacePort: v.ISCSI.NetworkInterfacePort, LunNumber: v.ISCSI.LunNumber,

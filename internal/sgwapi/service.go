@@ -15,18 +15,27 @@ import (
 // handler runs one operation on its raw (validated) JSON input.
 type handler func(ctx context.Context, input []byte) (any, error)
 
-// API implements awsproto.JSONService over a control.Service.
+// API implements awsproto.JSONService over a control.Service, and
+// awsproto.ActivationKeyIssuer (activation.go).
 type API struct {
+	svc      *control.Service
 	handlers map[string]handler
+	// unsupported answers the operations of the model that volgw does not
+	// implement (unsupported.go).
+	unsupported map[string]handler
 }
 
 // New returns the API of svc.
 func New(svc *control.Service) *API {
-	return &API{handlers: handlers(svc)}
+	a := &API{svc: svc, handlers: handlers(svc), unsupported: map[string]handler{}}
+	for op, u := range unsupportedOps {
+		a.unsupported[op] = unsupportedHandler(svc, u)
+	}
+	return a
 }
 
 // Implemented lists the operations that do something (the rest answer
-// NotSupported).
+// "not valid for the specified gateway" or NotSupported, unsupported.go).
 func (a *API) Implemented() []string {
 	out := make([]string, 0, len(a.handlers))
 	for op := range a.handlers {
@@ -39,6 +48,9 @@ func (a *API) Implemented() []string {
 // input satisfies it.
 func (a *API) Invoke(ctx context.Context, op string, input []byte) (any, error) {
 	h, ok := a.handlers[op]
+	if !ok {
+		h, ok = a.unsupported[op]
+	}
 	if !ok {
 		return nil, awsproto.ErrNotSupported()
 	}
@@ -66,8 +78,12 @@ func op[In any](fn func(context.Context, In) (any, error)) handler {
 		var in In
 		if err := json.Unmarshal(input, &in); err != nil {
 			// awsproto validated the types; this is only reachable with
-			// values that fit the model but not Go (e.g. 1e400).
-			return nil, awsproto.NewSerializationError(fmt.Sprintf("Can not deserialize the request: %v", err))
+			// values that fit the model but not Go. encoding/json's text
+			// names Go types and fields: it goes to the log (Err), not to
+			// the client.
+			e := awsproto.NewSerializationError("")
+			e.Err = fmt.Errorf("decode input: %w", err)
+			return nil, e
 		}
 		return fn(ctx, in)
 	}

@@ -49,6 +49,41 @@ type S3Server struct {
 	Dir             string // the posix directory versitygw serves
 
 	stores atomic.Int64 // numbers the prefixes Store hands out
+
+	t    testing.TB
+	bin  string
+	mu   sync.Mutex // guards stop
+	stop func()     // kills the running versitygw; nil while stopped
+}
+
+// Stop kills versitygw (an outage of the store: connections are refused
+// until Restart). The bucket's objects stay in Dir.
+func (srv *S3Server) Stop() {
+	srv.mu.Lock()
+	stop := srv.stop
+	srv.stop = nil
+	srv.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// Restart starts versitygw again on the same address and directory, so
+// that clients configured with Endpoint reach the same bucket.
+func (srv *S3Server) Restart() {
+	srv.t.Helper()
+	srv.Stop()
+	addr := strings.TrimPrefix(srv.Endpoint, "http://")
+	var err error
+	// The port was just released; binding it again can race with the
+	// kernel's teardown of the old listener for a moment.
+	for range 20 {
+		if err = startVersity(srv.t, srv.bin, srv, addr); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	srv.t.Fatalf("blobtest: versitygw did not restart on %s: %v", addr, err)
 }
 
 // Config returns an s3.Config for the server's bucket under prefix.
@@ -145,6 +180,8 @@ func StartVersityGW(t testing.TB) *S3Server {
 		SecretAccessKey: randomHex(t, 20),
 		Region:          "us-east-1",
 		Dir:             dir,
+		t:               t,
+		bin:             bin,
 	}
 	// A free port can be taken between our probe and versitygw's bind;
 	// try a few.
@@ -216,7 +253,10 @@ func startVersity(t testing.TB, bin string, srv *S3Server, addr string) error {
 		resp, err := httpClient.Get("http://" + addr + "/")
 		if err == nil {
 			resp.Body.Close()
-			t.Cleanup(stop)
+			srv.mu.Lock()
+			srv.stop = stop
+			srv.mu.Unlock()
+			t.Cleanup(srv.Stop)
 			return nil
 		}
 		if time.Now().After(deadline) {
