@@ -79,9 +79,6 @@ type session struct {
 	// initiator, ISID and target) cannot have its new state undone by the
 	// old one's teardown.
 	ended chan struct{}
-	// nexusLostOnce tells the unit NexusLost at most once: on logout,
-	// before the Logout Response, or when the connection ends.
-	nexusLostOnce sync.Once
 
 	// execWG counts command goroutines, so teardown can wait for them.
 	execWG sync.WaitGroup
@@ -169,16 +166,16 @@ func (ss *session) run(ctx context.Context) {
 	ss.nexusLost()
 }
 
-// nexusLost tells the unit, once, that the session's nexus has ended (its
-// SPC-2 reservation goes, SPC-4 5.13.1).
+// nexusLost tells the unit that the session's nexus has ended (its SPC-2
+// reservation goes, SPC-4 5.13.1). It comes on logout, before the Logout
+// Response, and again when the session ends, in case a command slipped in
+// between; a unit treats the second as a no-op.
 func (ss *session) nexusLost() {
-	ss.nexusLostOnce.Do(func() {
-		ss.luMu.RLock()
-		defer ss.luMu.RUnlock()
-		if nl, ok := ss.lu.(nexusLoser); ok && ss.lu != nil {
-			nl.NexusLost(ss.nexus)
-		}
-	})
+	ss.luMu.RLock()
+	defer ss.luMu.RUnlock()
+	if nl, ok := ss.lu.(nexusLoser); ok && ss.lu != nil {
+		nl.NexusLost(ss.nexus)
+	}
 }
 
 // withdraw detaches the session from its target's logical units, which
