@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/volgw/volgw/internal/control"
@@ -15,12 +18,22 @@ import (
 
 // iscsiExporter is control.TargetExporter over the iSCSI target server: one
 // target per volume, its LUN a SCSI block device over the engine's volume.
+//
+// Persistent reservations registered with APTPL live in
+// <data-dir>/reservations/<volume-id>.pr (scsi.FileReservationStore), so
+// they survive a restart and a ShutdownGateway/StartGateway (both are a
+// power cycle of the target to SPC-4). Unexport cannot tell a shutdown
+// from a deletion, so a file is removed once the engine no longer has its
+// volume: swept at start and at every Export and Unexport, which
+// DeleteVolume's engine delete is followed by at the latest on the next
+// change or start.
 type iscsiExporter struct {
 	srv     *iscsi.Server
 	volumes func(volumeID string) (scsi.Backend, error)
 	log     *slog.Logger
 	stop    context.CancelFunc
 	served  chan struct{} // closed when Serve has returned
+	prDir   string        // persistent reservation files, one per volume
 
 	mu       sync.Mutex                    // guards exported and serialises changes to srv's targets
 	exported map[string]control.ExportSpec // by IQN: what each target serves now
@@ -28,12 +41,17 @@ type iscsiExporter struct {
 
 // newISCSIExporter starts the iSCSI target server on ln, with no targets;
 // the control plane exports each volume of a running gateway at start.
-func newISCSIExporter(ctx context.Context, ln net.Listener, volumes func(string) (scsi.Backend, error), log *slog.Logger) (exporter, error) {
+func newISCSIExporter(ctx context.Context, dataDir string, ln net.Listener, volumes func(string) (scsi.Backend, error), log *slog.Logger) (exporter, error) {
 	e := &iscsiExporter{
 		srv:     iscsi.NewServer(iscsi.Config{Logger: log}),
 		volumes: volumes, log: log, served: make(chan struct{}),
+		prDir:    filepath.Join(dataDir, "reservations"),
 		exported: map[string]control.ExportSpec{},
 	}
+	if err := os.MkdirAll(e.prDir, 0o700); err != nil {
+		return nil, fmt.Errorf("reservations dir: %w", err)
+	}
+	e.sweepReservations(true)
 	// The server outlives start's ctx: it runs until Close.
 	serveCtx, stop := context.WithCancel(context.Background())
 	e.stop = stop
@@ -47,11 +65,12 @@ func newISCSIExporter(ctx context.Context, ln net.Listener, volumes func(string)
 }
 
 // Export implements control.TargetExporter. A new CHAP list for a target
-// that already serves the same volume at the same LUN takes effect without
-// dropping its sessions; anything else replaces the target.
+// that already serves the same volume at the same LUN closes the target's
+// sessions (iscsi.Server.SetCHAP); anything else replaces the target.
 func (e *iscsiExporter) Export(ctx context.Context, spec control.ExportSpec) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.sweepReservations(false)
 	chap := make([]iscsi.CHAPCredential, len(spec.CHAP))
 	for i, c := range spec.CHAP {
 		chap[i] = iscsi.CHAPCredential{InitiatorName: c.InitiatorName,
@@ -68,7 +87,12 @@ func (e *iscsiExporter) Export(ctx context.Context, spec control.ExportSpec) err
 	if err != nil {
 		return fmt.Errorf("export %s: %w", spec.IQN, err)
 	}
-	dev, err := scsi.NewDevice(backend, scsi.DeviceOptions{SerialNumber: spec.VolumeID, ThinProvisioning: true, Logger: e.log})
+	prFile, err := e.reservationFile(spec.VolumeID)
+	if err != nil {
+		return fmt.Errorf("export %s: %w", spec.IQN, err)
+	}
+	dev, err := scsi.NewDevice(backend, scsi.DeviceOptions{SerialNumber: spec.VolumeID, ThinProvisioning: true, Logger: e.log,
+		Reservations: scsi.FileReservationStore{Path: prFile}})
 	if err != nil {
 		return fmt.Errorf("export %s: %w", spec.IQN, err)
 	}
@@ -90,11 +114,52 @@ func (e *iscsiExporter) Export(ctx context.Context, spec control.ExportSpec) err
 func (e *iscsiExporter) Unexport(ctx context.Context, iqn string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.sweepReservations(false)
 	delete(e.exported, iqn)
 	if err := e.srv.RemoveTarget(iqn); err != nil && !errors.Is(err, iscsi.ErrTargetNotFound) {
 		return fmt.Errorf("unexport %s: %w", iqn, err)
 	}
 	return nil
+}
+
+// prSuffix names persistent reservation files.
+const prSuffix = ".pr"
+
+// reservationFile is the persistent reservation file of a volume.
+func (e *iscsiExporter) reservationFile(volumeID string) (string, error) {
+	if volumeID == "" || filepath.Base(volumeID) != volumeID || strings.HasPrefix(volumeID, ".") {
+		return "", fmt.Errorf("volume ID %q cannot name a file", volumeID)
+	}
+	return filepath.Join(e.prDir, volumeID+prSuffix), nil
+}
+
+// sweepReservations removes the reservation files of volumes the engine
+// no longer has (deleted ones), and, at start (atStart), the temporary
+// files a crash left behind. A volume the engine cannot answer for now
+// (closing) keeps its file.
+func (e *iscsiExporter) sweepReservations(atStart bool) {
+	entries, err := os.ReadDir(e.prDir)
+	if err != nil {
+		e.log.Warn("persistent reservations: list", "dir", e.prDir, "err", err)
+		return
+	}
+	for _, de := range entries {
+		name := de.Name()
+		var stale bool
+		if id, ok := strings.CutSuffix(name, prSuffix); ok {
+			_, err := e.volumes(id)
+			stale = errors.Is(err, control.ErrVolumeNotFound)
+		} else {
+			// A temporary file of a Save that a crash interrupted; only
+			// at start, when no device is saving.
+			stale = atStart && strings.Contains(name, prSuffix+".tmp")
+		}
+		if stale {
+			if err := os.Remove(filepath.Join(e.prDir, name)); err != nil {
+				e.log.Warn("persistent reservations: remove", "file", name, "err", err)
+			}
+		}
+	}
 }
 
 // Initiators implements control.TargetExporter.

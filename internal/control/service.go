@@ -29,11 +29,18 @@ type TargetExporter interface {
 	// Export makes the volume reachable as LUN spec.LUN of target spec.IQN,
 	// accepting the initiators spec.CHAP names (any initiator when CHAP is
 	// empty). Exporting an IQN that is already exported replaces its
-	// configuration (this is how CHAP changes take effect); sessions already
-	// logged in stay.
+	// configuration (this is how CHAP changes take effect); when the CHAP
+	// list changes, the target's sessions are closed and initiators must
+	// log in again under the new credentials, as on AWS. Exporting the
+	// same spec again changes nothing.
 	Export(ctx context.Context, spec ExportSpec) error
-	// Unexport removes a target and ends its sessions. Unexporting an IQN
-	// that is not exported is not an error.
+	// Unexport removes a target: new logins to it are refused ("target
+	// removed"), and sessions logged in to it fail every later command
+	// (LOGICAL UNIT NOT SUPPORTED) so that initiators give up rather than
+	// reconnect for ever; exporting the same IQN again closes those
+	// sessions, so their initiators log in again (StartGateway after
+	// ShutdownGateway). When it returns, nothing runs on the volume any
+	// more. Unexporting an IQN that is not exported is not an error.
 	Unexport(ctx context.Context, iqn string) error
 	// Initiators returns the IQNs of the initiators logged in to a target
 	// now.

@@ -16,8 +16,8 @@
 //	srv := iscsi.NewServer(iscsi.Config{Logger: log})
 //	srv.AddTarget(iscsi.TargetConfig{IQN: iqn, LUNs: lunTable, CHAP: creds})
 //	go srv.Serve(ctx, ln)        // any number of listeners
-//	srv.SetCHAP(iqn, creds)      // later logins use the new credentials
-//	srv.RemoveTarget(iqn)        // closes its sessions, waits for commands
+//	srv.SetCHAP(iqn, creds)      // closes its sessions; logins need the new credentials
+//	srv.RemoveTarget(iqn)        // logins get "target removed"; its sessions fail every command
 //	srv.Close()
 //
 // Naming: volgw serves one target per volume, named IQNPrefix +
@@ -31,7 +31,9 @@
 // "<initiator name>,i,0x<ISID in hex>,<target name>" (the iSCSI initiator
 // port name, RFC 7143 4.2.7.1, then the target); package scsi derives
 // TransportIDs from it, so the form is a contract. When a session ends,
-// a LogicalUnit with a NexusLost(nexus string) method is told.
+// a LogicalUnit with a NexusLost(nexus string) method is told: on logout
+// before the Logout Response is sent, and always before a session
+// reinstating the same nexus is admitted.
 //
 // Sessions: one connection per session (MaxConnections=1) at
 // ErrorRecoveryLevel 0. A new login with the same initiator name, ISID and

@@ -24,6 +24,7 @@ const (
 	loginAuthFailed       = 0x0201
 	loginAuthzFailed      = 0x0202
 	loginNotFound         = 0x0203
+	loginTargetRemoved    = 0x0204
 	loginUnsupportedVer   = 0x0205
 	loginMissingParam     = 0x0207
 	loginSessionNotExist  = 0x020a
@@ -232,6 +233,9 @@ func (lc *loginConn) identify(pairs []kv, resp []byte) ([]byte, uint16) {
 		}
 		t, chap, ok := lc.srv.lookupTarget(targetName)
 		if !ok {
+			if lc.srv.wasRemoved(targetName) {
+				return resp, loginTargetRemoved
+			}
 			return resp, loginNotFound
 		}
 		lc.tgt, lc.chap = t, chap
@@ -392,6 +396,9 @@ func (lc *loginConn) enterFullFeature() (*session, error) {
 		status := uint16(loginTargetError)
 		if errors.Is(err, ErrTargetNotFound) {
 			status = loginNotFound
+			if lc.srv.wasRemoved(lc.tgt.iqn) {
+				status = loginTargetRemoved
+			}
 		}
 		return nil, lc.fail(&lc.pendingHdr, status, err.Error())
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -342,6 +344,35 @@ func (r *rawInit) read(lba uint32, n uint32, ourMRDSL uint32) []byte {
 			return out
 		default:
 			r.t.Fatalf("unexpected opcode %#x during read", p.h.opcode())
+		}
+	}
+}
+
+// scsiIn sends a command that reads at most edtl bytes and returns its
+// Data-In; the command must end with GOOD status.
+func (r *rawInit) scsiIn(cdb []byte, edtl uint32) []byte {
+	r.t.Helper()
+	itt := r.nextITT()
+	r.send(r.command(itt, true, false, true, edtl, cdb), nil)
+	var out []byte
+	for {
+		p := r.recv()
+		switch p.h.opcode() {
+		case opDataIn:
+			out = append(out, p.data...)
+			if p.h.flags()&flagStatus != 0 {
+				if p.h.bhs[3] != 0 {
+					r.t.Fatalf("CDB % x: status %#x", cdb, p.h.bhs[3])
+				}
+				return out
+			}
+		case opSCSIResp:
+			if p.h.bhs[3] != 0 {
+				r.t.Fatalf("CDB % x: status %#x, sense %x", cdb, p.h.bhs[3], p.data)
+			}
+			return out
+		default:
+			r.t.Fatalf("unexpected opcode %#x for CDB % x", p.h.opcode(), cdb)
 		}
 	}
 }
@@ -765,14 +796,24 @@ func TestServerAPI(t *testing.T) {
 		t.Errorf("SetCHAP of unknown target: %v", err)
 	}
 
-	// A live session, then CHAP turned on: the session stays, new plain
-	// logins are refused.
+	// A live session, then the same (empty) CHAP list again: nothing
+	// changes, the session stays.
 	r := dialRaw(t, tt.addr, testIQN)
-	if err := tt.srv.SetCHAP(testIQN, []CHAPCredential{{InitiatorName: "iqn.x", SecretToAuthenticateInitiator: "0123456789ab"}}); err != nil {
+	if err := tt.srv.SetCHAP(testIQN, nil); err != nil {
 		t.Fatal(err)
 	}
 	if p := r.nop(r.nextITT(), []byte("a")); p.h.opcode() != opNopIn {
-		t.Fatalf("session after SetCHAP: opcode %#x", p.h.opcode())
+		t.Fatalf("session after an unchanged SetCHAP: opcode %#x", p.h.opcode())
+	}
+	// CHAP turned on: the session authenticated without it is closed (as
+	// AWS closes a target's connections on UpdateChapCredentials), and
+	// new plain logins are refused.
+	if err := tt.srv.SetCHAP(testIQN, []CHAPCredential{{InitiatorName: "iqn.x", SecretToAuthenticateInitiator: "0123456789ab"}}); err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := r.br.Read(b[:]); err == nil {
+		t.Errorf("session still open after its CHAP changed")
 	}
 	var text []byte
 	text = appendText(text, "InitiatorName", "iqn.x")
@@ -781,17 +822,51 @@ func TestServerAPI(t *testing.T) {
 	if p, _ := loginOnce(t, tt.addr, 9, stageSecurity, stageOperational, text); loginStatus(p) != loginAuthFailed {
 		t.Errorf("plain login after SetCHAP: status %#04x", loginStatus(p))
 	}
+	if err := tt.srv.SetCHAP(testIQN, nil); err != nil {
+		t.Fatal(err)
+	}
 
-	// RemoveTarget closes the live session and refuses new logins.
+	// RemoveTarget keeps a live session but takes its logical units away:
+	// every command fails with LOGICAL UNIT NOT SUPPORTED, INQUIRY says no
+	// device, REPORT LUNS lists none; new logins are told the target was
+	// removed, and ListVolumeInitiators no longer counts the session.
+	r = dialRaw(t, tt.addr, testIQN)
+	if status, resp := r.write(0, make([]byte, 512)); status != 0 {
+		t.Fatalf("write before RemoveTarget: status %#x sense %x", status, resp.data)
+	}
 	if err := tt.srv.RemoveTarget(testIQN); err != nil {
 		t.Fatal(err)
 	}
-	var b [1]byte
-	if _, err := r.br.Read(b[:]); err == nil {
-		t.Errorf("session still open after RemoveTarget")
+	if got := tt.srv.Initiators(testIQN); len(got) != 0 {
+		t.Errorf("Initiators after RemoveTarget = %q", got)
 	}
-	if p, _ := loginOnce(t, tt.addr, 10, stageSecurity, stageOperational, text); loginStatus(p) != loginNotFound {
-		t.Errorf("login to removed target: status %#04x", loginStatus(p))
+	status, resp := r.write(0, make([]byte, 512))
+	if status != 0x02 || !bytes.Contains(resp.data, []byte{0x70, 0, 0x05}) || resp.data[2+12] != 0x25 {
+		t.Errorf("write after RemoveTarget: status %#x sense %x, want CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED", status, resp.data)
+	}
+	inq := r.scsiIn([]byte{0x12, 0, 0, 0, 36, 0}, 36)
+	if len(inq) < 1 || inq[0] != 0x7f {
+		t.Errorf("INQUIRY after RemoveTarget: % x, want peripheral qualifier 011b, type 1Fh", inq)
+	}
+	if p := r.nop(r.nextITT(), []byte("b")); p.h.opcode() != opNopIn {
+		t.Errorf("session after RemoveTarget: opcode %#x", p.h.opcode())
+	}
+	if p, _ := loginOnce(t, tt.addr, 10, stageSecurity, stageOperational, text); loginStatus(p) != loginTargetRemoved {
+		t.Errorf("login to removed target: status %#04x, want 0204h", loginStatus(p))
+	}
+	// Added back, the name is served again, and the session withdrawn
+	// from it is closed so that its initiator logs in again.
+	if err := tt.srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: lu}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.br.Read(b[:]); err == nil {
+		t.Errorf("withdrawn session still open after its target name was added back")
+	}
+	if p, _ := loginOnce(t, tt.addr, 11, stageSecurity, stageOperational, text); loginStatus(p) != 0 {
+		t.Errorf("login to the target added back: status %#04x", loginStatus(p))
+	}
+	if err := tt.srv.RemoveTarget(testIQN); err != nil {
+		t.Fatal(err)
 	}
 
 	tt.srv.Close()
@@ -887,12 +962,14 @@ func TestRawNopInKeepAlive(t *testing.T) {
 }
 
 // TestNopInWithLibiscsi: qemu's libiscsi answers the target's pings while
-// idle, so its session survives a pause ten times the ping timeout.
+// idle (the target logs each NOP-Out that echoes a ping's tag), and its
+// session survives the pause. The ping timeout is generous: the proof is
+// the answer, not how fast it came.
 func TestNopInWithLibiscsi(t *testing.T) {
 	needTool(t, "qemu-io")
-	tt := startTargetConfig(t, 1<<20, nil, Config{NopInInterval: 50 * time.Millisecond, NopInTimeout: 200 * time.Millisecond})
-	out, err := run(t, nil, 60*time.Second, "qemu-io", "-f", "raw",
-		"-c", "write -P 0x77 0 64k", "-c", "sleep 2000", "-c", "read -P 0x77 0 64k", tt.url(0))
+	tt := startTargetConfig(t, 1<<20, nil, Config{NopInInterval: 50 * time.Millisecond, NopInTimeout: 30 * time.Second})
+	out, err := run(t, nil, 2*time.Minute, "qemu-io", "-f", "raw",
+		"-c", "write -P 0x77 0 64k", "-c", "sleep 3000", "-c", "read -P 0x77 0 64k", tt.url(0))
 	if err != nil || strings.Contains(out, "fail") || !strings.Contains(out, "read ") {
 		t.Fatalf("qemu-io across pings: %v\n%s", err, out)
 	}
@@ -902,6 +979,9 @@ func TestNopInWithLibiscsi(t *testing.T) {
 	}
 	if !strings.Contains(log, "NOP-In ping") {
 		t.Fatalf("no NOP-In was sent during the pause")
+	}
+	if !strings.Contains(log, "NOP-In answered") {
+		t.Fatalf("libiscsi answered no NOP-In")
 	}
 }
 
@@ -1146,5 +1226,111 @@ func TestInitiators(t *testing.T) {
 			t.Fatalf("sessions still listed after their connections closed: %q", tt.srv.Initiators(testIQN))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// nexusRecorder is a target's real unit table with a log of the
+// NexusLost calls it gets, to check when the transport makes them.
+type nexusRecorder struct {
+	scsi.LogicalUnit
+	mu   sync.Mutex // guards lost
+	lost []string
+}
+
+func (r *nexusRecorder) NexusLost(nexus string) {
+	r.mu.Lock()
+	r.lost = append(r.lost, nexus)
+	r.mu.Unlock()
+	r.LogicalUnit.(interface{ NexusLost(string) }).NexusLost(nexus)
+}
+
+func (r *nexusRecorder) lostCount(nexus string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, l := range r.lost {
+		if l == nexus {
+			n++
+		}
+	}
+	return n
+}
+
+// startRecordedTarget serves the test target's unit again under a second
+// name, through a nexusRecorder.
+func startRecordedTarget(t *testing.T) (*testTarget, string, *nexusRecorder) {
+	tt := startTarget(t, 1<<20, nil)
+	rec := &nexusRecorder{LogicalUnit: mustLU(t, tt)}
+	iqn := testIQN + "-recorded"
+	if err := tt.srv.AddTarget(TargetConfig{IQN: iqn, LUNs: rec}); err != nil {
+		t.Fatal(err)
+	}
+	return tt, iqn, rec
+}
+
+func rawNexus(isid [6]byte, iqn string) string {
+	return "iqn.2026-01.test:raw,i,0x" + hex.EncodeToString(isid[:]) + "," + iqn
+}
+
+// reserve6 sends RESERVE(6) and returns the status.
+func (r *rawInit) reserve6() byte {
+	r.t.Helper()
+	r.send(r.command(r.nextITT(), false, false, true, 0, []byte{0x16, 0, 0, 0, 0, 0}), nil)
+	p := r.recv()
+	if p.h.opcode() != opSCSIResp {
+		r.t.Fatalf("RESERVE(6): opcode %#x", p.h.opcode())
+	}
+	return p.h.bhs[3]
+}
+
+// TestRawLogoutReleasesReservation: the unit hears NexusLost before the
+// Logout Response leaves, so an initiator that logs out and at once
+// reserves from another session finds the unit free (libiscsi's
+// Reserve6.Logout, which failed under load when the release waited for
+// the connection's teardown).
+func TestRawLogoutReleasesReservation(t *testing.T) {
+	tt, iqn, rec := startRecordedTarget(t)
+	isidA := [6]byte{0x40, 0, 0, 0, 0, 0xa}
+	a := dialRawISID(t, tt.addr, iqn, isidA)
+	if st := a.reserve6(); st != 0 {
+		t.Fatalf("RESERVE(6) from A: status %#x", st)
+	}
+	var b [bhsLen]byte
+	b[0] = opLogoutReq | flagImmediate
+	b[1] = flagFinal // reason 0: close the session
+	put32(b[16:20], a.nextITT())
+	put32(b[24:28], a.cmdSN)
+	a.send(b, nil)
+	if p := a.recv(); p.h.opcode() != opLogoutResp || p.h.bhs[2] != 0 {
+		t.Fatalf("logout: opcode %#x response %d", p.h.opcode(), p.h.bhs[2])
+	}
+	if n := rec.lostCount(rawNexus(isidA, iqn)); n < 1 {
+		t.Fatalf("NexusLost calls for A when its Logout Response arrived: %d, want at least 1", n)
+	}
+	other := dialRawISID(t, tt.addr, iqn, [6]byte{0x40, 0, 0, 0, 0, 0xb})
+	if st := other.reserve6(); st != 0 {
+		t.Fatalf("RESERVE(6) from another session after A logged out: status %#x", st)
+	}
+}
+
+// TestRawReinstatementWaitsForOldNexus: a session reinstating a nexus is
+// admitted only once the old session has told the unit NexusLost, so the
+// old one's teardown can never release what the new one reserves.
+func TestRawReinstatementWaitsForOldNexus(t *testing.T) {
+	tt, iqn, rec := startRecordedTarget(t)
+	isid := [6]byte{0x40, 0, 0, 0, 0, 0xc}
+	first := dialRawISID(t, tt.addr, iqn, isid)
+	if st := first.reserve6(); st != 0 {
+		t.Fatalf("RESERVE(6): status %#x", st)
+	}
+	second := dialRawISID(t, tt.addr, iqn, isid)
+	if n := rec.lostCount(rawNexus(isid, iqn)); n != 1 {
+		t.Fatalf("NexusLost calls for the old session once the new one logged in: %d, want 1", n)
+	}
+	if st := second.reserve6(); st != 0 {
+		t.Fatalf("RESERVE(6) by the reinstated session: status %#x", st)
+	}
+	if n := rec.lostCount(rawNexus(isid, iqn)); n != 1 {
+		t.Fatalf("NexusLost calls for the nexus after the new session reserved: %d, want 1", n)
 	}
 }

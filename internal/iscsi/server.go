@@ -131,8 +131,13 @@ type Server struct {
 	lim targetLimits
 
 	// mu guards every field below.
-	mu        sync.Mutex
-	targets   map[string]*target
+	mu      sync.Mutex
+	targets map[string]*target
+	// removed holds the names of targets RemoveTarget withdrew and no
+	// AddTarget has brought back, so that a login to one is answered
+	// "target removed" (RFC 7143 11.13.5, 0204h) rather than "not
+	// found". Bounded by maxRemembered.
+	removed   map[string]bool
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{} // every open connection, in login or not
 	sessions  map[*session]struct{} // sessions in full feature phase
@@ -163,6 +168,7 @@ func NewServer(cfg Config) *Server {
 			MaxOutstandingR2T:        cfg.MaxOutstandingR2T,
 		},
 		targets:   make(map[string]*target),
+		removed:   make(map[string]bool),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		sessions:  make(map[*session]struct{}),
@@ -170,7 +176,10 @@ func NewServer(cfg Config) *Server {
 }
 
 // AddTarget makes a target available to new logins. It fails with
-// ErrTargetExists if the IQN is taken.
+// ErrTargetExists if the IQN is taken. Sessions still logged in to a
+// target of the same name that RemoveTarget withdrew are closed, so that
+// their initiators log in again to what the name now serves (a gateway
+// started again after ShutdownGateway).
 func (s *Server) AddTarget(tc TargetConfig) error {
 	if err := validName(tc.IQN); err != nil {
 		return err
@@ -187,29 +196,95 @@ func (s *Server) AddTarget(tc TargetConfig) error {
 		return fmt.Errorf("%w: %s", ErrTargetExists, tc.IQN)
 	}
 	s.targets[tc.IQN] = &target{iqn: tc.IQN, lu: tc.LUNs, chap: copyCHAP(tc.CHAP)}
+	delete(s.removed, tc.IQN)
+	for ss := range s.sessions {
+		if ss.tgt != nil && ss.tgt.iqn == tc.IQN && ss.withdrawn.Load() {
+			// close only cancels and closes the connection: safe under
+			// s.mu, and the session's teardown takes s.mu later.
+			ss.close()
+		}
+	}
 	return nil
 }
 
-// SetCHAP replaces the CHAP credentials of a target. Sessions already
-// logged in stay; the new credentials apply to later logins.
-func (s *Server) SetCHAP(iqn string, creds []CHAPCredential) error {
+// maxRemembered bounds Server.removed: beyond it the oldest knowledge is
+// dropped wholesale, and a login to a long-removed target gets "not
+// found", which initiators treat alike.
+const maxRemembered = 4096
+
+// wasRemoved reports whether iqn names a target RemoveTarget withdrew.
+func (s *Server) wasRemoved(iqn string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.removed[iqn]
+}
+
+// SetCHAP replaces the CHAP credentials of a target. When they change,
+// the target's sessions are closed, as AWS Storage Gateway does ("all
+// existing connections on the target are closed and initiators must
+// reconnect"): a session authenticated under the old credentials must not
+// outlive them. Its commands in flight finish first. Setting the same
+// credentials again changes nothing.
+func (s *Server) SetCHAP(iqn string, creds []CHAPCredential) error {
+	s.mu.Lock()
 	t, ok := s.targets[iqn]
 	if !ok {
+		s.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrTargetNotFound, iqn)
 	}
+	if sameCHAP(t.chap, creds) {
+		s.mu.Unlock()
+		return nil
+	}
 	t.chap = copyCHAP(creds)
+	victims := s.sessionsOfLocked(t, nil)
+	s.mu.Unlock()
+	for _, ss := range victims {
+		ss.close()
+	}
+	for _, ss := range victims {
+		ss.waitTasks()
+	}
 	return nil
+}
+
+// sessionsOfLocked returns the full-feature sessions of t but keep.
+// Caller holds s.mu.
+func (s *Server) sessionsOfLocked(t *target, keep *session) []*session {
+	var out []*session
+	for ss := range s.sessions {
+		if ss.tgt == t && ss != keep {
+			out = append(out, ss)
+		}
+	}
+	return out
+}
+
+// sameCHAP reports whether two credential lists hold the same entries, in
+// any order.
+func sameCHAP(a, b []CHAPCredential) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	byName := func(x, y CHAPCredential) int { return strings.Compare(x.InitiatorName, y.InitiatorName) }
+	a, b = slices.SortedFunc(slices.Values(a), byName), slices.SortedFunc(slices.Values(b), byName)
+	return slices.Equal(a, b)
 }
 
 func copyCHAP(c []CHAPCredential) []CHAPCredential {
 	return append([]CHAPCredential(nil), c...)
 }
 
-// RemoveTarget withdraws a target and closes its sessions. Commands in
-// flight on them finish executing before RemoveTarget returns, so the
-// caller may close the backend afterwards.
+// RemoveTarget withdraws a target: it is no longer discovered, and a
+// login to it is refused with "target removed" (RFC 7143 11.13.5).
+// Sessions logged in to it are not dropped, because an initiator that
+// loses its connection retries the login for ever (libiscsi does, with
+// the commands it had queued waiting): they stay, answering every
+// command as a target without logical units does (LOGICAL UNIT NOT
+// SUPPORTED), so an initiator's next I/O fails and it gives up, until it
+// logs out or the connection ends. Commands in flight on the old units
+// finish before RemoveTarget returns, so the caller may close the
+// backend afterwards.
 func (s *Server) RemoveTarget(iqn string) error {
 	s.mu.Lock()
 	t, ok := s.targets[iqn]
@@ -218,18 +293,14 @@ func (s *Server) RemoveTarget(iqn string) error {
 		return fmt.Errorf("%w: %s", ErrTargetNotFound, iqn)
 	}
 	delete(s.targets, iqn)
-	var victims []*session
-	for ss := range s.sessions {
-		if ss.tgt == t {
-			victims = append(victims, ss)
-		}
+	if len(s.removed) >= maxRemembered {
+		clear(s.removed)
 	}
+	s.removed[iqn] = true
+	victims := s.sessionsOfLocked(t, nil)
 	s.mu.Unlock()
 	for _, ss := range victims {
-		ss.close()
-	}
-	for _, ss := range victims {
-		ss.waitTasks()
+		ss.withdraw()
 	}
 	return nil
 }
@@ -241,7 +312,7 @@ func (s *Server) Initiators(iqn string) []string {
 	s.mu.Lock()
 	seen := make(map[string]bool)
 	for ss := range s.sessions {
-		if ss.tgt != nil && ss.tgt.iqn == iqn {
+		if ss.tgt != nil && ss.tgt.iqn == iqn && !ss.withdrawn.Load() {
 			seen[ss.initiatorName] = true
 		}
 	}
@@ -351,6 +422,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
+	close(ss.ended)
 }
 
 // lookupTarget returns a target's current configuration.
@@ -381,18 +453,14 @@ func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
+	close(ss.ended)
 }
 
 // closeTargetSessions closes every session of t but keep (a TARGET COLD
 // RESET: keep closes itself once its TMF response is out).
 func (s *Server) closeTargetSessions(t *target, keep *session) {
 	s.mu.Lock()
-	var victims []*session
-	for ss := range s.sessions {
-		if ss.tgt == t && ss != keep {
-			victims = append(victims, ss)
-		}
-	}
+	victims := s.sessionsOfLocked(t, keep)
 	s.mu.Unlock()
 	for _, ss := range victims {
 		ss.close()
@@ -428,9 +496,12 @@ func (s *Server) register(ss *session) (uint16, error) {
 	tsih := s.nextTSIH
 	s.sessions[ss] = struct{}{}
 	s.mu.Unlock()
+	// The new session may not act for the nexus until the old one has
+	// finished with it: a late NexusLost from the old one would release
+	// what the new one reserves.
 	for _, o := range old {
 		o.close()
-		o.waitTasks()
+		<-o.ended
 	}
 	return tsih, nil
 }

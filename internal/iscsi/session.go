@@ -28,8 +28,17 @@ type session struct {
 	br        *bufio.Reader
 	log       *slog.Logger
 	tgt       *target // nil in a discovery session
-	lu        scsi.LogicalUnit
 	discovery bool
+
+	// luMu guards lu. Every use of the unit (a command executing, a reset,
+	// the end-of-session NexusLost) holds it for reading, so withdraw,
+	// which takes it for writing, returns only once nothing runs on the
+	// old unit any more.
+	luMu sync.RWMutex
+	lu   scsi.LogicalUnit
+	// withdrawn: the target was removed while this session was logged
+	// in; lu is a unit table with no units (see Server.RemoveTarget).
+	withdrawn atomic.Bool
 
 	initiatorName string
 	isid          [6]byte
@@ -65,6 +74,11 @@ type session struct {
 	closeOnce sync.Once
 	// writerDone is closed when the writer goroutine has exited.
 	writerDone chan struct{}
+	// ended is closed once the session has ended for good: its unit has
+	// been told NexusLost, so a session reinstating the same nexus (same
+	// initiator, ISID and target) cannot have its new state undone by the
+	// old one's teardown.
+	ended chan struct{}
 
 	// execWG counts command goroutines, so teardown can wait for them.
 	execWG sync.WaitGroup
@@ -99,6 +113,7 @@ func newSession(lc *loginConn) *session {
 		ctx:           ctx,
 		cancel:        cancel,
 		writerDone:    make(chan struct{}),
+		ended:         make(chan struct{}),
 		tasks:         make(map[uint32]*task),
 		r2ts:          make(map[uint32]*r2tSeq),
 		nextTTT:       1,
@@ -148,9 +163,31 @@ func (ss *session) run(ctx context.Context) {
 	<-ss.writerDone
 	ss.execWG.Wait()
 	ss.releaseAll()
+	ss.nexusLost()
+}
+
+// nexusLost tells the unit that the session's nexus has ended (its SPC-2
+// reservation goes, SPC-4 5.13.1). It comes on logout, before the Logout
+// Response, and again when the session ends, in case a command slipped in
+// between; a unit treats the second as a no-op.
+func (ss *session) nexusLost() {
+	ss.luMu.RLock()
+	defer ss.luMu.RUnlock()
 	if nl, ok := ss.lu.(nexusLoser); ok && ss.lu != nil {
 		nl.NexusLost(ss.nexus)
 	}
+}
+
+// withdraw detaches the session from its target's logical units, which
+// are going away: from now on it answers every command as a target with
+// no logical units does (CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT
+// NOT SUPPORTED; INQUIRY with peripheral qualifier 011b; an empty REPORT
+// LUNS). It returns once no command runs on the old units.
+func (ss *session) withdraw() {
+	ss.luMu.Lock()
+	defer ss.luMu.Unlock()
+	ss.lu = scsi.NewLUNTable(nil)
+	ss.withdrawn.Store(true)
 }
 
 // releaseAll returns the buffers of tasks still gathering data.
@@ -269,6 +306,9 @@ func (ss *session) handleNop(h *header) error {
 	n := h.dataLen()
 	if !ss.admit(h) || h.itt() == reservedTag {
 		// Either ignored, or a ping reply / CmdSN update needing no answer.
+		if h.itt() == reservedTag && h.ttt() != reservedTag {
+			ss.log.Debug("iscsi: NOP-In answered", "ttt", h.ttt())
+		}
 		return discardData(ss.br, n, ss.cp.digests)
 	}
 	p := newOut()
@@ -322,6 +362,15 @@ func (ss *session) handleLogout(h *header) error {
 	go func() {
 		defer ss.execWG.Done()
 		ss.waitOthers()
+		if response == 0 && ss.ctx.Err() == nil {
+			// The nexus ends with this response: what it held (an SPC-2
+			// reservation) is released before the initiator can see the
+			// logout complete, not whenever the teardown gets to it. An
+			// initiator that logs out and at once has another session
+			// reserve (libiscsi's Reserve6.Logout) must not find the old
+			// reservation still there.
+			ss.nexusLost()
+		}
 		p := newOut()
 		p.bhs[0] = opLogoutResp
 		p.bhs[1] = flagFinal

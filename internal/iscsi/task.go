@@ -365,7 +365,9 @@ func (ss *session) startExecution(t *task) {
 // execute runs one task on its own goroutine.
 func (ss *session) execute(t *task) {
 	defer ss.execWG.Done()
+	ss.luMu.RLock()
 	resp := ss.lu.Execute(ss.ctx, &t.cmd)
+	ss.luMu.RUnlock()
 	// The logical unit has returned; it keeps no reference to DataOut.
 	ss.releaseBuf(t)
 	ss.mu.Lock()

@@ -99,6 +99,7 @@ func (ss *session) handleTMF(h *header) error {
 				return
 			}
 		}
+		ss.luMu.RLock()
 		switch {
 		case reset:
 			ss.lu.Reset(ss.nexus)
@@ -111,6 +112,7 @@ func (ss *session) handleTMF(h *header) error {
 				ss.lu.Reset(ss.nexus)
 			}
 		}
+		ss.luMu.RUnlock()
 		p := newOut()
 		p.bhs[0] = opTMFResp
 		p.bhs[1] = flagFinal

@@ -1,14 +1,12 @@
-//go:build cu
-
 package scsi_test
 
-// This test runs libiscsi's iscsi-test-cu against a file-backed LUN served
-// by volgw's own iSCSI target, for working on SCSI semantics:
-//
-//	go test -tags cu -run TestCU ./internal/scsi/ -v [-args -cu.test=ALL.Read10]
-//
-// The conformance harness (internal/iscsi/conformance) does the counted,
-// compared-to-tgtd run; this one only shows what fails.
+// TestCU runs libiscsi's iscsi-test-cu suites that need a unit configured
+// differently from the one the conformance harness
+// (internal/iscsi/conformance, cmd/volgw TestCUOnAPIVolume) serves: a
+// read-only unit, a removable medium, and the same target given twice as
+// two paths. Each must run to the end with no failure.
+// VOLGW_CU_CORPUS=dir also keeps the distinct CDBs seen as FuzzExecute
+// seeds.
 
 import (
 	"bytes"
@@ -16,7 +14,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,14 +29,6 @@ import (
 
 	"github.com/volgw/volgw/internal/iscsi"
 	"github.com/volgw/volgw/internal/scsi"
-)
-
-var (
-	cuTest      = flag.String("cu.test", "ALL", "iscsi-test-cu --test pattern")
-	cuCorpus    = flag.String("cu.corpus", "", "write the distinct CDBs seen as FuzzExecute seeds into this directory")
-	cuReadOnly  = flag.Bool("cu.readonly", false, "serve the LUN read-only (for ALL.ReadOnly)")
-	cuMultipath = flag.Bool("cu.multipath", false, "give iscsi-test-cu the target twice, as two paths (for ALL.MultipathIO)")
-	cuRemovable = flag.Bool("cu.removable", false, "serve a removable medium (for ALL.PreventAllow, ALL.StartStopUnit, ALL.NoMedia)")
 )
 
 // recorder is a LogicalUnit in front of the real one that keeps the first
@@ -80,7 +70,7 @@ func (r *recorder) NexusLost(nexus string) {
 
 // serve starts volgw's iSCSI target with a file-backed LUN 0 of size
 // bytes on 127.0.0.1 and returns its URL; everything stops at cleanup.
-func serve(t *testing.T, size int64, wrap func(scsi.LogicalUnit) scsi.LogicalUnit) string {
+func serve(t *testing.T, size int64, opts scsi.DeviceOptions, wrap func(scsi.LogicalUnit) scsi.LogicalUnit) string {
 	t.Helper()
 	fb, err := scsi.OpenFileBackend(filepath.Join(t.TempDir(), "lun0.img"), size)
 	if err != nil {
@@ -88,7 +78,8 @@ func serve(t *testing.T, size int64, wrap func(scsi.LogicalUnit) scsi.LogicalUni
 	}
 	t.Cleanup(func() { fb.Close() })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dev, err := scsi.NewDevice(fb, scsi.DeviceOptions{SerialNumber: "vol-cu", ThinProvisioning: true, ReadOnly: *cuReadOnly, Removable: *cuRemovable, Logger: log})
+	opts.SerialNumber, opts.ThinProvisioning, opts.Logger = "vol-cu", true, log
+	dev, err := scsi.NewDevice(fb, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,57 +103,85 @@ func serve(t *testing.T, size int64, wrap func(scsi.LogicalUnit) scsi.LogicalUni
 	return "iscsi://" + ln.Addr().String() + "/" + iqn + "/0"
 }
 
+// needTool returns a tool's path. A missing tool skips the test, except
+// under CI (CI=true), where it is a failure: CI installs every tool.
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not installed (scripts/install-test-deps.sh installs it)", name)
+		}
+		t.Skipf("%s not installed (scripts/install-test-deps.sh installs it)", name)
+	}
+}
+
 func TestCU(t *testing.T) {
-	if _, err := exec.LookPath("iscsi-test-cu"); err != nil {
-		t.Skip("iscsi-test-cu not installed")
+	needTool(t, "iscsi-test-cu")
+	for _, mode := range []struct {
+		name, tests string
+		opts        scsi.DeviceOptions
+		paths       int
+		minTests    int // libiscsi 1.19.0 runs 1, 12 and 4
+	}{
+		{"readonly", "ALL.ReadOnly", scsi.DeviceOptions{ReadOnly: true}, 1, 1},
+		{"removable", "ALL.PreventAllow,ALL.StartStopUnit,ALL.NoMedia", scsi.DeviceOptions{Removable: true}, 1, 12},
+		{"multipath", "ALL.MultipathIO", scsi.DeviceOptions{}, 2, 4},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			var wrap func(scsi.LogicalUnit) scsi.LogicalUnit
+			if dir := os.Getenv("VOLGW_CU_CORPUS"); dir != "" {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				wrap = func(lu scsi.LogicalUnit) scsi.LogicalUnit {
+					return &recorder{LogicalUnit: lu, seen: map[string]bool{}, perOp: map[byte]int{}, dir: dir}
+				}
+			}
+			url := serve(t, 64<<20, mode.opts, wrap)
+			runCtx, stop := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer stop()
+			cmd := exec.CommandContext(runCtx, "iscsi-test-cu", "--dataloss", "-V", "--test="+mode.tests,
+				"--initiator-name=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
+				"--initiator-name-2=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2")
+			for range mode.paths {
+				cmd.Args = append(cmd.Args, url)
+			}
+			cmd.WaitDelay = 5 * time.Second
+			out, err := cmd.CombinedOutput()
+			// CUnit's summary row: "tests  Total Ran Passed Failed Inactive".
+			m := regexp.MustCompile(`(?m)^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`).FindStringSubmatch(string(out))
+			if m == nil {
+				t.Fatalf("iscsi-test-cu: %v, and no CUnit summary:\n%s", err, out)
+			}
+			total, ran, failed := atoi(t, m[1]), atoi(t, m[2]), atoi(t, m[4])
+			t.Logf("iscsi-test-cu %s: %d tests, %d ran, %d failed", mode.tests, total, ran, failed)
+			if err != nil || failed != 0 || ran != total || ran < mode.minTests {
+				for _, line := range strings.Split(string(out), "\n") {
+					if strings.Contains(line, "[FAILED]") || strings.Contains(line, "CU_ASSERT") {
+						t.Log(line)
+					}
+				}
+				t.Errorf("iscsi-test-cu %s: exit %v, %d of %d tests ran (at least %d expected), %d failed", mode.tests, err, ran, total, mode.minTests, failed)
+			}
+		})
 	}
-	var wrap func(scsi.LogicalUnit) scsi.LogicalUnit
-	if *cuCorpus != "" {
-		if err := os.MkdirAll(*cuCorpus, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		wrap = func(lu scsi.LogicalUnit) scsi.LogicalUnit {
-			return &recorder{LogicalUnit: lu, seen: map[string]bool{}, perOp: map[byte]int{}, dir: *cuCorpus}
-		}
-	}
-	url := serve(t, 64<<20, wrap)
-	runCtx, stop := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer stop()
-	cmd := exec.CommandContext(runCtx, "iscsi-test-cu", "--dataloss", "-V", "--test="+*cuTest,
-		"--initiator-name=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
-		"--initiator-name-2=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2", url)
-	if *cuMultipath {
-		cmd.Args = append(cmd.Args, url)
-	}
-	out, err := cmd.CombinedOutput()
+}
+
+func atoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
 	if err != nil {
-		t.Logf("iscsi-test-cu: %v", err)
+		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(os.TempDir(), "volgw-scsi-cu.txt"), out, 0o644)
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "[FAILED]") || strings.Contains(line, "tests ") || strings.Contains(line, "asserts ") {
-			t.Log(line)
-		}
-	}
-	// CUnit's summary row: "tests  Total Ran Passed Failed Inactive".
-	m := regexp.MustCompile(`(?m)^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`).FindStringSubmatch(string(out))
-	if m == nil {
-		t.Fatalf("no CUnit summary in iscsi-test-cu output (saved in %s)", filepath.Join(os.TempDir(), "volgw-scsi-cu.txt"))
-	}
-	if m[4] != "0" {
-		t.Errorf("iscsi-test-cu: %s of %s tests failed", m[4], m[1])
-	}
+	return n
 }
 
 // TestQemuImgRoundTrip copies an image with holes and data into the LUN
 // with qemu-img (large transfers, and WRITE SAME/UNMAP for its zero
 // detection) and back out, and compares.
 func TestQemuImgRoundTrip(t *testing.T) {
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
-	}
+	needTool(t, "qemu-img")
 	const size = 32 << 20
-	url := serve(t, size, nil)
+	url := serve(t, size, scsi.DeviceOptions{}, nil)
 	dir := t.TempDir()
 	src, back := filepath.Join(dir, "src.raw"), filepath.Join(dir, "back.raw")
 	img := make([]byte, size)

@@ -50,6 +50,11 @@ type DeviceOptions struct {
 	MaxTransferBlocks uint32
 	// Logger receives backend failures. Default: slog.Default().
 	Logger *slog.Logger
+	// Reservations, when set, keeps persistent reservations across
+	// restarts: NewDevice loads them, and PERSISTENT RESERVE OUT saves
+	// them while the last registration asked for APTPL. Without it,
+	// APTPL is refused and REPORT CAPABILITIES says PTPL_C=0.
+	Reservations ReservationStore
 }
 
 // Device is one logical unit of the SCSI block command set over a Backend.
@@ -200,6 +205,17 @@ func NewDevice(b Backend, opts DeviceOptions) (*Device, error) {
 	}
 	d.naa = naaDesignator(opts.DeviceIdentifier)
 	d.res.init()
+	if opts.Reservations != nil {
+		state, err := opts.Reservations.Load()
+		if err != nil {
+			return nil, fmt.Errorf("scsi: load persistent reservations: %w", err)
+		}
+		if err := d.res.decode(state); err != nil {
+			// Refusing the unit beats serving it without the
+			// reservations that fence other initiators off it.
+			return nil, fmt.Errorf("scsi: load persistent reservations: %w", err)
+		}
+	}
 	return d, nil
 }
 

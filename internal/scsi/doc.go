@@ -17,6 +17,10 @@
 //     by LUN, answers REPORT LUNS and speaks for absent LUNs. EncodeLUN and
 //     DecodeLUN convert between LUN numbers and SAM's eight-byte LUN field.
 //   - FileBackend (filebackend.go) serves a plain file or block device.
+//   - ReservationStore (seam.go) keeps persistent reservations through a
+//     restart when the last REGISTER set APTPL (SPC-4 5.13.5);
+//     FileReservationStore (reservationfile.go) keeps them in a file
+//     replaced atomically.
 //   - sense.go holds the status and sense constants, the error sentinels a
 //     Backend may return, and backendError: the one function that maps a
 //     backend error to sense data.
@@ -31,7 +35,9 @@
 // UNIT RESET; NexusLost, which Device and LUNTable implement, should be
 // called when a session ends. Conformance: libiscsi's iscsi-test-cu
 // --dataloss passes every test it runs against a FileBackend LUN through
-// package iscsi (go test -tags cu -run TestCU ./internal/scsi/).
+// package iscsi (internal/iscsi/conformance) and against an engine volume
+// (cmd/volgw TestCUOnAPIVolume); TestCU here runs the suites that need a
+// read-only, removable or multipath unit.
 //
 // The package must not touch the wire (PDUs, sessions, residual
 // arithmetic, task management: package iscsi) or the engine (caching,

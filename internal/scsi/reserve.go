@@ -1,6 +1,10 @@
 package scsi
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -18,14 +22,105 @@ const (
 
 // reservations is the reservation state of one logical unit: the SPC-2
 // RESERVE/RELEASE holder and the SPC-4 persistent reservation. It lives in
-// Device and is guarded by Device.mu. Persistent reservations are not kept
-// across restarts (REPORT CAPABILITIES says PTPL_C=0).
+// Device and is guarded by Device.mu. With a ReservationStore (PTPL_C=1),
+// the persistent part is saved after every PERSISTENT RESERVE OUT that
+// changes it while aptpl is set, and loaded by NewDevice.
 type reservations struct {
 	spc2Holder string            // nexus holding a RESERVE (6/10), "" if none
 	keys       map[string]uint64 // registered nexus → reservation key
 	generation uint32            // PRGENERATION, bumped by register/clear/preempt
 	holder     string            // nexus holding the persistent reservation
 	prType     byte              // 0: no persistent reservation
+	// aptpl is the APTPL bit of the last REGISTER (SPC-4 5.13.5): when
+	// set, every registration and the reservation persist through power
+	// loss; when clear, none does.
+	aptpl bool
+	// stored: the store holds a state (so clearing aptpl must erase it).
+	stored bool
+}
+
+// prState is the persistent part of reservations, as stored. Nexus names
+// carry the initiator port and the target (package iscsi's form), which a
+// restart keeps.
+type prState struct {
+	Version      int               `json:"version"`
+	Generation   uint32            `json:"generation"`
+	Registration map[string]uint64 `json:"registrations"`
+	Holder       string            `json:"holder,omitempty"`
+	Type         byte              `json:"type,omitempty"`
+}
+
+const prStateVersion = 1
+
+// errBadPRState reports a stored state this version cannot use.
+var errBadPRState = errors.New("scsi: unusable persistent reservation state")
+
+func (r *reservations) encode() ([]byte, error) {
+	return json.Marshal(prState{Version: prStateVersion, Generation: r.generation,
+		Registration: r.keys, Holder: r.holder, Type: r.prType})
+}
+
+// decode restores a stored state (nil: none). Only APTPL states are ever
+// stored, so a restored one keeps aptpl set.
+func (r *reservations) decode(b []byte) error {
+	if b == nil {
+		return nil
+	}
+	var s prState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%w: %w", errBadPRState, err)
+	}
+	if s.Version != prStateVersion {
+		return fmt.Errorf("%w: version %d", errBadPRState, s.Version)
+	}
+	if _, ok := s.Registration[s.Holder]; s.Type != 0 && !ok && !allRegistrants(s.Type) {
+		return fmt.Errorf("%w: holder %q is not registered", errBadPRState, s.Holder)
+	}
+	r.keys = make(map[string]uint64, len(s.Registration))
+	maps.Copy(r.keys, s.Registration)
+	r.generation, r.holder, r.prType = s.Generation, s.Holder, s.Type
+	r.aptpl, r.stored = true, true
+	return nil
+}
+
+// prSnapshot is the persistent part of reservations, copied, to undo a
+// change that could not be saved.
+type prSnapshot struct {
+	keys          map[string]uint64
+	generation    uint32
+	holder        string
+	prType        byte
+	aptpl, stored bool
+}
+
+func (r *reservations) snapshot() prSnapshot {
+	return prSnapshot{maps.Clone(r.keys), r.generation, r.holder, r.prType, r.aptpl, r.stored}
+}
+
+func (r *reservations) restore(s prSnapshot) {
+	r.keys, r.generation, r.holder, r.prType, r.aptpl, r.stored = s.keys, s.generation, s.holder, s.prType, s.aptpl, s.stored
+}
+
+// persistLocked saves the persistent reservations if APTPL asks for it,
+// or erases a saved state once it no longer does. Caller holds d.mu.
+func (d *Device) persistLocked() error {
+	r := &d.res
+	store := d.opts.Reservations
+	if store == nil || (!r.aptpl && !r.stored) {
+		return nil
+	}
+	var state []byte
+	if r.aptpl {
+		var err error
+		if state, err = r.encode(); err != nil {
+			return err
+		}
+	}
+	if err := store.Save(state); err != nil {
+		return err
+	}
+	r.stored = r.aptpl
+	return nil
 }
 
 func (r *reservations) init() { r.keys = make(map[string]uint64) }
@@ -184,6 +279,12 @@ func (d *Device) persistentReserveIn(cdb []byte) (Response, error) {
 		putU16(b, 8)
 		b[2] = 0x10 // CRH: RESERVE/RELEASE follow SPC-4 5.13.3
 		b[3] = 0x80 // TMV: the type mask is valid
+		if d.opts.Reservations != nil {
+			b[2] |= 0x01 // PTPL_C: APTPL is honoured
+			if r.aptpl {
+				b[3] |= 0x01 // PTPL_A: and in force
+			}
+		}
 		b[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02
 		b[5] = 0x01
 	case 0x03: // READ FULL STATUS
@@ -244,8 +345,10 @@ func transportID(nexus string) []byte {
 }
 
 // persistentReserveOut implements PERSISTENT RESERVE OUT, SPC-4 6.16,
-// without APTPL, SPEC_I_PT, ALL_TG_PT and REGISTER AND MOVE (REPORT
-// CAPABILITIES says so).
+// without SPEC_I_PT, ALL_TG_PT and REGISTER AND MOVE, and without APTPL
+// unless the device has a ReservationStore (REPORT CAPABILITIES says
+// which). A change that must persist and cannot be saved is undone and
+// the command fails.
 func (d *Device) persistentReserveOut(cmd *Command) (Response, error) {
 	cdb := cmd.CDB
 	sa := cdb[1] & 0x1f
@@ -270,7 +373,8 @@ func (d *Device) persistentReserveOut(cmd *Command) (Response, error) {
 	if p[20]&0x04 != 0 { // ALL_TG_PT
 		return Response{}, invalidParam(20, 2)
 	}
-	if p[20]&0x01 != 0 { // APTPL
+	aptpl := p[20]&0x01 != 0
+	if aptpl && d.opts.Reservations == nil {
 		return Response{}, invalidParam(20, 0)
 	}
 	needsType := sa == 0x01 || sa == 0x02 || sa == 0x04 || sa == 0x05
@@ -287,8 +391,23 @@ func (d *Device) persistentReserveOut(cmd *Command) (Response, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	before := d.res.snapshot()
+	resp, err := d.proutLocked(cmd.Nexus, sa, typ, key, sark, aptpl)
+	if err != nil || resp.Status != StatusGood {
+		return resp, err
+	}
+	if err := d.persistLocked(); err != nil {
+		d.res.restore(before)
+		d.log.Error("scsi: persistent reservations not saved; PERSISTENT RESERVE OUT undone", "err", err)
+		return Response{}, checkCond(SenseHardwareError, ASCInternalTargetFailure)
+	}
+	return resp, nil
+}
+
+// proutLocked performs one PERSISTENT RESERVE OUT service action whose
+// CDB and parameters are valid. Caller holds d.mu.
+func (d *Device) proutLocked(nexus string, sa, typ byte, key, sark uint64, aptpl bool) (Response, error) {
 	r := &d.res
-	nexus := cmd.Nexus
 	cur, registered := r.keys[nexus]
 	conflict := Response{Status: StatusReservationConflict}
 	switch sa {
@@ -301,6 +420,9 @@ func (d *Device) persistentReserveOut(cmd *Command) (Response, error) {
 				return conflict, nil
 			}
 		}
+		// SPC-4 5.13.5: the APTPL bit of the last REGISTER decides
+		// whether the whole state persists.
+		r.aptpl = aptpl
 		if sark == 0 {
 			if registered {
 				r.unregisterLocked(d, nexus)

@@ -1,6 +1,10 @@
 package scsi
 
 import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -92,7 +96,7 @@ func TestPersistentReservations(t *testing.T) {
 		t.Fatalf("REPORT CAPABILITIES % x", r.DataIn)
 	}
 	h.wantSense(h.runOn(c, prinCDB(7), nil), SenseIllegalRequest, ASCInvalidFieldInCDB)
-	// APTPL cannot be honoured.
+	// Without a ReservationStore, APTPL cannot be honoured.
 	p := proutParam(0, 0xc)
 	p[20] = 1
 	h.wantSense(h.runOn(c, proutCDB(0, 0), p), SenseIllegalRequest, ASCInvalidFieldInParameterList)
@@ -131,5 +135,78 @@ func TestTransportID(t *testing.T) {
 	b = transportID("plain-name")
 	if b[0] != 0x05 || string(b[4:14]) != "plain-name" || getU16(b[2:]) != 20 {
 		t.Fatalf("TransportID format 00b: % x", b)
+	}
+}
+
+// TestAPTPL: with a ReservationStore, a REGISTER with APTPL makes the
+// registrations and the reservation survive a new Device (a restart);
+// the last REGISTER's APTPL=0 makes none survive (SPC-4 5.13.5).
+func TestAPTPL(t *testing.T) {
+	store := FileReservationStore{Path: filepath.Join(t.TempDir(), "vol.pr")}
+	h := newHarness(t, DeviceOptions{Reservations: store})
+	a, b := h.nexus, "iqn.b,i,0x1,iqn.t"
+	h.runOn(b, []byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil)
+
+	// REPORT CAPABILITIES: PTPL_C, and PTPL_A once APTPL is in force.
+	if r := h.runOn(a, prinCDB(2), nil); r.DataIn[2]&0x01 == 0 || r.DataIn[3]&0x01 != 0 {
+		t.Fatalf("REPORT CAPABILITIES before APTPL % x", r.DataIn)
+	}
+	h.wantGood(h.runOn(a, proutCDB(0, 0), proutParam(0, 0xa)))
+	if b, _ := store.Load(); b != nil {
+		t.Fatalf("state stored without APTPL: %s", b)
+	}
+	p := proutParam(0, 0xb)
+	p[20] = 1 // APTPL
+	h.wantGood(h.runOn(b, proutCDB(0, 0), p))
+	h.wantGood(h.runOn(a, proutCDB(1, prExclusiveAccess), proutParam(0xa, 0)))
+	if r := h.runOn(a, prinCDB(2), nil); r.DataIn[3]&0x01 == 0 {
+		t.Fatalf("REPORT CAPABILITIES: PTPL_A clear after an APTPL REGISTER: % x", r.DataIn)
+	}
+	before := h.runOn(a, prinCDB(3), nil) // READ FULL STATUS
+
+	// A restart: a new device over the same store has every registration
+	// (APTPL covers all of them) and A's reservation, which fences B.
+	h2 := newHarness(t, DeviceOptions{Reservations: store})
+	after := h2.runOn(a, prinCDB(3), nil)
+	h2.wantGood(after)
+	if !bytes.Equal(before.DataIn, after.DataIn) {
+		t.Fatalf("READ FULL STATUS after restart\n% x\nwant\n% x", after.DataIn, before.DataIn)
+	}
+	h2.runOn(b, []byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil)
+	if r := h2.runOn(b, cdb10(opRead10, 0, 0, 1), nil); r.Status != StatusReservationConflict {
+		t.Fatalf("read by B under A's restored EXCLUSIVE ACCESS: status %#x", r.Status)
+	}
+	h2.wantGood(h2.runOn(a, cdb10(opRead10, 0, 0, 1), nil))
+
+	// A REGISTER with APTPL=0 (A unregistering) ends persistence for all:
+	// the stored state goes, and the next restart starts empty.
+	h2.wantGood(h2.runOn(a, proutCDB(0, 0), proutParam(0xa, 0)))
+	if b, _ := store.Load(); b != nil {
+		t.Fatalf("state still stored after APTPL=0: %s", b)
+	}
+	h3 := newHarness(t, DeviceOptions{Reservations: store})
+	if r := h3.runOn(a, prinCDB(0), nil); getU32(r.DataIn[4:]) != 0 {
+		t.Fatalf("READ KEYS after restart without APTPL % x", r.DataIn)
+	}
+
+	// A state that cannot be saved is not kept: the command fails and
+	// nothing changed.
+	bad := newHarness(t, DeviceOptions{Reservations: FileReservationStore{Path: filepath.Join(t.TempDir(), "missing", "vol.pr")}})
+	h.wantSense(bad.runOn(a, proutCDB(0, 0), p), SenseHardwareError, ASCInternalTargetFailure)
+	if r := bad.runOn(a, prinCDB(0), nil); getU32(r.DataIn[4:]) != 0 {
+		t.Fatalf("READ KEYS after a failed save % x", r.DataIn)
+	}
+
+	// A damaged state refuses the unit rather than dropping the fence.
+	if err := os.WriteFile(store.Path, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fb, err := OpenFileBackend(filepath.Join(t.TempDir(), "lun.img"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	if _, err := NewDevice(fb, DeviceOptions{Reservations: store}); !errors.Is(err, errBadPRState) {
+		t.Fatalf("NewDevice over a damaged state: %v", err)
 	}
 }

@@ -63,6 +63,19 @@ type Response struct {
 	DataOutResidual int64
 }
 
+// ReservationStore keeps a logical unit's persistent reservations across
+// restarts, for registrations made with APTPL (SPC-4 5.13.5: Activate
+// Persist Through Power Loss). The state is an opaque encoding of the
+// device's own.
+type ReservationStore interface {
+	// Load returns the state last saved, or nil when there is none.
+	Load() ([]byte, error)
+	// Save replaces the stored state, atomically: after a crash, Load
+	// returns the old state or the new one. nil means nothing is to be
+	// kept.
+	Save(state []byte) error
+}
+
 // LogicalUnit executes SCSI commands. Execute may be called concurrently.
 type LogicalUnit interface {
 	Execute(ctx context.Context, cmd *Command) Response
