@@ -214,7 +214,7 @@ func TestCatalogDamageRefusedThenRebuilt(t *testing.T) {
 		StartAt: aws.Int32(7), RecurrenceInHours: aws.Int32(12), Description: aws.String("twice a day")}); err != nil {
 		t.Fatal(err)
 	}
-	const initiator, chapSecret = "iqn.2026-11.test:dr-host", "dr-chap-secret-01"
+	const initiator, chapSecret = "iqn.2026-11.test:dr-host", "dr-chap-secret01"
 	if _, err := c.sgw.UpdateChapCredentials(ctx, &storagegateway.UpdateChapCredentialsInput{TargetARN: aws.String(targetARNs[0]),
 		InitiatorName: aws.String(initiator), SecretToAuthenticateInitiator: aws.String(chapSecret)}); err != nil {
 		t.Fatal(err)
