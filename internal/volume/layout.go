@@ -231,6 +231,9 @@ var (
 	// ErrVolumeExists and ErrSnapshotExists say which; both are ErrExists.
 	ErrVolumeExists   error = &sentinel{"volume: volume already exists", []error{ErrExists, control.ErrVolumeExists}}
 	ErrSnapshotExists error = &sentinel{"volume: snapshot already exists", []error{ErrExists, control.ErrSnapshotExists}}
+	// ErrNotReady: the volume cannot take the operation in its condition
+	// (IRRECOVERABLE after its upload buffer lost acknowledged writes).
+	ErrNotReady error = &sentinel{"volume: not ready", []error{control.ErrVolumeNotReady}}
 	// ErrLeaseExpired: an operation took longer than its GC lease and was abandoned.
 	ErrLeaseExpired = errors.New("volume: GC lease expired")
 )

@@ -116,7 +116,11 @@ func (e *Engine) CreateSnapshot(ctx context.Context, req control.SnapshotRequest
 	v.cutMu.Lock()
 	defer v.cutMu.Unlock()
 	v.mu.Lock()
-	if err := v.usable(); err != nil {
+	check := v.writable // a snapshot of the volume as it is now
+	if req.FromRecoveryPoint {
+		check = v.usable // the way back from IRRECOVERABLE
+	}
+	if err := check(); err != nil {
 		v.mu.Unlock()
 		return control.Snapshot{}, err
 	}

@@ -34,6 +34,9 @@ func (e *Engine) uploader(ctx context.Context) {
 			all = true
 		case <-e.kick:
 		}
+		if all {
+			e.refreshLedger()
+		}
 		for _, v := range e.volumes() {
 			v.mu.Lock()
 			if all {
