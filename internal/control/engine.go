@@ -140,10 +140,10 @@ type Snapshot struct {
 	// RecoveryPointTime is the instant whose data the snapshot holds (its
 	// cut); zero while pending.
 	RecoveryPointTime time.Time
-	Description     string
-	Tags            []Tag
-	Status          SnapshotStatus
-	Progress        int // percent, 0..100
+	Description       string
+	Tags              []Tag
+	Status            SnapshotStatus
+	Progress          int // percent, 0..100
 }
 
 // VolumeStatusReporter is implemented by engines that know more of a
