@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"bytes"
 	"context"
 	"sync/atomic"
 	"testing"
@@ -60,5 +61,111 @@ func TestSnapshotStartTimeFixed(t *testing.T) {
 	}
 	if !again.StartTime.Equal(started) || !again.RecoveryPointTime.Equal(got.RecoveryPointTime) {
 		t.Fatalf("after a restart: start %v point %v", again.StartTime, again.RecoveryPointTime)
+	}
+}
+
+// TestUsageCountsTouchedBlocks: VolumeUsedInBytes (the recovery point's
+// UsageBytes) counts blocks written, as AWS does: zeros written over data
+// do not lower it (and are still not stored), an unmap does; a restart
+// (the root read back from the store) and a snapshot agree.
+func TestUsageCountsTouchedBlocks(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	const id = "vol-USAGE"
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	usage := func(want int64) {
+		t.Helper()
+		if err := te.Cut(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		rp, err := te.RecoveryPoint(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rp.UsageBytes != want {
+			t.Fatalf("usage %d, want %d", rp.UsageBytes, want)
+		}
+	}
+	v := te.vol(id)
+	// Three blocks of data, one of them in another page (2 GiB away is
+	// beyond a 1 GiB volume, so the same page; fine).
+	if err := v.WriteAt(ctx, pattern(1, 3*BlockSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	usage(3 * BlockSize)
+	// Zeros over the first block: still touched.
+	if err := v.WriteAt(ctx, make([]byte, BlockSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	usage(3 * BlockSize)
+	if got := mustRead(t, v, 0, BlockSize); !bytes.Equal(got, make([]byte, BlockSize)) {
+		t.Fatal("zeros written do not read back")
+	}
+	// Zeros into a block never written: touched too.
+	if err := v.WriteAt(ctx, make([]byte, BlockSize), 10*BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	usage(4 * BlockSize)
+	// An unmap frees whole blocks, touched-zero or not.
+	if err := v.Unmap(ctx, 0, 2*BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	usage(2 * BlockSize)
+	// No zero block is stored: the store holds the two non-zero blocks
+	// written (block 2, and block 1's content until GC).
+	te.reopen()
+	rp, err := te.RecoveryPoint(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rp.UsageBytes != 2*BlockSize {
+		t.Fatalf("after a restart: usage %d", rp.UsageBytes)
+	}
+	if _, err := te.store.Stat(ctx, blockKey(zeroHash)); err == nil {
+		t.Fatal("the zero block is stored")
+	}
+	s, err := te.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: "snap-usage", VolumeID: id, FromRecoveryPoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-USAGE2", SizeBytes: gib, Source: control.VolumeSource{SnapshotID: s.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if rp, _ := te.RecoveryPoint(ctx, "vol-USAGE2"); rp.UsageBytes != 2*BlockSize {
+		t.Fatalf("restored volume's usage %d", rp.UsageBytes)
+	}
+	if err := te.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOldRootsAndPagesDecode: roots and pages written before touched
+// counts (three-element page entries, VPG1 pages) decode as before, and a
+// VPG1 page with the same blocks encodes to the same bytes.
+func TestOldRootsAndPagesDecode(t *testing.T) {
+	h := zeroHash // any non-zero hash will do
+	old := `{"volume":"vol-OLD","seq":3,"size":1073741824,"cutTime":"2026-11-23T10:00:00Z","owner":"gw-1","journalLSN":42,"pages":[["0","` + h.String() + `","5"]]}`
+	r, err := decodeRoot([]byte(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.usage() != 5*BlockSize || r.Pages[0].Blocks != 5 || r.Pages[0].Touched != 5 {
+		t.Fatalf("old root: %+v usage %d", r.Pages[0], r.usage())
+	}
+	if string(encodeRoot(r)) != old {
+		t.Fatalf("old root re-encodes differently:\n%s\n%s", encodeRoot(r), old)
+	}
+	p := &page{blocks: map[uint16]hash{7: h}}
+	b := encodePage(p)
+	if string(b[:4]) != "VPG1" {
+		t.Fatalf("a page without zero blocks is %q", b[:4])
+	}
+	p.zeros = map[uint16]bool{3: true}
+	b2 := encodePage(p)
+	got, err := decodePage(b2)
+	if err != nil || got.touched() != 2 || !got.zeros[3] || got.blocks[7] != h {
+		t.Fatalf("VPG2 round trip: %+v %v", got, err)
 	}
 }

@@ -321,8 +321,9 @@ func (v *Volume) zeroLocked(b uint64) bool {
 	if p == nil {
 		return false
 	}
+	// A touched zero block takes the record, so that an unmap frees it.
 	_, ok = p.blocks[uint16(b%pageBlocks)]
-	return !ok
+	return !ok && !p.zeros[uint16(b%pageBlocks)]
 }
 
 // splitRecords cuts [off, off+n) into one record per block.
