@@ -542,6 +542,9 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 		return err
 	}
 	e.vols[vs.ID] = v
+	if src != nil {
+		e.startRestoreLocked(v)
+	}
 	return nil
 }
 

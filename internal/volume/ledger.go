@@ -44,6 +44,9 @@ type ledgerFile struct {
 	Head       uint64                  `json:"head"`
 	Volumes    map[string]ledgerVolume `json:"volumes,omitempty"`
 	Conditions map[string]volCondition `json:"conditions,omitempty"`
+	// Restoring names the volumes still RESTORING (restore.go), so that a
+	// restart resumes them.
+	Restoring map[string]bool `json:"restoring,omitempty"`
 }
 
 type ledgerVolume struct {
@@ -85,7 +88,7 @@ func (e *Engine) loadLedger() (*ledgerFile, error) {
 // persists it. Records before synced are durable. e.ledgerMu held.
 func (e *Engine) writeLedgerLocked(synced uint64, clean bool) error {
 	l := ledgerFile{Ring: e.jr.ringID(), Clean: clean, Head: max(e.ledgerHead, e.jr.headLSN()),
-		Volumes: map[string]ledgerVolume{}, Conditions: map[string]volCondition{}}
+		Volumes: map[string]ledgerVolume{}, Conditions: map[string]volCondition{}, Restoring: map[string]bool{}}
 	for _, v := range e.volumes() {
 		v.mu.Lock()
 		if first := min(v.dirtyFrom, v.frozenFrom); first < synced {
@@ -99,6 +102,9 @@ func (e *Engine) writeLedgerLocked(synced uint64, clean bool) error {
 		}
 		if c := v.cond; c != nil && !v.deleted && (c.Status == control.VolumeIrrecoverable || v.base.JournalLSN <= c.LSN) {
 			l.Conditions[v.id] = *c
+		}
+		if r := v.restore; r != nil && !r.finished.Load() && !v.deleted {
+			l.Restoring[v.id] = true
 		}
 		v.mu.Unlock()
 	}
@@ -132,12 +138,13 @@ func (e *Engine) noteFlush() error {
 }
 
 // refreshLedger, at each cut interval, moves the ledger's records forward
-// if the journal was synced since it was written.
-func (e *Engine) refreshLedger() {
+// if the journal was synced since it was written; with force, it writes it
+// anyway (a restore finished).
+func (e *Engine) refreshLedger(force bool) {
 	e.ledgerMu.Lock()
 	defer e.ledgerMu.Unlock()
 	synced := e.jr.syncedLSN()
-	if synced == e.ledgerSynced {
+	if synced == e.ledgerSynced && !force {
 		return
 	}
 	if err := e.writeLedgerLocked(synced, false); err != nil {
@@ -233,6 +240,11 @@ func (e *Engine) judgeJournal(ctx context.Context) error {
 				"status", c.Status, "file", file, "reason", c.Reason)
 		}
 		v.mu.Unlock()
+	}
+	for _, v := range e.volumes() {
+		if led.Restoring[v.id] {
+			e.startRestore(v)
+		}
 	}
 	for _, v := range lost {
 		// Serve the recovery point, which is genuine: a prefix of the

@@ -22,6 +22,9 @@ var _ control.VolumeStatusReporter = (*Engine)(nil)
 //   - BOOTSTRAPPING: after an unclean stop, until a cut covering everything
 //     replayed from the journal is published; Progress is the share of
 //     that cut's blocks uploaded.
+//   - RESTORING: created from a snapshot or a clone, until every block of
+//     the source has been fetched and verified once (restore.go);
+//     Progress is the share done.
 //   - AVAILABLE otherwise.
 func (e *Engine) VolumeStatus(ctx context.Context, volumeID string) (control.VolumeCondition, error) {
 	v, err := e.Volume(volumeID)
@@ -60,6 +63,11 @@ func (v *Volume) conditionLocked() control.VolumeCondition {
 		}
 		return control.VolumeCondition{Status: control.VolumeBootstrapping, Progress: &p,
 			Reason: fmt.Sprintf("uploading %d blocks replayed from the upload buffer after an unclean stop", v.bootstrapBlocks)}
+	}
+	if r := v.restore; r != nil && !r.finished.Load() {
+		p := r.progress()
+		return control.VolumeCondition{Status: control.VolumeRestoring, Progress: &p,
+			Reason: "fetching and verifying the source's blocks from the object store"}
 	}
 	return control.VolumeCondition{Status: control.VolumeAvailable}
 }

@@ -3,10 +3,12 @@ package volume
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/blob/blobtest"
 	"github.com/volgw/volgw/internal/control"
 )
@@ -167,5 +169,82 @@ func TestOldRootsAndPagesDecode(t *testing.T) {
 	got, err := decodePage(b2)
 	if err != nil || got.touched() != 2 || !got.zeros[3] || got.blocks[7] != h {
 		t.Fatalf("VPG2 round trip: %+v %v", got, err)
+	}
+}
+
+// gatedStore holds every block GET until open is closed: it lets a test
+// see a restore in progress.
+type gatedStore struct {
+	blob.Store
+	open chan struct{}
+}
+
+func (g gatedStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasPrefix(key, "blocks/") {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.Store.Get(ctx, key)
+}
+
+// TestRestoringUntilFetched: a volume created from a snapshot is RESTORING,
+// with a progress, while the snapshot's blocks are being fetched, and
+// AVAILABLE once every one was fetched and verified; they are then in the
+// cache (reads hit). Reads work meanwhile.
+func TestRestoringUntilFetched(t *testing.T) {
+	ctx := context.Background()
+	gate := make(chan struct{})
+	te := newTestEngine(t, gatedStore{blobtest.NewFS(t), gate}, engineOpts{})
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-SRC", SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	data := pattern(3, 8*BlockSize)
+	if err := te.vol("vol-SRC").WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Cut(ctx, "vol-SRC"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := te.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: "snap-restore", VolumeID: "vol-SRC", FromRecoveryPoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-DST", SizeBytes: gib, Source: control.VolumeSource{SnapshotID: s.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := te.VolumeStatus(ctx, "vol-DST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != control.VolumeRestoring || st.Progress == nil || *st.Progress != 0 {
+		t.Fatalf("while no block can be fetched: %q progress %v", st.Status, st.Progress)
+	}
+	if st, _ := te.VolumeStatus(ctx, "vol-SRC"); st.Status != control.VolumeAvailable {
+		t.Fatalf("source: %q", st.Status)
+	}
+	close(gate)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := te.VolumeStatus(ctx, "vol-DST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == control.VolumeAvailable {
+			break
+		}
+		if st.Status != control.VolumeRestoring || time.Now().After(deadline) {
+			t.Fatalf("status %q after the blocks could be fetched", st.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := te.cache.hits.Load()
+	if got := mustRead(t, te.vol("vol-DST"), 0, len(data)); !bytes.Equal(got, data) {
+		t.Fatal("restored data differs")
+	}
+	if hits := te.cache.hits.Load() - before; hits != 8 {
+		t.Fatalf("%d of 8 block reads hit the cache after the restore", hits)
 	}
 }

@@ -36,7 +36,7 @@ func (e *Engine) uploader(ctx context.Context) {
 		case <-e.kick:
 		}
 		if all {
-			e.refreshLedger()
+			e.refreshLedger(false)
 		}
 		for _, v := range e.volumes() {
 			v.mu.Lock()

@@ -76,6 +76,8 @@ type Volume struct {
 	cond            *volCondition
 	bootstrapLSN    uint64
 	bootstrapBlocks int64
+	// restore is set while the volume is RESTORING (restore.go).
+	restore *restoreState
 
 	// progress of the cut in flight, for pending snapshots
 	cutTotal, cutDone atomic.Int64
