@@ -33,6 +33,9 @@ import (
 
 const (
 	faultVolume = "vol-0000000000000FA17"
+	// otherVolume has everything it was written in its recovery point when
+	// the child is killed: no damage to the upload buffer concerns it.
+	otherVolume = "vol-00000000000000071"
 	faultA      = 2 << 20
 	faultB      = 8 << 20
 )
@@ -86,6 +89,22 @@ func TestFaultChild(t *testing.T) {
 		}
 	}
 	if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: faultVolume, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: otherVolume, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	ov, err := e.Volume(otherVolume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ov.WriteAt(ctx, faultData(7, faultA), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ov.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Cut(ctx, otherVolume); err != nil {
 		t.Fatal(err)
 	}
 	v, err := e.Volume(faultVolume)
@@ -303,6 +322,21 @@ func TestFaultUploadBufferLost(t *testing.T) {
 			if _, err := e.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: "snap-now", VolumeID: faultVolume}); !errors.Is(err, control.ErrVolumeNotReady) {
 				t.Fatalf("snapshot of an IRRECOVERABLE volume as it is now: %v, want VolumeNotReady", err)
 			}
+			// The other volume needed nothing from the upload buffer: it is
+			// untouched, and works.
+			if st := volumeStatus(t, e, otherVolume); st.Status != control.VolumeAvailable {
+				t.Fatalf("the other volume is %q (%s)", st.Status, st.Reason)
+			}
+			ov, _ := e.Volume(otherVolume)
+			if got := mustRead(t, ov, 0, faultA); !bytes.Equal(got, faultData(7, faultA)) {
+				t.Fatal("the other volume lost data")
+			}
+			if err := ov.WriteAt(ctx, faultData(8, 4096), 0); err != nil {
+				t.Fatalf("write to the other volume: %v", err)
+			}
+			if err := ov.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
 
 			// A restart (clean or not) does not forget it, and does not
 			// count it again.
@@ -319,6 +353,12 @@ func TestFaultUploadBufferLost(t *testing.T) {
 			v, _ = e.Volume(faultVolume)
 			if got := mustRead(t, v, 0, faultB); !bytes.Equal(got, recoveryPointBytes()) {
 				t.Fatal("after a restart the volume does not serve its recovery point")
+			}
+			// The other volume's write went into the ring started afresh
+			// (above every LSN used before): it replays.
+			ov, _ = e.Volume(otherVolume)
+			if got := mustRead(t, ov, 0, 4096); !bytes.Equal(got, faultData(8, 4096)) {
+				t.Fatal("a write flushed after the damage was lost at the next restart")
 			}
 		})
 	}
