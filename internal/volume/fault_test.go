@@ -20,6 +20,7 @@ import (
 
 	"github.com/volgw/volgw/internal/blob/fs"
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/scsi"
 )
 
 // The fault tests damage the upload buffer the way a user or a failing disk
@@ -316,8 +317,8 @@ func TestFaultUploadBufferLost(t *testing.T) {
 			if got := mustRead(t, v, 0, faultB); !bytes.Equal(got, recoveryPointBytes()) {
 				t.Fatalf("the volume does not serve its recovery point (first difference at %d)", firstDiff(got, recoveryPointBytes()))
 			}
-			if err := v.WriteAt(ctx, faultData(9, 4096), 0); !errors.Is(err, control.ErrVolumeNotReady) {
-				t.Fatalf("write to an IRRECOVERABLE volume: %v, want VolumeNotReady", err)
+			if err := v.WriteAt(ctx, faultData(9, 4096), 0); !errors.Is(err, control.ErrVolumeNotReady) || !errors.Is(err, scsi.ErrReadOnly) {
+				t.Fatalf("write to an IRRECOVERABLE volume: %v, want VolumeNotReady (write-protected to SCSI)", err)
 			}
 			if _, err := e.CreateSnapshot(ctx, control.SnapshotRequest{SnapshotID: "snap-now", VolumeID: faultVolume}); !errors.Is(err, control.ErrVolumeNotReady) {
 				t.Fatalf("snapshot of an IRRECOVERABLE volume as it is now: %v, want VolumeNotReady", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/scsi"
 )
 
 // Geometry. A block is the EBS snapshot block size; a page holds the hashes
@@ -295,8 +296,10 @@ var (
 	ErrVolumeExists   error = &sentinel{"volume: volume already exists", []error{ErrExists, control.ErrVolumeExists}}
 	ErrSnapshotExists error = &sentinel{"volume: snapshot already exists", []error{ErrExists, control.ErrSnapshotExists}}
 	// ErrNotReady: the volume cannot take the operation in its condition
-	// (IRRECOVERABLE after its upload buffer lost acknowledged writes).
-	ErrNotReady error = &sentinel{"volume: not ready", []error{control.ErrVolumeNotReady}}
+	// (IRRECOVERABLE after its upload buffer lost acknowledged writes). To
+	// an initiator the volume is then write-protected: it serves its
+	// recovery point, and retrying would not help.
+	ErrNotReady error = &sentinel{"volume: not ready", []error{control.ErrVolumeNotReady, scsi.ErrReadOnly}}
 	// ErrLeaseExpired: an operation took longer than its GC lease and was abandoned.
 	ErrLeaseExpired = errors.New("volume: GC lease expired")
 )
