@@ -90,7 +90,7 @@ type Engine struct {
 	replayLSN uint64
 
 	// ledgerMu serializes ledger writes (ledger.go); it is taken before
-	// any volume lock. It guards the four fields below.
+	// any volume lock. It guards the three fields below.
 	ledgerMu     sync.Mutex
 	ledger       ledgerFile
 	ledgerHead   uint64 // high-water of LSNs used, persisted in the ledger

@@ -161,8 +161,9 @@ func (e *Engine) closeLedger() error {
 	return e.writeLedgerLocked(e.jr.headLSN(), true)
 }
 
-// judgeJournal runs at Open after the journal was replayed: it compares what the journal delivered with what the
-// ledger says it had to, marks the volumes whose flushed writes are lost
+// judgeJournal runs at Open after the journal was replayed: it compares
+// what the journal delivered with what the ledger says it had to, marks
+// the volumes whose flushed writes are lost
 // IRRECOVERABLE (they serve their recovery point and refuse writes) and
 // the others whose state cannot be vouched for PASS THROUGH, logs each at
 // ERROR naming the file, counts it, and starts a damaged ring afresh. A
@@ -241,11 +242,6 @@ func (e *Engine) judgeJournal(ctx context.Context) error {
 		}
 		v.mu.Unlock()
 	}
-	for _, v := range e.volumes() {
-		if led.Restoring[v.id] {
-			e.startRestore(v)
-		}
-	}
 	for _, v := range lost {
 		// Serve the recovery point, which is genuine: a prefix of the
 		// journal may have been replayed over it, and is dropped.
@@ -262,6 +258,13 @@ func (e *Engine) judgeJournal(ctx context.Context) error {
 	}
 	if err := e.jr.sync(); err != nil {
 		return err
+	}
+	// Restores resume now that the ring is settled (a restore that ends
+	// writes the ledger); the ledger written next names them.
+	for _, v := range e.volumes() {
+		if led.Restoring[v.id] {
+			e.startRestore(v)
+		}
 	}
 	e.ledgerMu.Lock()
 	defer e.ledgerMu.Unlock()

@@ -191,9 +191,9 @@ func (g gatedStore) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 // TestRestoringUntilFetched: a volume created from a snapshot is RESTORING,
-// with a progress, while the snapshot's blocks are being fetched, and
-// AVAILABLE once every one was fetched and verified; they are then in the
-// cache (reads hit). Reads work meanwhile.
+// with a progress, while the snapshot's blocks are being fetched (also
+// after a restart), and AVAILABLE once every one was fetched and verified;
+// they are then in the cache (reads hit).
 func TestRestoringUntilFetched(t *testing.T) {
 	ctx := context.Background()
 	gate := make(chan struct{})
@@ -224,6 +224,11 @@ func TestRestoringUntilFetched(t *testing.T) {
 	}
 	if st, _ := te.VolumeStatus(ctx, "vol-SRC"); st.Status != control.VolumeAvailable {
 		t.Fatalf("source: %q", st.Status)
+	}
+	// A restart resumes the restore.
+	te.reopen()
+	if st, _ := te.VolumeStatus(ctx, "vol-DST"); st.Status != control.VolumeRestoring {
+		t.Fatalf("after a restart: %q", st.Status)
 	}
 	close(gate)
 	deadline := time.Now().Add(2 * time.Minute)
