@@ -399,6 +399,18 @@ func TestFaultLostAndRecovered(t *testing.T) {
 	if err := nv.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The other way back: a clone of the damaged volume's recovery point.
+	const clone = "vol-00000000000000C10"
+	if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: clone, SizeBytes: gib, Source: control.VolumeSource{SourceVolumeID: faultVolume}}); err != nil {
+		t.Fatalf("clone of the damaged volume: %v", err)
+	}
+	cv, _ := e.Volume(clone)
+	if got := mustRead(t, cv, 0, faultB); !bytes.Equal(got, recoveryPointBytes()) {
+		t.Fatalf("the clone does not hold the recovery point (first difference at %d)", firstDiff(got, recoveryPointBytes()))
+	}
+	if err := e.DeleteVolume(ctx, clone); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.DeleteVolume(ctx, faultVolume); err != nil {
 		t.Fatalf("delete the damaged volume: %v", err)
 	}
