@@ -281,6 +281,11 @@ func TestFaultUploadBufferLost(t *testing.T) {
 		{"journal.json deleted", "journal.json", func(f faultEnv) { must(t, os.Remove(f.journalJSON())) }},
 		{"journal.json emptied", "journal.json", func(f faultEnv) { must(t, os.WriteFile(f.journalJSON(), nil, 0o600)) }},
 		{"journal.json corrupted", "journal.json", func(f faultEnv) { garbage(f.journalJSON(), 300) }},
+		// Valid, but not the ring the engine wrote: a re-created superblock
+		// (an old backup, or one written by hand) starting at LSN 0.
+		{"journal.json re-created", "journal.json", func(f faultEnv) {
+			must(t, os.WriteFile(f.journalJSON(), []byte(`{"epoch":1,"baseLSN":0,"tailLSN":0,"disks":[]}`), 0o600))
+		}},
 		{"buffer0.img truncated", "buffer0.img", func(f faultEnv) { must(t, os.Truncate(f.buffer(), 1<<20)) }},
 		{"buffer0.img deleted", "buffer0.img", func(f faultEnv) { must(t, os.Remove(f.buffer())) }},
 		{"buffer0.img overwritten", "buffer0.img", func(f faultEnv) { garbage(f.buffer(), 32<<20) }},
