@@ -520,3 +520,52 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestFaultLedgerLost: the ledger is what detects a lost upload buffer, so
+// losing it is reported too. Alone, it loses nothing (the journal replays);
+// with the journal's superblock, what the journal held is unknown and
+// every volume is PASS THROUGH.
+func TestFaultLedgerLost(t *testing.T) {
+	ledger := func(f faultEnv) string { return filepath.Join(f.Dir, "engine", "ledger.json") }
+	t.Run("ledger.json corrupted", func(t *testing.T) {
+		f := faultEnv{Dir: t.TempDir(), Store: t.TempDir()}
+		killedChild(t, f)
+		must(t, os.WriteFile(ledger(f), []byte("{not json"), 0o600))
+		e, logs := faultOpen(t, f)
+		if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "ledger.json") {
+			t.Fatalf("no ERROR naming ledger.json; log:\n%s", logs)
+		}
+		v, _ := e.Volume(faultVolume)
+		if got := mustRead(t, v, 0, faultB); !bytes.Equal(got, faultData(2, faultB)) {
+			t.Fatal("flushed data lost")
+		}
+		for _, id := range []string{faultVolume, otherVolume} {
+			if st := volumeStatus(t, e, id); st.Status == control.VolumeIrrecoverable || st.Status == control.VolumePassThrough {
+				t.Fatalf("%s is %q", id, st.Status)
+			}
+		}
+	})
+	t.Run("ledger.json and journal.json deleted", func(t *testing.T) {
+		ctx := context.Background()
+		f := faultEnv{Dir: t.TempDir(), Store: t.TempDir()}
+		killedChild(t, f)
+		must(t, os.Remove(ledger(f)))
+		must(t, os.Remove(f.journalJSON()))
+		e, logs := faultOpen(t, f)
+		for _, id := range []string{faultVolume, otherVolume} {
+			if st := volumeStatus(t, e, id); st.Status != control.VolumePassThrough {
+				t.Fatalf("%s is %q (%s); log:\n%s", id, st.Status, st.Reason, logs)
+			}
+		}
+		if got := damageMetric(t, e, control.VolumePassThrough); got != 2 {
+			t.Fatalf("damage metric %v, want 2", got)
+		}
+		v, _ := e.Volume(faultVolume)
+		if got := mustRead(t, v, 0, faultB); !bytes.Equal(got, recoveryPointBytes()) {
+			t.Fatal("the volume does not serve its recovery point")
+		}
+		if err := v.WriteAt(ctx, faultData(6, 4096), 0); err != nil {
+			t.Fatalf("write to a PASS THROUGH volume: %v", err)
+		}
+	})
+}
