@@ -349,9 +349,12 @@ func TestFaultUploadBufferLost(t *testing.T) {
 			if err := e.Close(); err != nil {
 				t.Fatal(err)
 			}
-			e, _ = faultOpen(t, f)
+			e, logs = faultOpen(t, f)
 			if st := volumeStatus(t, e, faultVolume); st.Status != control.VolumeIrrecoverable {
 				t.Fatalf("after a restart: status %q", st.Status)
+			}
+			if !strings.Contains(logs.String(), "level=ERROR msg=\"volume: still IRRECOVERABLE\" volume="+faultVolume) {
+				t.Fatalf("a restart does not say the volume is still IRRECOVERABLE; log:\n%s", logs)
 			}
 			if got := damageMetric(t, e, control.VolumeIrrecoverable); got != 0 {
 				t.Fatalf("after a restart the damage was counted again: %v", got)

@@ -203,6 +203,9 @@ func (e *Engine) judgeJournal(ctx context.Context) error {
 		}
 		if c, ok := led.Conditions[v.id]; ok {
 			v.cond = &c
+			if c.Status == control.VolumeIrrecoverable {
+				e.log.Error("volume: still IRRECOVERABLE", "volume", v.id, "since", c.Since, "reason", c.Reason)
+			}
 		}
 		ent, has := led.Volumes[v.id]
 		has = has && ent.Nonce == v.nonce

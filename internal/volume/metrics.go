@@ -18,7 +18,7 @@ var (
 		"Volumes found at engine start whose upload buffer did not hold what they needed, by the status they were given (IRRECOVERABLE: flushed writes lost; PASS THROUGH: writes may be lost).",
 		[]string{"status"}, nil)
 	descVolumes = prometheus.NewDesc("volgw_volumes",
-		"Open volumes by status (AVAILABLE, BOOTSTRAPPING, PASS THROUGH, IRRECOVERABLE).",
+		"Open volumes by status (AVAILABLE, BOOTSTRAPPING, RESTORING, PASS THROUGH, IRRECOVERABLE).",
 		[]string{"status"}, nil)
 	descBufferUsed = prometheus.NewDesc("volgw_upload_buffer_used_bytes",
 		"Upload-buffer (journal) bytes holding records not yet in a published recovery point.", nil, nil)
@@ -39,7 +39,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	e := c.e
 	ch <- prometheus.MustNewConstMetric(descUploadBufferDamage, prometheus.CounterValue, float64(e.lostIrrecoverable.Load()), control.VolumeIrrecoverable)
 	ch <- prometheus.MustNewConstMetric(descUploadBufferDamage, prometheus.CounterValue, float64(e.lostPassThrough.Load()), control.VolumePassThrough)
-	counts := map[string]int{control.VolumeAvailable: 0, control.VolumeBootstrapping: 0,
+	counts := map[string]int{control.VolumeAvailable: 0, control.VolumeBootstrapping: 0, control.VolumeRestoring: 0,
 		control.VolumePassThrough: 0, control.VolumeIrrecoverable: 0}
 	if !e.isClosed.Load() {
 		for _, v := range e.volumes() {
