@@ -204,7 +204,8 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// TestMetrics: /metrics answers unsigned and counts API requests.
+// TestMetrics: /metrics answers unsigned, counts API requests and carries
+// the engine's metrics.
 func TestMetrics(t *testing.T) {
 	s := startServer(t, "")
 	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
@@ -217,7 +218,8 @@ func TestMetrics(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `volgw_api_requests_total{error="",operation="ListGateways",protocol="json",status="200"} 1`) {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `volgw_api_requests_total{error="",operation="ListGateways",protocol="json",status="200"} 1`) ||
+		!strings.Contains(string(body), `volgw_volume_upload_buffer_damage_total{status="IRRECOVERABLE"} 0`) {
 		t.Fatalf("/metrics: %d\n%s", resp.StatusCode, body)
 	}
 }

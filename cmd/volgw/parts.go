@@ -39,6 +39,7 @@ func openVolumeEngine(ctx context.Context, dataDir string, store blob.Store, log
 			}
 			return v, nil
 		},
-		Close: e.Close,
+		Close:   e.Close,
+		Metrics: e.Collector(),
 	}, nil
 }

@@ -54,6 +54,8 @@ type openedEngine struct {
 	Engine  control.VolumeEngine
 	Volumes func(volumeID string) (scsi.Backend, error)
 	Close   func() error
+	// Metrics, if set, is registered with /metrics.
+	Metrics prometheus.Collector
 }
 
 // exporter is the iSCSI side of the control plane.
@@ -177,6 +179,9 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		Help: "Time to answer an API request.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)},
 		[]string{"protocol", "operation"})
 	registry.MustRegister(requests, latency)
+	if engine.Metrics != nil {
+		registry.MustRegister(engine.Metrics)
+	}
 	observe := func(r awsproto.RequestRecord) {
 		requests.WithLabelValues(r.Protocol, r.Operation, strconv.Itoa(r.Status), r.ErrorType).Inc()
 		latency.WithLabelValues(r.Protocol, r.Operation).Observe(r.Duration.Seconds())

@@ -136,11 +136,14 @@ type Snapshot struct {
 	VolumeID        string
 	VolumeARN       string
 	VolumeSizeBytes int64
-	StartTime       time.Time // the recovery point (cut) time the snapshot holds
-	Description     string
-	Tags            []Tag
-	Status          SnapshotStatus
-	Progress        int // percent, 0..100
+	StartTime       time.Time // when the snapshot was initiated (EC2's StartTime); never changes
+	// RecoveryPointTime is the instant whose data the snapshot holds (its
+	// cut); zero while pending.
+	RecoveryPointTime time.Time
+	Description       string
+	Tags              []Tag
+	Status            SnapshotStatus
+	Progress          int // percent, 0..100
 }
 
 // VolumeStatusReporter is implemented by engines that know more of a

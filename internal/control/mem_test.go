@@ -96,11 +96,11 @@ func (e *memEngine) CreateSnapshot(ctx context.Context, req SnapshotRequest) (Sn
 	}
 	s := Snapshot{
 		ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, VolumeSizeBytes: v.SizeBytes,
-		StartTime: e.created[req.VolumeID], Description: req.Description, Tags: req.Tags,
+		StartTime: e.now(), RecoveryPointTime: e.created[req.VolumeID], Description: req.Description, Tags: req.Tags,
 		Status: SnapshotCompleted, Progress: 100,
 	}
 	if !req.FromRecoveryPoint {
-		s.StartTime = e.now()
+		s.RecoveryPointTime = s.StartTime
 	}
 	e.snapshots[s.ID] = s
 	return s, nil

@@ -71,7 +71,7 @@ func (s *Service) CreateSnapshotFromVolumeRecoveryPoint(ctx context.Context, in 
 	if err != nil {
 		return "", "", "", err
 	}
-	return snap.ID, snap.VolumeARN, FormatRecoveryPointTime(snap.StartTime), nil
+	return snap.ID, snap.VolumeARN, FormatRecoveryPointTime(snap.RecoveryPointTime), nil
 }
 
 // CreateSnapshot snapshots a volume as of now: the engine forces a cut and

@@ -173,6 +173,23 @@ func (c *cache) allocStaging() (int32, bool) {
 	return s, ok
 }
 
+// allocFreeStaging is allocStaging that only takes a free slot, never
+// evicting: for prefetching (restore.go), which must not push out blocks
+// someone reads.
+func (c *cache) allocFreeStaging() (int32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.free)
+	if n == 0 {
+		return -1, false
+	}
+	s := c.free[n-1]
+	c.free = c.free[:n-1]
+	c.slots[s].state, c.slots[s].staging = slotOwned, true
+	c.staging++
+	return s, true
+}
+
 // allocLocked: c.mu held.
 func (c *cache) allocLocked() (int32, bool) {
 	if n := len(c.free); n > 0 {

@@ -37,8 +37,10 @@
 // Upload-buffer disks form one ring (journal.go): records are appended at
 // increasing LSNs and released once the cut that covers them is published.
 // Cache disks are cut into 512 KiB slots (cache.go). The state directory
-// holds state.json (owner ID, disks, volumes) and journal.json (the ring's
-// superblock: epoch, layout, tail), both replaced atomically.
+// holds state.json (owner ID, disks, volumes), journal.json (the ring's
+// superblock: ID, epoch, layout, tail) and ledger.json (what the journal
+// must still hold, kept apart from it: ledger.go), each replaced
+// atomically.
 //
 // DescribeCache's and DescribeUploadBuffer's figures (Engine.CacheStats,
 // Engine.UploadBufferUsedBytes) are read off counts the cache keeps as
@@ -94,11 +96,21 @@
 //     names no root and is completed by the next cut; deleting writes a
 //     tombstone first and GC reclaims the rest.
 //
+//  6. Loss detection (ledger.go, noteFlush, judgeJournal). Before Flush
+//     acknowledges writes of a volume not yet in its published root, the
+//     ledger names one of its flushed records and the ring's ID. At Open,
+//     a volume whose named record the journal cannot deliver has lost
+//     acknowledged writes: it is IRRECOVERABLE, serves its recovery point
+//     and refuses writes; others with records in a damaged journal are
+//     PASS THROUGH. A damaged journal never fails Open; a ring started
+//     afresh begins above every LSN used before.
+//
 // # Concurrency
 //
-// Lock order: Volume.cutMu, then Volume.mu, then journal.mu or cache.mu (or
-// Engine.mu, never held while taking a volume lock). Waiting for journal
-// space happens before any volume lock is taken; waiting for cache space
+// Lock order: Engine.ledgerMu, then Volume.cutMu, then Volume.mu, then
+// journal.mu or cache.mu (or Engine.mu, never held while taking a volume
+// lock). Waiting for journal space happens before any volume lock is
+// taken; waiting for cache space
 // drops the volume lock first, and so does fetching a block from the store
 // (a read miss, or the read half of a read-modify-write), after which the
 // block's state is looked at again; manifest pages are loaded under the

@@ -88,6 +88,15 @@ type Engine struct {
 	// cache during replay is cut there.
 	replaying bool
 	replayLSN uint64
+
+	// ledgerMu serializes ledger writes (ledger.go); it is taken before
+	// any volume lock. It guards the three fields below.
+	ledgerMu     sync.Mutex
+	ledger       ledgerFile
+	ledgerHead   uint64 // high-water of LSNs used, persisted in the ledger
+	ledgerSynced uint64 // the journal's synced head when last written
+	// Volumes found damaged at Open since the process started, by status.
+	lostIrrecoverable, lostPassThrough atomic.Int64
 }
 
 var (
@@ -188,6 +197,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 	if err := e.recover(ctx); err != nil {
+		e.closeFiles()
+		return nil, err
+	}
+	if err := e.judgeJournal(ctx); err != nil {
 		e.closeFiles()
 		return nil, err
 	}
@@ -418,7 +431,10 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	e.stop()
 	e.wg.Wait()
-	return e.closeFiles()
+	if err := e.closeFiles(); err != nil {
+		return err
+	}
+	return e.closeLedger()
 }
 
 func (e *Engine) closeFiles() error {
@@ -526,6 +542,9 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 		return err
 	}
 	e.vols[vs.ID] = v
+	if src != nil {
+		e.startRestoreLocked(v)
+	}
 	return nil
 }
 

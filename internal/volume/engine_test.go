@@ -242,8 +242,8 @@ func TestRecoveryPointTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.StartTime.Equal(t0.Add(10 * time.Second)) {
-		t.Fatalf("snapshot time %v", s.StartTime)
+	if !s.RecoveryPointTime.Equal(t0.Add(10*time.Second)) || !s.StartTime.Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("snapshot of the recovery point: point %v, started %v", s.RecoveryPointTime, s.StartTime)
 	}
 	rp(10)
 

@@ -11,8 +11,9 @@ import (
 
 func FuzzDecodeRoot(f *testing.F) {
 	r := &root{Volume: "vol-1", Seq: 3, Size: 2 << 30, CutTime: time.Unix(1700000000, 5).UTC(), Owner: "gw-x", JournalLSN: 99,
-		Pages: map[uint32]pageRef{0: {Hash: hash{1}, Blocks: 3}, 1: {Hash: hash{2}, Blocks: 4096}}}
+		Pages: map[uint32]pageRef{0: {Hash: hash{1}, Blocks: 3, Touched: 3}, 1: {Hash: hash{2}, Blocks: 4094, Touched: 4096}, 2: {Hash: hash{3}, Touched: 1}}}
 	f.Add(encodeRoot(r))
+	f.Add([]byte(`{"volume":"v","size":1073741824,"pages":[["0","0101010101010101010101010101010101010101010101010101010101010101","1","0"]]}`))
 	f.Add([]byte(`{"volume":"v","size":1073741824,"pages":[["0","00","1"]]}`))
 	f.Add([]byte(`{"volume":"v","size":-1}`))
 	f.Add([]byte(`{"volume":"v","size":1073741824,"pages":[["99999","0101010101010101010101010101010101010101010101010101010101010101","1"]]}`))
@@ -35,6 +36,8 @@ func FuzzDecodePage(f *testing.F) {
 	f.Add(encodePage(&page{blocks: map[uint16]hash{0: {1}, 4095: {2}}}))
 	f.Add([]byte("VPG1\x00\x00\x00\x01\x10\x00"))
 	f.Add([]byte("VPG1\xff\xff\xff\xff"))
+	f.Add(encodePage(&page{blocks: map[uint16]hash{7: {1}}, zeros: map[uint16]bool{0: true, 4095: true}}))
+	f.Add([]byte("VPG2\x00\x00\x00\x00\x00\x00\x00\x01\x00\x07"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := decodePage(b)
 		if err != nil {

@@ -18,9 +18,12 @@ import (
 //
 // Record layout (little endian): magic u32 | kind u16 | pad u16 | lsn u64 |
 // epoch u32 | dataLen u32 | volume nonce u64 | offset u64 | length u64 |
-// crc u32 | pad u32, then dataLen bytes. The CRC covers header and data.
-// A record is valid only if its magic, LSN, epoch and CRC all check, so stale
-// bytes from an earlier lap of the ring, or a torn append, end the replay.
+// ring ID u64 | crc u32 | pad u32, then dataLen bytes. The CRC covers
+// header and data. A record is valid only if its magic, LSN, epoch, ring ID
+// and CRC all check, so stale bytes from an earlier lap of the ring, a torn
+// append, or a ring that is not the one the superblock describes (a disk
+// replaced, re-created or overwritten) end the replay. Rings written before
+// the ring ID existed carry 0 there, as their superblocks do.
 const (
 	recMagic  = 0x314a5256 // "VRJ1"
 	recHeader = 64
@@ -36,6 +39,7 @@ type record struct {
 	lsn    uint64
 	epoch  uint32
 	nonce  uint64
+	ring   uint64 // the ring's ID (superblock.ID)
 	off    uint64 // byte offset in the volume
 	length uint64 // bytes the record covers (== len(data) for writes)
 	data   []byte
@@ -44,6 +48,10 @@ type record struct {
 // superblock is the journal's persistent state, kept in the engine's state
 // directory (written by rename, so it is never torn).
 type superblock struct {
+	// ID names this ring: every record carries it, and the engine's ledger
+	// (ledger.go) keeps it too, so a superblock or a ring that is not the
+	// one the ledger expects is recognised. 0 in rings written before IDs.
+	ID      uint64   `json:"id,omitempty"`
 	Epoch   uint32   `json:"epoch"`
 	BaseLSN uint64   `json:"baseLSN"` // LSN at ring position 0 of this layout
 	TailLSN uint64   `json:"tailLSN"` // replay starts here; never past a needed record
@@ -73,6 +81,14 @@ type journal struct {
 	reserved int64         // space promised to writers not yet appended
 	space    chan struct{} // closed and replaced whenever space is freed
 	syncErr  error         // the first failed fsync, returned ever after
+	// synced is the head as of the last successful sync: every record
+	// before it is durable.
+	synced uint64
+
+	// damage says why the superblock or a disk was not found as it was
+	// left (missing, unreadable, short): set by openJournal and addDisk,
+	// judged by the engine against its ledger after replay.
+	damage []damageNote
 
 	done <-chan struct{} // the engine's: closed when it closes
 }
@@ -82,10 +98,16 @@ func openJournal(dir string, done <-chan struct{}) (*journal, error) {
 	b, err := os.ReadFile(j.path)
 	switch {
 	case err == nil:
-		if err := json.Unmarshal(b, &j.sb); err != nil {
-			return nil, fmt.Errorf("%w: journal superblock: %v", ErrCorrupt, err)
+		if err := json.Unmarshal(b, &j.sb); err != nil || j.sb.Epoch == 0 {
+			// A damaged superblock must not stop the engine: the ring is
+			// started afresh and the engine's ledger says which volumes
+			// needed what it described (Engine.judgeJournal).
+			j.damage = append(j.damage, damageNote{j.path, fmt.Sprintf("is unreadable (%d bytes)", len(b))})
+			j.sb = superblock{ID: randomNonce()}
 		}
 	case os.IsNotExist(err):
+		j.damage = append(j.damage, damageNote{j.path, "is missing"})
+		j.sb = superblock{ID: randomNonce()}
 	default:
 		return nil, fmt.Errorf("volume: reading journal superblock: %w", err)
 	}
@@ -116,6 +138,11 @@ func (j *journal) addDisk(path string, size int64) error {
 	}
 	if size < 4*recHeader+2*BlockSize {
 		return fmt.Errorf("volume: upload buffer %s of %d bytes is too small", path, size)
+	}
+	if st, err := os.Stat(path); err != nil {
+		j.damage = append(j.damage, damageNote{path, "is missing (re-created empty)"})
+	} else if st.Size() < size {
+		j.damage = append(j.damage, damageNote{path, fmt.Sprintf("is %d bytes, short of its %d", st.Size(), size)})
 	}
 	f, err := openDiskFile(path, size)
 	if err != nil {
@@ -249,6 +276,7 @@ func (j *journal) append(r *record) (uint64, error) {
 	}
 	r.lsn = j.head
 	r.epoch = j.sb.Epoch
+	r.ring = j.sb.ID
 	var h [recHeader]byte
 	encodeHeader(h[:], r)
 	crc := crc32.Update(crc32.Checksum(h[:], castagnoli), castagnoli, r.data)
@@ -273,6 +301,7 @@ func encodeHeader(h []byte, r *record) {
 	le.PutUint64(h[24:], r.nonce)
 	le.PutUint64(h[32:], r.off)
 	le.PutUint64(h[40:], r.length)
+	le.PutUint64(h[48:], r.ring)
 	le.PutUint32(h[56:], 0)
 }
 
@@ -281,7 +310,7 @@ func encodeHeader(h []byte, r *record) {
 // next fsync, so after one failure no later Flush may claim durability.
 func (j *journal) sync() error {
 	j.mu.Lock()
-	disks, failed := j.disks, j.syncErr
+	disks, failed, head := j.disks, j.syncErr, j.head
 	j.mu.Unlock()
 	if failed != nil {
 		return failed
@@ -295,7 +324,23 @@ func (j *journal) sync() error {
 			return err
 		}
 	}
+	j.mu.Lock()
+	j.synced = max(j.synced, head)
+	j.mu.Unlock()
 	return nil
+}
+
+func (j *journal) ringID() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.sb.ID
+}
+
+// syncedLSN is the head as of the last successful sync.
+func (j *journal) syncedLSN() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.synced
 }
 
 func (j *journal) headLSN() uint64 {
@@ -346,7 +391,7 @@ func (j *journal) replay(fn func(*record) error) error {
 	// Open is single-threaded while it replays; j.mu is taken only around
 	// ring reads, because fn may cut a volume, which reads the journal.
 	j.mu.Lock()
-	capacity, start, epoch := j.capacity, j.sb.TailLSN, j.sb.Epoch
+	capacity, start, epoch, ring := j.capacity, j.sb.TailLSN, j.sb.Epoch, j.sb.ID
 	j.mu.Unlock()
 	if capacity == 0 {
 		return nil
@@ -365,9 +410,9 @@ func (j *journal) replay(fn func(*record) error) error {
 			return err
 		}
 		r := record{kind: le.Uint16(h[4:]), lsn: le.Uint64(h[8:]), epoch: le.Uint32(h[16:]),
-			nonce: le.Uint64(h[24:]), off: le.Uint64(h[32:]), length: le.Uint64(h[40:])}
+			nonce: le.Uint64(h[24:]), off: le.Uint64(h[32:]), length: le.Uint64(h[40:]), ring: le.Uint64(h[48:])}
 		dataLen := le.Uint32(h[20:])
-		if le.Uint32(h[0:]) != recMagic || r.lsn != lsn || r.epoch >= epoch || r.epoch < prevEpoch ||
+		if le.Uint32(h[0:]) != recMagic || r.lsn != lsn || r.ring != ring || r.epoch >= epoch || r.epoch < prevEpoch ||
 			int64(dataLen) > capacity/2 || lsn-start+uint64(recordSize(int(dataLen))) > uint64(capacity) {
 			break
 		}
@@ -394,6 +439,24 @@ func (j *journal) replay(fn func(*record) error) error {
 	j.tail = start
 	j.mu.Unlock()
 	return nil
+}
+
+// restart starts the ring afresh at lsn under a new ID, forgetting every
+// record in it: Open does this when the ring is not the one the ledger
+// expects (or its superblock was lost). lsn must not be below any
+// published root's JournalLSN, or the next replay would skip new records
+// as already cut.
+func (j *journal) restart(lsn uint64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.sb.ID = randomNonce()
+	j.sb.Disks = j.sb.Disks[:0]
+	for _, d := range j.disks {
+		j.sb.Disks = append(j.sb.Disks, d.desc)
+	}
+	j.sb.BaseLSN, j.sb.TailLSN = lsn, lsn
+	j.head, j.tail, j.synced = lsn, lsn, lsn
+	return j.writeSB()
 }
 
 func (j *journal) close() error {

@@ -95,3 +95,98 @@ func TestJournalReplayStopsAtTornRecord(t *testing.T) {
 		t.Fatalf("head after replay %d, want the torn record's LSN %d", j.headLSN(), torn)
 	}
 }
+
+// TestJournalRejectsAnotherRing: a ring whose disk was replaced by another
+// ring's (another gateway's, or an older copy written under another ID)
+// replays nothing of it, even where LSNs and epochs line up; records
+// written before ring IDs existed (ID 0) still replay under a superblock
+// without one.
+func TestJournalRejectsAnotherRing(t *testing.T) {
+	const size = 4*recHeader + 2*BlockSize
+	ctx := context.Background()
+	open := func(dir string) *journal {
+		j, err := openJournal(dir, make(chan struct{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.addDisk(filepath.Join(dir, "buf.img"), size); err != nil {
+			t.Fatal(err)
+		}
+		if !j.layoutMatches() {
+			if err := j.relayout(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return j
+	}
+	fill := func(j *journal, n int) {
+		for i := range n {
+			r := &record{kind: recWrite, nonce: 7, length: 4096, data: bytes.Repeat([]byte{byte(i + 1)}, 4096)}
+			if err := j.reserve(ctx, recordSize(len(r.data)), func() {}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := j.append(r); err != nil {
+				t.Fatal(err)
+			}
+			j.unreserve(recordSize(len(r.data)))
+		}
+		if err := j.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(j *journal) int {
+		n := 0
+		if err := j.replay(func(*record) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a, b := t.TempDir(), t.TempDir()
+	ja, jb := open(a), open(b)
+	fill(jb, 5) // same LSNs and epoch as ring a would use
+	ja.close()
+	jb.close()
+	disk, err := os.ReadFile(filepath.Join(b, "buf.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a, "buf.img"), disk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ja = open(a)
+	if n := count(ja); n != 0 {
+		t.Fatalf("ring a replayed %d records of ring b", n)
+	}
+	ja.close()
+	jb = open(b)
+	if n := count(jb); n != 5 {
+		t.Fatalf("ring b replayed %d of its 5 records", n)
+	}
+	jb.close()
+
+	// A superblock written before ring IDs: its ring replays (records
+	// carry 0 where the ID now is).
+	c := t.TempDir()
+	jc := open(c)
+	jc.mu.Lock()
+	jc.sb.ID = 0
+	err = jc.writeSB()
+	jc.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(jc, 3)
+	jc.close()
+	sb, err := os.ReadFile(filepath.Join(c, "journal.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sb, []byte(`"id"`)) {
+		t.Fatalf("an ID-less superblock is written with an id: %s", sb)
+	}
+	jc = open(c)
+	defer jc.close()
+	if n := count(jc); n != 3 {
+		t.Fatalf("a ring without ID replayed %d of its 3 records", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/scsi"
 )
 
 // Geometry. A block is the EBS snapshot block size; a page holds the hashes
@@ -53,21 +54,33 @@ func snapshotKey(id string) string { return "snapshots/" + id + ".json" }
 var zeroBlock = make([]byte, BlockSize)
 
 // page is the decoded form of a manifest page: block index within the page →
-// block hash. Absent entries are zero blocks. Pages are immutable once
-// loaded; a cut copies before changing one.
+// block hash of its non-zero blocks, and the blocks written (touched) that
+// read as zeros. Absent entries are zero blocks never written (or freed by
+// an unmap). Pages are immutable once loaded; a cut copies before changing
+// one.
+//
+// Touched zero blocks are kept so that VolumeUsedInBytes counts blocks
+// touched, as AWS does: writing zeros over data does not lower it. They
+// are not stored as blocks (a zero block never is).
 type page struct {
 	blocks map[uint16]hash
+	zeros  map[uint16]bool
 }
 
+func (p *page) touched() int { return len(p.blocks) + len(p.zeros) }
+
 // encodePage writes "VPG1", a count, then (index, hash) pairs in index order,
-// so equal pages encode to equal bytes and are stored once.
+// so equal pages encode to equal bytes and are stored once. A page with
+// touched zero blocks is "VPG2": the same, then a count and their indexes
+// in order. (So a page without any encodes as before and is shared with
+// roots written before VPG2.)
 func encodePage(p *page) []byte {
 	idx := make([]int, 0, len(p.blocks))
 	for i := range p.blocks {
 		idx = append(idx, int(i))
 	}
 	sort.Ints(idx)
-	out := make([]byte, 8, 8+len(idx)*(2+sha256.Size))
+	out := make([]byte, 8, 8+len(idx)*(2+sha256.Size)+4+2*len(p.zeros))
 	copy(out, "VPG1")
 	binary.BigEndian.PutUint32(out[4:], uint32(len(idx)))
 	for _, i := range idx {
@@ -75,18 +88,34 @@ func encodePage(p *page) []byte {
 		out = binary.BigEndian.AppendUint16(out, uint16(i))
 		out = append(out, h[:]...)
 	}
+	if len(p.zeros) > 0 {
+		copy(out, "VPG2")
+		zs := make([]int, 0, len(p.zeros))
+		for i := range p.zeros {
+			zs = append(zs, int(i))
+		}
+		sort.Ints(zs)
+		out = binary.BigEndian.AppendUint32(out, uint32(len(zs)))
+		for _, i := range zs {
+			out = binary.BigEndian.AppendUint16(out, uint16(i))
+		}
+	}
 	return out
 }
 
 func decodePage(b []byte) (*page, error) {
-	if len(b) < 8 || string(b[:4]) != "VPG1" {
+	if len(b) < 8 || (string(b[:4]) != "VPG1" && string(b[:4]) != "VPG2") {
 		return nil, fmt.Errorf("%w: page header", ErrCorrupt)
 	}
+	v2 := string(b[:4]) == "VPG2"
 	n := int(binary.BigEndian.Uint32(b[4:]))
-	if n > pageBlocks || len(b) != 8+n*(2+sha256.Size) {
+	size := 8 + n*(2+sha256.Size)
+	if n > pageBlocks || len(b) < size || (!v2 && len(b) != size) {
 		return nil, fmt.Errorf("%w: page of %d bytes claims %d entries", ErrCorrupt, len(b), n)
 	}
-	p := &page{blocks: make(map[uint16]hash, n)}
+	zeros := b[size:]
+	b = b[:size]
+	p := &page{blocks: make(map[uint16]hash, n), zeros: map[uint16]bool{}}
 	b = b[8:]
 	prev := -1
 	for range n {
@@ -103,13 +132,35 @@ func decodePage(b []byte) (*page, error) {
 		p.blocks[i] = h
 		b = b[2+sha256.Size:]
 	}
+	if v2 {
+		if len(zeros) < 4 {
+			return nil, fmt.Errorf("%w: page without its zero-block count", ErrCorrupt)
+		}
+		z := int(binary.BigEndian.Uint32(zeros))
+		if z == 0 || z > pageBlocks-n || len(zeros) != 4+2*z {
+			return nil, fmt.Errorf("%w: page of %d bytes claims %d zero blocks", ErrCorrupt, len(zeros), z)
+		}
+		prev := -1
+		for k := range z {
+			i := binary.BigEndian.Uint16(zeros[4+2*k:])
+			if int(i) >= pageBlocks || int(i) <= prev {
+				return nil, fmt.Errorf("%w: page zero block %d out of range or order", ErrCorrupt, i)
+			}
+			if _, dup := p.blocks[i]; dup {
+				return nil, fmt.Errorf("%w: page block %d both zero and not", ErrCorrupt, i)
+			}
+			prev = int(i)
+			p.zeros[i] = true
+		}
+	}
 	return p, nil
 }
 
 // pageRef is one non-empty page of a root.
 type pageRef struct {
-	Hash   hash
-	Blocks int // non-zero blocks in the page, for UsageBytes
+	Hash    hash
+	Blocks  int // non-zero blocks in the page
+	Touched int // blocks written in the page, zero or not: for UsageBytes
 }
 
 // root is a recovery point: everything needed to read the volume as of the
@@ -129,7 +180,7 @@ type root struct {
 func (r *root) usage() int64 {
 	var n int64
 	for _, p := range r.Pages {
-		n += int64(p.Blocks)
+		n += int64(p.Touched)
 	}
 	return n * BlockSize
 }
@@ -143,7 +194,7 @@ type rootJSON struct {
 	CutTime    time.Time  `json:"cutTime"`
 	Owner      string     `json:"owner"`
 	JournalLSN uint64     `json:"journalLSN"`
-	Pages      [][]string `json:"pages"` // [index, hash, blocks]
+	Pages      [][]string `json:"pages"` // [index, hash, blocks] or [index, hash, blocks, touched] when they differ
 }
 
 func encodeRoot(r *root) []byte {
@@ -156,7 +207,11 @@ func encodeRoot(r *root) []byte {
 	j.Pages = make([][]string, 0, len(idx))
 	for _, i := range idx {
 		p := r.Pages[uint32(i)]
-		j.Pages = append(j.Pages, []string{fmt.Sprint(i), p.Hash.String(), fmt.Sprint(p.Blocks)})
+		e := []string{fmt.Sprint(i), p.Hash.String(), fmt.Sprint(p.Blocks)}
+		if p.Touched != p.Blocks {
+			e = append(e, fmt.Sprint(p.Touched))
+		}
+		j.Pages = append(j.Pages, e)
 	}
 	b, err := json.Marshal(j)
 	if err != nil {
@@ -176,7 +231,7 @@ func decodeRoot(b []byte) (*root, error) {
 	npages := uint64((j.Size+BlockSize-1)/BlockSize+pageBlocks-1) / pageBlocks
 	r := &root{Volume: j.Volume, Seq: j.Seq, Size: j.Size, CutTime: j.CutTime, Owner: j.Owner, JournalLSN: j.JournalLSN, Pages: make(map[uint32]pageRef, len(j.Pages))}
 	for _, e := range j.Pages {
-		if len(e) != 3 {
+		if len(e) != 3 && len(e) != 4 {
 			return nil, fmt.Errorf("%w: root page entry %v", ErrCorrupt, e)
 		}
 		var i uint32
@@ -184,8 +239,17 @@ func decodeRoot(b []byte) (*root, error) {
 		if _, err := fmt.Sscan(e[0], &i); err != nil || uint64(i) >= npages {
 			return nil, fmt.Errorf("%w: root page index %q", ErrCorrupt, e[0])
 		}
-		if _, err := fmt.Sscan(e[2], &n); err != nil || n <= 0 || n > pageBlocks {
+		if _, err := fmt.Sscan(e[2], &n); err != nil || n < 0 || n > pageBlocks {
 			return nil, fmt.Errorf("%w: root page count %q", ErrCorrupt, e[2])
+		}
+		touched := n // roots before touched counts: every block counted was non-zero
+		if len(e) == 4 {
+			if _, err := fmt.Sscan(e[3], &touched); err != nil || touched < n || touched > pageBlocks {
+				return nil, fmt.Errorf("%w: root page touched count %q", ErrCorrupt, e[3])
+			}
+		}
+		if touched == 0 {
+			return nil, fmt.Errorf("%w: root names an empty page %d", ErrCorrupt, i)
 		}
 		h, err := parseHash(e[1])
 		if err != nil {
@@ -194,7 +258,7 @@ func decodeRoot(b []byte) (*root, error) {
 		if _, dup := r.Pages[i]; dup || h.isZero() {
 			return nil, fmt.Errorf("%w: root page %d repeated or zero", ErrCorrupt, i)
 		}
-		r.Pages[i] = pageRef{Hash: h, Blocks: n}
+		r.Pages[i] = pageRef{Hash: h, Blocks: n, Touched: touched}
 	}
 	return r, nil
 }
@@ -231,6 +295,11 @@ var (
 	// ErrVolumeExists and ErrSnapshotExists say which; both are ErrExists.
 	ErrVolumeExists   error = &sentinel{"volume: volume already exists", []error{ErrExists, control.ErrVolumeExists}}
 	ErrSnapshotExists error = &sentinel{"volume: snapshot already exists", []error{ErrExists, control.ErrSnapshotExists}}
+	// ErrNotReady: the volume cannot take the operation in its condition
+	// (IRRECOVERABLE after its upload buffer lost acknowledged writes). To
+	// an initiator the volume is then write-protected: it serves its
+	// recovery point, and retrying would not help.
+	ErrNotReady error = &sentinel{"volume: not ready", []error{control.ErrVolumeNotReady, scsi.ErrReadOnly}}
 	// ErrLeaseExpired: an operation took longer than its GC lease and was abandoned.
 	ErrLeaseExpired = errors.New("volume: GC lease expired")
 )

@@ -22,11 +22,16 @@ import (
 // names no root. Deleting writes a tombstone (Deleted) first; GC keeps the
 // root marked for the grace period after that and then removes the record.
 type snapRecord struct {
-	ID          string        `json:"id"`
-	VolumeID    string        `json:"volumeId"`
-	VolumeARN   string        `json:"volumeArn,omitempty"`
-	SizeBytes   int64         `json:"sizeBytes"`
-	StartTime   time.Time     `json:"startTime"`
+	ID        string    `json:"id"`
+	VolumeID  string    `json:"volumeId"`
+	VolumeARN string    `json:"volumeArn,omitempty"`
+	SizeBytes int64     `json:"sizeBytes"`
+	StartTime time.Time `json:"startTime"` // when it was initiated; never changes
+	// PointTime is the time of the recovery point it holds (its root's cut,
+	// or later if the volume was clean then); set when it completes.
+	// Records written before it existed have only StartTime, which was
+	// then the point's time.
+	PointTime   time.Time     `json:"pointTime,omitzero"`
 	Description string        `json:"description,omitempty"`
 	Tags        []control.Tag `json:"tags,omitempty"`
 	Status      string        `json:"status"`
@@ -39,9 +44,12 @@ type snapRecord struct {
 
 func (r *snapRecord) public() control.Snapshot {
 	s := control.Snapshot{ID: r.ID, VolumeID: r.VolumeID, VolumeARN: r.VolumeARN, VolumeSizeBytes: r.SizeBytes,
-		StartTime: r.StartTime, Description: r.Description, Tags: slices.Clone(r.Tags), Status: control.SnapshotStatus(r.Status)}
+		StartTime: r.StartTime, RecoveryPointTime: r.PointTime, Description: r.Description, Tags: slices.Clone(r.Tags), Status: control.SnapshotStatus(r.Status)}
 	if s.Status == control.SnapshotCompleted {
 		s.Progress = 100
+		if s.RecoveryPointTime.IsZero() {
+			s.RecoveryPointTime = r.StartTime
+		}
 	}
 	return s
 }
@@ -116,7 +124,11 @@ func (e *Engine) CreateSnapshot(ctx context.Context, req control.SnapshotRequest
 	v.cutMu.Lock()
 	defer v.cutMu.Unlock()
 	v.mu.Lock()
-	if err := v.usable(); err != nil {
+	check := v.writable // a snapshot of the volume as it is now
+	if req.FromRecoveryPoint {
+		check = v.usable // the way back from IRRECOVERABLE
+	}
+	if err := check(); err != nil {
 		v.mu.Unlock()
 		return control.Snapshot{}, err
 	}
@@ -124,12 +136,15 @@ func (e *Engine) CreateSnapshot(ctx context.Context, req control.SnapshotRequest
 	v.noteClean()
 	base, t := v.base, v.recoveryTime()
 	v.mu.Unlock()
+	// StartTime is when the snapshot was initiated (EC2), fixed here; the
+	// point it holds is PointTime, known now for a pin and at completion
+	// for a pending one.
 	rec := &snapRecord{ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, SizeBytes: v.size,
-		StartTime: t.UTC(), Description: req.Description, Tags: slices.Clone(req.Tags), Owner: e.state.Owner}
+		StartTime: e.now().UTC(), Description: req.Description, Tags: slices.Clone(req.Tags), Owner: e.state.Owner}
 	if req.FromRecoveryPoint || clean {
-		rec.Status, rec.Root, rec.UsageBytes = string(control.SnapshotCompleted), base.key(), base.usage()
+		rec.Status, rec.Root, rec.UsageBytes, rec.PointTime = string(control.SnapshotCompleted), base.key(), base.usage(), t.UTC()
 	} else {
-		rec.Status, rec.StartTime = string(control.SnapshotPending), e.now().UTC()
+		rec.Status = string(control.SnapshotPending)
 	}
 	b, _ := json.Marshal(rec)
 	_, err = e.store.Put(ctx, snapshotKey(rec.ID), b, blob.PutOptions{IfNoneMatch: true})
@@ -157,7 +172,7 @@ func (e *Engine) completeSnapshots(ctx context.Context, ids []string, r *root, t
 			if rec.Deleted || rec.Status != string(control.SnapshotPending) {
 				return errSkip
 			}
-			rec.Status, rec.Root, rec.StartTime, rec.UsageBytes = string(control.SnapshotCompleted), r.key(), t.UTC(), r.usage()
+			rec.Status, rec.Root, rec.PointTime, rec.UsageBytes = string(control.SnapshotCompleted), r.key(), t.UTC(), r.usage()
 			return nil
 		})
 		if err != nil && !errors.Is(err, control.ErrSnapshotNotFound) {

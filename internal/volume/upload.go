@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ func (e *Engine) uploader(ctx context.Context) {
 		case <-e.pressure:
 			all = true
 		case <-e.kick:
+		}
+		if all {
+			e.refreshLedger(false)
 		}
 		for _, v := range e.volumes() {
 			v.mu.Lock()
@@ -234,25 +238,29 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	}
 	for i := 0; i < len(blocks); {
 		pi := uint32(blocks[i] / pageBlocks)
-		np := &page{blocks: map[uint16]hash{}}
+		np := &page{blocks: map[uint16]hash{}, zeros: map[uint16]bool{}}
 		if pr, ok := base.Pages[pi]; ok {
 			old, err := e.loadPage(ctx, pr.Hash)
 			if err != nil {
 				return nil, nil, err
 			}
-			for k, h := range old.blocks {
-				np.blocks[k] = h
-			}
+			maps.Copy(np.blocks, old.blocks)
+			maps.Copy(np.zeros, old.zeros)
 		}
 		for ; i < len(blocks) && uint32(blocks[i]/pageBlocks) == pi; i++ {
 			k := uint16(blocks[i] % pageBlocks)
-			if h := hashes[blocks[i]]; h.isZero() {
-				delete(np.blocks, k)
-			} else {
+			h := hashes[blocks[i]]
+			delete(np.blocks, k)
+			delete(np.zeros, k)
+			switch {
+			case frozen[blocks[i]].zero: // unmapped whole: freed, untouched
+			case h.isZero():
+				np.zeros[k] = true // written with zeros: still touched
+			default:
 				np.blocks[k] = h
 			}
 		}
-		if len(np.blocks) == 0 {
+		if np.touched() == 0 {
 			delete(r.Pages, pi)
 			continue
 		}
@@ -262,7 +270,7 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 			return nil, nil, err
 		}
 		e.pages.add(ph, np)
-		r.Pages[pi] = pageRef{Hash: ph, Blocks: len(np.blocks)}
+		r.Pages[pi] = pageRef{Hash: ph, Blocks: len(np.blocks), Touched: np.touched()}
 	}
 	// Any earlier attempt at this seq was never named by a head, so it may
 	// be replaced.

@@ -65,6 +65,19 @@ type Volume struct {
 	published chan struct{}
 	deleted   bool
 	fenced    error
+	// lastLSN is the LSN of the volume's newest journal record; replayed
+	// counts the records Open replayed for it (ledger.go).
+	lastLSN  uint64
+	replayed int
+	// cond is set when Open found the upload buffer damaged for this
+	// volume (ledger.go); bootstrapLSN, when non-zero, is the journal
+	// position a published cut must reach to end BOOTSTRAPPING after an
+	// unclean stop, with bootstrapBlocks the dirty blocks replayed then.
+	cond            *volCondition
+	bootstrapLSN    uint64
+	bootstrapBlocks int64
+	// restore is set while the volume is RESTORING (restore.go).
+	restore *restoreState
 
 	// progress of the cut in flight, for pending snapshots
 	cutTotal, cutDone atomic.Int64
@@ -105,6 +118,20 @@ func (v *Volume) usable() error {
 		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, v.id)
 	case v.fenced != nil:
 		return v.fenced
+	}
+	return nil
+}
+
+// writable reports why the volume cannot take writes; v.mu held. An
+// IRRECOVERABLE volume still serves reads of its recovery point (the way
+// back is a snapshot or a clone of it) but takes no writes: they would
+// build on a state that lacks acknowledged ones.
+func (v *Volume) writable() error {
+	if err := v.usable(); err != nil {
+		return err
+	}
+	if v.cond != nil && v.cond.Status == control.VolumeIrrecoverable {
+		return fmt.Errorf("%w: %s is %s: %s", ErrNotReady, v.id, v.cond.Status, v.cond.Reason)
 	}
 	return nil
 }
@@ -296,8 +323,9 @@ func (v *Volume) zeroLocked(b uint64) bool {
 	if p == nil {
 		return false
 	}
+	// A touched zero block takes the record, so that an unmap frees it.
 	_, ok = p.blocks[uint16(b%pageBlocks)]
-	return !ok
+	return !ok && !p.zeros[uint16(b%pageBlocks)]
 }
 
 // splitRecords cuts [off, off+n) into one record per block.
@@ -342,7 +370,7 @@ func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, 
 	v.mu.Lock()
 	defer v.mu.Unlock()
 prepare:
-	if err := v.usable(); err != nil {
+	if err := v.writable(); err != nil {
 		return err
 	}
 	if len(v.dirty) >= maxDirtyBlocks {
@@ -442,6 +470,7 @@ func (v *Volume) replay(ctx context.Context, r *record) error {
 		return err
 	}
 	v.noteDirty(r.lsn)
+	v.replayed++
 	return nil
 }
 
@@ -453,11 +482,15 @@ func (v *Volume) Flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return v.e.jr.sync()
+	if err := v.e.jr.sync(); err != nil {
+		return err
+	}
+	return v.e.noteFlush()
 }
 
 // noteDirty: v.mu held.
 func (v *Volume) noteDirty(lsn uint64) {
+	v.lastLSN = lsn
 	if v.dirtyFrom == noLSN {
 		v.dirtyFrom = lsn
 	}

@@ -1,0 +1,181 @@
+package volume
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// A volume created from a snapshot (or cloned from another volume) holds
+// its source's data from the start: its first root names the source's
+// pages. What it lacks is that data near at hand. It is RESTORING until
+// every non-zero block of the source has been fetched from the store once
+// and verified against its SHA-256 (so the restore is known readable end
+// to end), each one kept in the cache while the cache has free slots (a
+// restore never evicts what someone reads). A block the volume rewrote, or
+// already has in its cache, counts as done without a fetch. It walks the
+// volume's published root as the restore starts (at creation, exactly the
+// source's pages; blocks rewritten since are skipped). A restart resumes
+// it (the ledger names the volumes still restoring) from the start: the
+// cache is cold after a restart anyway.
+//
+// That is this engine's meaning of "hydrated" for a cached volume: the
+// data is all in the store and verified there, and as much of it as fits
+// is local.
+type restoreState struct {
+	total, done atomic.Int64
+	finished    atomic.Bool
+}
+
+func (r *restoreState) progress() float64 {
+	t := r.total.Load()
+	if t == 0 {
+		return 0
+	}
+	return min(99, 100*float64(r.done.Load())/float64(t))
+}
+
+// startRestore begins restoring v in the background (at Open, for the
+// volumes the ledger names); the engine's Close stops it.
+func (e *Engine) startRestore(v *Volume) {
+	r := &restoreState{}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.wg.Add(1)
+	e.mu.Unlock()
+	v.mu.Lock()
+	v.restore = r
+	v.mu.Unlock()
+	go e.runRestore(v, r)
+}
+
+// startRestoreLocked is startRestore for CreateVolume: e.mu held, and v
+// not yet reachable by anyone else (so v.mu is not needed, and Engine.mu
+// is never held while taking a volume lock).
+func (e *Engine) startRestoreLocked(v *Volume) {
+	if e.closed {
+		return
+	}
+	v.restore = &restoreState{}
+	e.wg.Add(1)
+	go e.runRestore(v, v.restore)
+}
+
+func (e *Engine) runRestore(v *Volume, r *restoreState) {
+	defer e.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-e.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for ctx.Err() == nil {
+		err := e.restore(ctx, v, r)
+		if err == nil {
+			r.finished.Store(true)
+			e.refreshLedger(true)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		v.mu.Lock()
+		gone := v.deleted
+		v.mu.Unlock()
+		if gone {
+			return
+		}
+		e.log.Warn("volume: restore: will retry", "volume", v.id, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// restore walks the volume's root once; r.done counts blocks settled.
+func (e *Engine) restore(ctx context.Context, v *Volume, r *restoreState) error {
+	v.mu.Lock()
+	src := v.base
+	v.mu.Unlock()
+	var total int64
+	for _, pr := range src.Pages {
+		total += int64(pr.Blocks)
+	}
+	r.total.Store(total)
+	r.done.Store(0)
+	pis := make([]uint32, 0, len(src.Pages))
+	for pi := range src.Pages {
+		pis = append(pis, pi)
+	}
+	slices.Sort(pis)
+	for _, pi := range pis {
+		p, err := e.loadPage(ctx, src.Pages[pi].Hash)
+		if err != nil {
+			return err
+		}
+		ks := make([]uint16, 0, len(p.blocks))
+		for k := range p.blocks {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		for _, k := range ks {
+			if err := e.restoreBlock(ctx, v, uint64(pi)*pageBlocks+uint64(k), p.blocks[k]); err != nil {
+				return err
+			}
+			r.done.Add(1)
+		}
+	}
+	return nil
+}
+
+// restoreBlock fetches and verifies block b (source hash h) unless the
+// volume rewrote it or has it cached, and caches it if a slot is free.
+func (e *Engine) restoreBlock(ctx context.Context, v *Volume, b uint64, h hash) error {
+	local := func() (bool, error) { // v.mu held
+		if v.deleted {
+			return true, nil
+		}
+		_, dirty := v.dirty[b]
+		_, frozen := v.frozen[b]
+		if dirty || frozen {
+			return true, nil
+		}
+		cur, err := e.blockHash(ctx, v.base, b)
+		if err != nil || cur != h {
+			return true, err
+		}
+		_, cached := e.cache.lookup(v.key(b))
+		return cached, nil
+	}
+	v.mu.Lock()
+	done, err := local()
+	v.mu.Unlock()
+	if done || err != nil {
+		return err
+	}
+	data, err := e.fetchBlock(ctx, h) // checks the SHA-256
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if done, err := local(); done || err != nil {
+		return err
+	}
+	if s, ok := e.cache.allocFreeStaging(); ok {
+		if err := e.cache.writeSlot(s, data, 0); err != nil {
+			e.cache.release(s)
+			return err
+		}
+		e.cache.makeClean(s, v.key(b), sectorCRCs(data))
+	}
+	return nil
+}
