@@ -64,7 +64,13 @@ type Volume struct {
 	// published is closed and replaced each time a cut is published.
 	published chan struct{}
 	deleted   bool
-	fenced    error
+	// fenced says why the volume's head is no longer its own (fence.go):
+	// writes are refused, reads go on. baseLost: and its own last root is
+	// gone from the store, so only blocks the journal holds can be read.
+	fenced   error
+	baseLost bool
+	// vf mirrors the volume's file (fence.go); guarded by cutMu.
+	vf volFile
 
 	// progress of the cut in flight, for pending snapshots
 	cutTotal, cutDone atomic.Int64
@@ -74,6 +80,9 @@ type cutState struct {
 	lsn   uint64
 	time  time.Time
 	snaps []string
+	// token is the publish token of this cut's root and head (fence.go);
+	// a retry of the cut keeps it.
+	token string
 }
 
 func newVolume(e *Engine, vs volState) *Volume {
@@ -96,15 +105,23 @@ func (v *Volume) checkRange(off int64, n int) error {
 
 func (v *Volume) key(b uint64) cacheKey { return cacheKey{nonce: v.nonce, block: b} }
 
-// usable reports why the volume cannot take I/O; v.mu held.
+// usable reports why the volume cannot take writes, flushes or cuts; v.mu
+// held.
 func (v *Volume) usable() error {
+	if err := v.readable(); err != nil {
+		return err
+	}
+	return v.fenced
+}
+
+// readable reports why the volume cannot be read; v.mu held. A fenced
+// volume stays readable: what this data dir holds can be copied off.
+func (v *Volume) readable() error {
 	switch {
 	case v.e.isClosed.Load():
 		return ErrClosed
 	case v.deleted:
 		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, v.id)
-	case v.fenced != nil:
-		return v.fenced
 	}
 	return nil
 }
@@ -139,7 +156,7 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 	// store was read even when a retry then finds the block local.
 	fetched := false
 	for {
-		if err := v.usable(); err != nil {
+		if err := v.readable(); err != nil {
 			return err
 		}
 		st, ok := v.dirty[b]
@@ -161,6 +178,9 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 		if hit {
 			v.e.cache.noteRead(!fetched)
 			return nil
+		}
+		if v.baseLost {
+			return fmt.Errorf("%w: block %d is not in this data dir's journal and its last recovery point is gone from the store", v.fenced, b)
 		}
 		h, err := v.e.blockHash(ctx, v.base, b)
 		if err != nil {
