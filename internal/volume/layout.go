@@ -44,6 +44,7 @@ func parseHash(s string) (hash, error) {
 // Object keys, relative to Config.Prefix.
 func blockKey(h hash) string { s := h.String(); return "blocks/" + s[:2] + "/" + s }
 func pageKey(h hash) string  { s := h.String(); return "pages/" + s[:2] + "/" + s }
+
 // rootKey names a root. Each publish carries a fresh token (see fence.go),
 // so two writers of one volume at the same seq (a data dir and its copy)
 // never overwrite each other's root; roots written before tokens existed
