@@ -468,7 +468,7 @@ func (e *Engine) recoverHead(ctx context.Context, v *Volume) error {
 	}
 	if base == nil {
 		base = &root{Volume: v.id, Size: v.size, Owner: e.state.Owner, Pages: map[uint32]pageRef{}}
-		v.baseLost = true
+		v.baseLost, v.unknown = true, map[uint64]bool{}
 		fenced += "; this data dir's last recovery point is gone from the object store, only what its journal holds can be read"
 	}
 	v.base, v.headETag = base, etag

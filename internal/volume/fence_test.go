@@ -60,29 +60,27 @@ func copyDir(t testing.TB, src, dst string) {
 	}
 }
 
-// openCopy opens an engine on a copy of te's data dir (disk paths inside
-// it rewritten to the copy's), logging into log.
-func openCopy(t testing.TB, te *testEngine, dst string, log *logBuf) *testEngine {
+// copyDataDir copies a data dir whose files name the paths under origin
+// (its disks) and rewrites those to dst, as restoring it there would.
+func copyDataDir(t testing.TB, src, dst, origin string) {
 	t.Helper()
-	copyDir(t, te.dir, dst)
-	for _, name := range stateFiles {
+	copyDir(t, src, dst)
+	for _, name := range append(stateFiles[:], "journal.json") {
 		p := filepath.Join(dst, "engine", name)
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, bytes.ReplaceAll(b, []byte(te.dir), []byte(dst)), 0o600); err != nil {
+		if err := os.WriteFile(p, bytes.ReplaceAll(b, []byte(origin), []byte(dst)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p := filepath.Join(dst, "engine", "journal.json")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, bytes.ReplaceAll(b, []byte(te.dir), []byte(dst)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// openCopy opens an engine on a copy of te's data dir, logging into log.
+func openCopy(t testing.TB, te *testEngine, dst string, log *logBuf) *testEngine {
+	t.Helper()
+	copyDataDir(t, te.dir, dst, te.dir)
 	c := &testEngine{t: t, dir: dst, store: te.store, cfg: te.cfg}
 	c.cfg.Dir = filepath.Join(dst, "engine")
 	c.cfg.Logger = slog.New(slog.NewTextHandler(log, nil))

@@ -69,6 +69,7 @@ type Volume struct {
 	// gone from the store, so only blocks the journal holds can be read.
 	fenced   error
 	baseLost bool
+	unknown  map[uint64]bool // with baseLost: blocks the journal holds only part of
 	// vf mirrors the volume's file (fence.go); guarded by cutMu.
 	vf volFile
 
@@ -162,6 +163,9 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 		st, ok := v.dirty[b]
 		if !ok {
 			st, ok = v.frozen[b]
+		}
+		if ok && v.unknown[b] {
+			return fmt.Errorf("%w: block %d is only partly in this data dir's journal and its last recovery point is gone from the store", v.fenced, b)
 		}
 		if ok {
 			if st.zero {
@@ -353,6 +357,14 @@ func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, 
 	for i := range recs {
 		total += recordSize(len(recs[i].data))
 	}
+	// A fenced volume's journal records are never released: refuse before
+	// waiting for journal space it may never get back.
+	v.mu.Lock()
+	err := v.usable()
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	e.ioGate.RLock()
 	defer e.ioGate.RUnlock()
 	if err := e.jr.reserve(ctx, total, e.underPressure); err != nil {
@@ -449,6 +461,15 @@ func (v *Volume) replay(ctx context.Context, r *record) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	b := r.off / BlockSize
+	if v.baseLost {
+		// Over a lost root, a block is known only once a record covered
+		// it whole; a partial record would be applied over zeros.
+		if r.length == BlockSize {
+			delete(v.unknown, b)
+		} else if _, dirty := v.dirty[b]; !dirty {
+			v.unknown[b] = true
+		}
+	}
 	for !(r.kind == recZero && r.length == BlockSize) {
 		_, retry, err := v.writableSlot(ctx, b, r.kind == recWrite && r.length == BlockSize)
 		if err != nil {
