@@ -496,8 +496,8 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 	if rpMoves < cycles/20 || snapsChecked < 2 {
 		t.Fatalf("no progress: the recovery point advanced in %d of %d cycles, %d new snapshots", rpMoves, cycles, snapsChecked)
 	}
+	crashClonedDataDir(t, c, store, m, at) // publishes: the backup is now old
 	crashOldBackup(t, c, store, m, backup)
-	crashClonedDataDir(t, c, store, m, at)
 }
 
 // crashBackup is a copy of the crash's data dir taken between cycles,

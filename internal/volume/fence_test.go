@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -222,7 +223,7 @@ func TestClonedDataDirFenced(t *testing.T) {
 func scsiRefuses(t *testing.T, v *Volume) {
 	t.Helper()
 	ctx := context.Background()
-	d, err := scsi.NewDevice(v, scsi.DeviceOptions{})
+	d, err := scsi.NewDevice(v, scsi.DeviceOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
