@@ -438,7 +438,7 @@ func (e *Engine) recover(ctx context.Context) error {
 		}
 		e.replayLSN = r.lsn
 		n++
-		return v.replay(ctx, r)
+		return e.replayFenced(v, v.replay(ctx, r), byNonce)
 	})
 	if err != nil {
 		return fmt.Errorf("volume: journal replay: %w", err)
@@ -456,6 +456,21 @@ func (e *Engine) recover(ctx context.Context) error {
 		v.noteClean()
 		v.mu.Unlock()
 	}
+	return nil
+}
+
+// replayFenced keeps a fenced volume's replay failure (it cannot cut to
+// free cache slots) from failing Open: the volume stops being replayed and
+// refuses reads, which would miss what the rest of its journal holds.
+func (e *Engine) replayFenced(v *Volume, err error, byNonce map[uint64]*Volume) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err == nil || v.fenced == nil {
+		return err
+	}
+	delete(byNonce, v.nonce)
+	v.readErr = fmt.Errorf("%w: its journal could not be replayed: %v", v.fenced, err)
+	e.log.Error("volume: fenced volume's journal not replayed; its reads are refused", "volume", v.id, "err", err)
 	return nil
 }
 
@@ -566,8 +581,13 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 		sv.cutMu.Lock()
 		defer sv.cutMu.Unlock()
 		sv.mu.Lock()
-		src = sv.base
+		var fenced error
+		src, fenced = sv.base, sv.fenced
 		sv.mu.Unlock()
+		if fenced != nil {
+			// Its root is not the volume as this data dir holds it.
+			return fenced
+		}
 	}
 	if src != nil {
 		if src.Size > spec.SizeBytes {
@@ -623,6 +643,9 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 // deleteHead replaces the volume's head with a tombstone. v.cutMu held.
 func (e *Engine) deleteHead(ctx context.Context, v *Volume, base *root, etag string) error {
 	token := newToken()
+	if v.vf.Deleting {
+		token = v.vf.NextToken // an earlier attempt's PUT may have landed
+	}
 	if err := e.notePublishing(v, base, base.Seq, token, true); err != nil {
 		return err
 	}

@@ -397,8 +397,13 @@ func TestCreateAdoptsOwnHead(t *testing.T) {
 		t.Fatal("the lost answer was not reported")
 	}
 	fs.SetHook(nil)
+	var log logBuf
+	te.log = slog.New(slog.NewTextHandler(&log, nil))
 	if err := te.DeleteVolume(ctx, vol); err != nil {
 		t.Fatalf("retried delete: %v", err)
+	}
+	if strings.Contains(log.String(), "level=ERROR") {
+		t.Fatalf("a retried delete took its own tombstone for another writer's:\n%s", log.String())
 	}
 	te.reopen()
 	if ids, _ := te.LocalVolumes(ctx); len(ids) != 0 {

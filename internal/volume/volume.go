@@ -70,6 +70,7 @@ type Volume struct {
 	fenced   error
 	baseLost bool
 	unknown  map[uint64]bool // with baseLost: blocks the journal holds only part of
+	readErr  error           // a fenced volume whose journal could not be replayed
 	// vf mirrors the volume's file (fence.go); guarded by cutMu.
 	vf volFile
 
@@ -124,7 +125,7 @@ func (v *Volume) readable() error {
 	case v.deleted:
 		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, v.id)
 	}
-	return nil
+	return v.readErr
 }
 
 // ReadAt fills p from off: dirty and frozen blocks from their slots, clean
