@@ -156,6 +156,9 @@ func (e *Engine) fence(v *Volume, reason string) {
 	if already {
 		return
 	}
+	// Writers of the volume waiting for journal space give up: its records
+	// are never released now, so the space they wait for may never come.
+	v.fencedCancel()
 	v.vf.Fenced = reason
 	if v.vf.Volume.ID == "" {
 		v.vf.Volume = volState{ID: v.id, Size: v.size, Nonce: v.nonce, Created: v.created}
@@ -336,14 +339,21 @@ func (e *Engine) openHead(ctx context.Context, v *Volume) (base *root, etag, fen
 		r, err := e.loadRoot(ctx, h.rootKey(v.id))
 		return r, etag, "", err
 	}
-	// Our own newest root: the one being published holds everything the
-	// journal may have released (it is written before the file names it).
-	for _, k := range []string{rootKey(v.id, f.NextSeq, f.NextToken), rootKey(v.id, f.Seq, f.Token)} {
-		if !ok && f.Token == "" && f.Seq == 0 && f.NextSeq == 0 {
-			break // no idea which root was ours
-		}
+	// Our own newest root. The one being published (written before the
+	// file names it) is always a valid base: the journal keeps every record
+	// of the volume after it. The confirmed one before it is valid only if
+	// the journal still holds every record after it: if the newer root's
+	// PUT landed, the journal may have been released past it, and with the
+	// newer root swept by GC it would read stale.
+	if !ok && f.Token == "" && f.Seq == 0 && f.NextSeq == 0 {
+		return nil, "", fenced, nil // no idea which root was ours
+	}
+	e.jr.mu.Lock()
+	tail := e.jr.sb.TailLSN
+	e.jr.mu.Unlock()
+	for i, k := range []string{rootKey(v.id, f.NextSeq, f.NextToken), rootKey(v.id, f.Seq, f.Token)} {
 		r, err := e.loadRoot(ctx, k)
-		if err == nil && r.Volume == v.id {
+		if err == nil && r.Volume == v.id && (i == 0 || r.JournalLSN >= tail) {
 			return r, "", fenced, nil
 		}
 		if err != nil && !errors.Is(err, blob.ErrNotFound) {

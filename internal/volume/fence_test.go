@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/blob/blobtest"
@@ -464,5 +465,68 @@ func TestStateFileLost(t *testing.T) {
 	te.Engine = nil
 	if _, err := os.Stat(filepath.Join(te.cfg.Dir, "state.json")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("a refused Open wrote a new state.json")
+	}
+}
+
+// TestFencedWhileWaitingForJournal: a write waiting for journal space when
+// the cut that would free it finds the volume fenced fails with ErrFenced
+// rather than waiting for space a fenced volume never gets back.
+func TestFencedWhileWaitingForJournal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{bufferBytes: 4 << 20})
+	const vol = "vol-000000000000F3A17"
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: vol, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	// Another writer takes the volume; this engine learns it at its next
+	// publish, which journal pressure forces.
+	if _, err := te.store.Put(ctx, headKey(vol), []byte(`{"seq":0,"owner":"gw-other","token":"0123456789abcdef"}`), blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol(vol)
+	var err error
+	for i := range 64 {
+		if err = v.WriteAt(ctx, pattern(byte(i), BlockSize), int64(i)*BlockSize); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrFenced) || ctx.Err() != nil {
+		t.Fatalf("write once the journal is full and the volume fenced: %v (deadline: %v), want ErrFenced at once", err, ctx.Err())
+	}
+}
+
+// TestFencedBaseNeverStale: fenced at Open, a data dir whose newest root is
+// gone (swept by GC) does not fall back to an older root the journal was
+// released past: such reads fail instead of returning stale data.
+func TestFencedBaseNeverStale(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	const vol = "vol-00000000000057A1E"
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: vol, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.vol(vol).WriteAt(ctx, pattern(3, BlockSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Cut(ctx, vol); err != nil { // journal released past the first root
+		t.Fatal(err)
+	}
+	newest := te.vol(vol).base.key()
+	te.Engine.Close()
+	if err := te.store.Delete(ctx, newest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.store.Put(ctx, headKey(vol), []byte(`{"seq":5,"owner":"gw-other","token":"0123456789abcdef"}`), blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	te.open()
+	v := te.vol(vol)
+	if v.Fenced() == nil {
+		t.Fatal("not fenced")
+	}
+	p := make([]byte, 4096)
+	if err := v.ReadAt(ctx, p, 0); !errors.Is(err, ErrFenced) {
+		t.Fatalf("read of a block only the swept root held: %v (data %x…), want an ErrFenced error", err, p[:8])
 	}
 }

@@ -73,6 +73,9 @@ type Volume struct {
 	readErr  error           // a fenced volume whose journal could not be replayed
 	// vf mirrors the volume's file (fence.go); guarded by cutMu.
 	vf volFile
+	// fencedCtx is cancelled when the volume is fenced.
+	fencedCtx    context.Context
+	fencedCancel context.CancelFunc
 
 	// progress of the cut in flight, for pending snapshots
 	cutTotal, cutDone atomic.Int64
@@ -88,8 +91,10 @@ type cutState struct {
 }
 
 func newVolume(e *Engine, vs volState) *Volume {
-	return &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created,
+	v := &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created,
 		dirty: make(map[uint64]blockState), dirtyFrom: noLSN, frozenFrom: noLSN, published: make(chan struct{})}
+	v.fencedCtx, v.fencedCancel = context.WithCancel(context.Background())
+	return v
 }
 
 // ID is the volume's ID.
@@ -351,7 +356,7 @@ func (v *Volume) splitRecords(kind uint16, data []byte, off, n int64) []record {
 // Invariant (recovery point): every slot the range needs is made ready
 // first; then all records are appended and applied in one hold of v.mu, so
 // a cut (which freezes under v.mu) includes the whole range or none of it.
-func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, n int64) error {
+func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, n int64) (err error) {
 	e := v.e
 	recs := v.splitRecords(kind, data, off, n)
 	var total int64
@@ -361,11 +366,23 @@ func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, 
 	// A fenced volume's journal records are never released: refuse before
 	// waiting for journal space it may never get back.
 	v.mu.Lock()
-	err := v.usable()
+	err = v.usable()
 	v.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	// Waits below (journal space, cache space, a cut) end if the volume is
+	// fenced meanwhile: its records are never released now.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(v.fencedCtx, cancel)()
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			if f := v.Fenced(); f != nil {
+				err = f
+			}
+		}
+	}()
 	e.ioGate.RLock()
 	defer e.ioGate.RUnlock()
 	if err := e.jr.reserve(ctx, total, e.underPressure); err != nil {
