@@ -30,7 +30,9 @@ import (
 // (which drops the cache, so reads come from the store), and Check must
 // find nothing named that is missing.
 func TestConcurrentBackpressureAndGC(t *testing.T) {
-	ctx := context.Background()
+	// Writers waiting on backpressure give up (and fail) rather than hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	store := blobtest.NewFS(t)
 	dir := t.TempDir()
 	cfg := Config{Dir: filepath.Join(dir, "engine"), Store: store, CutInterval: 5 * time.Millisecond,
@@ -186,7 +188,10 @@ func TestConcurrentBackpressureAndGC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Every pending snapshot completes in the background.
+	// Every pending snapshot completes in the background: the uploader cuts
+	// every 5 ms, so a generous deadline (a loaded 2-core machine) only
+	// turns a snapshot that never completes into a failure with a message.
+	deadline := time.Now().Add(2 * time.Minute)
 	for i := range snaps {
 		id := fmt.Sprintf("snap-cc%d", i)
 		for {
@@ -200,7 +205,10 @@ func TestConcurrentBackpressureAndGC(t *testing.T) {
 			if s.Progress < 0 || s.Progress > 99 {
 				t.Fatalf("pending snapshot with progress %d", s.Progress)
 			}
-			time.Sleep(5 * time.Millisecond)
+			if time.Now().After(deadline) {
+				t.Fatalf("snapshot %s still %s (%d%%) after 2 minutes", id, s.Status, s.Progress)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	// Upload everything, then GC with everything aged past the grace.

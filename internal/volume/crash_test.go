@@ -14,7 +14,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,14 +35,27 @@ import (
 // i) against one volume, and kills it with SIGKILL at a random instant. The
 // parent then reopens the engine on the same state dir and store, and
 // checks the invariants of a crash:
+//   - the child died of the SIGKILL (a panic or an exit is a failure);
 //   - the engine opens (journal replayed) and Check passes: no root, head or
 //     snapshot in the store names a missing object;
 //   - the volume reads as the state after some prefix of the operations,
-//     at least up to the last Flush that returned;
+//     at least up to the last one acknowledged: a SIGKILL loses no
+//     acknowledged write (the journal's pages survive the process), flushed
+//     or not;
 //   - its recovery point (read through a clone) is the state after a
 //     prefix no longer than that, and never goes backwards;
 //   - the newest snapshot holds the state after some prefix.
-// The next child continues from the recovered prefix.
+// The next child continues from the recovered prefix. Over the run the
+// recovery point and the snapshots must advance (uploads happen), so the
+// test fails if cuts stop working. Then two more faults run against what
+// the cycles left: a copy of the data dir writing beside the original (one
+// of them is fenced, the other intact), and a backup of the data dir taken
+// a few cycles earlier, restored (fenced at Open).
+//
+// Every parent call has a deadline (the store's calls each have one, and a
+// watchdog ends a stuck cycle with its goroutines printed), so a hang fails
+// with a message rather than the binary's timeout, which prints none of the
+// subtest's log.
 
 const (
 	crashVolume = "vol-00000000000000C0A"
@@ -109,13 +127,50 @@ func (c *crashEnv) store(t testing.TB) blob.Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s
+		return deadlineStore{s, time.Minute}
 	}
 	s, err := s3.New(context.Background(), c.S3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return deadlineStore{s, time.Minute}
+}
+
+// deadlineStore bounds every call: a request a server never answers fails
+// (with a message) instead of hanging the test.
+type deadlineStore struct {
+	s blob.Store
+	d time.Duration
+}
+
+func (s deadlineStore) Get(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.d)
+	defer cancel()
+	return s.s.Get(ctx, key)
+}
+
+func (s deadlineStore) Put(ctx context.Context, key string, data []byte, o blob.PutOptions) (blob.ObjectInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.d)
+	defer cancel()
+	return s.s.Put(ctx, key, data, o)
+}
+
+func (s deadlineStore) Stat(ctx context.Context, key string) (blob.ObjectInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.d)
+	defer cancel()
+	return s.s.Stat(ctx, key)
+}
+
+func (s deadlineStore) Delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.d)
+	defer cancel()
+	return s.s.Delete(ctx, key)
+}
+
+func (s deadlineStore) List(ctx context.Context, prefix string, fn func(blob.ObjectInfo) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*s.d)
+	defer cancel()
+	return s.s.List(ctx, prefix, fn)
 }
 
 // config is the child's: frequent cuts at random moments. The parent's
@@ -189,9 +244,7 @@ func TestCrashChild(t *testing.T) {
 		case opUnmap:
 			err = v.Unmap(ctx, int64(op.off), int64(op.n))
 		case opFlush:
-			if err = v.Flush(ctx); err == nil {
-				mark(0, i+1) // flushed: every op before i+1 is durable
-			}
+			err = v.Flush(ctx)
 		case opCut:
 			err = e.Cut(ctx, crashVolume)
 		case opSnap:
@@ -203,6 +256,7 @@ func TestCrashChild(t *testing.T) {
 		if err != nil {
 			t.Fatalf("child op %d (%+v): %v", i, op.kind, err)
 		}
+		mark(0, i+1) // acknowledged: every op before i+1 returned
 	}
 }
 
@@ -272,10 +326,27 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 	m := &crashModel{seed: c.Seed, hseed: maphash.MakeSeed(), data: make([]byte, crashBytes)}
 	m.hashes = []uint64{maphash.Bytes(m.hseed, m.data)}
 	store := c.store(t)
-	ctx := context.Background()
-	at, rpAt, snapsChecked, maxOps, torn := 0, 0, 0, 0, 0
+	at, rpAt, snapsChecked, maxOps, torn, rpMoves := 0, 0, 0, 0, 0, 0
 	lastSnap := ""
+	var backup crashBackup
+	var endCycle func()
+	defer func() {
+		if endCycle != nil {
+			endCycle()
+		}
+	}()
 	for cycle := range cycles {
+		// A cycle takes well under a second; one stuck for minutes says
+		// where, with the seed, even if the binary's timeout would strike
+		// first and swallow the subtest's log.
+		watchdog := time.AfterFunc(5*time.Minute, func() {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			fmt.Fprintf(os.Stderr, "%s: cycle %d stuck for 5 minutes (seed %d); goroutines:\n%s\n", t.Name(), cycle, c.Seed, buf)
+			panic(fmt.Sprintf("%s: cycle %d stuck (seed %d)", t.Name(), cycle, c.Seed))
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		endCycle = func() { cancel(); watchdog.Stop() }
 		c.Start = at
 		env, _ := json.Marshal(c)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
@@ -290,17 +361,16 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		// in the middle of writes, flushes, cuts and snapshots.
 		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
 		cmd.Process.Kill()
-		err := cmd.Wait()
-		if err == nil {
-			t.Fatalf("cycle %d: child exited by itself: %v\n%s", cycle, err, out.Bytes())
-		}
-		if bytes.Contains(out.Bytes(), []byte("--- FAIL")) {
-			t.Fatalf("cycle %d: child failed:\n%s", cycle, out.Bytes())
+		cmd.Wait()
+		// Only our SIGKILL may end the child: a panic (in any goroutine)
+		// or an exit is a failure, whatever its output says.
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("cycle %d: child ended by itself (%v), not by the kill:\n%s", cycle, cmd.ProcessState, out.Bytes())
 		}
 
-		var flushed, issued int
+		var acked, issued int
 		if b, err := os.ReadFile(filepath.Join(c.Dir, "progress")); err == nil && len(b) == 16 {
-			flushed, issued = int(binary.LittleEndian.Uint64(b)), int(binary.LittleEndian.Uint64(b[8:]))
+			acked, issued = int(binary.LittleEndian.Uint64(b)), int(binary.LittleEndian.Uint64(b[8:]))
 		}
 		issued = max(issued, at)
 
@@ -340,10 +410,10 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 			}
 			now, torn = issued, torn+1
 		}
-		if now < 0 || now < flushed {
+		if now < 0 || now < acked {
 			e.Close()
 			m.explain(t, got, at, issued)
-			t.Fatalf("cycle %d: volume is not the state after any prefix in [%d, %d] (flushed %d; found %d)", cycle, at, issued, flushed, now)
+			t.Fatalf("cycle %d: volume is not the state after any prefix in [%d, %d] (acknowledged %d; found %d)", cycle, at, issued, acked, now)
 		}
 		// The recovery point, through a clone of it.
 		clone := fmt.Sprintf("vol-%017X", cycle+1)
@@ -406,9 +476,35 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 			t.Fatal(err)
 		}
 		maxOps = max(maxOps, now-at)
+		if rp > rpAt {
+			rpMoves++
+		}
 		at, rpAt = now, rp
+		if cycle == max(0, cycles-4) {
+			// Late, so that its root is usually still in the store (the
+			// verifier's GC has a short grace).
+			backup = crashBackup{dir: t.TempDir(), at: at}
+			copyDir(t, c.Dir, backup.dir)
+		}
+		endCycle()
 	}
-	t.Logf("%d cycles, %d operations survived in total, at most %d in one cycle, %d torn in flight; recovery point at op %d; %d snapshots checked", cycles, at, maxOps, torn, rpAt, snapsChecked)
+	t.Logf("%d cycles, %d operations survived in total, at most %d in one cycle, %d torn in flight; recovery point at op %d, advanced in %d cycles; %d snapshots checked",
+		cycles, at, maxOps, torn, rpAt, rpMoves, snapsChecked)
+	// Progress: cuts publish and snapshots complete. A broken uploader
+	// leaves the recovery point at the volume's creation and every state
+	// above still a valid prefix.
+	if rpMoves < cycles/20 || snapsChecked < 2 {
+		t.Fatalf("no progress: the recovery point advanced in %d of %d cycles, %d new snapshots", rpMoves, cycles, snapsChecked)
+	}
+	crashClonedDataDir(t, c, store, m, at) // publishes: the backup is now old
+	crashOldBackup(t, c, store, m, backup)
+}
+
+// crashBackup is a copy of the crash's data dir taken between cycles,
+// holding the volume as of op at.
+type crashBackup struct {
+	dir string
+	at  int
 }
 
 // explain logs how data differs from the states it could have been.
@@ -483,4 +579,249 @@ func (m *crashModel) torn(data []byte, k int) bool {
 		s = e
 	}
 	return true
+}
+
+// crashClonedDataDir runs a copy of the crash's data dir beside the
+// original, on the same store, both writing and flushing with frequent cuts
+// until one is fenced. Then: exactly one is fenced; it acknowledged nothing
+// after its first refusal; it still reads every write it acknowledged; the
+// winner reads every write it acknowledged, before and after a restart,
+// and none of the loser's; the store passes Check; the fence survives a
+// restart.
+func crashClonedDataDir(t *testing.T, c crashEnv, store blob.Store, m *crashModel, at int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	envs := []crashEnv{c, c}
+	envs[1].Dir = t.TempDir()
+	copyDataDir(t, c.Dir, envs[1].Dir, c.Dir)
+	type side struct {
+		e       *Engine
+		log     logBuf
+		model   []byte
+		acked   int
+		refused int
+		late    int // acknowledged after a refusal
+		err     error
+	}
+	sides := make([]*side, 2)
+	for i, env := range envs {
+		sd := &side{model: m.stateAt(at)}
+		// No cuts but those the ops below ask for: both sides write and
+		// flush before either can publish.
+		cfg := env.config(store, true)
+		cfg.Logger = slog.New(slog.NewTextHandler(&sd.log, nil))
+		e, err := Open(ctx, cfg)
+		if err != nil {
+			t.Fatalf("clone phase: Open %s: %v", env.Dir, err)
+		}
+		sd.e = e
+		defer func() { sd.e.Close() }()
+		sides[i] = sd
+	}
+	var fencedOnce atomic.Bool
+	var wg, ready sync.WaitGroup
+	ready.Add(len(sides))
+	for i, sd := range sides {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			readied := false
+			defer func() {
+				if !readied {
+					ready.Done()
+				}
+			}()
+			v, err := sd.e.Volume(crashVolume)
+			if err != nil {
+				sd.err = err
+				return
+			}
+			rng := rand.New(rand.NewPCG(c.Seed, uint64(1000+i)))
+			after := 0 // ops since either side was refused
+			for k := 0; k < 4000 && after < 40; k++ {
+				if k == 10 {
+					// Both sides have written and flushed; now race.
+					ready.Done()
+					readied = true
+					ready.Wait()
+				}
+				if fencedOnce.Load() {
+					after++
+				}
+				var err error
+				off := rng.IntN(crashBytes/512) * 512
+				n := min((1+rng.IntN(256))*512, crashBytes-off)
+				var p []byte
+				switch x := rng.IntN(20); {
+				case k < 10:
+					p = make([]byte, n) // first a few writes on both sides
+					for j := range p {
+						p[j] = byte(rng.Uint32())
+					}
+					err = v.WriteAt(ctx, p, int64(off))
+					if err == nil && k == 9 {
+						err = v.Flush(ctx)
+					}
+				case x < 3:
+					err = v.Flush(ctx)
+				case x < 6:
+					err = sd.e.Cut(ctx, crashVolume)
+				default:
+					p = make([]byte, n)
+					for j := range p {
+						p[j] = byte(rng.Uint32())
+					}
+					err = v.WriteAt(ctx, p, int64(off))
+				}
+				switch {
+				case err == nil && sd.refused > 0:
+					sd.late++
+				case err == nil:
+					sd.acked++
+					if p != nil {
+						copy(sd.model[off:], p)
+					}
+				case errors.Is(err, ErrFenced) && errors.Is(err, control.ErrVolumeNotReady):
+					sd.refused++
+					fencedOnce.Store(true)
+				default:
+					sd.err = fmt.Errorf("op %d: %w", k, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var winner, loser *side
+	for _, sd := range sides {
+		if sd.err != nil {
+			t.Fatalf("clone phase: %v", sd.err)
+		}
+		v, _ := sd.e.Volume(crashVolume)
+		if v.Fenced() != nil {
+			loser = sd
+		} else {
+			winner = sd
+		}
+	}
+	if winner == nil || loser == nil {
+		t.Fatalf("clone phase: want one side fenced, got fenced: %v, %v", sides[0].e.vols[crashVolume].Fenced(), sides[1].e.vols[crashVolume].Fenced())
+	}
+	if loser.late > 0 || loser.refused == 0 {
+		t.Fatalf("clone phase: the loser acknowledged %d ops after its first refusal (%d refused)", loser.late, loser.refused)
+	}
+	if !strings.Contains(loser.log.String(), "level=ERROR") {
+		t.Fatalf("clone phase: the loser logged no ERROR:\n%s", loser.log.String())
+	}
+	read := func(e *Engine) []byte {
+		t.Helper()
+		v, err := e.Volume(crashVolume)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, crashBytes)
+		if err := v.ReadAt(ctx, got, 0); err != nil {
+			t.Fatalf("clone phase: read: %v", err)
+		}
+		return got
+	}
+	if !bytes.Equal(read(loser.e), loser.model) {
+		t.Fatal("clone phase: the fenced copy does not read every write it acknowledged")
+	}
+	if !bytes.Equal(read(winner.e), winner.model) {
+		t.Fatal("clone phase: the winner does not read every write it acknowledged")
+	}
+	if err := winner.e.Cut(ctx, crashVolume); err != nil {
+		t.Fatalf("clone phase: winner's cut: %v", err)
+	}
+	// Restart both: the winner holds its writes, from its journal and the
+	// store; the loser is still fenced and still reads what it holds.
+	for i, sd := range sides {
+		if err := sd.e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e, err := Open(ctx, envs[i].config(store, true))
+		if err != nil {
+			t.Fatalf("clone phase: reopen: %v", err)
+		}
+		sd.e = e
+	}
+	if v, _ := loser.e.Volume(crashVolume); v.Fenced() == nil {
+		t.Fatal("clone phase: the fence did not survive a restart")
+	}
+	if !bytes.Equal(read(loser.e), loser.model) {
+		t.Fatal("clone phase: after a restart the fenced copy does not read what it holds")
+	}
+	if !bytes.Equal(read(winner.e), winner.model) {
+		t.Fatal("clone phase: after a restart the winner does not read every write it acknowledged")
+	}
+	if err := winner.e.Check(ctx); err != nil {
+		t.Fatalf("clone phase: %v", err)
+	}
+	// The winner's recovery point, through a clone, is its model (it was
+	// cut with nothing written after).
+	if err := winner.e.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-000000000000C0A0C", SizeBytes: gib, Source: control.VolumeSource{SourceVolumeID: crashVolume}}); err != nil {
+		t.Fatal(err)
+	}
+	cv, _ := winner.e.Volume("vol-000000000000C0A0C")
+	got := make([]byte, crashBytes)
+	if err := cv.ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, winner.model) {
+		t.Fatalf("clone phase: the winner's recovery point is not its last cut (%v)", err)
+	}
+	t.Logf("clone phase: the winner acknowledged %d ops, the loser %d before its fence and refused %d after", winner.acked, loser.acked, loser.refused)
+}
+
+// crashOldBackup restores the data dir copied near the end of the cycles:
+// the volume's head has moved on since, so it is fenced at Open; it takes
+// no writes, reports no recovery point, and reads what the backup held (or,
+// if GC has since swept its last root, refuses those reads: never another
+// writer's data).
+func crashOldBackup(t *testing.T, c crashEnv, store blob.Store, m *crashModel, b crashBackup) {
+	if b.dir == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	env := c
+	env.Dir = t.TempDir()
+	copyDataDir(t, b.dir, env.Dir, c.Dir)
+	var log logBuf
+	cfg := env.config(store, true)
+	cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	e, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("old backup: Open: %v", err)
+	}
+	defer e.Close()
+	v, err := e.Volume(crashVolume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Fenced(); !errors.Is(err, control.ErrVolumeNotReady) {
+		t.Fatalf("old backup: not fenced at Open: %v", err)
+	}
+	if !strings.Contains(log.String(), "level=ERROR") {
+		t.Fatalf("old backup: no ERROR logged:\n%s", log.String())
+	}
+	if err := v.WriteAt(ctx, make([]byte, 4096), 0); !errors.Is(err, ErrFenced) {
+		t.Fatalf("old backup: write: %v", err)
+	}
+	if err := v.Flush(ctx); !errors.Is(err, ErrFenced) {
+		t.Fatalf("old backup: flush: %v", err)
+	}
+	if _, err := e.RecoveryPoint(ctx, crashVolume); !errors.Is(err, control.ErrVolumeNotReady) {
+		t.Fatalf("old backup: recovery point: %v", err)
+	}
+	got := make([]byte, crashBytes)
+	switch err := v.ReadAt(ctx, got, 0); {
+	case err == nil:
+		if !bytes.Equal(got, m.stateAt(b.at)) {
+			t.Fatalf("old backup: reads something other than what the backup held (op %d; it is op %d's; base %+v; %s)", b.at, m.find(got, 0, b.at+2000), v.base.key(), log.String())
+		}
+		t.Logf("old backup: fenced, reads the state of op %d it held", b.at)
+	case errors.Is(err, ErrFenced):
+		t.Logf("old backup: fenced; its last root was swept by GC since: %v", err)
+	default:
+		t.Fatalf("old backup: read: %v", err)
+	}
 }

@@ -12,11 +12,14 @@
 //	blocks/<h[0:2]>/<h>            a 512 KiB block, named by its SHA-256
 //	pages/<h[0:2]>/<h>             a manifest page: (index, block hash) of the
 //	                               non-zero blocks among 4096 (2 GiB)
-//	volumes/<vol>/roots/<seq>      a recovery point: size, cut time, owner,
-//	                               journal position, (index, page hash, count)
-//	volumes/<vol>/head             {seq, owner} of the published root, replaced
-//	                               with If-Match (fencing); a tombstone once
-//	                               deleted
+//	volumes/<vol>/roots/<seq>-<token>
+//	                               a recovery point: size, cut time, owner,
+//	                               journal position, (index, page hash, count);
+//	                               roots/<seq> (no token) from before tokens
+//	                               existed is still read
+//	volumes/<vol>/head             {seq, owner, token} of the published root,
+//	                               replaced with If-Match (fencing, fence.go);
+//	                               a tombstone once deleted
 //	snapshots/<id>.json            a snapshot record naming a root key
 //
 // A zero block and an empty page are never stored: a volume costs what it
@@ -37,10 +40,15 @@
 // Upload-buffer disks form one ring (journal.go): records are appended at
 // increasing LSNs and released once the cut that covers them is published.
 // Cache disks are cut into 512 KiB slots (cache.go). The state directory
-// holds state.json (owner ID, disks, volumes), journal.json (the ring's
-// superblock: ID, epoch, layout, tail) and ledger.json (what the journal
-// must still hold, kept apart from it: ledger.go), each replaced
-// atomically.
+// holds state.json (owner ID, disks, volumes) and its copy state.copy.json
+// (one lost or damaged copy is rebuilt from the other, with an ERROR; both
+// lost, Open refuses a data dir that was in use rather than start afresh:
+// loadState), journal.json (the ring's superblock: ID, epoch, layout,
+// tail), ledger.json (what the journal must still hold, kept apart from it:
+// ledger.go), and volumes/<id>.json per volume (the publish tokens that
+// tell its own heads from another writer's, create and delete intents, a
+// fence: see fence.go), each replaced atomically. Only the volume's own
+// file is written at a cut.
 //
 // DescribeCache's and DescribeUploadBuffer's figures (Engine.CacheStats,
 // Engine.UploadBufferUsedBytes) are read off counts the cache keeps as
@@ -91,7 +99,16 @@
 //     read, and a mismatch drops the slot and the block is fetched again
 //     (and checked against its SHA-256).
 //
-//  5. Snapshots (snapshot.go). A completed record is written while its root
+//  5. Fencing (fence.go). A head is this data dir's own iff its token is
+//     one its volume file recorded before the PUT. A writer whose publish
+//     finds a head it did not write (a copy of its data dir won the race,
+//     or it was restored from an older backup, or another gateway took the
+//     volume) is fenced: persisted, logged at ERROR, writes, flushes,
+//     snapshots and its recovery point refused with ErrFenced (also
+//     control.ErrVolumeNotReady), reads served from its own last root and
+//     its journal, which is never released while it is fenced.
+//
+//  6. Snapshots (snapshot.go). A completed record is written while its root
 //     is the published head, so the root exists first; a pending record
 //     names no root and is completed by the next cut; deleting writes a
 //     tombstone first and GC reclaims the rest.
@@ -123,8 +140,13 @@
 // # Known limits
 //
 //   - The cache is cold after a restart (see above).
-//   - A crash between publishing a new volume's head and recording the
-//     volume locally leaves a head no gateway owns; GC keeps its blocks.
+//   - A fenced volume keeps its journal records and dirty cache slots
+//     until it is deleted locally: other volumes' writes wait for journal
+//     space once the ring fills, and an upload-buffer disk cannot be added
+//     (the ring cannot drain). Its own last root is no longer named by a
+//     head, so GC (any gateway's) sweeps it after the grace period; reads
+//     of blocks its journal does not hold whole then fail (never return
+//     another writer's data).
 //   - Writes larger than maxAtomic (16 blocks, less with small disks) are
 //     atomic with respect to cuts only in maxAtomic pieces.
 package volume

@@ -129,6 +129,8 @@ func (e *Engine) UploadBufferUsedBytes(ctx context.Context) (int64, error) {
 }
 
 type localState struct {
+	// Gen counts saves: of the two copies (loadState), the higher wins.
+	Gen     uint64         `json:"gen"`
 	Owner   string         `json:"owner"`
 	Disks   []control.Disk `json:"disks"`
 	Volumes []volState     `json:"volumes"`
@@ -222,29 +224,88 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// loadState reads the engine's state. It is kept twice, in state.json and
+// state.copy.json (written one after the other, each atomically, and only
+// when disks or volumes change), so that one lost or damaged file is
+// rebuilt from the other. With both gone, a data dir that shows it was in
+// use (a journal superblock or volume files) is refused: starting over with
+// a new owner would forget every volume and the writes its upload buffer
+// still holds.
 func (e *Engine) loadState() error {
-	path := filepath.Join(e.cfg.Dir, "state.json")
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		if err := json.Unmarshal(b, &e.state); err != nil {
-			return fmt.Errorf("%w: state.json: %v", ErrCorrupt, err)
+	var got []localState
+	var bad []string
+	for _, name := range stateFiles {
+		path := filepath.Join(e.cfg.Dir, name)
+		b, err := os.ReadFile(path)
+		var st localState
+		switch {
+		case err == nil:
+			if err := json.Unmarshal(b, &st); err != nil || st.Owner == "" {
+				bad = append(bad, fmt.Sprintf("%s is damaged (%v)", path, err))
+				continue
+			}
+			got = append(got, st)
+		case os.IsNotExist(err):
+			bad = append(bad, path+" is missing")
+		default:
+			return fmt.Errorf("volume: reading state: %w", err)
 		}
-	case os.IsNotExist(err):
-	default:
-		return fmt.Errorf("volume: reading state: %w", err)
 	}
-	if e.state.Owner == "" {
-		e.state.Owner = "gw-" + randomHex(8)
+	if len(got) == 0 {
+		if evidence := e.usedDataDir(); evidence != "" {
+			return fmt.Errorf("%w: %s, but %s: this data dir was in use. Refusing to start afresh, which would forget its volumes "+
+				"and the writes its upload buffer holds. Restore %s from a backup of this data dir; or, to give up what it holds "+
+				"(its volumes become unusable here, writes not yet uploaded are lost), move %s aside and start again",
+				ErrStateLost, strings.Join(bad, " and "), evidence, filepath.Join(e.cfg.Dir, stateFiles[0]), e.cfg.Dir)
+		}
+		e.state = localState{Owner: "gw-" + randomHex(8)}
+		return e.saveState()
+	}
+	e.state = got[0]
+	for _, st := range got[1:] {
+		if st.Gen > e.state.Gen {
+			e.state = st
+		}
+	}
+	if len(bad) > 0 || (len(got) == 2 && got[0].Gen != got[1].Gen) {
+		// A crash between the two writes leaves them one generation
+		// apart; anything else is damage worth an ERROR.
+		upgrade := len(got) == 1 && got[0].Gen == 0 // written before the copy existed
+		if !upgrade && (len(bad) > 0 || max(got[0].Gen, got[1].Gen)-min(got[0].Gen, got[1].Gen) > 1) {
+			e.log.Error("volume: engine state was damaged; rebuilt from its other copy", "problems", strings.Join(bad, "; "), "generation", e.state.Gen)
+		}
+		e.state.Gen-- // saveState writes this generation again
 		return e.saveState()
 	}
 	return nil
 }
 
-// saveState persists e.state; e.mu held (or single-threaded in Open).
+// stateFiles are the two copies of the engine's state.
+var stateFiles = [2]string{"state.json", "state.copy.json"}
+
+// usedDataDir says what shows that the engine's directory was in use, or "".
+func (e *Engine) usedDataDir() string {
+	var ev []string
+	if _, err := os.Stat(filepath.Join(e.cfg.Dir, "journal.json")); err == nil {
+		ev = append(ev, filepath.Join(e.cfg.Dir, "journal.json")+" exists")
+	}
+	if ids, _ := e.volFileIDs(); len(ids) > 0 {
+		ev = append(ev, fmt.Sprintf("%s holds %d volume files", filepath.Join(e.cfg.Dir, "volumes"), len(ids)))
+	}
+	return strings.Join(ev, " and ")
+}
+
+// saveState persists e.state to both copies, one after the other; e.mu
+// held (or single-threaded in Open).
 func (e *Engine) saveState() error {
+	e.state.Gen++
 	b, _ := json.MarshalIndent(e.state, "", "  ")
-	return writeFileAtomic(filepath.Join(e.cfg.Dir, "state.json"), b)
+	for _, name := range stateFiles {
+		if err := writeFileAtomic(filepath.Join(e.cfg.Dir, name), b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func randomHex(n int) string {
@@ -366,25 +427,19 @@ func (e *Engine) Volume(id string) (*Volume, error) {
 // over it: records before the root's cut are already in it and are skipped,
 // later ones make their blocks dirty again exactly as before the crash.
 func (e *Engine) recover(ctx context.Context) error {
+	if err := e.resolveIntents(ctx); err != nil {
+		return err
+	}
 	byNonce := make(map[uint64]*Volume)
 	for _, vs := range e.state.Volumes {
 		v := newVolume(e, vs)
-		h, etag, err := e.getHead(ctx, vs.ID)
-		if err != nil {
+		if err := e.recoverHead(ctx, v); err != nil {
 			return fmt.Errorf("volume: recovering %s: %w", vs.ID, err)
 		}
-		if h.Deleted || h.Owner != e.state.Owner {
-			v.fenced = fmt.Errorf("%w: %s is now owned by %q", ErrFenced, vs.ID, h.Owner)
-		}
-		r, err := e.loadRoot(ctx, rootKey(vs.ID, h.Seq))
-		if err != nil {
-			return fmt.Errorf("volume: recovering %s: %w", vs.ID, err)
-		}
-		v.base, v.headETag = r, etag
 		e.vols[vs.ID] = v
-		if v.fenced == nil {
-			byNonce[vs.Nonce] = v
-		}
+		// A fenced volume's journal records are replayed too, over its own
+		// last root: reads return what this data dir holds.
+		byNonce[vs.Nonce] = v
 	}
 	e.replaying = true
 	defer func() { e.replaying = false }()
@@ -396,7 +451,7 @@ func (e *Engine) recover(ctx context.Context) error {
 		}
 		e.replayLSN = r.lsn
 		n++
-		return v.replay(ctx, r)
+		return e.replayFenced(v, v.replay(ctx, r), byNonce)
 	})
 	if err != nil {
 		return fmt.Errorf("volume: journal replay: %w", err)
@@ -413,6 +468,40 @@ func (e *Engine) recover(ctx context.Context) error {
 		v.mu.Lock()
 		v.noteClean()
 		v.mu.Unlock()
+	}
+	return nil
+}
+
+// replayFenced keeps a fenced volume's replay failure (it cannot cut to
+// free cache slots) from failing Open: the volume stops being replayed and
+// refuses reads, which would miss what the rest of its journal holds.
+func (e *Engine) replayFenced(v *Volume, err error, byNonce map[uint64]*Volume) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err == nil || v.fenced == nil {
+		return err
+	}
+	delete(byNonce, v.nonce)
+	v.readErr = fmt.Errorf("%w: its journal could not be replayed: %v", v.fenced, err)
+	e.log.Error("volume: fenced volume's journal not replayed; its reads are refused", "volume", v.id, "err", err)
+	return nil
+}
+
+// recoverHead sets the volume's base from its head, or fences it (see
+// fence.go) if the head is not this data dir's.
+func (e *Engine) recoverHead(ctx context.Context, v *Volume) error {
+	base, etag, fenced, err := e.openHead(ctx, v)
+	if err != nil {
+		return err
+	}
+	if base == nil {
+		base = &root{Volume: v.id, Size: v.size, Owner: e.state.Owner, Pages: map[uint32]pageRef{}}
+		v.baseLost, v.unknown = true, map[uint64]bool{}
+		fenced += "; this data dir's last recovery point is gone from the object store, only what its journal holds can be read"
+	}
+	v.base, v.headETag = base, etag
+	if fenced != "" {
+		e.fence(v, fenced)
 	}
 	return nil
 }
@@ -479,8 +568,12 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	if noDisks {
 		return ErrNoDisks
 	}
+	if adopted, err := e.adoptCreate(ctx, spec); adopted || err != nil {
+		return err
+	}
 	start := e.now()
-	r := &root{Volume: spec.VolumeID, Size: spec.SizeBytes, CutTime: start, Owner: e.state.Owner, JournalLSN: e.jr.headLSN(), Pages: map[uint32]pageRef{}}
+	token := newToken()
+	r := &root{Volume: spec.VolumeID, Size: spec.SizeBytes, CutTime: start, Owner: e.state.Owner, Token: token, JournalLSN: e.jr.headLSN(), Pages: map[uint32]pageRef{}}
 	var src *root
 	switch {
 	case spec.Source.SnapshotID != "":
@@ -504,8 +597,13 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 		sv.cutMu.Lock()
 		defer sv.cutMu.Unlock()
 		sv.mu.Lock()
-		src = sv.base
+		var fenced error
+		src, fenced = sv.base, sv.fenced
 		sv.mu.Unlock()
+		if fenced != nil {
+			// Its root is not the volume as this data dir holds it.
+			return fenced
+		}
 	}
 	if src != nil {
 		if src.Size > spec.SizeBytes {
@@ -523,17 +621,30 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	if e.now().Sub(start) > e.lease() {
 		return fmt.Errorf("%w: creating %s", ErrLeaseExpired, spec.VolumeID)
 	}
-	hb, _ := json.Marshal(head{Seq: 0, Owner: e.state.Owner})
+	// The intent, before the head: a crash or a lost answer after the PUT
+	// leaves a head this data dir recognises as its own (resolveIntents at
+	// Open, adoptCreate on a retry) rather than one nobody can open or
+	// create again.
+	vs := volState{ID: spec.VolumeID, Size: spec.SizeBytes, Nonce: randomNonce(), Created: start}
+	vf := volFile{Volume: vs, Owner: e.state.Owner, Token: token, NextToken: token}
+	if err := e.writeVolFile(&vf); err != nil {
+		return err
+	}
+	hb, _ := json.Marshal(head{Seq: 0, Owner: e.state.Owner, Token: token})
 	info, err := e.store.Put(ctx, headKey(spec.VolumeID), hb, blob.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, blob.ErrPreconditionFailed) {
-		return fmt.Errorf("%w: %s exists in the object store", ErrVolumeExists, spec.VolumeID)
+		// Ours, if a retry of the PUT after a lost answer found it.
+		h, etag, herr := e.getHead(ctx, spec.VolumeID)
+		if herr != nil || h.Token != token || h.Deleted {
+			return errors.Join(fmt.Errorf("%w: %s exists in the object store", ErrVolumeExists, spec.VolumeID), e.removeVolFile(spec.VolumeID))
+		}
+		info.ETag, err = etag, nil
 	}
 	if err != nil {
 		return fmt.Errorf("volume: creating %s: %w", spec.VolumeID, err)
 	}
-	vs := volState{ID: spec.VolumeID, Size: spec.SizeBytes, Nonce: randomNonce(), Created: start}
 	v := newVolume(e, vs)
-	v.base, v.headETag = r, info.ETag
+	v.base, v.headETag, v.vf = r, info.ETag, vf
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.state.Volumes = append(e.state.Volumes, vs)
@@ -544,6 +655,35 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	e.vols[vs.ID] = v
 	if src != nil {
 		e.startRestoreLocked(v)
+	}
+	return nil
+}
+
+// deleteHead replaces the volume's head with a tombstone. v.cutMu held.
+func (e *Engine) deleteHead(ctx context.Context, v *Volume, base *root, etag string) error {
+	token := newToken()
+	if v.vf.Deleting {
+		token = v.vf.NextToken // an earlier attempt's PUT may have landed
+	}
+	if err := e.notePublishing(v, base, base.Seq, token, true); err != nil {
+		return err
+	}
+	hb, _ := json.Marshal(head{Seq: base.Seq, Owner: e.state.Owner, Token: token, Deleted: true, DeletedAt: e.now().UTC()})
+	_, err := e.store.Put(ctx, headKey(v.id), hb, blob.PutOptions{IfMatch: etag})
+	if errors.Is(err, blob.ErrPreconditionFailed) {
+		h, _, herr := e.getHead(ctx, v.id)
+		switch {
+		case herr != nil:
+			return fmt.Errorf("volume: deleting %s: %w", v.id, herr)
+		case h.Deleted && h.Token == token:
+			return nil // our PUT landed; its retry found it
+		default:
+			e.fence(v, fmt.Sprintf("deleting: the head is now seq %d of %q (token %q), not this data dir's", h.Seq, h.Owner, h.Token))
+			return nil // not ours to delete any more: drop it locally
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("volume: deleting %s: %w", v.id, err)
 	}
 	return nil
 }
@@ -567,12 +707,13 @@ func (e *Engine) DeleteVolume(ctx context.Context, volumeID string) error {
 		v.mu.Unlock()
 		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, volumeID)
 	}
-	seq, etag := v.base.Seq, v.headETag
+	base, etag, fenced := v.base, v.headETag, v.fenced
 	v.mu.Unlock()
-	if v.fenced == nil {
-		hb, _ := json.Marshal(head{Seq: seq, Owner: e.state.Owner, Deleted: true, DeletedAt: e.now().UTC()})
-		if _, err := e.store.Put(ctx, headKey(volumeID), hb, blob.PutOptions{IfMatch: etag}); err != nil {
-			return fmt.Errorf("volume: deleting %s: %w", volumeID, err)
+	if fenced == nil {
+		// The tombstone's token is recorded first, so a crash after its
+		// PUT completes the delete at Open (resolveIntents).
+		if err := e.deleteHead(ctx, v, base, etag); err != nil {
+			return err
 		}
 	}
 	e.mu.Lock()
@@ -580,6 +721,9 @@ func (e *Engine) DeleteVolume(ctx context.Context, volumeID string) error {
 	e.state.Volumes = slices.DeleteFunc(e.state.Volumes, func(s volState) bool { return s.ID == volumeID })
 	err = e.saveState()
 	e.mu.Unlock()
+	if err == nil {
+		err = e.removeVolFile(volumeID)
+	}
 	v.mu.Lock()
 	v.deleted = true
 	v.dropAll()
@@ -601,6 +745,11 @@ func (e *Engine) RecoveryPoint(ctx context.Context, volumeID string) (control.Re
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.fenced != nil {
+		// The head in the store is not this data dir's: it holds no
+		// recovery point it could vouch for.
+		return control.RecoveryPoint{}, v.fenced
+	}
 	return control.RecoveryPoint{Time: v.recoveryTime(), SizeBytes: v.size, UsageBytes: v.base.usage()}, nil
 }
 

@@ -108,7 +108,7 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			oldTombstones = append(oldTombstones, k)
 			continue
 		}
-		live[rootKey(vol, h.Seq)] = true
+		live[h.rootKey(vol)] = true
 	}
 	recs, err := e.listRecords(ctx)
 	if err != nil {
@@ -246,7 +246,7 @@ func (e *Engine) Check(ctx context.Context) error {
 		}
 		if !h.Deleted {
 			vol := strings.TrimSuffix(strings.TrimPrefix(k, "volumes/"), "/head")
-			want[rootKey(vol, h.Seq)] = k
+			want[h.rootKey(vol)] = k
 		}
 	}
 	recs, err := e.listRecords(ctx)

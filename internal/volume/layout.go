@@ -45,8 +45,16 @@ func parseHash(s string) (hash, error) {
 // Object keys, relative to Config.Prefix.
 func blockKey(h hash) string { s := h.String(); return "blocks/" + s[:2] + "/" + s }
 func pageKey(h hash) string  { s := h.String(); return "pages/" + s[:2] + "/" + s }
-func rootKey(vol string, seq uint64) string {
-	return fmt.Sprintf("volumes/%s/roots/%020d", vol, seq)
+
+// rootKey names a root. Each publish carries a fresh token (see fence.go),
+// so two writers of one volume at the same seq (a data dir and its copy)
+// never overwrite each other's root; roots written before tokens existed
+// have none and keep their old key, which is still read.
+func rootKey(vol string, seq uint64, token string) string {
+	if token == "" {
+		return fmt.Sprintf("volumes/%s/roots/%020d", vol, seq)
+	}
+	return fmt.Sprintf("volumes/%s/roots/%020d-%s", vol, seq, token)
 }
 func headKey(vol string) string    { return "volumes/" + vol + "/head" }
 func snapshotKey(id string) string { return "snapshots/" + id + ".json" }
@@ -171,6 +179,9 @@ type root struct {
 	Size    int64
 	CutTime time.Time
 	Owner   string // gateway that wrote it
+	// Token is the publish token of the head that names this root ("" for
+	// a root written before tokens existed); it is part of the key.
+	Token string
 	// JournalLSN is the cut's position in Owner's journal: every record of
 	// this volume before it is in this root, none after it.
 	JournalLSN uint64
@@ -185,7 +196,7 @@ func (r *root) usage() int64 {
 	return n * BlockSize
 }
 
-func (r *root) key() string { return rootKey(r.Volume, r.Seq) }
+func (r *root) key() string { return rootKey(r.Volume, r.Seq, r.Token) }
 
 type rootJSON struct {
 	Volume     string     `json:"volume"`
@@ -193,12 +204,13 @@ type rootJSON struct {
 	Size       int64      `json:"size"`
 	CutTime    time.Time  `json:"cutTime"`
 	Owner      string     `json:"owner"`
+	Token      string     `json:"token,omitempty"`
 	JournalLSN uint64     `json:"journalLSN"`
 	Pages      [][]string `json:"pages"` // [index, hash, blocks] or [index, hash, blocks, touched] when they differ
 }
 
 func encodeRoot(r *root) []byte {
-	j := rootJSON{Volume: r.Volume, Seq: r.Seq, Size: r.Size, CutTime: r.CutTime.UTC(), Owner: r.Owner, JournalLSN: r.JournalLSN}
+	j := rootJSON{Volume: r.Volume, Seq: r.Seq, Size: r.Size, CutTime: r.CutTime.UTC(), Owner: r.Owner, Token: r.Token, JournalLSN: r.JournalLSN}
 	idx := make([]int, 0, len(r.Pages))
 	for i := range r.Pages {
 		idx = append(idx, int(i))
@@ -229,7 +241,7 @@ func decodeRoot(b []byte) (*root, error) {
 		return nil, fmt.Errorf("%w: root of %q has size %d", ErrCorrupt, j.Volume, j.Size)
 	}
 	npages := uint64((j.Size+BlockSize-1)/BlockSize+pageBlocks-1) / pageBlocks
-	r := &root{Volume: j.Volume, Seq: j.Seq, Size: j.Size, CutTime: j.CutTime, Owner: j.Owner, JournalLSN: j.JournalLSN, Pages: make(map[uint32]pageRef, len(j.Pages))}
+	r := &root{Volume: j.Volume, Seq: j.Seq, Size: j.Size, CutTime: j.CutTime, Owner: j.Owner, Token: j.Token, JournalLSN: j.JournalLSN, Pages: make(map[uint32]pageRef, len(j.Pages))}
 	for _, e := range j.Pages {
 		if len(e) != 3 && len(e) != 4 {
 			return nil, fmt.Errorf("%w: root page entry %v", ErrCorrupt, e)
@@ -266,19 +278,32 @@ func decodeRoot(b []byte) (*root, error) {
 // head names a volume's latest root. Deleted is a tombstone: the volume is
 // gone, but the root stays marked for the GC grace period so that a clone
 // that read it just before can still publish (see gc.go).
+//
+// Token is unique to one publish (one PUT of the head by one data dir): it
+// is how a writer tells its own head from another's (fence.go). Heads
+// written before tokens existed have none.
 type head struct {
 	Seq       uint64    `json:"seq"`
 	Owner     string    `json:"owner"`
+	Token     string    `json:"token,omitempty"`
 	Deleted   bool      `json:"deleted,omitempty"`
 	DeletedAt time.Time `json:"deletedAt,omitzero"`
 }
+
+// rootKey is the key of the root the head names.
+func (h head) rootKey(vol string) string { return rootKey(vol, h.Seq, h.Token) }
 
 // Sentinel errors of the engine.
 var (
 	// ErrCorrupt: an object or journal record failed validation.
 	ErrCorrupt = errors.New("volume: corrupt data")
-	// ErrFenced: another gateway has taken over the volume's head.
-	ErrFenced = errors.New("volume: fenced by another gateway")
+	// ErrFenced: another writer (another gateway, or a copy of this data
+	// dir) has published the volume's head; this engine no longer takes
+	// writes for it. Also control.ErrVolumeNotReady.
+	ErrFenced error = &sentinel{"volume: fenced by another writer", []error{control.ErrVolumeNotReady}}
+	// ErrStateLost: the engine's state file is gone while its data dir
+	// shows it was in use (see loadState).
+	ErrStateLost = errors.New("volume: engine state lost")
 	// ErrNoDisks: I/O needs at least one cache disk and one upload-buffer disk.
 	ErrNoDisks error = &sentinel{"volume: no cache or upload-buffer disk", []error{control.ErrNoDisks}}
 	// ErrClosed: the engine was closed.

@@ -41,8 +41,8 @@ func (e *Engine) VolumeStatus(ctx context.Context, volumeID string) (control.Vol
 
 // conditionLocked: v.mu held.
 func (v *Volume) conditionLocked() control.VolumeCondition {
-	// HOOK(vfence): fenced → IRRECOVERABLE. On main the fence is the field
-	// v.fenced; at merge the lead connects vfence's (*Volume).Fenced() here.
+	// A fenced volume (fence.go: another writer holds its head) is
+	// IRRECOVERABLE: this gateway can no longer publish what it holds.
 	if v.fenced != nil {
 		return control.VolumeCondition{Status: control.VolumeIrrecoverable, Reason: fmt.Sprintf(
 			"%v; this gateway no longer writes it: create a snapshot from its recovery point or clone it, then delete it", v.fenced)}

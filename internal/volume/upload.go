@@ -103,7 +103,7 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 		if e.replaying {
 			lsn = e.replayLSN
 		}
-		v.cut = &cutState{lsn: lsn, time: e.now(), snaps: v.pendingSnaps}
+		v.cut = &cutState{lsn: lsn, time: e.now(), snaps: v.pendingSnaps, token: newToken()}
 		v.frozen, v.dirty = v.dirty, make(map[uint64]blockState)
 		v.frozenFrom, v.dirtyFrom = v.dirtyFrom, noLSN
 		v.pendingSnaps = nil
@@ -119,22 +119,29 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	if err != nil {
 		return retried, err
 	}
-	hb, _ := json.Marshal(head{Seq: newRoot.Seq, Owner: e.state.Owner})
+	// Fencing (fence.go): the token is recorded before the PUT, so that
+	// this data dir knows the head as its own even if the answer is lost
+	// or it dies right after.
+	if err := e.notePublishing(v, base, newRoot.Seq, newRoot.Token, false); err != nil {
+		return retried, err
+	}
+	hb, _ := json.Marshal(head{Seq: newRoot.Seq, Owner: e.state.Owner, Token: newRoot.Token})
 	info, err := e.store.Put(ctx, headKey(v.id), hb, blob.PutOptions{IfMatch: etag})
 	if errors.Is(err, blob.ErrPreconditionFailed) {
-		// Either another gateway took the volume, or our own PUT landed and
-		// its retry (after a lost response) found the new ETag: look.
+		// Either another writer published, or our own PUT landed and its
+		// retry (after a lost answer) found the new ETag: the token says
+		// which. (An owner ID cannot: a copy of this data dir has ours.)
 		h, cur, herr := e.getHead(ctx, v.id)
 		switch {
 		case herr != nil:
 			return retried, fmt.Errorf("volume: publishing %s seq %d: %w", v.id, newRoot.Seq, herr)
-		case h.Owner == e.state.Owner && h.Seq == newRoot.Seq && !h.Deleted:
+		case h.Token == newRoot.Token && !h.Deleted:
 			info.ETag, err = cur, nil
 		default:
-			v.mu.Lock()
-			v.fenced = fmt.Errorf("%w: %s: head is now seq %d of %q", ErrFenced, v.id, h.Seq, h.Owner)
-			v.mu.Unlock()
-			return retried, v.fenced
+			e.fence(v, fmt.Sprintf("publishing seq %d over seq %d, found the head replaced by seq %d of %q (token %q, deleted %v): "+
+				"another writer has published the volume (a copy of this data dir, this data dir restored from an older backup, or another gateway)",
+				newRoot.Seq, base.Seq, h.Seq, h.Owner, h.Token, h.Deleted))
+			return retried, v.Fenced()
 		}
 	}
 	if err != nil {
@@ -232,7 +239,7 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		return nil, nil, err
 	}
 
-	r := &root{Volume: v.id, Seq: base.Seq + 1, Size: v.size, CutTime: cut.time, Owner: e.state.Owner, JournalLSN: cut.lsn, Pages: make(map[uint32]pageRef, len(base.Pages))}
+	r := &root{Volume: v.id, Seq: base.Seq + 1, Size: v.size, CutTime: cut.time, Owner: e.state.Owner, Token: cut.token, JournalLSN: cut.lsn, Pages: make(map[uint32]pageRef, len(base.Pages))}
 	for i, p := range base.Pages {
 		r.Pages[i] = p
 	}
@@ -272,8 +279,8 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		e.pages.add(ph, np)
 		r.Pages[pi] = pageRef{Hash: ph, Blocks: len(np.blocks), Touched: np.touched()}
 	}
-	// Any earlier attempt at this seq was never named by a head, so it may
-	// be replaced.
+	// The key carries the cut's token, so no other writer's root is
+	// replaced; an earlier attempt of this same cut wrote the same bytes.
 	if err := e.put(ctx, r.key(), encodeRoot(r), blob.PutOptions{}); err != nil {
 		return nil, nil, err
 	}

@@ -64,7 +64,18 @@ type Volume struct {
 	// published is closed and replaced each time a cut is published.
 	published chan struct{}
 	deleted   bool
-	fenced    error
+	// fenced says why the volume's head is no longer its own (fence.go):
+	// writes are refused, reads go on. baseLost: and its own last root is
+	// gone from the store, so only blocks the journal holds can be read.
+	fenced   error
+	baseLost bool
+	unknown  map[uint64]bool // with baseLost: blocks the journal holds only part of
+	readErr  error           // a fenced volume whose journal could not be replayed
+	// vf mirrors the volume's file (fence.go); guarded by cutMu.
+	vf volFile
+	// fencedCtx is cancelled when the volume is fenced.
+	fencedCtx    context.Context
+	fencedCancel context.CancelFunc
 	// lastLSN is the LSN of the volume's newest journal record; replayed
 	// counts the records Open replayed for it (ledger.go).
 	lastLSN  uint64
@@ -87,11 +98,16 @@ type cutState struct {
 	lsn   uint64
 	time  time.Time
 	snaps []string
+	// token is the publish token of this cut's root and head (fence.go);
+	// a retry of the cut keeps it.
+	token string
 }
 
 func newVolume(e *Engine, vs volState) *Volume {
-	return &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created,
+	v := &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created,
 		dirty: make(map[uint64]blockState), dirtyFrom: noLSN, frozenFrom: noLSN, published: make(chan struct{})}
+	v.fencedCtx, v.fencedCancel = context.WithCancel(context.Background())
+	return v
 }
 
 // ID is the volume's ID.
@@ -109,17 +125,25 @@ func (v *Volume) checkRange(off int64, n int) error {
 
 func (v *Volume) key(b uint64) cacheKey { return cacheKey{nonce: v.nonce, block: b} }
 
-// usable reports why the volume cannot take I/O; v.mu held.
+// usable reports why the volume cannot take writes, flushes or cuts; v.mu
+// held.
 func (v *Volume) usable() error {
+	if err := v.readable(); err != nil {
+		return err
+	}
+	return v.fenced
+}
+
+// readable reports why the volume cannot be read; v.mu held. A fenced
+// volume stays readable: what this data dir holds can be copied off.
+func (v *Volume) readable() error {
 	switch {
 	case v.e.isClosed.Load():
 		return ErrClosed
 	case v.deleted:
 		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, v.id)
-	case v.fenced != nil:
-		return v.fenced
 	}
-	return nil
+	return v.readErr
 }
 
 // writable reports why the volume cannot take writes; v.mu held. An
@@ -166,12 +190,15 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 	// store was read even when a retry then finds the block local.
 	fetched := false
 	for {
-		if err := v.usable(); err != nil {
+		if err := v.readable(); err != nil {
 			return err
 		}
 		st, ok := v.dirty[b]
 		if !ok {
 			st, ok = v.frozen[b]
+		}
+		if ok && v.unknown[b] {
+			return fmt.Errorf("%w: block %d is only partly in this data dir's journal and its last recovery point is gone from the store", v.fenced, b)
 		}
 		if ok {
 			if st.zero {
@@ -188,6 +215,9 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 		if hit {
 			v.e.cache.noteRead(!fetched)
 			return nil
+		}
+		if v.baseLost {
+			return fmt.Errorf("%w: block %d is not in this data dir's journal and its last recovery point is gone from the store", v.fenced, b)
 		}
 		h, err := v.e.blockHash(ctx, v.base, b)
 		if err != nil {
@@ -354,13 +384,33 @@ func (v *Volume) splitRecords(kind uint16, data []byte, off, n int64) []record {
 // Invariant (recovery point): every slot the range needs is made ready
 // first; then all records are appended and applied in one hold of v.mu, so
 // a cut (which freezes under v.mu) includes the whole range or none of it.
-func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, n int64) error {
+func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, n int64) (err error) {
 	e := v.e
 	recs := v.splitRecords(kind, data, off, n)
 	var total int64
 	for i := range recs {
 		total += recordSize(len(recs[i].data))
 	}
+	// A fenced volume's journal records are never released: refuse before
+	// waiting for journal space it may never get back.
+	v.mu.Lock()
+	err = v.usable()
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	// Waits below (journal space, cache space, a cut) end if the volume is
+	// fenced meanwhile: its records are never released now.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(v.fencedCtx, cancel)()
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			if f := v.Fenced(); f != nil {
+				err = f
+			}
+		}
+	}()
 	e.ioGate.RLock()
 	defer e.ioGate.RUnlock()
 	if err := e.jr.reserve(ctx, total, e.underPressure); err != nil {
@@ -457,6 +507,15 @@ func (v *Volume) replay(ctx context.Context, r *record) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	b := r.off / BlockSize
+	if v.baseLost {
+		// Over a lost root, a block is known only once a record covered
+		// it whole; a partial record would be applied over zeros.
+		if r.length == BlockSize {
+			delete(v.unknown, b)
+		} else if _, dirty := v.dirty[b]; !dirty {
+			v.unknown[b] = true
+		}
+	}
 	for !(r.kind == recZero && r.length == BlockSize) {
 		_, retry, err := v.writableSlot(ctx, b, r.kind == recWrite && r.length == BlockSize)
 		if err != nil {
