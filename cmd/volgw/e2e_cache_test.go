@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,9 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/storagegateway"
 	sgwtypes "github.com/aws/aws-sdk-go-v2/service/storagegateway/types"
 
-	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/control"
-	"github.com/volgw/volgw/internal/scsi"
 	"github.com/volgw/volgw/internal/volume"
 )
 
@@ -120,24 +116,7 @@ func checkCacheFiguresPlausible(t *testing.T, ctx context.Context, endpoint, gat
 // (CutInterval < 0), so that what is dirty stays dirty until the test cuts;
 // engine is set once the server has opened it.
 func noCutParts(engine **volume.Engine, mu *sync.Mutex) parts {
-	p := productionParts
-	p.openEngine = func(ctx context.Context, dataDir string, store blob.Store, log *slog.Logger) (openedEngine, error) {
-		e, err := volume.Open(ctx, volume.Config{Dir: filepath.Join(dataDir, "engine"), Store: store, CutInterval: -1, Logger: log})
-		if err != nil {
-			return openedEngine{}, err
-		}
-		mu.Lock()
-		*engine = e
-		mu.Unlock()
-		return openedEngine{Engine: e, Close: e.Close, Volumes: func(id string) (scsi.Backend, error) {
-			v, err := e.Volume(id)
-			if err != nil {
-				return nil, err
-			}
-			return v, nil
-		}}, nil
-	}
-	return p
+	return enginePartsWith(engine, mu, func(cfg *volume.Config) { cfg.CutInterval, cfg.GCInterval = -1, 0 })
 }
 
 // TestGoSDKCacheFiguresAndEngineErrors follows DescribeCache's and

@@ -17,7 +17,6 @@ import (
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/catalog"
 	"github.com/volgw/volgw/internal/control"
-	"github.com/volgw/volgw/internal/scsi"
 	"github.com/volgw/volgw/internal/volume"
 )
 
@@ -25,22 +24,27 @@ import (
 // server opened, so that it can do to the engine what a crash between two
 // steps of an operation leaves behind.
 func enginePartsOf(engine **volume.Engine, mu *sync.Mutex) parts {
+	return enginePartsWith(engine, mu, nil)
+}
+
+// enginePartsWith are productionParts whose engine configuration adjust
+// changes (when not nil), and which set *engine (under mu) to the engine
+// once the server has opened it.
+func enginePartsWith(engine **volume.Engine, mu *sync.Mutex, adjust func(*volume.Config)) parts {
 	p := productionParts
 	p.openEngine = func(ctx context.Context, dataDir string, store blob.Store, log *slog.Logger) (openedEngine, error) {
-		e, err := volume.Open(ctx, volume.Config{Dir: filepath.Join(dataDir, "engine"), Store: store, GCInterval: engineGCInterval, Logger: log})
+		cfg := engineConfig(dataDir, store, log)
+		if adjust != nil {
+			adjust(&cfg)
+		}
+		e, err := volume.Open(ctx, cfg)
 		if err != nil {
 			return openedEngine{}, err
 		}
 		mu.Lock()
 		*engine = e
 		mu.Unlock()
-		return openedEngine{Engine: e, Close: e.Close, Volumes: func(id string) (scsi.Backend, error) {
-			v, err := e.Volume(id)
-			if err != nil {
-				return nil, err
-			}
-			return v, nil
-		}}, nil
+		return wrapEngine(e), nil
 	}
 	return p
 }
@@ -87,15 +91,7 @@ func TestLostEngineVolumeIsIrrecoverable(t *testing.T) {
 	first := startServerParts(t, dataDir, nil, nil, enginePartsOf(&engine, &mu))
 	c := newSDKClients(first.endpoint(), e2eKeyID, e2eSecret)
 	g := activateGateway(t, ctx, c, first.endpoint())
-	var arns []string
-	for _, name := range []string{"kept", "lost"} {
-		v, err := c.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{GatewayARN: aws.String(g.arn),
-			VolumeSizeInBytes: 1 << 30, TargetName: aws.String(name), NetworkInterfaceId: aws.String(g.ip), ClientToken: aws.String("token-" + name)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		arns = append(arns, aws.ToString(v.VolumeARN))
-	}
+	arns := createVolumes(t, ctx, c, g, "kept", "lost")
 	kept, lost := arns[0], arns[1]
 	// The engine loses the volume behind the control plane's back.
 	mu.Lock()
@@ -188,19 +184,11 @@ func TestInterruptedCreateAndDeleteAreReconciledAtStart(t *testing.T) {
 	e := engine
 	mu.Unlock()
 	if _, ok := any(e).(control.VolumeLister); !ok {
-		t.Skip("the engine does not list its volumes (control.VolumeLister) yet: start cannot reconcile")
+		t.Fatal("the engine does not list its volumes (control.VolumeLister): start cannot reconcile")
 	}
 	c := newSDKClients(first.endpoint(), e2eKeyID, e2eSecret)
 	g := activateGateway(t, ctx, c, first.endpoint())
-	var arns []string
-	for _, name := range []string{"kept", "deleted"} {
-		v, err := c.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{GatewayARN: aws.String(g.arn),
-			VolumeSizeInBytes: 1 << 30, TargetName: aws.String(name), NetworkInterfaceId: aws.String(g.ip), ClientToken: aws.String("token-" + name)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		arns = append(arns, aws.ToString(v.VolumeARN))
-	}
+	arns := createVolumes(t, ctx, c, g, "kept", "deleted")
 	kept, deleted := arns[0], arns[1]
 	// The engine step of a create whose catalog write never happened.
 	const orphan = "vol-0123456789ABCDEF0"

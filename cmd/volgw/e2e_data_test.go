@@ -17,6 +17,22 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/storagegateway"
 )
 
+// createVolumes creates a 1 GiB volume per name (its TargetName, and its
+// ClientToken "token-<name>") and returns their ARNs in order.
+func createVolumes(t *testing.T, ctx context.Context, c sdkClients, g gatewayFixture, names ...string) []string {
+	t.Helper()
+	var arns []string
+	for _, name := range names {
+		v, err := c.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{GatewayARN: aws.String(g.arn),
+			VolumeSizeInBytes: 1 << 30, TargetName: aws.String(name), NetworkInterfaceId: aws.String(g.ip), ClientToken: aws.String("token-" + name)})
+		if err != nil {
+			t.Fatalf("CreateCachediSCSIVolume %s: %v", name, err)
+		}
+		arns = append(arns, aws.ToString(v.VolumeARN))
+	}
+	return arns
+}
+
 // volumeLUNURL is the iscsi:// URL of a volume's LUN, built from what
 // DescribeCachediSCSIVolumes reports (as an initiator's user would).
 func volumeLUNURL(t *testing.T, ctx context.Context, c sdkClients, volumeARN string) string {

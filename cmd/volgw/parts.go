@@ -21,15 +21,25 @@ const engineGCInterval = 15 * time.Minute
 
 // openVolumeEngine opens the block engine in <data-dir>/engine over store.
 func openVolumeEngine(ctx context.Context, dataDir string, store blob.Store, log *slog.Logger) (openedEngine, error) {
-	e, err := volume.Open(ctx, volume.Config{
+	e, err := volume.Open(ctx, engineConfig(dataDir, store, log))
+	if err != nil {
+		return openedEngine{}, err
+	}
+	return wrapEngine(e), nil
+}
+
+// engineConfig is the engine's configuration as volgw serve runs it.
+func engineConfig(dataDir string, store blob.Store, log *slog.Logger) volume.Config {
+	return volume.Config{
 		Dir:        filepath.Join(dataDir, "engine"),
 		Store:      store,
 		GCInterval: engineGCInterval,
 		Logger:     log,
-	})
-	if err != nil {
-		return openedEngine{}, err
 	}
+}
+
+// wrapEngine is an open engine as main wires it.
+func wrapEngine(e *volume.Engine) openedEngine {
 	return openedEngine{
 		Engine: e,
 		Volumes: func(id string) (scsi.Backend, error) {
@@ -41,5 +51,5 @@ func openVolumeEngine(ctx context.Context, dataDir string, store blob.Store, log
 		},
 		Close:   e.Close,
 		Metrics: e.Collector(),
-	}, nil
+	}
 }
