@@ -45,7 +45,7 @@ func (v *Volume) conditionLocked() control.VolumeCondition {
 	// IRRECOVERABLE: this gateway can no longer publish what it holds.
 	if v.fenced != nil {
 		return control.VolumeCondition{Status: control.VolumeIrrecoverable, Reason: fmt.Sprintf(
-			"%v; this gateway no longer writes it: create a snapshot from its recovery point or clone it, then delete it", v.fenced)}
+			"%v; this gateway no longer writes, snapshots or clones it: its reads still serve what this data dir holds, so copy that off over iSCSI if you need it, then delete the volume on this gateway (the other writer's data is untouched)", v.fenced)}
 	}
 	if c := v.cond; c != nil && (c.Status == control.VolumeIrrecoverable || v.base.JournalLSN <= c.LSN) {
 		reason := c.Reason
