@@ -47,6 +47,9 @@ type faultEnv struct {
 	// After, if set: after the flush, cut, then write C (1 MiB) without a
 	// flush; the ledger then names only covered records.
 	After bool
+	// NoFlush, if set: B is written but never flushed (as qemu-img convert
+	// does by default) before the kill.
+	NoFlush bool
 }
 
 func (f faultEnv) config(log *slog.Logger) Config {
@@ -121,8 +124,10 @@ func TestFaultChild(t *testing.T) {
 	if err := v.WriteAt(ctx, faultData(2, faultB), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Flush(ctx); err != nil {
-		t.Fatal(err)
+	if !f.NoFlush {
+		if err := v.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if f.After {
 		if err := e.Cut(ctx, faultVolume); err != nil {
@@ -371,6 +376,65 @@ func TestFaultUploadBufferLost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFaultUnflushedWritesLost: writes acknowledged but never flushed (the
+// initiator did not ask) survive a SIGKILL in the upload buffer; if the
+// upload buffer is then damaged they are lost, and the volume must say so
+// (PASS THROUGH, an ERROR naming the file, the metric) instead of being
+// silently AVAILABLE without them.
+func TestFaultUnflushedWritesLost(t *testing.T) {
+	cases := []struct {
+		name, file string
+		damage     func(f faultEnv)
+	}{
+		{"journal.json deleted", "journal.json", func(f faultEnv) { must(t, os.Remove(f.journalJSON())) }},
+		{"buffer0.img deleted", "buffer0.img", func(f faultEnv) { must(t, os.Remove(f.buffer())) }},
+		{"buffer0.img truncated", "buffer0.img", func(f faultEnv) { must(t, os.Truncate(f.buffer(), 1<<20)) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := faultEnv{Dir: t.TempDir(), Store: t.TempDir(), NoFlush: true}
+			killedChild(t, f)
+			tc.damage(f)
+			e, logs := faultOpen(t, f)
+			st := volumeStatus(t, e, faultVolume)
+			if st.Status != control.VolumePassThrough {
+				t.Fatalf("status %q (%s), want PASS THROUGH; log:\n%s", st.Status, st.Reason, logs)
+			}
+			var errLine string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "level=ERROR") && strings.Contains(l, faultVolume) {
+					errLine = l
+				}
+			}
+			if errLine == "" || !strings.Contains(errLine, tc.file) {
+				t.Fatalf("no ERROR naming %s and %s; log:\n%s", faultVolume, tc.file, logs)
+			}
+			if got := damageMetric(t, e, control.VolumePassThrough); got != 1 {
+				t.Fatalf("damage metric %v, want 1", got)
+			}
+			if st := volumeStatus(t, e, otherVolume); st.Status != control.VolumeAvailable {
+				t.Fatalf("the other volume is %q (%s)", st.Status, st.Reason)
+			}
+		})
+	}
+	// Undamaged, the same unflushed writes are all there after the kill.
+	t.Run("intact", func(t *testing.T) {
+		f := faultEnv{Dir: t.TempDir(), Store: t.TempDir(), NoFlush: true}
+		killedChild(t, f)
+		e, logs := faultOpen(t, f)
+		if st := volumeStatus(t, e, faultVolume); st.Status == control.VolumePassThrough || st.Status == control.VolumeIrrecoverable {
+			t.Fatalf("status %q (%s) with the upload buffer intact; log:\n%s", st.Status, st.Reason, logs)
+		}
+		v, err := e.Volume(faultVolume)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := mustRead(t, v, 0, faultB); !bytes.Equal(got, faultData(2, faultB)) {
+			t.Fatalf("an acknowledged, unflushed write was lost across a SIGKILL (first difference at %d)", firstDiff(got, faultData(2, faultB)))
+		}
+	})
 }
 
 // TestFaultLostAndRecovered: the documented way back from IRRECOVERABLE

@@ -496,6 +496,20 @@ func openDiskFile(path string, size int64) (*os.File, error) {
 
 // writeFileAtomic replaces path with data so that a crash leaves either the
 // old or the new file, never a torn one.
+// writeFileRenamed replaces path with data by rename, without fsync: the
+// new content survives a crash of the process (the page cache holds it),
+// not necessarily a power loss.
+func writeFileRenamed(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("volume: writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("volume: writing %s: %w", path, err)
+	}
+	return nil
+}
+
 func writeFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)

@@ -36,13 +36,26 @@ import (
 // are covered only by the journal itself: if the journal is damaged, such
 // a volume cannot be known to have lost acknowledged writes, and is shown
 // PASS THROUGH rather than IRRECOVERABLE.
+//
+// Invariant (acknowledged, not flushed): before a write is acknowledged to
+// a volume that had nothing outside its published root, the ledger names
+// the volume's first such record (noteWritten, in Unflushed). That ledger
+// write is not fsynced: a process crash keeps the page cache, and those
+// writes are only promised across a process crash; on power loss both may
+// go. So if the ring cannot deliver that record at Open, acknowledged
+// writes are known lost and the volume is PASS THROUGH (out of sync with
+// the store), with an ERROR — never silently AVAILABLE. The cost is one
+// small file replace, without fsync, per volume per cut cycle.
 type ledgerFile struct {
 	Ring  uint64 `json:"ring"`
 	Clean bool   `json:"clean"`
 	// Head is at or above every LSN the ring has used: a ring started
 	// afresh begins above it, so no new record looks older than a cut.
-	Head       uint64                  `json:"head"`
-	Volumes    map[string]ledgerVolume `json:"volumes,omitempty"`
+	Head    uint64                  `json:"head"`
+	Volumes map[string]ledgerVolume `json:"volumes,omitempty"`
+	// Unflushed names, per volume, its first record outside its published
+	// root when the ledger was written, flushed or not (see above).
+	Unflushed  map[string]ledgerVolume `json:"unflushed,omitempty"`
 	Conditions map[string]volCondition `json:"conditions,omitempty"`
 	// Restoring names the volumes still RESTORING (restore.go), so that a
 	// restart resumes them.
@@ -51,7 +64,7 @@ type ledgerFile struct {
 
 type ledgerVolume struct {
 	Nonce   uint64 `json:"nonce"`
-	Flushed uint64 `json:"flushed"` // LSN of a flushed record of the volume
+	Flushed uint64 `json:"flushed"` // LSN of a (flushed, in Volumes) record of the volume
 }
 
 // volCondition is a volume found damaged at Open. IRRECOVERABLE lasts
@@ -85,13 +98,26 @@ func (e *Engine) loadLedger() (*ledgerFile, error) {
 }
 
 // writeLedgerLocked builds the ledger from the volumes as they are now and
-// persists it. Records before synced are durable. e.ledgerMu held.
+// persists it (fsynced). Records before synced are durable. e.ledgerMu held.
 func (e *Engine) writeLedgerLocked(synced uint64, clean bool) error {
+	return e.writeLedgerMode(synced, clean, true)
+}
+
+// writeLedgerMode is writeLedgerLocked, without the fsyncs when durable is
+// false (noteWritten: what it adds is only promised across a process
+// crash). e.ledgerMu held.
+func (e *Engine) writeLedgerMode(synced uint64, clean, durable bool) error {
 	l := ledgerFile{Ring: e.jr.ringID(), Clean: clean, Head: max(e.ledgerHead, e.jr.headLSN()),
-		Volumes: map[string]ledgerVolume{}, Conditions: map[string]volCondition{}, Restoring: map[string]bool{}}
+		Volumes: map[string]ledgerVolume{}, Unflushed: map[string]ledgerVolume{},
+		Conditions: map[string]volCondition{}, Restoring: map[string]bool{}}
 	for _, v := range e.volumes() {
 		v.mu.Lock()
-		if first := min(v.dirtyFrom, v.frozenFrom); first < synced {
+		first := min(v.dirtyFrom, v.frozenFrom)
+		if first != noLSN && !v.deleted {
+			l.Unflushed[v.id] = ledgerVolume{Nonce: v.nonce, Flushed: first}
+		}
+		v.needLedger = false
+		if first < synced {
 			// v.lastLSN is v's newest record; if the sync did not cover it,
 			// its first unreleased record is one the sync did cover.
 			rec := first
@@ -109,7 +135,11 @@ func (e *Engine) writeLedgerLocked(synced uint64, clean bool) error {
 		v.mu.Unlock()
 	}
 	b, _ := json.MarshalIndent(l, "", "  ")
-	if err := writeFileAtomic(e.ledgerPath(), b); err != nil {
+	write := writeFileAtomic
+	if !durable {
+		write = writeFileRenamed
+	}
+	if err := write(e.ledgerPath(), b); err != nil {
 		return err
 	}
 	e.ledger, e.ledgerHead = l, l.Head
@@ -135,6 +165,28 @@ func (e *Engine) noteFlush() error {
 		}
 	}
 	return nil
+}
+
+// noteWritten is called after a write to v was appended to the journal
+// and before it is acknowledged: if v went from nothing outside its
+// published root to something, the ledger is made to name its first such
+// record (see the invariant "acknowledged, not flushed"). Usually a no-op.
+func (e *Engine) noteWritten(v *Volume) error {
+	v.mu.Lock()
+	need := v.needLedger
+	v.mu.Unlock()
+	if !need {
+		return nil
+	}
+	e.ledgerMu.Lock()
+	defer e.ledgerMu.Unlock()
+	v.mu.Lock()
+	need = v.needLedger
+	v.mu.Unlock()
+	if !need {
+		return nil // written meanwhile, by another writer's noteWritten
+	}
+	return e.writeLedgerMode(e.jr.syncedLSN(), false, false)
 }
 
 // refreshLedger, at each cut interval, moves the ledger's records forward
@@ -211,6 +263,10 @@ func (e *Engine) judgeJournal(ctx context.Context) error {
 		has = has && ent.Nonce == v.nonce
 		needed := has && ent.Flushed >= v.base.JournalLSN
 		delivered := led.Ring == e.jr.ringID() && replayStart <= ent.Flushed && replayEnd > ent.Flushed
+		// Acknowledged records, flushed or not, the ledger names.
+		ack, hasAck := led.Unflushed[v.id]
+		hasAck = hasAck && ack.Nonce == v.nonce && ack.Flushed >= v.base.JournalLSN
+		ackDelivered := led.Ring == e.jr.ringID() && replayStart <= ack.Flushed && replayEnd > ack.Flushed
 		var c *volCondition
 		switch {
 		case needed && !delivered:
@@ -222,6 +278,14 @@ func (e *Engine) judgeJournal(ctx context.Context) error {
 				"writes acknowledged by a flush (journal record %d and maybe later ones) are lost from the upload buffer: %s; the volume serves its recovery point of %s",
 				ent.Flushed, why, v.recoveryTime().UTC().Format(time.RFC3339))}
 			lost = append(lost, v)
+		case hasAck && !ackDelivered:
+			why := damageText(damage)
+			if why == "" {
+				why = fmt.Sprintf("the journal in %s ends at record %d", diskNames(e.jr), replayEnd)
+			}
+			c = &volCondition{Status: control.VolumePassThrough, Since: now, Reason: fmt.Sprintf(
+				"writes acknowledged but not yet flushed by the initiator (from journal record %d) are lost from the upload buffer: %s; the volume holds its recovery point of %s and any writes the journal still delivered",
+				ack.Flushed, why, v.recoveryTime().UTC().Format(time.RFC3339))}
 		case (len(damage) > 0 && has) || unknown:
 			c = &volCondition{Status: control.VolumePassThrough, Since: now, Reason: fmt.Sprintf(
 				"the upload buffer was damaged (%s); writes made after %s may not have reached the store",

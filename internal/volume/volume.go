@@ -90,6 +90,11 @@ type Volume struct {
 	// restore is set while the volume is RESTORING (restore.go).
 	restore *restoreState
 
+	// needLedger is set when the volume goes from nothing outside its
+	// published root to something, until the ledger names that (ledger.go,
+	// noteWritten).
+	needLedger bool
+
 	// progress of the cut in flight, for pending snapshots
 	cutTotal, cutDone atomic.Int64
 }
@@ -271,7 +276,7 @@ func (v *Volume) WriteAt(ctx context.Context, p []byte, off int64) error {
 		}
 		p, off = p[n:], off+int64(n)
 	}
-	return nil
+	return v.e.noteWritten(v)
 }
 
 // Unmap makes [off, off+n) read as zeros; whole blocks are freed (they cost
@@ -297,7 +302,7 @@ func (v *Volume) Unmap(ctx context.Context, off, n int64) error {
 		}
 		off, n = off+l, n-l
 	}
-	return nil
+	return v.e.noteWritten(v)
 }
 
 // touchedPages lists the pages of [off, off+n) with dirty or frozen blocks
@@ -552,6 +557,9 @@ func (v *Volume) noteDirty(lsn uint64) {
 	v.lastLSN = lsn
 	if v.dirtyFrom == noLSN {
 		v.dirtyFrom = lsn
+		if v.frozenFrom == noLSN {
+			v.needLedger = true
+		}
 	}
 	if len(v.dirty) >= v.e.dirtyThreshold() {
 		v.e.wake()
