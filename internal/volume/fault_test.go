@@ -201,6 +201,22 @@ func (l *lockedBuffer) String() string {
 
 // faultOpen opens the engine after the crash as volgw serve would: Open,
 // then AddDisk with the same disks.
+// errorLineNaming returns the last ERROR line of logs that names volume,
+// and fails the test unless there is one that also names file.
+func errorLineNaming(t *testing.T, logs *lockedBuffer, volume, file string) string {
+	t.Helper()
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "level=ERROR") && strings.Contains(l, volume) {
+			line = l
+		}
+	}
+	if line == "" || !strings.Contains(line, file) {
+		t.Fatalf("no ERROR naming %s and %s; log:\n%s", volume, file, logs)
+	}
+	return line
+}
+
 func faultOpen(t *testing.T, f faultEnv) (*Engine, *lockedBuffer) {
 	t.Helper()
 	logs := &lockedBuffer{}
@@ -307,16 +323,7 @@ func TestFaultUploadBufferLost(t *testing.T) {
 			if st.Status != control.VolumeIrrecoverable {
 				t.Fatalf("status %q (%s), want IRRECOVERABLE; log:\n%s", st.Status, st.Reason, logs)
 			}
-			var errLine string
-			for _, l := range strings.Split(logs.String(), "\n") {
-				if strings.Contains(l, "level=ERROR") && strings.Contains(l, faultVolume) {
-					errLine = l
-				}
-			}
-			if errLine == "" || !strings.Contains(errLine, tc.file) {
-				t.Fatalf("no ERROR naming %s and %s; log:\n%s", faultVolume, tc.file, logs)
-			}
-			t.Logf("%s", errLine)
+			t.Logf("%s", errorLineNaming(t, logs, faultVolume, tc.file))
 			if got := damageMetric(t, e, control.VolumeIrrecoverable); got != 1 {
 				t.Fatalf("damage metric %v, want 1", got)
 			}
@@ -402,15 +409,7 @@ func TestFaultUnflushedWritesLost(t *testing.T) {
 			if st.Status != control.VolumePassThrough {
 				t.Fatalf("status %q (%s), want PASS THROUGH; log:\n%s", st.Status, st.Reason, logs)
 			}
-			var errLine string
-			for _, l := range strings.Split(logs.String(), "\n") {
-				if strings.Contains(l, "level=ERROR") && strings.Contains(l, faultVolume) {
-					errLine = l
-				}
-			}
-			if errLine == "" || !strings.Contains(errLine, tc.file) {
-				t.Fatalf("no ERROR naming %s and %s; log:\n%s", faultVolume, tc.file, logs)
-			}
+			errorLineNaming(t, logs, faultVolume, tc.file)
 			if got := damageMetric(t, e, control.VolumePassThrough); got != 1 {
 				t.Fatalf("damage metric %v, want 1", got)
 			}
