@@ -201,6 +201,24 @@ func (l *lockedBuffer) String() string {
 
 // faultOpen opens the engine after the crash as volgw serve would: Open,
 // then AddDisk with the same disks.
+// checkRecoveryPointBefore fails the test unless the fault volume's
+// recovery point is before t: writes acknowledged before the kill were
+// lost with the upload buffer, so no later instant is a recovery point.
+func checkRecoveryPointBefore(t *testing.T, e *Engine, killed time.Time) {
+	t.Helper()
+	// The uploader's idle pass must not move it either.
+	if err := e.Cut(context.Background(), faultVolume); err != nil && !errors.Is(err, control.ErrVolumeNotReady) {
+		t.Fatal(err)
+	}
+	rp, err := e.RecoveryPoint(context.Background(), faultVolume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rp.Time.Before(killed) {
+		t.Fatalf("recovery point %s is after the kill at %s, but writes acknowledged before the kill are lost", rp.Time, killed)
+	}
+}
+
 // errorLineNaming returns the last ERROR line of logs that names volume,
 // and fails the test unless there is one that also names file.
 func errorLineNaming(t *testing.T, logs *lockedBuffer, volume, file string) string {
@@ -316,9 +334,11 @@ func TestFaultUploadBufferLost(t *testing.T) {
 			ctx := context.Background()
 			f := faultEnv{Dir: t.TempDir(), Store: t.TempDir()}
 			killedChild(t, f)
+			killed := time.Now()
 			tc.damage(f)
 
 			e, logs := faultOpen(t, f)
+			checkRecoveryPointBefore(t, e, killed)
 			st := volumeStatus(t, e, faultVolume)
 			if st.Status != control.VolumeIrrecoverable {
 				t.Fatalf("status %q (%s), want IRRECOVERABLE; log:\n%s", st.Status, st.Reason, logs)
@@ -403,8 +423,10 @@ func TestFaultUnflushedWritesLost(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := faultEnv{Dir: t.TempDir(), Store: t.TempDir(), NoFlush: true}
 			killedChild(t, f)
+			killed := time.Now()
 			tc.damage(f)
 			e, logs := faultOpen(t, f)
+			checkRecoveryPointBefore(t, e, killed)
 			st := volumeStatus(t, e, faultVolume)
 			if st.Status != control.VolumePassThrough {
 				t.Fatalf("status %q (%s), want PASS THROUGH; log:\n%s", st.Status, st.Reason, logs)

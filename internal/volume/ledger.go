@@ -295,6 +295,9 @@ func (e *Engine) judgeJournal(ctx context.Context) error {
 		}
 		if c != nil && (v.cond == nil || v.cond.Status != control.VolumeIrrecoverable) {
 			v.cond = c
+			// recover took the volume for clean as of now; with writes
+			// lost it is consistent only as of its root's cut.
+			v.cleanAt = time.Time{}
 			if c.Status == control.VolumeIrrecoverable {
 				e.lostIrrecoverable.Add(1)
 			} else {

@@ -47,7 +47,7 @@ func (v *Volume) conditionLocked() control.VolumeCondition {
 		return control.VolumeCondition{Status: control.VolumeIrrecoverable, Reason: fmt.Sprintf(
 			"%v; this gateway no longer writes, snapshots or clones it: its reads still serve what this data dir holds, so copy that off over iSCSI if you need it, then delete the volume on this gateway (the other writer's data is untouched)", v.fenced)}
 	}
-	if c := v.cond; c != nil && (c.Status == control.VolumeIrrecoverable || v.base.JournalLSN <= c.LSN) {
+	if c := v.cond; v.damaged() {
 		reason := c.Reason
 		if c.Status == control.VolumeIrrecoverable {
 			reason += "; to recover: create a snapshot from the volume's recovery point (or clone the volume), create a volume from it, then delete this one"

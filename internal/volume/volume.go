@@ -691,10 +691,20 @@ func (v *Volume) recoveryTime() time.Time {
 // root; then noteClean may advance cleanAt to now. v.mu held.
 func (v *Volume) isClean() bool { return len(v.dirty) == 0 && v.cut == nil }
 
+// A volume the upload buffer failed (ledger.go: IRRECOVERABLE, or PASS
+// THROUGH until a cut after the damage) does not advance: writes made
+// before now are lost, so now is not a recovery point; its root's cut is.
 func (v *Volume) noteClean() {
-	if v.isClean() {
+	if v.isClean() && !v.damaged() {
 		v.cleanAt = v.e.now()
 	}
+}
+
+// damaged reports whether Open found the upload buffer lacking what the
+// volume needed and the volume is not yet past it. v.mu held.
+func (v *Volume) damaged() bool {
+	c := v.cond
+	return c != nil && (c.Status == control.VolumeIrrecoverable || v.base.JournalLSN <= c.LSN)
 }
 
 func (e *Engine) dirtyThreshold() int {
