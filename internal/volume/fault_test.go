@@ -201,6 +201,24 @@ func (l *lockedBuffer) String() string {
 
 // faultOpen opens the engine after the crash as volgw serve would: Open,
 // then AddDisk with the same disks.
+// damagedOpen runs the child until it is killed, damages its files, opens
+// the engine again and checks what every damaged start must show: the
+// fault volume in status want, an ERROR naming it and file, and a recovery
+// point from before the kill.
+func damagedOpen(t *testing.T, f faultEnv, damage func(faultEnv), want, file string) (*Engine, *lockedBuffer) {
+	t.Helper()
+	killedChild(t, f)
+	killed := time.Now()
+	damage(f)
+	e, logs := faultOpen(t, f)
+	checkRecoveryPointBefore(t, e, killed)
+	if st := volumeStatus(t, e, faultVolume); st.Status != want {
+		t.Fatalf("status %q (%s), want %s; log:\n%s", st.Status, st.Reason, want, logs)
+	}
+	t.Logf("%s", errorLineNaming(t, logs, faultVolume, file))
+	return e, logs
+}
+
 // checkRecoveryPointBefore fails the test unless the fault volume's
 // recovery point is before t: writes acknowledged before the kill were
 // lost with the upload buffer, so no later instant is a recovery point.
@@ -333,17 +351,7 @@ func TestFaultUploadBufferLost(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			f := faultEnv{Dir: t.TempDir(), Store: t.TempDir()}
-			killedChild(t, f)
-			killed := time.Now()
-			tc.damage(f)
-
-			e, logs := faultOpen(t, f)
-			checkRecoveryPointBefore(t, e, killed)
-			st := volumeStatus(t, e, faultVolume)
-			if st.Status != control.VolumeIrrecoverable {
-				t.Fatalf("status %q (%s), want IRRECOVERABLE; log:\n%s", st.Status, st.Reason, logs)
-			}
-			t.Logf("%s", errorLineNaming(t, logs, faultVolume, tc.file))
+			e, logs := damagedOpen(t, f, tc.damage, control.VolumeIrrecoverable, tc.file)
 			if got := damageMetric(t, e, control.VolumeIrrecoverable); got != 1 {
 				t.Fatalf("damage metric %v, want 1", got)
 			}
@@ -422,16 +430,7 @@ func TestFaultUnflushedWritesLost(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := faultEnv{Dir: t.TempDir(), Store: t.TempDir(), NoFlush: true}
-			killedChild(t, f)
-			killed := time.Now()
-			tc.damage(f)
-			e, logs := faultOpen(t, f)
-			checkRecoveryPointBefore(t, e, killed)
-			st := volumeStatus(t, e, faultVolume)
-			if st.Status != control.VolumePassThrough {
-				t.Fatalf("status %q (%s), want PASS THROUGH; log:\n%s", st.Status, st.Reason, logs)
-			}
-			errorLineNaming(t, logs, faultVolume, tc.file)
+			e, _ := damagedOpen(t, f, tc.damage, control.VolumePassThrough, tc.file)
 			if got := damageMetric(t, e, control.VolumePassThrough); got != 1 {
 				t.Fatalf("damage metric %v, want 1", got)
 			}
