@@ -165,6 +165,70 @@ func BenchmarkEngineLocalIO(b *testing.B) {
 	}
 }
 
+// BenchmarkEngineWrappedWrite: the write rows of BenchmarkEngineLocalIO
+// on an upload buffer that has wrapped: 1.25 GiB went through the 1 GiB
+// ring first (uploaded and released as it went), so every write lands on
+// ring blocks written before, in whatever page-cache state the kernel left
+// them, as on a gateway that has run for a while; its cache slots are
+// recycled ones. LocalIO's rows start on a never-written ring: the two
+// together show whether the rate depends on the ring's memory state. The
+// peer rewrites one plain file in place every round (its pages may still
+// be cached: the strongest peer), then fsyncs. Each engine round is
+// uploaded (untimed) before the next.
+func BenchmarkEngineWrappedWrite(b *testing.B) {
+	const total = 256 << 20
+	ctx := context.Background()
+	dir := b.TempDir()
+	e := benchEngine(b, blobtest.NewFS(b), 1<<30, 1<<30, -1)
+	if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-WRAP", SizeBytes: gib}); err != nil {
+		b.Fatal(err)
+	}
+	v, _ := e.Volume("vol-WRAP")
+	raw, err := os.OpenFile(filepath.Join(dir, "raw.img"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	// MB/s of writing total bytes with w, then syncing.
+	run := func(w func([]byte, int64) error, sync func() error, data []byte) float64 {
+		start := time.Now()
+		for off := int64(0); off < total; off += int64(len(data)) {
+			if err := w(data, off); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := sync(); err != nil {
+			b.Fatal(err)
+		}
+		return total / time.Since(start).Seconds() / 1e6
+	}
+	engine := func(data []byte) float64 {
+		mbps := run(func(p []byte, off int64) error { return v.WriteAt(ctx, p, off) }, func() error { return v.Flush(ctx) }, data)
+		if err := e.Cut(ctx, "vol-WRAP"); err != nil { // releases the ring
+			b.Fatal(err)
+		}
+		return mbps
+	}
+	peer := func(data []byte) float64 {
+		return run(func(p []byte, off int64) error { _, err := raw.WriteAt(p, off); return err }, raw.Sync, data)
+	}
+	lap := randomBytes(b, 1<<20)
+	for range 5 {
+		engine(lap)
+	}
+	for _, size := range []int{4 << 10, 64 << 10, 1 << 20} {
+		data := randomBytes(b, size)
+		b.Run(fmt.Sprintf("write_%dKiB_MBps", size>>10), func(b *testing.B) {
+			var eng, pr []float64
+			for range 3 * b.N {
+				pr = append(pr, peer(data))
+				eng = append(eng, engine(data))
+			}
+			report(b, median(eng), median(pr))
+		})
+	}
+}
+
 // BenchmarkEngineUpload: one cut of 64 MiB of dirty blocks (random data, so
 // nothing dedups) to a versitygw, against plain PUTs of the same 128 blocks
 // to the same server with the same concurrency, in MB/s.

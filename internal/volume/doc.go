@@ -61,14 +61,26 @@
 //
 // Each is also written next to the code that keeps it.
 //
-//  1. Durability (Volume.apply, journal.append, Volume.Flush). A write is
-//     acknowledged only after its record is appended to the journal; Flush
-//     fsyncs the journal. After a crash, Open replays every valid record at
-//     or after each volume's published cut over the published root, so
-//     every write acknowledged before the last completed Flush — and every
-//     later one that reached the journal file — is readable again. A torn
-//     or stale record (bad CRC, LSN or epoch) ends the replay: what follows
-//     was never completely appended.
+//  1. Durability (Volume.applyRange, journal.add and wait, Volume.Flush).
+//     A write is acknowledged only once its record, and every record
+//     before it, is in the journal's files (the page cache, or the disk
+//     for big batches written with O_DIRECT): under the volume lock a
+//     record only gets its LSN and is copied into the journal's current
+//     in-memory batch; with the lock dropped, the writer waits until the
+//     batches up to its record are written (group commit: one writer at a
+//     time writes the oldest batch, so batches reach the files in LSN
+//     order and no acknowledged record ever follows a hole). Flush
+//     fdatasyncs the journal up to what was written when it was called,
+//     sharing the sync with concurrent Flushes; a failed sync, or a failed
+//     batch write, is sticky. After a crash, Open replays every valid
+//     record at or after each volume's published cut over the published
+//     root, so every write acknowledged before the last completed Flush —
+//     and every later one that reached the journal file — is readable
+//     again. A torn or stale record (bad CRC, LSN or epoch, or the zeros
+//     after a batch) ends the replay: what follows was never completely
+//     appended. A write still in flight may be seen by a read or a cut
+//     before it is acknowledged; if the process dies before its batch is
+//     written it is lost, as any unacknowledged write may be.
 //
 //  2. Recovery point (cutVolume). A cut is taken under the volume's lock,
 //     which every journal append for the volume also holds; the frozen
@@ -126,7 +138,10 @@
 //
 // Lock order: Engine.ledgerMu, then Volume.cutMu, then Volume.mu, then
 // journal.mu or cache.mu (or Engine.mu, never held while taking a volume
-// lock). Waiting for journal space happens before any volume lock is
+// lock). journal.mu is never held across I/O: a batch is written, and the
+// journal synced, with it dropped (journal.writing and syncing say one is
+// under way), and waiting for a batch to be written happens with no volume
+// lock held. Waiting for journal space happens before any volume lock is
 // taken; waiting for cache space
 // drops the volume lock first, and so does fetching a block from the store
 // (a read miss, or the read half of a read-modify-write), after which the

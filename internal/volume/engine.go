@@ -97,6 +97,8 @@ type Engine struct {
 	ledgerSynced uint64 // the journal's synced head when last written
 	// Volumes found damaged at Open since the process started, by status.
 	lostIrrecoverable, lostPassThrough atomic.Int64
+	// atomicBytes is maxAtomic, set when a disk is added.
+	atomicBytes atomic.Int64
 }
 
 var (
@@ -325,14 +327,17 @@ func randomNonce() uint64 {
 }
 
 func (e *Engine) openDisk(d control.Disk) error {
+	var err error
 	switch d.Use {
 	case control.DiskUseCache:
-		return e.cache.addDisk(d.Path, d.SizeBytes)
+		err = e.cache.addDisk(d.Path, d.SizeBytes)
 	case control.DiskUseUploadBuffer:
-		return e.jr.addDisk(d.Path, d.SizeBytes)
+		err = e.jr.addDisk(d.Path, d.SizeBytes)
 	default:
 		return fmt.Errorf("volume: disk %s has unknown use %q", d.ID, d.Use)
 	}
+	e.setMaxAtomic()
+	return err
 }
 
 // AddDisk implements control.VolumeEngine. Adding an upload-buffer disk

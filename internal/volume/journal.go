@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 // The journal is the upload buffer: a ring of records laid over the
@@ -24,12 +26,48 @@ import (
 // append, or a ring that is not the one the superblock describes (a disk
 // replaced, re-created or overwritten) end the replay. Rings written before
 // the ring ID existed carry 0 there, as their superblocks do.
+//
+// Writing (group commit). A writer, under its volume's lock, only assigns
+// its record an LSN and a place in the current batch (assign): an aligned
+// buffer that mirrors the ring from the batch's first record, rounded down
+// to a 4 KiB sector, onwards. It copies header and data in after dropping
+// the volume lock (fill), then waits until the journal is written past its
+// record (wait) and only then acknowledges. Whoever waits while no batch
+// is being written becomes the leader and writes the oldest batch with one
+// write per contiguous extent of the ring (usually one), while the records
+// of later writers gather in the next batch. Batches are written one at a
+// time in LSN order and "written" only moves past a batch once all of it
+// is in the files, so an acknowledged record never follows a hole: replay,
+// which stops at the first invalid record, gets every acknowledged one.
+//
+// Every batch write covers whole sectors (when every disk is a multiple
+// of 4 KiB; otherwise bytes exactly, through the page cache): it starts
+// with the bytes already written before its first record in that sector
+// (kept in tailSec, so the same bytes are written again) and ends with
+// zeros to the next sector boundary, which the next batch overwrites. No
+// write is partial within a page (the kernel neither reads nor zeroes the
+// rest), and big batches go straight to the disk with O_DIRECT, never
+// through fresh page-cache pages (directMin). The format is unchanged: the
+// zeros after the last record end the replay like any invalid header, and
+// rings written before batches (records at any byte) still replay, and
+// appends continue after them. reserve keeps a sector of slack between
+// head and tail so that the zeros never reach a record still needed.
 const (
 	recMagic  = 0x314a5256 // "VRJ1"
 	recHeader = 64
 
 	recWrite = 1
 	recZero  = 2
+
+	ringSector = 4096 // the unit of ring writes (and of O_DIRECT alignment)
+	// batchBytes is a batch buffer's size: it bounds one write, not the
+	// records waiting (a full batch is queued and another started).
+	batchBytes = 4 << 20
+	// directMin: batches this big or bigger bypass the page cache. Smaller
+	// ones (a lone 4 KiB write) are written through it: a direct write
+	// waits for the device, a buffered one only for a copy, and Flush
+	// pays the device once for many of them.
+	directMin = 128 << 10
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -59,9 +97,36 @@ type superblock struct {
 }
 
 type ringDisk struct {
-	f    *os.File
+	f    *os.File // buffered: replay, small batches, fdatasync
+	df   *os.File // O_DIRECT, nil where the file system refuses it
 	size int64
 	desc string
+}
+
+// batch is a run of consecutive records written to the ring together.
+type batch struct {
+	buf   []byte // sector-aligned in memory; buf[i] is the ring byte of LSN base+i
+	base  uint64 // start rounded down to the ring's alignment
+	start uint64 // LSN of the first record
+	end   uint64 // LSN after the last record assigned to it
+	fill  sync.WaitGroup
+}
+
+// slot is a record's place in a batch: assigned under the volume lock,
+// filled after it.
+type slot struct {
+	b   *batch
+	lsn uint64
+}
+
+// ringLayout is what a batch write needs of the journal, copied under
+// j.mu: the layout only changes while nothing is being written.
+type ringLayout struct {
+	disks    []ringDisk
+	capacity int64
+	baseLSN  uint64
+	align    uint64
+	direct   bool
 }
 
 type journal struct {
@@ -81,9 +146,35 @@ type journal struct {
 	reserved int64         // space promised to writers not yet appended
 	space    chan struct{} // closed and replaced whenever space is freed
 	syncErr  error         // the first failed fsync, returned ever after
-	// synced is the head as of the last successful sync: every record
-	// before it is durable.
+	// synced is the written position as of the last successful sync:
+	// every record before it is durable.
 	synced uint64
+
+	// Group commit (see above). Invariant: tail <= synced <= written <=
+	// head (synced may lag tail after a release); the records in
+	// [written, head) are in cur and queue, in LSN order.
+	cond     *sync.Cond   // on mu: broadcast when writing, syncing or an error changes
+	cur      *batch       // the batch new records join (nil: none yet)
+	queue    []*batch     // full batches waiting to be written, oldest first
+	spare    [][]byte     // batch buffers to reuse
+	written  uint64       // every record before it is in the files
+	writing  bool         // a leader is writing a batch
+	syncing  bool         // a Flush is syncing the disks
+	writeErr error        // the first failed batch write, returned ever after
+	kicked   uint64       // the head when kick last started a background write
+	syncs    atomic.Int64 // rounds of fdatasync, for tests and profiles
+	closed   bool
+	// align is ringSector when every disk's size is a multiple of it (then
+	// batches are written in whole sectors), 1 otherwise; direct says
+	// every disk has an O_DIRECT descriptor (and align is ringSector).
+	align  uint64
+	direct bool
+	// tailSec is the ring's bytes from written rounded down to align up to
+	// written: a batch writes them again at its start. Only the leader
+	// touches it. tailCached: that sector is in the page cache (the last
+	// batch was written through it, or replay read it).
+	tailSec    []byte
+	tailCached bool
 
 	// damage says why the superblock or a disk was not found as it was
 	// left (missing, unreadable, short): set by openJournal and addDisk,
@@ -94,7 +185,8 @@ type journal struct {
 }
 
 func openJournal(dir string, done <-chan struct{}) (*journal, error) {
-	j := &journal{path: filepath.Join(dir, "journal.json"), space: make(chan struct{}), done: done}
+	j := &journal{path: filepath.Join(dir, "journal.json"), space: make(chan struct{}), done: done, align: 1}
+	j.cond = sync.NewCond(&j.mu)
 	b, err := os.ReadFile(j.path)
 	switch {
 	case err == nil:
@@ -112,7 +204,7 @@ func openJournal(dir string, done <-chan struct{}) (*journal, error) {
 		return nil, fmt.Errorf("volume: reading journal superblock: %w", err)
 	}
 	j.sb.Epoch++
-	j.head, j.tail = j.sb.TailLSN, j.sb.TailLSN
+	j.head, j.tail, j.written = j.sb.TailLSN, j.sb.TailLSN, j.sb.TailLSN
 	if err := j.writeSB(); err != nil {
 		return nil, err
 	}
@@ -144,13 +236,50 @@ func (j *journal) addDisk(path string, size int64) error {
 	} else if st.Size() < size {
 		j.damage = append(j.damage, damageNote{path, fmt.Sprintf("is %d bytes, short of its %d", st.Size(), size)})
 	}
-	f, err := openDiskFile(path, size)
+	f, df, err := openRingDisk(path, size)
 	if err != nil {
 		return err
 	}
-	j.disks = append(j.disks, ringDisk{f: f, size: size, desc: desc})
+	j.disks = append(j.disks, ringDisk{f: f, df: df, size: size, desc: desc})
 	j.capacity += size
+	j.setMode()
 	return nil
+}
+
+// setMode picks how batches are written for the disks there are. j.mu
+// held; nothing is being written (the layout is changing).
+func (j *journal) setMode() {
+	j.align, j.direct = ringSector, len(j.disks) > 0
+	for _, d := range j.disks {
+		if d.size%ringSector != 0 {
+			j.align, j.direct = 1, false
+		}
+		if d.df == nil {
+			j.direct = false
+		}
+	}
+}
+
+// guard is the slack reserve keeps free: a batch's trailing zeros reach
+// up to a sector past its last record.
+func (j *journal) guard() int64 {
+	if j.align > 1 {
+		return int64(j.align)
+	}
+	return 0
+}
+
+func (j *journal) layoutLocked() ringLayout {
+	return ringLayout{disks: j.disks, capacity: j.capacity, baseLSN: j.sb.BaseLSN, align: j.align, direct: j.direct}
+}
+
+func (l *ringLayout) alignDown(lsn uint64) uint64 { return lsn - (lsn-l.baseLSN)%l.align }
+
+func (l *ringLayout) alignUp(lsn uint64) uint64 {
+	if r := (lsn - l.baseLSN) % l.align; r != 0 {
+		return lsn + l.align - r
+	}
+	return lsn
 }
 
 // known reports whether the disk list matches the superblock's layout, i.e.
@@ -179,6 +308,7 @@ func (j *journal) relayout() error {
 	j.sb.BaseLSN = j.head
 	j.sb.TailLSN = j.head
 	j.tail = j.head
+	j.tailSec = j.tailSec[:0] // the head is at ring position 0
 	return j.writeSB()
 }
 
@@ -228,7 +358,7 @@ func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
 			return fmt.Errorf("volume: record of %d bytes exceeds half the upload buffer", n)
 		}
 		used := int64(j.head-j.tail) + j.reserved
-		if used+n <= j.capacity {
+		if used+n <= j.capacity-j.guard() {
 			j.reserved += n
 			over := used+n > j.capacity/2
 			j.mu.Unlock()
@@ -265,30 +395,213 @@ func (j *journal) capacityBytes() int64 {
 }
 
 // append writes a record into space the caller reserved (and unreserves
-// after its last append) and returns its LSN. The write reaches the file
-// (the page cache) before append returns; sync makes it durable.
+// after its last append) and returns its LSN once the record is in the
+// ring's files (the page cache or the disk); sync makes it durable.
 func (j *journal) append(r *record) (uint64, error) {
+	end, err := j.add(r)
+	if err != nil {
+		return 0, err
+	}
+	return r.lsn, j.wait(end)
+}
+
+// add gives r its LSN (and epoch and ring ID) and copies it into the
+// current batch; it returns the LSN after it, for wait. The caller holds
+// its volume's lock, so that the LSN order of a volume's records is the
+// order they are applied in. Nothing is written yet.
+func (j *journal) add(r *record) (end uint64, err error) {
+	s, err := j.assign(r)
+	if err != nil {
+		return 0, err
+	}
+	j.fill(s, r)
+	return r.lsn + uint64(recordSize(len(r.data))), nil
+}
+
+// assign gives r its LSN and its place in the current batch, under j.mu.
+// The caller must fill the slot whatever happens next: until it does, no
+// batch from this one on can be written.
+func (j *journal) assign(r *record) (slot, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	n := recordSize(len(r.data))
-	if int64(j.head-j.tail)+n > j.capacity {
+	if j.closed {
+		return slot{}, ErrClosed
+	}
+	if j.writeErr != nil {
+		return slot{}, j.writeErr
+	}
+	n := uint64(recordSize(len(r.data)))
+	if int64(j.head-j.tail)+int64(n) > j.capacity-j.guard() {
 		panic(fmt.Sprintf("volume: journal append of %d bytes beyond reservation (head %d tail %d capacity %d)", n, j.head, j.tail, j.capacity))
 	}
-	r.lsn = j.head
-	r.epoch = j.sb.Epoch
-	r.ring = j.sb.ID
-	var h [recHeader]byte
-	encodeHeader(h[:], r)
-	crc := crc32.Update(crc32.Checksum(h[:], castagnoli), castagnoli, r.data)
+	r.lsn, r.epoch, r.ring = j.head, j.sb.Epoch, j.sb.ID
+	lay := j.layoutLocked()
+	b := j.cur
+	if b == nil || lay.alignUp(j.head+n)-b.base > uint64(len(b.buf)) {
+		if b != nil {
+			j.queue = append(j.queue, b)
+		}
+		b = &batch{base: lay.alignDown(j.head), start: j.head, end: j.head}
+		size := max(batchBytes, int(lay.alignUp(j.head+n)-b.base))
+		if k := len(j.spare); k > 0 && len(j.spare[k-1]) >= size {
+			b.buf, j.spare = j.spare[k-1], j.spare[:k-1]
+		} else {
+			b.buf = alignedBuf(size)
+		}
+		j.cur = b
+	}
+	b.fill.Add(1)
+	j.head += n
+	b.end = j.head
+	return slot{b: b, lsn: r.lsn}, nil
+}
+
+// fill copies r (assigned s) into its batch, outside j.mu: the place is
+// r's alone, and the batch is not written before every fill is done.
+func (j *journal) fill(s slot, r *record) {
+	h := s.b.buf[s.lsn-s.b.base:]
+	encodeHeader(h[:recHeader], r)
+	copy(h[recHeader:], r.data)
+	crc := crc32.Update(crc32.Checksum(h[:recHeader], castagnoli), castagnoli, r.data)
 	binary.LittleEndian.PutUint32(h[56:], crc)
-	if err := j.ringIO(r.lsn, h[:], true); err != nil {
-		return 0, err
+	s.b.fill.Done()
+}
+
+// kick starts writing what was added so far in the background when that
+// goes straight to the disk (directMin): the device works while the
+// caller goes on (applying the records to the cache) before it waits. A
+// small batch is left for wait, whose caller writes it without a
+// goroutine switch.
+func (j *journal) kick() {
+	j.mu.Lock()
+	target := j.head
+	start := !j.writing && j.direct && j.writeErr == nil && target-j.written >= directMin && target > j.kicked
+	if start {
+		j.kicked = target
 	}
-	if err := j.ringIO(r.lsn+recHeader, r.data, true); err != nil {
-		return 0, err
+	j.mu.Unlock()
+	if start {
+		// Best effort: the writers waiting see any error.
+		go func() { _ = j.wait(target) }()
 	}
-	j.head += uint64(n)
-	return r.lsn, nil
+}
+
+// wait returns once every record before end is in the ring's files, or
+// with the write error that stopped that. A caller finding no write under
+// way writes the oldest batch itself (the leader); the others wait for it
+// and, if their record is not written yet, one of them leads next. A
+// failed batch write is sticky: no record after it may ever count as
+// written, or replay would stop short of it.
+func (j *journal) wait(end uint64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for j.written < end {
+		if j.writeErr != nil {
+			return j.writeErr
+		}
+		if j.writing {
+			j.cond.Wait()
+			continue
+		}
+		j.writeNextLocked()
+	}
+	return nil
+}
+
+// writeNextLocked writes the oldest batch not written, dropping j.mu
+// meanwhile. j.mu held, no write under way, and written < head.
+func (j *journal) writeNextLocked() {
+	var b *batch
+	if len(j.queue) > 0 {
+		b, j.queue = j.queue[0], j.queue[1:]
+	} else {
+		b, j.cur = j.cur, nil
+	}
+	j.writing = true
+	lay := j.layoutLocked()
+	j.mu.Unlock()
+	b.fill.Wait()
+	err := j.writeBatch(b, &lay)
+	j.mu.Lock()
+	j.writing = false
+	j.direct = j.direct && lay.direct
+	if err != nil {
+		j.writeErr = err
+	} else {
+		j.written = b.end
+		if len(b.buf) == batchBytes && len(j.spare) < 2 {
+			j.spare = append(j.spare, b.buf)
+		}
+	}
+	j.cond.Broadcast()
+}
+
+// writeBatch writes b to the ring, one write per contiguous extent, up to
+// the sector boundary after b.end (zeros after it). A direct write starts
+// at b.base, writing the bytes before b.start again; a write through the
+// page cache starts at b.start when the previous batch went through it
+// too (the page is there, whole: nothing is read). The leader alone runs
+// it.
+func (j *journal) writeBatch(b *batch, lay *ringLayout) error {
+	if lay.capacity == 0 {
+		return ErrClosed
+	}
+	pre := b.start - b.base
+	if uint64(len(j.tailSec)) != pre {
+		panic(fmt.Sprintf("volume: journal batch at %d (aligned %d) but %d bytes kept before it", b.start, b.base, len(j.tailSec)))
+	}
+	copy(b.buf, j.tailSec)
+	n := lay.alignUp(b.end) - b.base
+	clear(b.buf[b.end-b.base : n])
+	direct := lay.direct && n >= directMin
+	from := b.base
+	if !direct && j.tailCached {
+		from = b.start
+	}
+	p := b.buf[from-b.base : n]
+	pos := int64((from - lay.baseLSN) % uint64(lay.capacity))
+	for len(p) > 0 {
+		off := pos
+		var d ringDisk
+		for _, d = range lay.disks {
+			if off < d.size {
+				break
+			}
+			off -= d.size
+		}
+		k := min(int64(len(p)), d.size-off)
+		var err error
+		if direct {
+			if _, err = d.df.WriteAt(p[:k], off); err != nil && isDirectRefused(err) {
+				// The file system took O_DIRECT at open but not for
+				// writes: go on through the page cache.
+				direct, lay.direct = false, false
+			}
+		}
+		if !direct {
+			_, err = d.f.WriteAt(p[:k], off)
+		}
+		if err != nil {
+			return fmt.Errorf("volume: journal write: %w", err)
+		}
+		p = p[k:]
+		pos = (pos + k) % lay.capacity
+	}
+	tl := (b.end - lay.baseLSN) % lay.align
+	j.tailSec = append(j.tailSec[:0], b.buf[b.end-tl-b.base:b.end-b.base]...)
+	j.tailCached = !direct
+	return nil
+}
+
+// alignedBuf returns n bytes starting on a sector boundary in memory, as
+// O_DIRECT needs.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+ringSector)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (ringSector - 1))
+	if off != 0 {
+		off = ringSector - off
+	}
+	return b[off : off+n : off+n]
 }
 
 func encodeHeader(h []byte, r *record) {
@@ -305,29 +618,50 @@ func encodeHeader(h []byte, r *record) {
 	le.PutUint32(h[56:], 0)
 }
 
-// sync makes every appended record durable. A failed fsync is sticky:
-// Linux may drop the pages it could not write and report success to the
-// next fsync, so after one failure no later Flush may claim durability.
+// sync makes every record written before the call durable: every write
+// acknowledged before it (an acknowledgement waits for the write). Calls
+// share fdatasyncs: one that finds the records it needs already synced
+// returns without a syscall, and one that arrives while a sync is under way
+// waits for it and syncs again only if that one started too early. A
+// failed sync is sticky: Linux may drop the pages it could not write and
+// report success to the next fsync, so after one failure no later Flush may
+// claim durability. A failed batch write is returned too.
 func (j *journal) sync() error {
 	j.mu.Lock()
-	disks, failed, head := j.disks, j.syncErr, j.head
-	j.mu.Unlock()
-	if failed != nil {
-		return failed
-	}
-	for _, d := range disks {
-		if err := d.f.Sync(); err != nil {
-			err = fmt.Errorf("volume: journal sync: %w", err)
-			j.mu.Lock()
-			j.syncErr = err
+	defer j.mu.Unlock()
+	target := j.written
+	for {
+		switch {
+		case j.syncErr != nil:
+			return j.syncErr
+		case j.writeErr != nil:
+			return j.writeErr
+		case j.synced >= target:
+			return nil
+		case !j.syncing:
+			j.syncing = true
+			upTo, disks := j.written, j.disks
 			j.mu.Unlock()
-			return err
+			j.syncs.Add(1)
+			var err error
+			for _, d := range disks {
+				if err = fdatasyncFile(d.f); err != nil {
+					err = fmt.Errorf("volume: journal sync: %w", err)
+					break
+				}
+			}
+			j.mu.Lock()
+			j.syncing = false
+			if err != nil {
+				j.syncErr = err
+			} else {
+				j.synced = max(j.synced, upTo)
+			}
+			j.cond.Broadcast()
+			continue
 		}
+		j.cond.Wait()
 	}
-	j.mu.Lock()
-	j.synced = max(j.synced, head)
-	j.mu.Unlock()
-	return nil
 }
 
 func (j *journal) ringID() uint64 {
@@ -336,7 +670,7 @@ func (j *journal) ringID() uint64 {
 	return j.sb.ID
 }
 
-// syncedLSN is the head as of the last successful sync.
+// syncedLSN is the written position as of the last successful sync.
 func (j *journal) syncedLSN() uint64 {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -434,11 +768,15 @@ func (j *journal) replay(fn func(*record) error) error {
 		}
 		lsn += uint64(recordSize(int(dataLen)))
 	}
+	// Appends go on from the end of the last valid record: the first
+	// batch writes the sector it ends in again, so keep that sector's head.
 	j.mu.Lock()
-	j.head = lsn
+	defer j.mu.Unlock()
+	j.head, j.written = lsn, lsn
 	j.tail = start
-	j.mu.Unlock()
-	return nil
+	lay := j.layoutLocked()
+	j.tailSec, j.tailCached = make([]byte, lsn-lay.alignDown(lsn)), true
+	return j.ringIO(lsn-uint64(len(j.tailSec)), j.tailSec, false)
 }
 
 // restart starts the ring afresh at lsn under a new ID, forgetting every
@@ -455,14 +793,24 @@ func (j *journal) restart(lsn uint64) error {
 		j.sb.Disks = append(j.sb.Disks, d.desc)
 	}
 	j.sb.BaseLSN, j.sb.TailLSN = lsn, lsn
-	j.head, j.tail, j.synced = lsn, lsn, lsn
+	j.head, j.tail, j.synced, j.written = lsn, lsn, lsn, lsn
+	j.tailSec = j.tailSec[:0]
 	return j.writeSB()
 }
 
+// close writes what was assigned (its writers may not wait any more),
+// syncs and closes the disks. Later assigns fail with ErrClosed.
 func (j *journal) close() error {
 	j.mu.Lock()
+	j.closed = true
+	head := j.head
+	j.mu.Unlock()
+	first := j.wait(head)
+	j.mu.Lock()
 	defer j.mu.Unlock()
-	var first error
+	for j.writing || j.syncing {
+		j.cond.Wait()
+	}
 	for _, d := range j.disks {
 		if err := d.f.Sync(); err != nil && first == nil {
 			first = err
@@ -470,9 +818,34 @@ func (j *journal) close() error {
 		if err := d.f.Close(); err != nil && first == nil {
 			first = err
 		}
+		if d.df != nil {
+			d.df.Close()
+		}
 	}
 	j.disks = nil
 	return first
+}
+
+// openRingDisk opens an upload-buffer disk: preallocated to its size (a
+// ring write never allocates, nor finds the file system full), with a
+// second, O_DIRECT descriptor where the file system allows it.
+func openRingDisk(path string, size int64) (f, df *os.File, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("volume: opening disk: %w", err)
+	}
+	if err := preallocate(f, size); err != nil {
+		// Not every file system can; a sparse file works, only slower.
+		st, err := f.Stat()
+		if err == nil && st.Size() < size {
+			err = f.Truncate(size)
+		}
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("volume: sizing disk %s: %w", path, err)
+		}
+	}
+	return f, openDirect(path), nil
 }
 
 func openDiskFile(path string, size int64) (*os.File, error) {

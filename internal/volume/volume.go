@@ -334,10 +334,20 @@ func (v *Volume) pageKnownZero(pi uint32, touched map[uint32]bool) bool {
 }
 
 // maxAtomic is the largest write applied atomically with respect to cuts:
-// it needs a slot per block at once, so it is bounded by the cache too.
+// it needs a slot per block at once, so it is bounded by the cache too. It
+// changes only when a disk is added (setMaxAtomic), so every write reads it
+// without a lock.
 func (e *Engine) maxAtomic() int {
+	if n := e.atomicBytes.Load(); n > 0 {
+		return int(n)
+	}
+	return BlockSize
+}
+
+// setMaxAtomic computes maxAtomic; openDisk calls it after each disk.
+func (e *Engine) setMaxAtomic() {
 	blocks := min(16, e.cache.nslots()/4, int(e.jr.capacityBytes()/4/(BlockSize+recHeader)))
-	return max(1, blocks) * BlockSize
+	e.atomicBytes.Store(int64(max(1, blocks) * BlockSize))
 }
 
 // zeroLocked reports whether block b already reads as zeros with no record
@@ -380,15 +390,20 @@ func (v *Volume) splitRecords(kind uint16, data []byte, off, n int64) []record {
 
 // applyRange journals and applies a write or unmap of [off, off+n).
 //
-// Invariant (durability): each record is appended to the journal, under
-// v.mu, before the write is acknowledged and before any cut can see its
-// effect; so every acknowledged write is either in the journal after
-// base.JournalLSN or in the published root, and replaying the journal over
-// the root gives it back.
+// Invariant (durability): under v.mu each record is given its LSN and is
+// copied into the journal's current batch, then applied; after v.mu is
+// dropped applyRange waits until the journal's files hold it and every
+// record before it (journal.wait), so the write is acknowledged only once
+// it is in the journal, though its effect may be visible to reads and
+// cuts a little earlier. Every acknowledged write is
+// therefore either in the journal after base.JournalLSN or in the
+// published root, and replaying the journal over the root gives it back.
 //
 // Invariant (recovery point): every slot the range needs is made ready
-// first; then all records are appended and applied in one hold of v.mu, so
-// a cut (which freezes under v.mu) includes the whole range or none of it.
+// first; then all records are assigned LSNs and applied in one hold of
+// v.mu, so a cut (which freezes under v.mu and takes the journal's head as
+// its LSN) includes the whole range or none of it, and its LSN splits the
+// records exactly.
 func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, n int64) (err error) {
 	e := v.e
 	recs := v.splitRecords(kind, data, off, n)
@@ -422,11 +437,26 @@ func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, 
 		return err
 	}
 	defer e.jr.unreserve(total)
+	end, err := v.applyRecords(ctx, recs)
+	if end != 0 {
+		if werr := e.jr.wait(end); err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+// applyRecords adds each record of one range to the journal's current
+// batch and applies it, all in one hold of v.mu (see applyRange), and
+// returns the journal position applyRange must wait for (0: no record).
+// Zero records for blocks that already read as zeros are skipped.
+func (v *Volume) applyRecords(ctx context.Context, recs []record) (end uint64, err error) {
+	e := v.e
 	v.mu.Lock()
 	defer v.mu.Unlock()
 prepare:
 	if err := v.writable(); err != nil {
-		return err
+		return 0, err
 	}
 	if len(v.dirty) >= maxDirtyBlocks {
 		// Memory stays bounded even for unmaps of huge written ranges
@@ -444,7 +474,7 @@ prepare:
 		}
 		v.mu.Lock()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		goto prepare
 	}
@@ -456,27 +486,39 @@ prepare:
 		}
 		_, retry, err := v.writableSlot(ctx, b, r.kind == recWrite && r.length == BlockSize)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if retry { // v.mu was dropped: start over
 			goto prepare
 		}
 	}
+	// Journal first, then the cache: a big batch is on its way to the disk
+	// (kick) while the slots are written.
+	n := 0
 	for i := range recs {
 		r := &recs[i]
 		if r.kind == recZero && r.length == BlockSize && v.zeroLocked(r.off/BlockSize) {
 			continue
 		}
-		lsn, err := e.jr.append(r)
-		if err != nil {
-			return err
+		rend, aerr := e.jr.add(r)
+		if aerr != nil {
+			err = aerr
+			break
 		}
-		if err := v.applyLocked(r); err != nil {
-			return err
-		}
-		v.noteDirty(lsn)
+		end, recs[n] = rend, *r
+		n++
 	}
-	return nil
+	if n > 0 {
+		e.jr.kick()
+	}
+	for i := range recs[:n] {
+		r := &recs[i]
+		if err := v.applyLocked(r); err != nil {
+			return end, err
+		}
+		v.noteDirty(r.lsn)
+	}
+	return end, err
 }
 
 // applyLocked applies a journaled record whose slot, if it needs one, is
@@ -538,7 +580,10 @@ func (v *Volume) replay(ctx context.Context, r *record) error {
 	return nil
 }
 
-// Flush makes every write acknowledged before it durable (journal fsync).
+// Flush makes every write acknowledged before it durable: it syncs the
+// journal up to what was written when it was called (a write is
+// acknowledged only once written), sharing the fdatasync with concurrent
+// Flushes and skipping it when an earlier one already covered that.
 func (v *Volume) Flush(ctx context.Context) error {
 	v.mu.Lock()
 	err := v.usable()
