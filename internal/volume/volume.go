@@ -276,72 +276,30 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 	if len(pins) == 0 {
 		return done, nil
 	}
-	rs := readStatePool.Get().(*readState)
-	defer readStatePool.Put(rs)
-	for i := range pins {
-		rs.bad[i].Store(false)
-	}
-	// A long read has its CRCs checked by the checkers while its next
-	// block is read: the check costs about a quarter of a pread from the
-	// page cache, and would otherwise follow it.
-	var queue chan<- crcJob
-	if len(pins) > 1 {
-		var done func()
-		if queue, done = c.beginChecks(); done != nil {
-			defer done() // after wg.Wait below
-		}
-	}
-	pipeline := queue != nil
+	var badArr [maxPinned]bool
+	bad := badArr[:len(pins)]
 	var scratch *[]byte
 	var readErr error
 	for i := range pins {
-		d, pr := &dsts[i], &pins[i]
-		aligned := d.boff%sectorSize == 0 && len(d.q)%sectorSize == 0
-		if pipeline && aligned {
-			if _, err := pr.f.ReadAt(d.q, pr.base+int64(d.boff)); err != nil {
-				rs.bad[i].Store(true)
-				if readErr == nil {
-					readErr = fmt.Errorf("volume: cache read: %w", err)
-				}
-				continue
-			}
-			// In halves, so that both checkers work on the last block.
-			first, n := d.boff/sectorSize, len(d.q)/sectorSize
-			for _, h := range [][2]int{{0, n / 2}, {n / 2, n}} {
-				if h[0] == h[1] {
-					continue
-				}
-				rs.wg.Add(1)
-				queue <- crcJob{buf: d.q[h[0]*sectorSize : h[1]*sectorSize], crc: pr.crc[first+h[0] : first+h[1]], bad: &rs.bad[i], wg: &rs.wg}
-			}
-			continue
-		}
+		d := &dsts[i]
 		var sbuf []byte
-		if !aligned {
+		if d.boff%sectorSize != 0 || len(d.q)%sectorSize != 0 {
 			if scratch == nil {
 				scratch = blockPool.Get().(*[]byte)
 			}
 			sbuf = *scratch
 		}
-		good, err := pr.read(d.q, d.boff, sbuf)
+		good, err := pins[i].read(d.q, d.boff, sbuf)
 		if err != nil && readErr == nil {
 			readErr = err
 		}
-		if !good {
-			rs.bad[i].Store(true)
+		bad[i] = !good
+		if good {
+			c.noteRead(true)
 		}
 	}
 	if scratch != nil {
 		blockPool.Put(scratch)
-	}
-	rs.wg.Wait()
-	var badArr [maxPinned]bool
-	bad := badArr[:len(pins)]
-	for i := range bad {
-		bad[i] = rs.bad[i].Load()
-		if !bad[i] {
-			c.noteRead(true)
-		}
 	}
 	c.unpin(pins, bad)
 	if readErr != nil {
@@ -362,15 +320,6 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 	}
 	return done, nil
 }
-
-// readState is a readRun's CRC-check state, pooled: a read allocates
-// nothing.
-type readState struct {
-	wg  sync.WaitGroup
-	bad [maxPinned]atomic.Bool
-}
-
-var readStatePool = sync.Pool{New: func() any { return new(readState) }}
 
 // pinDest is where a pinned block's bytes go.
 type pinDest struct {
