@@ -193,13 +193,14 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return nil
 }
 
-// maxPinned bounds the clean blocks one readRun holds at once (8 MiB).
+// maxPinned bounds the blocks of one readRun (8 MiB): the clean ones it
+// pins, and the local ones it reads under v.mu.
 const maxPinned = 16
 
 // readRun reads a prefix of [off, off+len(p)) and returns its length. Under
 // one hold of v.mu it serves dirty, frozen and zero blocks and pins the
 // clean ones, up to the first block that needs the store (or maxPinned
-// clean blocks); it then reads the pinned ones without v.mu. A run that
+// blocks); it then reads the pinned ones without v.mu. A run that
 // starts on a block the store must serve reads that one block the slow way
 // (readBlock). A pinned block whose sectors fail their CRC is dropped from
 // the cache and read again the slow way, after every pin is released (a
@@ -208,14 +209,14 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 	var pinArr [maxPinned]pinnedRead
 	var dstArr [maxPinned]pinDest
 	pins, dsts := pinArr[:0], dstArr[:0]
-	done := 0
+	done, blocks := 0, 0
 	c := v.e.cache
 	v.mu.Lock()
 	if err := v.readable(); err != nil {
 		v.mu.Unlock()
 		return 0, err
 	}
-	for done < len(p) && len(pins) < maxPinned {
+	for ; done < len(p) && blocks < maxPinned; blocks++ {
 		cur := off + int64(done)
 		b, boff := uint64(cur/BlockSize), int(cur%BlockSize)
 		n := min(len(p)-done, BlockSize-boff)
