@@ -74,6 +74,10 @@ type Engine struct {
 	state  localState
 	vols   map[string]*Volume
 	closed bool
+	// volsView is a copy of vols, replaced (publishVols) whenever vols
+	// changes: Volume reads it without e.mu, which is held across the
+	// fsyncs of saveState.
+	volsView atomic.Pointer[map[string]*Volume]
 
 	kick     chan struct{}
 	pressure chan struct{}
@@ -414,18 +418,29 @@ func (e *Engine) volumes() []*Volume {
 	return out
 }
 
-// Volume returns an open volume; it serves the iSCSI target directly.
+// Volume returns an open volume; it serves the iSCSI target directly. It
+// takes no lock.
 func (e *Engine) Volume(id string) (*Volume, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
+	if e.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	v, ok := e.vols[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", control.ErrVolumeNotFound, id)
+	if m := e.volsView.Load(); m != nil {
+		if v, ok := (*m)[id]; ok {
+			return v, nil
+		}
 	}
-	return v, nil
+	return nil, fmt.Errorf("%w: %s", control.ErrVolumeNotFound, id)
+}
+
+// publishVols replaces volsView with a copy of vols; e.mu held (or Open,
+// alone). Volumes come and go rarely: copying is cheaper than a lock on
+// every lookup.
+func (e *Engine) publishVols() {
+	m := make(map[string]*Volume, len(e.vols))
+	for id, v := range e.vols {
+		m[id] = v
+	}
+	e.volsView.Store(&m)
 }
 
 // recover loads each local volume's published root and replays the journal
@@ -446,6 +461,7 @@ func (e *Engine) recover(ctx context.Context) error {
 		// last root: reads return what this data dir holds.
 		byNonce[vs.Nonce] = v
 	}
+	e.publishVols()
 	e.replaying = true
 	defer func() { e.replaying = false }()
 	n := 0
@@ -505,6 +521,7 @@ func (e *Engine) recoverHead(ctx context.Context, v *Volume) error {
 		fenced += "; this data dir's last recovery point is gone from the object store, only what its journal holds can be read"
 	}
 	v.base, v.headETag = base, etag
+	v.publishRecovery()
 	if fenced != "" {
 		e.fence(v, fenced)
 	}
@@ -650,6 +667,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	}
 	v := newVolume(e, vs)
 	v.base, v.headETag, v.vf = r, info.ETag, vf
+	v.publishRecovery()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.state.Volumes = append(e.state.Volumes, vs)
@@ -658,6 +676,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 		return err
 	}
 	e.vols[vs.ID] = v
+	e.publishVols()
 	if src != nil {
 		e.startRestoreLocked(v)
 	}
@@ -723,6 +742,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, volumeID string) error {
 	}
 	e.mu.Lock()
 	delete(e.vols, volumeID)
+	e.publishVols()
 	e.state.Volumes = slices.DeleteFunc(e.state.Volumes, func(s volState) bool { return s.ID == volumeID })
 	err = e.saveState()
 	e.mu.Unlock()
@@ -735,27 +755,6 @@ func (e *Engine) DeleteVolume(ctx context.Context, volumeID string) error {
 	v.mu.Unlock()
 	e.releaseJournal()
 	return err
-}
-
-// RecoveryPoint implements control.VolumeEngine. It reports the later of
-// the published root's cut time and the last time the volume was seen
-// clean (nothing dirty or in flight: every write made before then is in
-// that root). A brand-new volume reports its creation time (its first root
-// is cut then); an idle volume's recovery point advances at each cut
-// interval, when the uploader finds it clean, without writing anything.
-func (e *Engine) RecoveryPoint(ctx context.Context, volumeID string) (control.RecoveryPoint, error) {
-	v, err := e.Volume(volumeID)
-	if err != nil {
-		return control.RecoveryPoint{}, err
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.fenced != nil {
-		// The head in the store is not this data dir's: it holds no
-		// recovery point it could vouch for.
-		return control.RecoveryPoint{}, v.fenced
-	}
-	return control.RecoveryPoint{Time: v.recoveryTime(), SizeBytes: v.size, UsageBytes: v.base.usage()}, nil
 }
 
 // Cut forces a cut of the volume now and waits until it is published (or
