@@ -30,6 +30,8 @@ import (
 //     left the recovery point up to interval + upload time behind;
 //   - when it has dirtyThreshold dirty blocks, a snapshot waits, or a
 //     failed cut is to be retried (with backoff);
+//   - while the journal is over a quarter full, as soon as it has enough
+//     dirty blocks to keep every PUT slot busy (2×UploadConcurrency);
 //   - under pressure (the journal over half full or the cache out of
 //     slots), whenever it has anything dirty. A pressure signal that finds
 //     a volume's cut running is remembered, and the volume is cut again as
@@ -144,7 +146,17 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 		from   uint64 // oldest journal record it holds
 	}
 	var due []cand
-	s.deferred = false
+	if pressure {
+		s.deferred = false // set again below if it leaves a volume behind
+	}
+	// Busy: the journal holds over a quarter of its capacity, i.e. writes
+	// outpace uploads. Then a volume is cut as soon as it has enough dirty
+	// blocks to keep every PUT slot busy, rather than waiting for the
+	// threshold: with slow local writes (or many volumes) the threshold
+	// may take long to reach while the store idles.
+	used, capacity := e.jr.usage()
+	busy := capacity > 0 && used >= capacity/4
+	minCut := 2 * e.cfg.UploadConcurrency
 	vols := e.volumes()
 	for _, v := range vols {
 		vs := s.state(v)
@@ -159,7 +171,7 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 		case v.usable() != nil:
 		case v.cut != nil:
 			why = !now.Before(vs.retryAt)
-		case urgent, len(v.dirty) >= e.dirtyThreshold(), pressure && dirty, all && dirty:
+		case urgent, len(v.dirty) >= e.dirtyThreshold(), pressure && dirty, all && dirty, busy && len(v.dirty) >= minCut:
 			why = true
 		case dirty && e.cfg.CutInterval > 0:
 			lead := vs.lastDur + vs.lastDur/4 + scanEvery(e.cfg.CutInterval)
@@ -278,15 +290,25 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	}
 	v.mu.Unlock()
 
-	newRoot, crcs, err := e.upload(ctx, v, base, cut, frozen)
+	newRoot, crcs, start, err := e.upload(ctx, v, base, cut, frozen)
 	if err != nil {
 		return retried, err
 	}
-	// Fencing (fence.go): the token is recorded before the PUT, so that
-	// this data dir knows the head as its own even if the answer is lost
-	// or it dies right after.
-	if err := e.notePublishing(v, base, newRoot.Seq, newRoot.Token, false); err != nil {
+	// The root (its key carries the cut's token, so no other writer's root
+	// is replaced; an earlier attempt of this same cut wrote the same
+	// bytes) and, at the same time, the fencing record (fence.go): the
+	// token is recorded before the head's PUT, so that this data dir knows
+	// the head as its own even if the answer is lost or it dies right
+	// after. Both must be done before the head names the root.
+	rootDone := make(chan error, 1)
+	go func() { rootDone <- e.put(ctx, newRoot.key(), encodeRoot(newRoot), blob.PutOptions{}) }()
+	noteErr := e.notePublishing(v, base, newRoot.Seq, newRoot.Token, false)
+	if err := errors.Join(<-rootDone, noteErr); err != nil {
 		return retried, err
+	}
+	// GC rule G3c: the objects reused above are safe only for the lease.
+	if e.now().Sub(start) > e.lease() {
+		return retried, fmt.Errorf("%w: cut of %s took %v", ErrLeaseExpired, v.id, e.now().Sub(start))
 	}
 	hb, _ := json.Marshal(head{Seq: newRoot.Seq, Owner: e.state.Owner, Token: newRoot.Token})
 	info, err := e.store.Put(ctx, headKey(v.id), hb, blob.PutOptions{IfMatch: etag})
@@ -380,15 +402,18 @@ func (p *uploadPool) acquire(ctx context.Context) error {
 
 func (p *uploadPool) release() { <-p.slots }
 
-// upload stores the frozen blocks, the pages they change and the new root
-// (not yet the head), and returns the root and each block's sector CRCs.
+// upload stores the frozen blocks and the pages they change, and returns
+// the new root (not yet stored), each block's sector CRCs and when it
+// started (the lease of GC rule G3c runs from then).
 //
 // It is a pipeline: hashers read frozen slots into pooled buffers and hash
 // them while earlier blocks' PUTs are in flight; each hashed block waits
 // for a PUT slot of the engine-wide pool; the base pages the cut changes
-// are loaded meanwhile; pages go up together once every block is in (a
-// page names its blocks, so it cannot precede them), then the root.
-func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutState, frozen map[uint64]blockState) (*root, map[uint64][]uint32, error) {
+// are loaded meanwhile; once every block is hashed the new pages are built
+// and go up while the last blocks' PUTs finish. A page stored before the
+// blocks it names is named by nothing yet (only the root, stored after
+// both, names it), so a crash leaves it unreachable, and GC reclaims it.
+func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutState, frozen map[uint64]blockState) (*root, map[uint64][]uint32, time.Time, error) {
 	start := e.now()
 	blocks := make([]uint64, 0, len(frozen))
 	for b := range frozen {
@@ -479,13 +504,17 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		})
 	}
 	hashers.Wait()
-	puts.Wait()
 	<-pagesDone
+	abort := func(err error) (*root, map[uint64][]uint32, time.Time, error) {
+		fail(err)
+		puts.Wait()
+		return nil, nil, start, err
+	}
 	if err := context.Cause(ctx); err != nil {
-		return nil, nil, err
+		return abort(err)
 	}
 	if pagesErr != nil {
-		return nil, nil, pagesErr
+		return abort(pagesErr)
 	}
 
 	r := &root{Volume: v.id, Seq: base.Seq + 1, Size: v.size, CutTime: cut.time, Owner: e.state.Owner, Token: cut.token, JournalLSN: cut.lsn, Pages: make(map[uint32]pageRef, len(base.Pages))}
@@ -541,27 +570,19 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		})
 	}
 	pagePuts.Wait()
+	puts.Wait()
 	if err := context.Cause(ctx); err != nil {
-		return nil, nil, err
+		return nil, nil, start, err
 	}
 	for _, np := range built {
 		e.pages.add(np.h, np.p)
 		r.Pages[np.pi] = pageRef{Hash: np.h, Blocks: len(np.p.blocks), Touched: np.p.touched()}
 	}
-	// The key carries the cut's token, so no other writer's root is
-	// replaced; an earlier attempt of this same cut wrote the same bytes.
-	if err := e.put(ctx, r.key(), encodeRoot(r), blob.PutOptions{}); err != nil {
-		return nil, nil, err
-	}
-	// GC rule G3c: the objects reused above are safe only for the lease.
-	if e.now().Sub(start) > e.lease() {
-		return nil, nil, fmt.Errorf("%w: cut of %s took %v", ErrLeaseExpired, v.id, e.now().Sub(start))
-	}
 	byBlock := make(map[uint64][]uint32, len(blocks))
 	for i, b := range blocks {
 		byBlock[b] = crcs[i]
 	}
-	return r, byBlock, nil
+	return r, byBlock, start, nil
 }
 
 var zeroHash = hash(sha256.Sum256(zeroBlock))

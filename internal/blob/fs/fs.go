@@ -298,12 +298,21 @@ func (d *dirSyncer) sync(dir string) error {
 // run syncs round r, then hands the next collected round, if any, to a new
 // goroutine (its members are waiting; this caller's Put need not).
 func (d *dirSyncer) run(r *syncRound) {
+	// The directories are synced at once: the file system's journal
+	// commits them together rather than one commit after another.
+	var mu sync.Mutex
 	var errs []error
+	var wg sync.WaitGroup
 	for dir := range r.dirs {
-		if err := syncDir(dir); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Go(func() {
+			if err := syncDir(dir); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	r.err = errors.Join(errs...)
 	close(r.done)
 	d.mu.Lock()
