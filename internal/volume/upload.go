@@ -241,7 +241,7 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 // journal append for the volume also holds, so the records before cut.lsn
 // are exactly those whose effects are in frozen (on top of base). The new
 // root holds base plus frozen, and is published (head replaced) only after
-// every block and page it names is in the store: blocks, then pages, then
+// every block and page it names is in the store: blocks and pages, then
 // the root, then head. So the published root is always a crash-consistent
 // prefix: exactly the writes acknowledged before the cut. Only after
 // publication is the journal released up to the cut.
