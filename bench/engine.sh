@@ -28,7 +28,10 @@ function metric(name,   i) { for (i = 3; i < NF; i++) if ($(i+1) == name) return
 	e = metric("engine"); p = metric("peer"); r = metric("engine/peer")
 	if (name ~ /^LocalIO\/write_/) { split(name, a, "_"); what = "sequential write " a[2] " + Flush"; unit = "MB/s"; peer = "pwrite + fsync, plain file, same fs" }
 	else if (name ~ /^LocalIO\/read_/) { split(name, a, "_"); what = "sequential read " a[2] " (cached)"; unit = "MB/s"; peer = "pread, plain file, same fs" }
-	else if (name == "Upload") { what = "upload of a 64 MiB cut to versitygw"; unit = "MB/s"; peer = "plain PUTs of the same blocks, same server, 8 at once" }
+	else if (name == "Upload") { what = "upload of a 64 MiB cut to versitygw"; unit = "MB/s"; peer = "plain PUTs of as many fresh blocks, same server, 8 at once" }
+	else if (name == "UploadFS") { what = "upload of a 64 MiB cut to the file store"; unit = "MB/s"; peer = "plain file-store Puts of as many fresh blocks, 8 at once" }
+	else if (name == "Sustained") { what = "512 MiB written through a 128 MiB upload buffer until published (versitygw)"; unit = "MB/s"; peer = "the store: plain PUTs of fresh blocks, 8 at once" }
+	else if (name == "RecoveryLag") { what = "recovery-point lag p99 under 64 MiB/s of fresh data, 5 s cut interval (versitygw; p50 " metric("p50_s") ", max " metric("max_s") ")"; unit = "s"; peer = "target bound: interval + 1 s (not a measurement)" }
 	else if (name == "SnapshotPin") { what = "snapshot from recovery point, 16 TiB volume"; unit = "ms"; peer = "the same on a 1 GiB volume" }
 	else if (name == "Incremental") { what = "bytes stored by a 2nd snapshot after 1% of blocks change"; unit = "% of data"; peer = "the changed blocks themselves" }
 	else { what = name; unit = "?"; peer = "?" }

@@ -311,56 +311,6 @@ func BenchmarkEngineWrappedWrite(b *testing.B) {
 	}
 }
 
-// BenchmarkEngineUpload: one cut of 64 MiB of dirty blocks (random data, so
-// nothing dedups) to a versitygw, against plain PUTs of the same 128 blocks
-// to the same server with the same concurrency, in MB/s.
-func BenchmarkEngineUpload(b *testing.B) {
-	const blocks = 128
-	ctx := context.Background()
-	srv := blobtest.StartVersityGW(b)
-	var eng, peer float64
-	for i := range b.N {
-		data := randomBytes(b, blocks*BlockSize)
-		peerStore := srv.Store(b)
-		start := time.Now()
-		var wg sync.WaitGroup
-		work := make(chan int)
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for k := range work {
-					if _, err := peerStore.Put(ctx, fmt.Sprintf("plain/%d", k), data[k*BlockSize:(k+1)*BlockSize], blob.PutOptions{}); err != nil {
-						b.Error(err)
-					}
-				}
-			}()
-		}
-		for k := range blocks {
-			work <- k
-		}
-		close(work)
-		wg.Wait()
-		peer += float64(len(data)) / time.Since(start).Seconds() / 1e6
-
-		e := benchEngine(b, srv.Store(b), 256<<20, 256<<20, -1)
-		id := fmt.Sprintf("vol-UP%d", i)
-		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: gib}); err != nil {
-			b.Fatal(err)
-		}
-		v, _ := e.Volume(id)
-		if err := v.WriteAt(ctx, data, 0); err != nil {
-			b.Fatal(err)
-		}
-		start = time.Now()
-		if err := e.Cut(ctx, id); err != nil {
-			b.Fatal(err)
-		}
-		eng += float64(len(data)) / time.Since(start).Seconds() / 1e6
-	}
-	report(b, eng/float64(b.N), peer/float64(b.N))
-}
-
 // BenchmarkEngineSnapshotPin: CreateSnapshot from the recovery point of a
 // 16 TiB volume against the same on a 1 GiB volume (same store, same data:
 // 8 blocks; the big volume's spread over 8 pages), in ms per snapshot

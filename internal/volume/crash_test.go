@@ -62,6 +62,55 @@ const (
 	crashBytes  = 8 * BlockSize // tracked region
 )
 
+// The companion volume: whole-block writes of companionBlock to its first
+// companionBlocks blocks.
+const (
+	companionVolume = "vol-00000000000000C0B"
+	companionBlocks = 2
+)
+
+// companionBlock is block b's content at write n: (b, n) repeated.
+func companionBlock(b, n uint64) []byte {
+	p := make([]byte, BlockSize)
+	for off := 0; off < BlockSize; off += 16 {
+		binary.LittleEndian.PutUint64(p[off:], b)
+		binary.LittleEndian.PutUint64(p[off+8:], n)
+	}
+	return p
+}
+
+// checkCompanion: each of the companion's blocks, and of its recovery
+// point (through a clone), is either never written (zeros) or one whole
+// write of that block: no block torn, mixed up with another or another
+// volume's, whatever cuts of the two volumes were in flight at the kill.
+func checkCompanion(ctx context.Context, e *Engine, cycle int) error {
+	if _, err := e.Volume(companionVolume); err != nil {
+		return nil // killed before it was created
+	}
+	clone := fmt.Sprintf("vol-%017X", cycle+1+2<<40)
+	if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: clone, SizeBytes: gib, Source: control.VolumeSource{SourceVolumeID: companionVolume}}); err != nil {
+		return fmt.Errorf("companion clone: %w", err)
+	}
+	defer e.DeleteVolume(ctx, clone)
+	for _, id := range []string{companionVolume, clone} {
+		v, _ := e.Volume(id)
+		got := make([]byte, BlockSize)
+		for b := range uint64(companionBlocks) {
+			if err := v.ReadAt(ctx, got, int64(b)*BlockSize); err != nil {
+				return fmt.Errorf("%s block %d: %w", id, b, err)
+			}
+			if bytes.Equal(got, zeroBlock) {
+				continue
+			}
+			n := binary.LittleEndian.Uint64(got[8:])
+			if !bytes.Equal(got, companionBlock(b, n)) {
+				return fmt.Errorf("%s block %d is not one whole write of it (starts %x)", id, b, got[:16])
+			}
+		}
+	}
+	return nil
+}
+
 type crashOp struct {
 	kind     int // opWrite, opUnmap, opFlush, opCut, opSnap
 	off, n   int
@@ -119,6 +168,9 @@ type crashEnv struct {
 	S3    s3.Config // s3 store
 	Seed  uint64
 	Start int
+	// Companion: the child also writes a second volume, so that cuts of
+	// two volumes run at once when the kill strikes (checkCompanion).
+	Companion bool
 }
 
 func (c *crashEnv) store(t testing.TB) blob.Store {
@@ -224,6 +276,9 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.Companion {
+		startCompanion(ctx, t, e, c.Start)
+	}
 	progress, err := os.OpenFile(filepath.Join(c.Dir, "progress"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +313,30 @@ func TestCrashChild(t *testing.T) {
 		}
 		mark(0, i+1) // acknowledged: every op before i+1 returned
 	}
+}
+
+// startCompanion has the child write a second volume at the same time as
+// the first, so that the uploader cuts two volumes at once when the kill
+// strikes (checkCompanion checks it).
+func startCompanion(ctx context.Context, t *testing.T, e *Engine, start int) {
+	if _, err := e.Volume(companionVolume); err != nil {
+		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: companionVolume, SizeBytes: gib}); err != nil {
+			t.Fatalf("child CreateVolume: %v", err)
+		}
+	}
+	cv, err := e.Volume(companionVolume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for n := uint64(start) << 20; ; n++ {
+			b := n % companionBlocks
+			if err := cv.WriteAt(ctx, companionBlock(b, n), int64(b)*BlockSize); err != nil {
+				panic(fmt.Sprintf("companion write: %v", err)) // fails the test: only the kill may end the child
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 }
 
 // crashModel holds the state after every prefix of the op sequence, as
@@ -310,6 +389,11 @@ func TestCrash(t *testing.T) {
 		srv := blobtest.StartVersityGW(t)
 		c := crashEnv{Dir: t.TempDir(), Store: "s3", S3: srv.Config("crash")}
 		runCrash(t, c, cycles)
+	})
+	// Two volumes written at once: the uploader cuts them in parallel.
+	t.Run("fs-two-volumes", func(t *testing.T) {
+		c := crashEnv{Dir: t.TempDir(), Store: "fs", FSDir: t.TempDir(), Companion: true}
+		runCrash(t, c, cycles/4)
 	})
 }
 
@@ -381,6 +465,10 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		if err := e.Check(ctx); err != nil {
 			e.Close()
 			t.Fatalf("cycle %d: Check after crash: %v", cycle, err)
+		}
+		if err := checkCompanion(ctx, e, cycle); err != nil {
+			e.Close()
+			t.Fatalf("cycle %d: %v", cycle, err)
 		}
 		v, err := e.Volume(crashVolume)
 		if err != nil { // killed before the volume was created
@@ -496,6 +584,12 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 	// above still a valid prefix.
 	if rpMoves < cycles/20 || snapsChecked < 2 {
 		t.Fatalf("no progress: the recovery point advanced in %d of %d cycles, %d new snapshots", rpMoves, cycles, snapsChecked)
+	}
+	if c.Companion {
+		// The faults below fence a data dir's volumes; a fenced companion
+		// would keep its journal records and stall the other's writes (a
+		// known limit, doc.go). They are run without it.
+		return
 	}
 	crashClonedDataDir(t, c, store, m, at) // publishes: the backup is now old
 	crashOldBackup(t, c, store, m, backup)

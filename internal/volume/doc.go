@@ -86,9 +86,11 @@
 //     which every journal append for the volume also holds; the frozen
 //     blocks are exactly the effects of the records before the cut's LSN.
 //     Later writes to a frozen block copy it into a new slot
-//     (copy-on-write) and never change what is uploaded. Blocks, then
-//     pages, then the root, then the head are written, so nothing is named
-//     before it exists; publishing the head advances the recovery point to
+//     (copy-on-write) and never change what is uploaded. Blocks and
+//     pages, then the root, then the head are written, so nothing reachable
+//     is named before it exists (a page may be stored while the last of its
+//     blocks upload: only the root, stored after both, names it);
+//     publishing the head advances the recovery point to
 //     the cut's time, and only then is the journal released up to the cut.
 //     The published root is therefore always a crash-consistent prefix:
 //     exactly the writes acknowledged before its cut. RecoveryPoint reports
@@ -149,7 +151,10 @@
 // (a read miss, or the read half of a read-modify-write), after which the
 // block's state is looked at again; manifest pages are loaded under the
 // lock (one page covers 2 GiB, so that is rare). Uploads run without it
-// (frozen slots are immutable), and so do reads of clean blocks: a read
+// (frozen slots are immutable; the uploader cuts several volumes at once,
+// Config.ParallelCuts, one cut per volume under cutMu, all sharing one
+// bound on PUTs in flight and one set of buffers: upload.go, uploadPool),
+// and so do reads of clean blocks: a read
 // pins their slots under the volume lock, reads and checks them after
 // releasing it, and unpins them before it takes any lock but cache.mu;
 // taking a pinned clean slot for a write waits, under the volume lock,

@@ -10,7 +10,10 @@
 // blob.ReservedSegmentPrefix, skipped by List) in the key's directory,
 // fsyncs it, renames it over the key and fsyncs the directory; directories
 // it creates are fsynced into their parents. A crash can leave a temporary
-// file behind; it is never visible as an object.
+// file behind; it is never visible as an object. Directory fsyncs are
+// shared by concurrent Puts (a Put renaming while one runs waits for the
+// next, which covers it); a create-only Put of an existing key fails
+// before writing anything.
 //
 // ETags are inode-mtime-size, not a content hash: Stat and List never read
 // the data, and the ETag changes on every replace, even with equal content.
