@@ -82,20 +82,20 @@ func (e *benchEnv) startVersityGW(buckets ...string) (string, error) {
 // the write's end, i.e. the write is in a published recovery point — the
 // state a restore or a snapshot from the recovery point would see, reached
 // without the client doing anything more.
-func (e *benchEnv) volgwPeer(ctx context.Context, endpoint string) (peer, error) {
+func (e *benchEnv) volgwPeer(ctx context.Context, endpoint string) (*peer, error) {
 	q := url.Values{"endpoint": {endpoint}, "region": {"us-east-1"}, "path_style": {"true"}}
 	g, err := e.startGateway(ctx, filepath.Join(e.dir, "volgw-data"), []string{"--store", "s3://volgw/gw?" + q.Encode()},
 		[]string{"VOLGW_S3_ACCESS_KEY_ID=" + s3Key, "VOLGW_S3_SECRET_ACCESS_KEY=" + s3Secret})
 	if err != nil {
-		return peer{}, err
+		return nil, err
 	}
 	if err := g.activate(ctx); err != nil {
-		return peer{}, err
+		return nil, err
 	}
 	if err := g.createVolume(ctx, peerSize, "peers"); err != nil {
-		return peer{}, err
+		return nil, err
 	}
-	p := peer{device: device{name: "volgw", limit: roundData}, durable: g.waitDurable, randomCount: 20000}
+	p := &peer{device: device{name: "volgw", limit: roundData}, durable: g.waitDurable, randomCount: 20000}
 	p.url = g.lun
 	p.restart = func(ctx context.Context) error {
 		if err := g.restart(ctx); err != nil {
@@ -242,7 +242,7 @@ func TestPeersBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peers := []*peer{&v}
+	peers := []*peer{v}
 	var unavailable []string
 	for _, startPeer := range []func(context.Context, string) (*peer, error){e.s3backerPeer, e.nbdkitPeer} {
 		p, err := startPeer(ctx, endpoint)

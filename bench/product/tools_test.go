@@ -37,9 +37,25 @@ func (d device) imageArgs() []string {
 		a = append(a, "-t", "none")
 	}
 	if d.limit > 0 {
-		return append(a, "--image-opts", fmt.Sprintf("driver=raw,size=%d,file.filename=%s", d.limit, d.url))
+		return append(a, "--image-opts", fmt.Sprintf("driver=raw,size=%d,%s", d.limit, d.protocolOpts()))
 	}
 	return append(a, "-f", "raw", d.url)
+}
+
+// protocolOpts spells the device's URL as the protocol driver's options:
+// under --image-opts qemu-img parses no URL.
+func (d device) protocolOpts() string {
+	switch {
+	case strings.HasPrefix(d.url, "iscsi://"):
+		// iscsi://portal/iqn/lun
+		f := strings.SplitN(strings.TrimPrefix(d.url, "iscsi://"), "/", 3)
+		return fmt.Sprintf("file.driver=iscsi,file.transport=tcp,file.portal=%s,file.target=%s,file.lun=%s", f[0], f[1], f[2])
+	case strings.HasPrefix(d.url, "nbd://"):
+		host, port, _ := strings.Cut(strings.TrimPrefix(d.url, "nbd://"), ":")
+		return fmt.Sprintf("file.driver=nbd,file.server.type=inet,file.server.host=%s,file.server.port=%s", host, port)
+	default:
+		return "file.driver=file,file.filename=" + d.url
+	}
 }
 
 var qemuBenchDone = regexp.MustCompile(`Run completed in ([0-9.]+) seconds`)
