@@ -25,7 +25,7 @@ test-long: test-deps
 bench-deps:
 	./scripts/install-bench-deps.sh
 
-# Every bench/*.sh, one after the other (about 35 minutes; product.sh and
+# Every bench/*.sh, one after the other (about 25 minutes; product.sh and
 # peers.sh need root).
 bench: test-deps bench-deps
 	./bench/run.sh

@@ -47,7 +47,7 @@ bench_run() {
 	{
 		echo "## $title"
 		echo
-		echo "$(date -u +%Y-%m-%d) $started–$(date -u +%H:%M) UTC, commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- cmd internal || echo ' (with uncommitted changes)'), $(nproc) vCPUs, $(uname -r), $(qemu-img --version | head -1), load average $load_before before, $load_after after."
+		echo "$(date -u +%Y-%m-%d) $started–$(date -u +%H:%M) UTC, volgw at $(git log -1 --format=%h -- cmd internal go.mod go.sum)$(git diff --quiet HEAD -- cmd internal go.mod go.sum || echo ' with uncommitted changes') (tree at $(git rev-parse --short HEAD)), $(nproc) vCPUs, $(uname -r), $(qemu-img --version | head -1), load average $load_before before, $load_after after."
 		echo
 		cat "$work/report.md"
 	} >"$work/table.md"

@@ -7,7 +7,7 @@
 # client is qemu-img for all three. 512 MiB of fresh random data per device
 # per round, medians of 3 interleaved rounds (VOLGW_BENCH_ROUNDS). Prints
 # markdown with volgw ÷ peer ratios; with an argument, also writes it to
-# that file. About 10 minutes. Needs root (FUSE) and
+# that file. About 4 minutes. Needs root (FUSE) and
 # scripts/install-bench-deps.sh.
 #
 #   bench/peers.sh [out.md]

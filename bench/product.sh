@@ -6,7 +6,7 @@
 # Write rows twice: on a fresh upload buffer with the page cache full (every
 # new page needs reclaim), and after the upload-buffer ring has wrapped;
 # then the read rows. Medians of 3 interleaved rounds (VOLGW_BENCH_ROUNDS).
-# Prints markdown; with an argument, also writes it to that file. About 10
+# Prints markdown; with an argument, also writes it to that file. About 8
 # minutes. Needs root (drop_caches) and scripts/install-bench-deps.sh.
 #
 #   bench/product.sh [out.md]

@@ -142,7 +142,7 @@ func (g *gateway) createVolume(ctx context.Context, size int64, name string) err
 	}
 	vol, err := g.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{
 		GatewayARN: aws.String(g.gwARN), VolumeSizeInBytes: size, TargetName: aws.String(name),
-		NetworkInterfaceId: info.GatewayNetworkInterfaces[0].Ipv4Address, ClientToken: aws.String(name)})
+		NetworkInterfaceId: info.GatewayNetworkInterfaces[0].Ipv4Address, ClientToken: aws.String("bench-token-" + name)})
 	if err != nil {
 		return fmt.Errorf("CreateCachediSCSIVolume: %w", err)
 	}
