@@ -5,6 +5,10 @@
 # and FUSE mounts under $work.
 
 bench_setup() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "$0 needs root (drop_caches, FUSE, tgtd's control socket)" >&2
+		exit 1
+	fi
 	work=$(mktemp -d "${TMPDIR:-/tmp}/volgw-bench.XXXXXX")
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT TERM
@@ -38,12 +42,18 @@ bench_cleanup() {
 # enables it, its log on stderr, and prints the report it writes, headed
 # by the commit, the machine and its load.
 bench_run() {
-	local test=$1 out=$2 title=$3 load_before load_after started
+	local test=$1 out=$2 title=$3 load_before load_after started rc=0
 	load_before=$(cut -d' ' -f1 /proc/loadavg)
 	started=$(date -u +%H:%M)
 	VOLGW_BENCH=1 VOLGW_BENCH_DIR="$work" VOLGW_BENCH_BIN="$work/volgw" VOLGW_BENCH_OUT="$work/report.md" \
-		go test -count=1 -timeout 40m -run "^$test\$" -v ./bench/product/ >&2
+		go test -count=1 -timeout 40m -run "^$test\$" -v ./bench/product/ >&2 || rc=$?
 	load_after=$(cut -d' ' -f1 /proc/loadavg)
+	# A row or a peer that failed is in the report ("error", "Not
+	# measured: why"): print what was measured, then fail.
+	if [ ! -s "$work/report.md" ]; then
+		echo "$test wrote no report (go test exit status $rc; its log is above)" >&2
+		return 1
+	fi
 	{
 		echo "## $title"
 		echo
@@ -53,4 +63,5 @@ bench_run() {
 	} >"$work/table.md"
 	cat "$work/table.md"
 	if [ -n "$out" ]; then cp "$work/table.md" "$out"; fi
+	return "$rc"
 }
