@@ -71,9 +71,10 @@
 //     time writes the oldest batch, so batches reach the files in LSN
 //     order and no acknowledged record ever follows a hole). Flush
 //     fdatasyncs the journal up to what was written when it was called,
-//     sharing the sync with concurrent Flushes; a failed sync, or a failed
-//     batch write, is sticky. After a crash, Open replays every valid
-//     record at or after each volume's published cut over the published
+//     sharing the sync with concurrent Flushes; a failed sync is sticky; a
+//     failed batch write is retried before any later one. After a crash,
+//     Open replays every valid record at or after each volume's published
+//     cut over the published
 //     root, so every write acknowledged before the last completed Flush —
 //     and every later one that reached the journal file — is readable
 //     again. A torn or stale record (bad CRC, LSN or epoch, or the zeros
@@ -175,8 +176,8 @@
 //     another writer's data).
 //   - Writes larger than maxAtomic (16 blocks, less with small disks) are
 //     atomic with respect to cuts only in maxAtomic pieces.
-//   - A failed write to the upload buffer fails every later write and
-//     flush until the engine is restarted (a later record must not follow
-//     one that is missing: replay would stop at the hole); the journal
-//     then replays what reached the disk, and the ledger judges the rest.
+//   - While a write to the upload buffer fails (a full file system, an
+//     I/O error), every write and flush fails: the failed batch is kept and
+//     written again before any later record (a record after a hole would
+//     be lost to replay), so writes resume as soon as the disk takes them.
 package volume

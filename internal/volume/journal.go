@@ -153,17 +153,25 @@ type journal struct {
 	// Group commit (see above). Invariant: tail <= synced <= written <=
 	// head (synced may lag tail after a release); the records in
 	// [written, head) are in cur and queue, in LSN order.
-	cond     *sync.Cond   // on mu: broadcast when writing, syncing or an error changes
-	cur      *batch       // the batch new records join (nil: none yet)
-	queue    []*batch     // full batches waiting to be written, oldest first
-	spare    [][]byte     // batch buffers to reuse
-	written  uint64       // every record before it is in the files
-	writing  bool         // a leader is writing a batch
-	syncing  bool         // a Flush is syncing the disks
-	writeErr error        // the first failed batch write, returned ever after
-	kicked   uint64       // the head when kick last started a background write
-	syncs    atomic.Int64 // rounds of fdatasync, for tests and profiles
-	closed   bool
+	cond    *sync.Cond // on mu: broadcast when writing, syncing or an error changes
+	cur     *batch     // the batch new records join (nil: none yet)
+	queue   []*batch   // full batches waiting to be written, oldest first
+	spare   [][]byte   // batch buffers to reuse
+	written uint64     // every record before it is in the files
+	writing bool       // a leader is writing a batch
+	syncing bool       // a Flush is syncing the disks
+	// failed is the error of the last batch write when it failed: that
+	// batch is kept, first in queue, and written again before any record
+	// is added or counted written (a record after a hole would be lost to
+	// replay). failSeq counts failures: a writer waiting across one is
+	// answered with lastErr, not acknowledged. A disk that comes back
+	// (space freed on a full file system) takes writes again.
+	failed  error
+	lastErr error
+	failSeq uint64
+	kicked  uint64       // the head when kick last started a background write
+	syncs   atomic.Int64 // rounds of fdatasync, for tests and profiles
+	closed  bool
 	// align is ringSector when every disk's size is a multiple of it (then
 	// batches are written in whole sectors), 1 otherwise; direct says
 	// every disk has an O_DIRECT descriptor (and align is ringSector).
@@ -427,8 +435,20 @@ func (j *journal) assign(r *record) (slot, error) {
 	if j.closed {
 		return slot{}, ErrClosed
 	}
-	if j.writeErr != nil {
-		return slot{}, j.writeErr
+	// While a batch write fails, no record joins the queue (memory stays
+	// bounded): the writer retries the failed batch and, if it fails
+	// again, gets that error.
+	for j.failed != nil {
+		if j.closed {
+			return slot{}, ErrClosed
+		}
+		if j.writing {
+			j.cond.Wait()
+			continue
+		}
+		if err := j.writeNextLocked(); err != nil {
+			return slot{}, err
+		}
 	}
 	n := uint64(recordSize(len(r.data)))
 	if int64(j.head-j.tail)+int64(n) > j.capacity-j.guard() {
@@ -475,7 +495,7 @@ func (j *journal) fill(s slot, r *record) {
 func (j *journal) kick() {
 	j.mu.Lock()
 	target := j.head
-	start := !j.writing && j.direct && j.writeErr == nil && target-j.written >= directMin && target > j.kicked
+	start := !j.writing && j.direct && j.failed == nil && target-j.written >= directMin && target > j.kicked
 	if start {
 		j.kicked = target
 	}
@@ -490,27 +510,32 @@ func (j *journal) kick() {
 // with the write error that stopped that. A caller finding no write under
 // way writes the oldest batch itself (the leader); the others wait for it
 // and, if their record is not written yet, one of them leads next. A
-// failed batch write is sticky: no record after it may ever count as
-// written, or replay would stop short of it.
+// batch write that fails answers every writer waiting then with its error
+// (none of them is acknowledged); the batch is written again by the next
+// writer, before anything after it (see failed).
 func (j *journal) wait(end uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	seq := j.failSeq
 	for j.written < end {
-		if j.writeErr != nil {
-			return j.writeErr
+		if j.failSeq != seq {
+			return j.lastErr
 		}
 		if j.writing {
 			j.cond.Wait()
 			continue
 		}
-		j.writeNextLocked()
+		if err := j.writeNextLocked(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // writeNextLocked writes the oldest batch not written, dropping j.mu
-// meanwhile. j.mu held, no write under way, and written < head.
-func (j *journal) writeNextLocked() {
+// meanwhile. j.mu held, no write under way, and written < head. On
+// failure the batch goes back to the front of the queue.
+func (j *journal) writeNextLocked() error {
 	var b *batch
 	if len(j.queue) > 0 {
 		b, j.queue = j.queue[0], j.queue[1:]
@@ -525,15 +550,19 @@ func (j *journal) writeNextLocked() {
 	j.mu.Lock()
 	j.writing = false
 	j.direct = j.direct && lay.direct
+	defer j.cond.Broadcast()
 	if err != nil {
-		j.writeErr = err
-	} else {
-		j.written = b.end
-		if len(b.buf) == batchBytes && len(j.spare) < 2 {
-			j.spare = append(j.spare, b.buf)
-		}
+		j.queue = append([]*batch{b}, j.queue...)
+		j.failed, j.lastErr = err, err
+		j.failSeq++
+		return err
 	}
-	j.cond.Broadcast()
+	j.failed = nil
+	j.written = b.end
+	if len(b.buf) == batchBytes && len(j.spare) < 2 {
+		j.spare = append(j.spare, b.buf)
+	}
+	return nil
 }
 
 // writeBatch writes b to the ring, one write per contiguous extent, up to
@@ -634,8 +663,10 @@ func (j *journal) sync() error {
 		switch {
 		case j.syncErr != nil:
 			return j.syncErr
-		case j.writeErr != nil:
-			return j.writeErr
+		case j.failed != nil:
+			// The ring cannot be written now: say so rather than
+			// report a sync that skipped what could not reach it.
+			return j.failed
 		case j.synced >= target:
 			return nil
 		case !j.syncing:
