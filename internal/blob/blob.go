@@ -36,6 +36,12 @@ type PutOptions struct {
 	IfNoneMatch bool
 	// IfMatch: write only if the current object's ETag equals this value.
 	IfMatch string
+	// SHA256, if set, is the SHA-256 of the data, for a caller that has it
+	// already (content-addressed objects are named by it). A store that
+	// hashes the payload anyway (S3 signs it) uses this instead of hashing
+	// again; the server checks it, so a wrong value fails the Put. Other
+	// stores ignore it.
+	SHA256 *[32]byte
 }
 
 // Store is an object store. All methods are safe for concurrent use.

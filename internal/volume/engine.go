@@ -44,8 +44,15 @@ type Config struct {
 	GCGrace time.Duration
 	// GCInterval runs GC in the background this often; zero disables it.
 	GCInterval time.Duration
-	// UploadConcurrency is how many block PUTs a cut runs at once (default 8).
+	// UploadConcurrency bounds the PUTs of blocks and pages in flight,
+	// for the whole engine: every cut of every volume shares it, and so
+	// does the memory of the uploads (one 512 KiB buffer per PUT, plus
+	// two). Default 8.
 	UploadConcurrency int
+	// ParallelCuts is how many volumes are cut and uploaded at once by the
+	// background uploader (default 4; one cut per volume at a time). They
+	// share UploadConcurrency.
+	ParallelCuts int
 	// Now is the clock (default time.Now). GC compares it with the store's
 	// object times, so it must agree with the store's clock.
 	Now func() time.Time
@@ -64,6 +71,8 @@ type Engine struct {
 	jr    *journal
 	cache *cache
 	pages *pageCache
+	// uploads bounds the PUTs and buffers of every cut (upload.go).
+	uploads *uploadPool
 
 	// ioGate is held shared by every journal append and exclusively while
 	// the journal's disk layout changes.
@@ -164,6 +173,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.UploadConcurrency <= 0 {
 		cfg.UploadConcurrency = 8
 	}
+	if cfg.ParallelCuts <= 0 {
+		cfg.ParallelCuts = 4
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -175,7 +187,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, store: prefixed{cfg.Store, cfg.Prefix}, log: cfg.Logger, now: cfg.Now,
-		cache: newCache(), pages: newPageCache(128), vols: make(map[string]*Volume),
+		cache: newCache(), pages: newPageCache(128), vols: make(map[string]*Volume), uploads: newUploadPool(cfg.UploadConcurrency),
 		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if err := e.loadState(); err != nil {

@@ -49,8 +49,11 @@ func (e *Engine) put(ctx context.Context, key string, data []byte, o blob.PutOpt
 // If a copy exists, GC rule G3c decides: it is reused only if its ModTime is
 // no older than the cut's start minus the lease, else written again, which
 // refreshes it. It reports the bytes actually uploaded.
-func (e *Engine) putContent(ctx context.Context, key string, data []byte, cutStart time.Time) (int64, error) {
-	_, err := e.store.Put(ctx, key, data, blob.PutOptions{IfNoneMatch: true})
+//
+// sum is data's SHA-256 (the name's hash), handed to the store so that an
+// S3 store need not hash the body again to sign it.
+func (e *Engine) putContent(ctx context.Context, key string, data []byte, cutStart time.Time, sum *[32]byte) (int64, error) {
+	_, err := e.store.Put(ctx, key, data, blob.PutOptions{IfNoneMatch: true, SHA256: sum})
 	if err == nil {
 		return int64(len(data)), nil
 	}
@@ -65,7 +68,7 @@ func (e *Engine) putContent(ctx context.Context, key string, data []byte, cutSta
 	default:
 		return 0, fmt.Errorf("volume: stat %s: %w", key, err)
 	}
-	if err := e.put(ctx, key, data, blob.PutOptions{}); err != nil {
+	if err := e.put(ctx, key, data, blob.PutOptions{SHA256: sum}); err != nil {
 		return 0, err
 	}
 	return int64(len(data)), nil

@@ -7,50 +7,213 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/volgw/volgw/internal/blob"
 )
 
-// uploader cuts volumes: periodically, when a volume has many dirty blocks,
-// when the journal or the cache is under pressure, and for snapshots.
+// uploader schedules cuts. Several volumes are cut at once (at most
+// Config.ParallelCuts; one cut per volume at a time, which v.cutMu
+// enforces anyway), all sharing the engine's bound on PUTs in flight and
+// its block buffers (uploadPool), so N busy volumes neither make N×8 PUTs
+// nor hold N×8 buffers.
+//
+// A volume is due:
+//   - when its recovery point is about to be CutInterval old: the cut
+//     starts early by the time its last cut took (plus a quarter, plus one
+//     scan), so that it is published, and the recovery point advances, by
+//     then. Waiting for the interval to pass first, as a plain ticker does,
+//     left the recovery point up to interval + upload time behind;
+//   - when it has dirtyThreshold dirty blocks, a snapshot waits, or a
+//     failed cut is to be retried (with backoff);
+//   - under pressure (the journal over half full or the cache out of
+//     slots), whenever it has anything dirty. A pressure signal that finds
+//     a volume's cut running is remembered, and the volume is cut again as
+//     soon as that cut ends: under sustained writes the store then has
+//     PUTs in flight continuously, not only at the interval.
+//
+// Every cut ending triggers a scan, so no due volume waits for a tick.
 func (e *Engine) uploader(ctx context.Context) {
 	defer e.wg.Done()
+	s := &uploadSched{e: e, vols: map[*Volume]*volSched{}, done: make(chan *Volume)}
+	defer s.wait()
 	var tick <-chan time.Time
 	if e.cfg.CutInterval > 0 {
-		t := time.NewTicker(e.cfg.CutInterval)
+		t := time.NewTicker(scanEvery(e.cfg.CutInterval))
 		defer t.Stop()
 		tick = t.C
 	}
+	lastAll := e.now()
 	for {
-		all := false
+		pressure := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick:
-			all = true
 		case <-e.pressure:
-			all = true
+			pressure = true
 		case <-e.kick:
+		case v := <-s.done:
+			s.finished(v)
+			pressure = s.deferred
 		}
-		if all {
+		all := false
+		if e.cfg.CutInterval > 0 && e.now().Sub(lastAll) >= e.cfg.CutInterval {
+			all, lastAll = true, e.now()
+		}
+		if all || (pressure && e.cfg.CutInterval <= 0) {
 			e.refreshLedger(false)
 		}
-		for _, v := range e.volumes() {
-			v.mu.Lock()
-			if all {
-				v.noteClean()
+		s.scan(ctx, all, pressure)
+	}
+}
+
+// scanEvery is how often the uploader looks at its volumes' recovery
+// points: often enough that a cut starts within a small part of the
+// interval of when it is due.
+func scanEvery(interval time.Duration) time.Duration {
+	return max(10*time.Millisecond, min(interval/20, 100*time.Millisecond))
+}
+
+// uploadSched is the uploader's own state; only its goroutine touches it.
+type uploadSched struct {
+	e       *Engine
+	vols    map[*Volume]*volSched
+	running int
+	done    chan *Volume // a launched cut ended
+	// deferred: a pressure signal found a dirty volume it could not cut
+	// (its cut running, or ParallelCuts reached): scan again, under
+	// pressure, when a cut ends.
+	deferred bool
+}
+
+type volSched struct {
+	running bool
+	lastDur time.Duration // how long the last cut took
+	start   time.Time
+	err     error
+	fails   int
+	retryAt time.Time
+}
+
+func (s *uploadSched) state(v *Volume) *volSched {
+	vs := s.vols[v]
+	if vs == nil {
+		vs = &volSched{}
+		s.vols[v] = vs
+	}
+	return vs
+}
+
+func (s *uploadSched) finished(v *Volume) {
+	s.running--
+	vs := s.vols[v]
+	vs.running = false
+	if vs.err == nil {
+		vs.fails, vs.lastDur = 0, s.e.now().Sub(vs.start)
+		return
+	}
+	// Retry with backoff, up to the interval (or 5s): a store that is down
+	// is not hammered, one that blinked is retried soon.
+	vs.fails++
+	limit := s.e.cfg.CutInterval
+	if limit <= 0 {
+		limit = 5 * time.Second
+	}
+	vs.retryAt = s.e.now().Add(min(limit, 100*time.Millisecond<<min(vs.fails, 10)))
+}
+
+// wait lets every launched cut end (they see the cancelled context).
+func (s *uploadSched) wait() {
+	for s.running > 0 {
+		<-s.done
+		s.running--
+	}
+}
+
+func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
+	e := s.e
+	now := e.now()
+	type cand struct {
+		v      *Volume
+		urgent bool
+		from   uint64 // oldest journal record it holds
+	}
+	var due []cand
+	s.deferred = false
+	vols := e.volumes()
+	for _, v := range vols {
+		vs := s.state(v)
+		v.mu.Lock()
+		if all {
+			v.noteClean()
+		}
+		dirty := len(v.dirty) > 0
+		var why bool
+		urgent := v.cut != nil || len(v.pendingSnaps) > 0
+		switch {
+		case v.usable() != nil:
+		case v.cut != nil:
+			why = !now.Before(vs.retryAt)
+		case urgent, len(v.dirty) >= e.dirtyThreshold(), pressure && dirty, all && dirty:
+			why = true
+		case dirty && e.cfg.CutInterval > 0:
+			lead := vs.lastDur + vs.lastDur/4 + scanEvery(e.cfg.CutInterval)
+			why = !now.Before(v.recoveryTime().Add(e.cfg.CutInterval - lead))
+		}
+		from := min(v.dirtyFrom, v.frozenFrom)
+		v.mu.Unlock()
+		if !why {
+			continue
+		}
+		if vs.running {
+			if pressure {
+				s.deferred = true
 			}
-			due := v.usable() == nil &&
-				(v.cut != nil || len(v.pendingSnaps) > 0 || len(v.dirty) >= e.dirtyThreshold() || (all && len(v.dirty) > 0))
-			v.mu.Unlock()
-			if !due {
-				continue
+			continue
+		}
+		due = append(due, cand{v, urgent, from})
+	}
+	// Retries and snapshots first, then the volume holding the oldest
+	// journal records: releasing them is what frees the ring.
+	sort.Slice(due, func(i, j int) bool {
+		if due[i].urgent != due[j].urgent {
+			return due[i].urgent
+		}
+		return due[i].from < due[j].from
+	})
+	for _, c := range due {
+		if s.running >= e.cfg.ParallelCuts {
+			if pressure {
+				s.deferred = true
 			}
-			if err := e.cutVolume(ctx, v, false); err != nil && ctx.Err() == nil {
-				e.log.Warn("volume: cut failed; will retry", "volume", v.id, "err", err)
+			break
+		}
+		vs := s.state(c.v)
+		vs.running, vs.start = true, e.now()
+		s.running++
+		go func() {
+			err := e.cutVolume(ctx, c.v, false)
+			if err != nil && ctx.Err() == nil {
+				e.log.Warn("volume: cut failed; will retry", "volume", c.v.id, "err", err)
+			}
+			vs.err = err // read by the uploader after it receives c.v
+			s.done <- c.v
+		}()
+	}
+	// Forget deleted volumes.
+	if len(s.vols) > len(vols) {
+		live := make(map[*Volume]bool, len(vols))
+		for _, v := range vols {
+			live[v] = true
+		}
+		for v, vs := range s.vols {
+			if !live[v] && !vs.running {
+				delete(s.vols, v)
 			}
 		}
 	}
@@ -170,93 +333,182 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	return retried, e.completeSnapshots(ctx, cut.snaps, newRoot, cut.time)
 }
 
+// uploadPool bounds the engine's block uploads as a whole: PUTs in flight
+// (Config.UploadConcurrency, shared by every cut of every volume) and the
+// 512 KiB buffers blocks are read into (one per PUT slot plus a few being
+// hashed ahead), allocated once and reused. Memory for uploads is
+// therefore a fixed few MiB whatever the number of volumes.
+type uploadPool struct {
+	slots chan struct{}
+	bufs  chan []byte // nil entries: not allocated yet
+}
+
+// hashAhead is how many blocks beyond the PUTs in flight may be read and
+// hashed, waiting for a PUT slot: the next PUT starts as soon as one ends.
+const hashAhead = 2
+
+func newUploadPool(puts int) *uploadPool {
+	p := &uploadPool{slots: make(chan struct{}, puts), bufs: make(chan []byte, puts+hashAhead)}
+	for range puts + hashAhead {
+		p.bufs <- nil
+	}
+	return p
+}
+
+func (p *uploadPool) buf(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-p.bufs:
+		if b == nil {
+			b = make([]byte, BlockSize)
+		}
+		return b, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+func (p *uploadPool) putBuf(b []byte) { p.bufs <- b }
+
+func (p *uploadPool) acquire(ctx context.Context) error {
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (p *uploadPool) release() { <-p.slots }
+
 // upload stores the frozen blocks, the pages they change and the new root
 // (not yet the head), and returns the root and each block's sector CRCs.
+//
+// It is a pipeline: hashers read frozen slots into pooled buffers and hash
+// them while earlier blocks' PUTs are in flight; each hashed block waits
+// for a PUT slot of the engine-wide pool; the base pages the cut changes
+// are loaded meanwhile; pages go up together once every block is in (a
+// page names its blocks, so it cannot precede them), then the root.
 func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutState, frozen map[uint64]blockState) (*root, map[uint64][]uint32, error) {
 	start := e.now()
 	blocks := make([]uint64, 0, len(frozen))
 	for b := range frozen {
 		blocks = append(blocks, b)
 	}
-	sort.Slice(blocks, func(i, j int) bool { return blocks[i] < blocks[j] })
-	hashes := make(map[uint64]hash, len(blocks))
-	crcs := make(map[uint64][]uint32, len(blocks))
+	slices.Sort(blocks)
 	v.cutTotal.Store(int64(len(blocks)))
 	v.cutDone.Store(0)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fail := func(err error) { cancel(err) }
 
-	var mu sync.Mutex // guards hashes, crcs, firstErr
-	var firstErr error
-	work := make(chan uint64)
-	var wg sync.WaitGroup
-	for range e.cfg.UploadConcurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, BlockSize)
-			for b := range work {
-				st := frozen[b]
-				var h hash
-				var c []uint32
-				var err error
-				if !st.zero {
-					// A frozen slot is never written (copy-on-write), so it
-					// is read without v.mu.
-					if err = e.cache.readSlot(st.slot, buf, 0); err == nil {
-						h = sha256.Sum256(buf)
-						if h == zeroHash {
-							h = hash{} // zeros are not stored
-						} else {
-							_, err = e.putContent(ctx, blockKey(h), buf, start)
-						}
-						c = sectorCRCs(buf)
-					}
-				}
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				hashes[b], crcs[b] = h, c
-				mu.Unlock()
-				v.cutDone.Add(1)
+	// The base pages this cut rewrites, loaded while blocks upload.
+	oldPages := make(map[uint32]*page)
+	var pagesErr error
+	pagesDone := make(chan struct{})
+	go func() {
+		defer close(pagesDone)
+		for i := 0; i < len(blocks); {
+			pi := uint32(blocks[i] / pageBlocks)
+			for ; i < len(blocks) && uint32(blocks[i]/pageBlocks) == pi; i++ {
 			}
-		}()
-	}
-	for _, b := range blocks {
-		mu.Lock()
-		failed := firstErr != nil
-		mu.Unlock()
-		if failed || ctx.Err() != nil {
-			break
+			if pr, ok := base.Pages[pi]; ok {
+				p, err := e.loadPage(ctx, pr.Hash)
+				if err != nil {
+					pagesErr = err
+					return
+				}
+				oldPages[pi] = p
+			}
 		}
-		work <- b
+	}()
+
+	// hashes[i] and crcs[i] belong to blocks[i]; each is written by one
+	// goroutine and read after all are done.
+	hashes := make([]hash, len(blocks))
+	crcs := make([][]uint32, len(blocks))
+	pool := e.uploads
+	var next atomic.Int64
+	var puts, hashers sync.WaitGroup
+	for range min(hashAhead, max(1, len(blocks))) {
+		hashers.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(blocks) || ctx.Err() != nil {
+					return
+				}
+				st := frozen[blocks[i]]
+				if st.zero {
+					v.cutDone.Add(1)
+					continue
+				}
+				buf, err := pool.buf(ctx)
+				if err != nil {
+					return
+				}
+				// A frozen slot is never written (copy-on-write), so it is
+				// read without v.mu.
+				if err := e.cache.readSlot(st.slot, buf, 0); err != nil {
+					pool.putBuf(buf)
+					fail(err)
+					return
+				}
+				h := hash(sha256.Sum256(buf))
+				crcs[i] = sectorCRCs(buf)
+				if h == zeroHash {
+					// Zeros are not stored: hashes[i] stays zero.
+					pool.putBuf(buf)
+					v.cutDone.Add(1)
+					continue
+				}
+				hashes[i] = h
+				if err := pool.acquire(ctx); err != nil {
+					pool.putBuf(buf)
+					return
+				}
+				puts.Go(func() {
+					defer pool.putBuf(buf)
+					defer pool.release()
+					sum := [32]byte(h)
+					if _, err := e.putContent(ctx, blockKey(h), buf, start, &sum); err != nil {
+						fail(err)
+						return
+					}
+					v.cutDone.Add(1)
+				})
+			}
+		})
 	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
+	hashers.Wait()
+	puts.Wait()
+	<-pagesDone
+	if err := context.Cause(ctx); err != nil {
 		return nil, nil, err
+	}
+	if pagesErr != nil {
+		return nil, nil, pagesErr
 	}
 
 	r := &root{Volume: v.id, Seq: base.Seq + 1, Size: v.size, CutTime: cut.time, Owner: e.state.Owner, Token: cut.token, JournalLSN: cut.lsn, Pages: make(map[uint32]pageRef, len(base.Pages))}
 	for i, p := range base.Pages {
 		r.Pages[i] = p
 	}
+	type newPage struct {
+		pi   uint32
+		p    *page
+		data []byte
+		h    hash
+	}
+	var built []newPage
 	for i := 0; i < len(blocks); {
 		pi := uint32(blocks[i] / pageBlocks)
 		np := &page{blocks: map[uint16]hash{}, zeros: map[uint16]bool{}}
-		if pr, ok := base.Pages[pi]; ok {
-			old, err := e.loadPage(ctx, pr.Hash)
-			if err != nil {
-				return nil, nil, err
-			}
+		if old := oldPages[pi]; old != nil {
 			maps.Copy(np.blocks, old.blocks)
 			maps.Copy(np.zeros, old.zeros)
 		}
 		for ; i < len(blocks) && uint32(blocks[i]/pageBlocks) == pi; i++ {
 			k := uint16(blocks[i] % pageBlocks)
-			h := hashes[blocks[i]]
+			h := hashes[i]
 			delete(np.blocks, k)
 			delete(np.zeros, k)
 			switch {
@@ -272,12 +524,29 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 			continue
 		}
 		data := encodePage(np)
-		ph := hash(sha256.Sum256(data))
-		if _, err := e.putContent(ctx, pageKey(ph), data, start); err != nil {
-			return nil, nil, err
+		built = append(built, newPage{pi, np, data, hash(sha256.Sum256(data))})
+	}
+	// Pages go up at once, through the same PUT slots as blocks.
+	var pagePuts sync.WaitGroup
+	for _, np := range built {
+		if err := pool.acquire(ctx); err != nil {
+			break
 		}
-		e.pages.add(ph, np)
-		r.Pages[pi] = pageRef{Hash: ph, Blocks: len(np.blocks), Touched: np.touched()}
+		pagePuts.Go(func() {
+			defer pool.release()
+			sum := [32]byte(np.h)
+			if _, err := e.putContent(ctx, pageKey(np.h), np.data, start, &sum); err != nil {
+				fail(err)
+			}
+		})
+	}
+	pagePuts.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, nil, err
+	}
+	for _, np := range built {
+		e.pages.add(np.h, np.p)
+		r.Pages[np.pi] = pageRef{Hash: np.h, Blocks: len(np.p.blocks), Touched: np.p.touched()}
 	}
 	// The key carries the cut's token, so no other writer's root is
 	// replaced; an earlier attempt of this same cut wrote the same bytes.
@@ -288,7 +557,11 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	if e.now().Sub(start) > e.lease() {
 		return nil, nil, fmt.Errorf("%w: cut of %s took %v", ErrLeaseExpired, v.id, e.now().Sub(start))
 	}
-	return r, crcs, nil
+	byBlock := make(map[uint64][]uint32, len(blocks))
+	for i, b := range blocks {
+		byBlock[b] = crcs[i]
+	}
+	return r, byBlock, nil
 }
 
 var zeroHash = hash(sha256.Sum256(zeroBlock))

@@ -42,6 +42,9 @@ type Store struct {
 	// Delete of the same key, in this process (the mutex) and in any other
 	// process on this machine using the same directory (the flock).
 	stripes [lockStripes]sync.Mutex
+
+	// dirs shares directory fsyncs between concurrent Puts (dirSyncer).
+	dirs dirSyncer
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -177,6 +180,20 @@ func info(key string, fi fs.FileInfo) blob.ObjectInfo {
 // then (under the key's stripe lock, after checking opts) renames it over
 // the key and fsyncs the directory, so the object is whole and durable when
 // Put returns and a reader sees either the old or the new file.
+//
+// Two fsyncs per object, and why neither can go: the file's fsync comes
+// before the rename, so no object is ever named before its bytes are
+// durable (a crash between them leaves a temporary file, never a short
+// object); the directory's fsync makes the name itself durable before Put
+// returns. The directory fsync is shared (dirSyncer): Puts renaming while
+// one runs are covered by the next, one per directory, so concurrent Puts
+// cost about one file fsync each plus a few directory fsyncs per batch.
+//
+// A create-only Put (IfNoneMatch) of a key that exists fails before
+// anything is written: content-addressed writers (the volume engine's
+// blocks) find duplicates often and would otherwise write and fsync the
+// whole object first. The check is repeated under the lock, which is what
+// makes it atomic; the early one only saves the work.
 func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutOptions) (blob.ObjectInfo, error) {
 	p, err := s.path(key)
 	if err != nil {
@@ -184,6 +201,11 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutO
 	}
 	if err := ctx.Err(); err != nil {
 		return blob.ObjectInfo{}, err
+	}
+	if opts.IfNoneMatch {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return blob.ObjectInfo{}, fmt.Errorf("fs: put %q: object exists: %w", key, blob.ErrPreconditionFailed)
+		}
 	}
 	dir := filepath.Dir(p)
 	if err := s.mkdirAll(dir); err != nil {
@@ -207,7 +229,7 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutO
 	if err != nil {
 		return blob.ObjectInfo{}, fmt.Errorf("fs: put %q: %w", key, err)
 	}
-	defer unlock()
+	defer func() { unlock() }()
 	if err := s.checkPrecondition(key, p, opts); err != nil {
 		return blob.ObjectInfo{}, err
 	}
@@ -220,10 +242,78 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutO
 		return blob.ObjectInfo{}, fmt.Errorf("fs: put %q: %w", key, err)
 	}
 	renamed = true
-	if err := syncDir(dir); err != nil {
+	// The stat is taken under the lock, so it describes this Put's file;
+	// the directory fsync need not be (the name is visible, and later Puts
+	// and Deletes of the key order after it, whatever the disk holds).
+	fi, err := statFile(key, p)
+	unlock()
+	unlock = func() {}
+	if err != nil {
+		return blob.ObjectInfo{}, err
+	}
+	if err := s.dirs.sync(dir); err != nil {
 		return blob.ObjectInfo{}, fmt.Errorf("fs: put %q: sync directory: %w", key, err)
 	}
-	return statFile(key, p)
+	return fi, nil
+}
+
+// dirSyncer runs shared directory fsyncs. A caller joins the round being
+// collected; if no round is running it runs this one itself, else the
+// running round's leader starts it when done. A round fsyncs each of its
+// directories once, after every member renamed into it, so each member's
+// name is durable when its round ends. (On a journalling file system such
+// as ext4, the first fsync of a round commits the whole journal
+// transaction, so the rest are nearly free.)
+type dirSyncer struct {
+	mu      sync.Mutex // guards cur and running
+	cur     *syncRound // collecting members; nil: none yet
+	running bool
+}
+
+type syncRound struct {
+	dirs map[string]bool
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func (d *dirSyncer) sync(dir string) error {
+	d.mu.Lock()
+	if d.cur == nil {
+		d.cur = &syncRound{dirs: map[string]bool{}, done: make(chan struct{})}
+	}
+	r := d.cur
+	r.dirs[dir] = true
+	lead := !d.running
+	if lead {
+		d.running, d.cur = true, nil
+	}
+	d.mu.Unlock()
+	if lead {
+		d.run(r)
+	}
+	<-r.done
+	return r.err
+}
+
+// run syncs round r, then hands the next collected round, if any, to a new
+// goroutine (its members are waiting; this caller's Put need not).
+func (d *dirSyncer) run(r *syncRound) {
+	var errs []error
+	for dir := range r.dirs {
+		if err := syncDir(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.err = errors.Join(errs...)
+	close(r.done)
+	d.mu.Lock()
+	next := d.cur
+	d.cur = nil
+	d.running = next != nil
+	d.mu.Unlock()
+	if next != nil {
+		go d.run(next)
+	}
 }
 
 // checkPrecondition must be called with the key's stripe held.

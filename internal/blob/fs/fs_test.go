@@ -160,3 +160,31 @@ func TestConditionalPutAcrossStores(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentPutsShareDirSyncs: many Puts at once, over few and many
+// directories, all land whole (they share directory fsyncs; run with
+// -race).
+func TestConcurrentPutsShareDirSyncs(t *testing.T) {
+	s := blobtest.NewFS(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			key := fmt.Sprintf("d%d/k%d", i%5, i)
+			if _, err := s.Put(ctx, key, []byte(key), blob.PutOptions{IfNoneMatch: i%2 == 0}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range 64 {
+		key := fmt.Sprintf("d%d/k%d", i%5, i)
+		if got, err := s.Get(ctx, key); err != nil || string(got) != key {
+			t.Errorf("%s = %q, %v", key, got, err)
+		}
+	}
+	// A create-only Put of an existing key fails and leaves it alone.
+	if _, err := s.Put(ctx, "d0/k0", []byte("other"), blob.PutOptions{IfNoneMatch: true}); !errors.Is(err, blob.ErrPreconditionFailed) {
+		t.Errorf("create-only Put over d0/k0: %v, want ErrPreconditionFailed", err)
+	}
+}

@@ -3,6 +3,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +15,13 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/volgw/volgw/internal/blob"
@@ -208,7 +211,11 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutO
 	if opts.IfMatch != "" {
 		in.IfMatch = aws.String(opts.IfMatch)
 	}
-	out, err := s.client.PutObject(ctx, in)
+	var optFns []func(*awss3.Options)
+	if opts.SHA256 != nil {
+		optFns = append(optFns, presetPayloadHash(hex.EncodeToString(opts.SHA256[:])))
+	}
+	out, err := s.client.PutObject(ctx, in, optFns...)
 	if err != nil {
 		err = mapErr("put", key, err)
 		if opts.IfMatch != "" && errors.Is(err, blob.ErrNotFound) {
@@ -234,6 +241,21 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts blob.PutO
 		info.ETag, info.ModTime = st.ETag, st.ModTime
 	}
 	return info, nil
+}
+
+// presetPayloadHash gives SigV4 the payload's SHA-256, which the SDK would
+// otherwise compute (over plain HTTP) by reading the whole body once more:
+// its signing step skips hashing when the hash is already set. Set in the
+// Initialize step, after the SDK clears the operation's stack values.
+func presetPayloadHash(sum string) func(*awss3.Options) {
+	return func(o *awss3.Options) {
+		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("volgwPayloadSHA256",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					return next.HandleInitialize(v4.SetPayloadHash(ctx, sum), in)
+				}), middleware.After)
+		})
+	}
 }
 
 // Delete removes the object; S3 reports success for a missing key too.

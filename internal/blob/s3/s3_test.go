@@ -2,6 +2,7 @@ package s3_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"testing"
 
@@ -93,5 +94,30 @@ func TestWrongCredentialsFail(t *testing.T) {
 	}
 	if _, err := s.Put(context.Background(), "k", []byte("x"), blob.PutOptions{}); err == nil {
 		t.Error("Put with a wrong secret succeeded")
+	}
+}
+
+// TestPresetSHA256: a Put given the data's SHA-256 signs with it instead of
+// hashing again. The server checks the signed hash against the body, so
+// the right one stores the object and a wrong one is refused (which shows
+// the given hash, not a recomputed one, reached the signature).
+func TestPresetSHA256(t *testing.T) {
+	srv := blobtest.StartVersityGW(t)
+	s := srv.Store(t)
+	ctx := context.Background()
+	data := []byte("content-addressed")
+	sum := sha256.Sum256(data)
+	if _, err := s.Put(ctx, "blocks/ok", data, blob.PutOptions{IfNoneMatch: true, SHA256: &sum}); err != nil {
+		t.Fatalf("Put with its SHA-256: %v", err)
+	}
+	if got, err := s.Get(ctx, "blocks/ok"); err != nil || string(got) != string(data) {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	wrong := sha256.Sum256([]byte("something else"))
+	if _, err := s.Put(ctx, "blocks/bad", data, blob.PutOptions{SHA256: &wrong}); err == nil {
+		t.Fatal("Put with a wrong SHA-256 succeeded")
+	}
+	if _, err := s.Stat(ctx, "blocks/bad"); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Put with a wrong SHA-256 stored the object (Stat err = %v)", err)
 	}
 }
