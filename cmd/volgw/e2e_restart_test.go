@@ -176,7 +176,8 @@ func TestCommandLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.Listen != "127.0.0.1:8080" || o.ISCSIListen != "127.0.0.1:3260" || o.DataDir != "./volgw-data" || o.Region != "us-east-1" ||
-		o.AccountID != "123456789012" || o.Store != "" || o.CacheDiskSize != 10<<30 || o.UploadBufferDiskSize != 5<<30 {
+		o.AccountID != "123456789012" || o.Store != "" || o.CacheDiskSize != 10<<30 || o.UploadBufferDiskSize != 5<<30 ||
+		o.PprofListen != "" || o.MemoryLimit != defaultMemoryLimit {
 		t.Fatalf("defaults: %+v", o)
 	}
 	o, err = parseServeFlags([]string{"--store", "s3://bucket/p?endpoint=http://127.0.0.1:7070", "--cache-disk-size", "512MiB",
@@ -185,8 +186,16 @@ func TestCommandLine(t *testing.T) {
 		o.Store != "s3://bucket/p?endpoint=http://127.0.0.1:7070" {
 		t.Fatalf("flags: %+v %v", o, err)
 	}
+	o, err = parseServeFlags([]string{"--pprof-listen", ":6060", "--memory-limit", "128MiB"}, io.Discard)
+	if err != nil || o.PprofListen != "127.0.0.1:6060" || o.MemoryLimit != 128<<20 {
+		t.Fatalf("a bare :port must mean loopback: %+v %v", o, err)
+	}
+	if o, err = parseServeFlags([]string{"--pprof-listen", "192.0.2.7:6060"}, io.Discard); err != nil || o.PprofListen != "192.0.2.7:6060" {
+		t.Fatalf("an explicit address is kept: %+v %v", o, err)
+	}
 	for _, bad := range [][]string{{"--account-id", "12"}, {"--cache-disk-size", "-1"}, {"--cache-disk-size", "lots"}, {"--listen", "nohost"},
-		{"--log-level", "loud"}, {"--region", "US East"}, {"extra"}, {"--no-such-flag"}} {
+		{"--log-level", "loud"}, {"--region", "US East"}, {"extra"}, {"--no-such-flag"}, {"--pprof-listen", "6060"},
+		{"--memory-limit", "1MiB"}, {"--memory-limit", "0"}} {
 		if _, err := parseServeFlags(bad, io.Discard); err == nil {
 			t.Errorf("parseServeFlags(%q) accepted", bad)
 		}

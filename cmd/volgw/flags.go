@@ -22,7 +22,20 @@ type serveOptions struct {
 	CacheDiskSize        int64
 	UploadBufferDiskSize int64
 	LogLevel             slog.Level
+	// PprofListen is the address of the opt-in profiling endpoint ("":
+	// off); a bare ":port" listens on loopback.
+	PprofListen string
+	// MemoryLimit is the Go runtime's soft memory limit in bytes (0: the
+	// default, defaultMemoryLimit).
+	MemoryLimit int64
 }
+
+// defaultMemoryLimit is the Go runtime's soft memory limit when
+// --memory-limit is not given: the garbage collector works harder as the
+// heap nears it instead of letting it double (GOGC) under a burst of
+// uploads. It is a target for the heap, not a cap: memory the process
+// needs is never refused, it costs GC time instead.
+const defaultMemoryLimit = 192 << 20
 
 func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	o := serveOptions{}
@@ -38,6 +51,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	buffer := sizeFlag(5 << 30)
 	fs.Var(&cache, "cache-disk-size", "size of the appliance's cache disk, created sparse on first start (e.g. 10GiB)")
 	fs.Var(&buffer, "upload-buffer-disk-size", "size of the appliance's upload-buffer disk, created sparse on first start (e.g. 5GiB)")
+	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default; a bare :port means loopback)")
+	memLimit := sizeFlag(defaultMemoryLimit)
+	fs.Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory (GC target), e.g. 128MiB")
 	level := "info"
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -47,7 +63,23 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 		fmt.Fprintf(stderr, "volgw serve: unexpected argument %q\n", fs.Arg(0))
 		return o, errUsage
 	}
-	o.CacheDiskSize, o.UploadBufferDiskSize = int64(cache), int64(buffer)
+	o.CacheDiskSize, o.UploadBufferDiskSize, o.MemoryLimit = int64(cache), int64(buffer), int64(memLimit)
+	if o.MemoryLimit < minMemoryLimit {
+		fmt.Fprintf(stderr, "volgw serve: --memory-limit %d: want at least %dMiB\n", o.MemoryLimit, minMemoryLimit>>20)
+		return o, errUsage
+	}
+	if o.PprofListen != "" {
+		host, port, err := net.SplitHostPort(o.PprofListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "volgw serve: --pprof-listen %q: %v\n", o.PprofListen, err)
+			return o, errUsage
+		}
+		if host == "" {
+			// Profiles show memory contents and internals: loopback
+			// unless an address is given explicitly.
+			o.PprofListen = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
 	if err := o.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		fmt.Fprintf(stderr, "volgw serve: --log-level: %v\n", err)
 		return o, errUsage
@@ -67,6 +99,21 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 		return o, errUsage
 	}
 	return o, nil
+}
+
+// minMemoryLimit is the smallest --memory-limit accepted: below it the
+// collector would run almost continuously for the buffers one busy volume
+// needs.
+const minMemoryLimit = 32 << 20
+
+// loopbackHost reports whether host (of a listen address) is reachable only
+// from this machine.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // sizeFlag is a byte count written as 1073741824, 512MiB, 10GiB, 1TiB (or

@@ -35,6 +35,7 @@ const usage = `usage:
   volgw serve [--listen 127.0.0.1:8080] [--iscsi-listen 127.0.0.1:3260] [--data-dir ./volgw-data]
               [--region us-east-1] [--account-id 123456789012] [--store URL]
               [--cache-disk-size 10GiB] [--upload-buffer-disk-size 5GiB] [--log-level info]
+              [--memory-limit 192MiB] [--pprof-listen 127.0.0.1:6060]
   volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…]
   volgw version
 `
@@ -52,6 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err != nil {
 			return err
 		}
+		// The process's own setting, so made here rather than in start,
+		// which tests run several of in one process.
+		debug.SetMemoryLimit(opts.MemoryLimit)
 		a, err := start(ctx, opts, stdout, getenv, productionParts)
 		if err != nil {
 			return err

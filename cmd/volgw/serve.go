@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +35,7 @@ type app struct {
 	log       *slog.Logger
 	apiLn     net.Listener
 	iscsiLn   net.Listener
+	pprofLn   net.Listener // nil unless --pprof-listen
 	httpSrv   *http.Server
 	creds     apiCredentials
 	closers   []func() error // in opening order; close runs them backwards
@@ -44,6 +47,14 @@ type app struct {
 
 // APIAddr is the address the AWS API listens on.
 func (a *app) APIAddr() string { return a.apiLn.Addr().String() }
+
+// PprofAddr is the address of the profiling endpoint ("" when off).
+func (a *app) PprofAddr() string {
+	if a.pprofLn == nil {
+		return ""
+	}
+	return a.pprofLn.Addr().String()
+}
 
 // ISCSIAddr is the address the iSCSI target listens on.
 func (a *app) ISCSIAddr() string { return a.iscsiLn.Addr().String() }
@@ -213,10 +224,60 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		}
 	}()
 
+	if o.PprofListen != "" {
+		if err := a.startPprof(o.PprofListen); err != nil {
+			return nil, err
+		}
+	}
+
 	log.Info("volgw serving", "api", "http://"+a.APIAddr(), "iscsi", a.ISCSIAddr(), "data_dir", o.DataDir,
 		"store", storeURL, "region", o.Region, "account", o.AccountID, "version", buildVersion())
 	printCredentialHelp(stdout, a.creds, a.APIAddr(), o.Region)
 	return a, nil
+}
+
+// startPprof serves net/http/pprof on addr, on its own listener and mux:
+// never on the API's, whose clients must not reach it. It also turns on
+// sampled mutex and block profiles (only while the endpoint is on: they
+// cost a little on every contended lock).
+func (a *app) startPprof(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof listener: %w", err)
+	}
+	a.pprofLn = ln
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !loopbackHost(host) {
+		a.log.Warn("the profiling endpoint is reachable from other machines, unauthenticated; profiles show internals, such as the command line",
+			"pprof", ln.Addr().String())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// One sampled event per 100 mutex contentions, and blocking events of
+	// a millisecond or more: enough to see a lock convoy, cheap otherwise.
+	runtime.SetMutexProfileFraction(100)
+	runtime.SetBlockProfileRate(int(time.Millisecond))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("pprof server stopped", "err", err)
+		}
+	}()
+	a.closers = append(a.closers, func() error {
+		// A CPU profile or trace in progress is cut short.
+		err := srv.Close()
+		<-done
+		runtime.SetMutexProfileFraction(0)
+		runtime.SetBlockProfileRate(0)
+		return err
+	})
+	a.log.Info("profiling endpoint", "pprof", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return nil
 }
 
 // printCredentialHelp tells the user how to point the AWS CLI at this

@@ -52,6 +52,9 @@ type slotMeta struct {
 	pins       int32
 	prev, next int32 // LRU links among clean slots; -1 ends
 	crc        []uint32
+	// zombie marks a clean slot discarded while pinned by a reader: it is
+	// out of the index (owned, staging) and freed when the last pin goes.
+	zombie bool
 }
 
 type cacheFile struct {
@@ -76,12 +79,27 @@ type cache struct {
 	// stats reports without walking the slots.
 	staging int
 
+	// unpinned is broadcast when a slot's last pin goes (takeClean waits
+	// for it).
+	unpinned *sync.Cond
+
+	// checks feeds the checkers (startCheckers), which verify the sector
+	// CRCs of one part of a long read while its next part is read.
+	checks        chan crcJob
+	checkersStart sync.Once
+	// checksMu is held shared while a read sends to checks, and
+	// exclusively by close, which closes it (checksClosed).
+	checksMu     sync.RWMutex
+	checksClosed bool
+
 	// hits and misses count block lookups of reads (see noteRead).
 	hits, misses atomic.Int64
 }
 
 func newCache() *cache {
-	return &cache{clean: make(map[cacheKey]int32), head: -1, tail: -1, space: make(chan struct{})}
+	c := &cache{clean: make(map[cacheKey]int32), head: -1, tail: -1, space: make(chan struct{})}
+	c.unpinned = sync.NewCond(&c.mu)
+	return c
 }
 
 func (c *cache) addDisk(path string, size int64) error {
@@ -274,9 +292,7 @@ func (c *cache) makeClean(s int32, key cacheKey, crc []uint32) {
 	}
 	c.unstage(s)
 	if old, ok := c.clean[key]; ok { // a racing fetch cached it first
-		c.unlinkClean(old)
-		c.slots[old].state = slotFree
-		c.free = append(c.free, old)
+		c.discardLocked(old)
 	}
 	m := &c.slots[s]
 	m.state, m.key, m.crc = slotClean, key, crc
@@ -376,85 +392,219 @@ func (c *cache) lookup(key cacheKey) (int32, bool) {
 }
 
 // takeClean removes key's clean slot from the cache and hands it to the
-// caller as owned (a write is about to change it).
+// caller as owned (a write is about to change it). A slot pinned by readers
+// (which read without the volume lock) is waited for: they hold it for one
+// read of it, and need nothing the caller holds to let go.
 func (c *cache) takeClean(key cacheKey) (int32, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s, ok := c.clean[key]
-	if !ok || c.slots[s].pins > 0 {
-		return -1, false
+	for {
+		s, ok := c.clean[key]
+		if !ok {
+			return -1, false
+		}
+		if c.slots[s].pins > 0 {
+			c.unpinned.Wait()
+			continue // the slot may have gone meanwhile: look again
+		}
+		c.unlinkClean(s)
+		c.slots[s].state = slotOwned
+		return s, true
 	}
-	c.unlinkClean(s)
-	c.slots[s].state = slotOwned
-	return s, true
 }
 
-// drop forgets key's clean slot, if any. Callers hold the owning volume's
-// lock, as do readers of its clean slots, so the slot is not pinned.
+// drop forgets key's clean slot, if any. A reader still holding it keeps
+// it until it lets go (discardLocked).
 func (c *cache) drop(key cacheKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.clean[key]; ok {
-		c.unlinkClean(s)
-		c.slots[s].state = slotFree
-		c.free = append(c.free, s)
-		c.signal()
+		c.discardLocked(s)
 	}
+}
+
+// discardLocked takes clean slot s out of the cache: free now, or, if
+// readers hold it, a zombie freed by the last unpin (its content must not
+// change under them). c.mu held.
+func (c *cache) discardLocked(s int32) {
+	c.unlinkClean(s)
+	m := &c.slots[s]
+	if m.pins > 0 {
+		// Owned and staging: counted as holding nothing not uploaded, and
+		// never handed out or evicted.
+		m.state, m.staging, m.zombie = slotOwned, true, true
+		c.staging++
+		return
+	}
+	m.state = slotFree
+	c.free = append(c.free, s)
+	c.signal()
+}
+
+// pinnedRead is a clean slot a reader holds (pinClean) while it reads it
+// without the volume lock.
+type pinnedRead struct {
+	s    int32
+	key  cacheKey
+	crc  []uint32
+	f    *os.File
+	base int64 // the slot's offset in f
+}
+
+// pinClean pins key's clean slot and moves it to the LRU front. The pin
+// keeps the slot's content (clean: immutable) from being evicted, taken
+// for a write or reused until unpin.
+func (c *cache) pinClean(key cacheKey) (pinnedRead, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.clean[key]
+	if !ok {
+		return pinnedRead{}, false
+	}
+	m := &c.slots[s]
+	m.pins++
+	c.moveToFront(s)
+	f, base := c.where(s)
+	return pinnedRead{s: s, key: key, crc: m.crc, f: f, base: base}, true
+}
+
+// unpin lets go of pinned slots; a slot whose read failed its check (bad[i])
+// is dropped from the cache, so the block is fetched again.
+func (c *cache) unpin(pins []pinnedRead, bad []bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, pr := range pins {
+		m := &c.slots[pr.s]
+		m.pins--
+		if bad[i] && !m.zombie && c.clean[pr.key] == pr.s {
+			c.discardLocked(pr.s)
+		}
+		if m.pins == 0 {
+			if m.zombie {
+				m.zombie = false
+				c.unstage(pr.s)
+				m.state = slotFree
+				c.free = append(c.free, pr.s)
+				c.signal()
+			}
+			c.unpinned.Broadcast()
+		}
+	}
+}
+
+// read copies [off, off+len(p)) of the pinned block into p, checking the
+// CRC of every 4 KiB sector it touches. ok is false if a sector does not
+// match (the caller unpins it as bad and fetches the block again). scratch
+// is a 512 KiB buffer for reads that do not cover whole sectors.
+func (pr *pinnedRead) read(p []byte, off int, scratch []byte) (ok bool, err error) {
+	first, last := off/sectorSize, (off+len(p)-1)/sectorSize
+	buf := p
+	if off%sectorSize != 0 || len(p)%sectorSize != 0 {
+		buf = scratch[:(last-first+1)*sectorSize]
+	}
+	if _, err := pr.f.ReadAt(buf, pr.base+int64(first*sectorSize)); err != nil {
+		return false, fmt.Errorf("volume: cache read: %w", err)
+	}
+	if !sectorsMatch(buf, pr.crc[first:last+1]) {
+		return false, nil
+	}
+	if len(buf) != len(p) {
+		copy(p, buf[off-first*sectorSize:])
+	}
+	return true, nil
+}
+
+// moveToFront makes clean slot s the most recently used. c.mu held.
+func (c *cache) moveToFront(s int32) {
+	if c.head == s {
+		return
+	}
+	m := &c.slots[s]
+	if m.prev >= 0 {
+		c.slots[m.prev].next = m.next
+	}
+	if m.next >= 0 {
+		c.slots[m.next].prev = m.prev
+	} else {
+		c.tail = m.prev
+	}
+	c.pushFront(s)
 }
 
 // readClean copies [off, off+len(p)) of key's clean block into p, checking
 // sector CRCs. ok is false if the block is not cached or fails its check
-// (then the slot is dropped and the caller fetches the block again). The
-// pin keeps alloc from evicting and reusing the slot during the read.
+// (then the slot is dropped and the caller fetches the block again).
 func (c *cache) readClean(key cacheKey, p []byte, off int) (ok bool, err error) {
-	c.mu.Lock()
-	s, found := c.clean[key]
+	pr, found := c.pinClean(key)
 	if !found {
-		c.mu.Unlock()
 		return false, nil
 	}
-	m := &c.slots[s]
-	m.pins++
-	crc := m.crc
-	c.unlinkClean(s) // move to the LRU front
-	m.key, m.crc = key, crc
-	c.clean[key] = s
-	c.pushFront(s)
-	f, base := c.where(s)
-	c.mu.Unlock()
-
-	first, last := off/sectorSize, (off+len(p)-1)/sectorSize
-	buf := p
+	var scratch []byte
 	if off%sectorSize != 0 || len(p)%sectorSize != 0 {
-		buf = make([]byte, (last-first+1)*sectorSize)
+		buf := blockPool.Get().(*[]byte)
+		defer blockPool.Put(buf)
+		scratch = *buf
 	}
-	_, err = f.ReadAt(buf, base+int64(first*sectorSize))
-	good := err == nil
-	for i := first; good && i <= last; i++ {
-		if crc32.Checksum(buf[(i-first)*sectorSize:(i-first+1)*sectorSize], castagnoli) != crc[i] {
-			good = false
+	good, err := pr.read(p, off, scratch)
+	c.unpin([]pinnedRead{pr}, []bool{!good})
+	return good, err
+}
+
+// crcJob asks a checker to verify whole sectors against their CRCs.
+type crcJob struct {
+	buf []byte
+	crc []uint32
+	bad *atomic.Bool // set on a mismatch
+	wg  *sync.WaitGroup
+}
+
+// checkers is how many goroutines verify CRCs for long reads.
+const checkers = 2
+
+// beginChecks returns the checkers' queue, starting them on first use, or
+// nil once the cache is closed; done must be called once the read's checks
+// are over. The checkers stop when the cache closes.
+func (c *cache) beginChecks() (q chan<- crcJob, done func()) {
+	c.checksMu.RLock()
+	if c.checksClosed {
+		c.checksMu.RUnlock()
+		return nil, nil
+	}
+	c.checkersStart.Do(func() {
+		c.checks = make(chan crcJob, 4*maxPinned)
+		for range checkers {
+			go func() {
+				for j := range c.checks {
+					if !sectorsMatch(j.buf, j.crc) {
+						j.bad.Store(true)
+					}
+					j.wg.Done()
+				}
+			}()
+		}
+	})
+	return c.checks, c.checksMu.RUnlock
+}
+
+// sectorsMatch reports whether each 4 KiB sector of buf has its CRC in crc.
+func sectorsMatch(buf []byte, crc []uint32) bool {
+	for i := range crc {
+		if crc32.Checksum(buf[i*sectorSize:(i+1)*sectorSize], castagnoli) != crc[i] {
+			return false
 		}
 	}
-	if good && len(buf) != len(p) {
-		copy(p, buf[off-first*sectorSize:])
-	}
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m.pins--
-	if !good && c.clean[key] == s {
-		c.unlinkClean(s)
-		m.state = slotFree
-		c.free = append(c.free, s)
-		c.signal()
-	}
-	if err != nil {
-		return false, fmt.Errorf("volume: cache read: %w", err)
-	}
-	return good, nil
+	return true
 }
 
 func (c *cache) close() error {
+	c.checksMu.Lock()
+	if !c.checksClosed {
+		c.checksClosed = true
+		if c.checks != nil {
+			close(c.checks)
+		}
+	}
+	c.checksMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var first error

@@ -517,6 +517,7 @@ func (e *Engine) recoverHead(ctx context.Context, v *Volume) error {
 		fenced += "; this data dir's last recovery point is gone from the object store, only what its journal holds can be read"
 	}
 	v.base, v.headETag = base, etag
+	v.publishRecovery()
 	if fenced != "" {
 		e.fence(v, fenced)
 	}
@@ -662,6 +663,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	}
 	v := newVolume(e, vs)
 	v.base, v.headETag, v.vf = r, info.ETag, vf
+	v.publishRecovery()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.state.Volumes = append(e.state.Volumes, vs)
@@ -747,27 +749,6 @@ func (e *Engine) DeleteVolume(ctx context.Context, volumeID string) error {
 	v.mu.Unlock()
 	e.releaseJournal()
 	return err
-}
-
-// RecoveryPoint implements control.VolumeEngine. It reports the later of
-// the published root's cut time and the last time the volume was seen
-// clean (nothing dirty or in flight: every write made before then is in
-// that root). A brand-new volume reports its creation time (its first root
-// is cut then); an idle volume's recovery point advances at each cut
-// interval, when the uploader finds it clean, without writing anything.
-func (e *Engine) RecoveryPoint(ctx context.Context, volumeID string) (control.RecoveryPoint, error) {
-	v, err := e.Volume(volumeID)
-	if err != nil {
-		return control.RecoveryPoint{}, err
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.fenced != nil {
-		// The head in the store is not this data dir's: it holds no
-		// recovery point it could vouch for.
-		return control.RecoveryPoint{}, v.fenced
-	}
-	return control.RecoveryPoint{Time: v.recoveryTime(), SizeBytes: v.size, UsageBytes: v.base.usage()}, nil
 }
 
 // Cut forces a cut of the volume now and waits until it is published (or

@@ -151,6 +151,7 @@ func (e *Engine) fence(v *Volume, reason string) {
 	already := v.fenced != nil
 	if !already {
 		v.fenced = fmt.Errorf("%w: %s: %s", ErrFenced, v.id, reason)
+		v.publishRecovery()
 	}
 	v.mu.Unlock()
 	if already {
@@ -282,6 +283,7 @@ func (e *Engine) adoptCreate(ctx context.Context, spec control.VolumeSpec) (bool
 	v := newVolume(e, f.Volume)
 	v.base, v.headETag, v.vf = r, etag, f
 	v.cleanAt = f.Volume.Created
+	v.publishRecovery()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, exists := e.vols[spec.VolumeID]; exists {

@@ -345,6 +345,9 @@ func (v *Volume) checkLocal() error {
 	if (v.cut == nil) != (v.frozen == nil) {
 		return fmt.Errorf("volume: check: %s cut %v but frozen has %d blocks", v.id, v.cut != nil, len(v.frozen))
 	}
+	if err := v.checkRecovery(); err != nil {
+		return err
+	}
 	if len(v.dirty) > 0 && v.dirtyFrom == noLSN {
 		return fmt.Errorf("volume: check: %s has %d dirty blocks and no journal position", v.id, len(v.dirty))
 	}

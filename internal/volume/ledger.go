@@ -298,6 +298,7 @@ func (e *Engine) judgeJournal(ctx context.Context) error {
 			// recover took the volume for clean as of now; with writes
 			// lost it is consistent only as of its root's cut.
 			v.cleanAt = time.Time{}
+			v.publishRecovery()
 			if c.Status == control.VolumeIrrecoverable {
 				e.lostIrrecoverable.Add(1)
 			} else {

@@ -97,6 +97,12 @@ type Volume struct {
 
 	// progress of the cut in flight, for pending snapshots
 	cutTotal, cutDone atomic.Int64
+
+	// rp is what RecoveryPoint answers, republished under v.mu whenever
+	// base, cleanAt or fenced change (recovery.go); rpBase is the root
+	// its usage was computed from.
+	rp     atomic.Pointer[recoveryState]
+	rpBase *root
 }
 
 type cutState struct {
@@ -168,22 +174,209 @@ func (v *Volume) writable() error {
 // ReadAt fills p from off: dirty and frozen blocks from their slots, clean
 // ones from the cache, the rest from the object store (then cached).
 // Never-written blocks read as zeros.
+//
+// A command takes the volume lock once for all its blocks (readRun), and
+// reads its clean blocks after letting go of it, with their slots pinned:
+// reads of one volume proceed in parallel, with each other and with its
+// writes. Every clean sector's CRC is still checked (invariant 4).
 func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 	if err := v.checkRange(off, len(p)); err != nil {
 		return err
 	}
 	for len(p) > 0 {
-		b, boff := uint64(off/BlockSize), int(off%BlockSize)
-		n := min(len(p), BlockSize-boff)
-		v.mu.Lock()
-		err := v.readBlock(ctx, b, boff, p[:n])
-		v.mu.Unlock()
+		n, err := v.readRun(ctx, p, off)
 		if err != nil {
 			return err
 		}
 		p, off = p[n:], off+int64(n)
 	}
 	return nil
+}
+
+// maxPinned bounds the clean blocks one readRun holds at once (8 MiB).
+const maxPinned = 16
+
+// readRun reads a prefix of [off, off+len(p)) and returns its length. Under
+// one hold of v.mu it serves dirty, frozen and zero blocks and pins the
+// clean ones, up to the first block that needs the store (or maxPinned
+// clean blocks); it then reads the pinned ones without v.mu. A run that
+// starts on a block the store must serve reads that one block the slow way
+// (readBlock). A pinned block whose sectors fail their CRC is dropped from
+// the cache and read again the slow way, after every pin is released (a
+// writer waiting for a pin holds v.mu).
+func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) {
+	var pinArr [maxPinned]pinnedRead
+	var dstArr [maxPinned]pinDest
+	pins, dsts := pinArr[:0], dstArr[:0]
+	done := 0
+	c := v.e.cache
+	v.mu.Lock()
+	if err := v.readable(); err != nil {
+		v.mu.Unlock()
+		return 0, err
+	}
+	for done < len(p) && len(pins) < maxPinned {
+		cur := off + int64(done)
+		b, boff := uint64(cur/BlockSize), int(cur%BlockSize)
+		n := min(len(p)-done, BlockSize-boff)
+		q := p[done : done+n]
+		st, local := v.dirty[b]
+		if !local {
+			st, local = v.frozen[b]
+		}
+		if local && v.unknown[b] {
+			break // readBlock says why
+		}
+		if local {
+			if st.zero {
+				clear(q)
+			} else {
+				c.noteRead(true)
+				if err := c.readSlot(st.slot, q, boff); err != nil {
+					v.mu.Unlock()
+					c.unpin(pins, make([]bool, len(pins)))
+					return 0, err
+				}
+			}
+			done += n
+			continue
+		}
+		if pr, ok := c.pinClean(v.key(b)); ok {
+			pins = append(pins, pr)
+			dsts = append(dsts, pinDest{q: q, boff: boff, b: b})
+			done += n
+			continue
+		}
+		if v.baseLost || done > 0 {
+			break // the slow way, from a run of its own
+		}
+		// The block is not local: zeros if its recovery point has none,
+		// else the store (the slow way, which drops v.mu to fetch).
+		h, err := v.e.blockHash(ctx, v.base, b)
+		if err != nil {
+			v.mu.Unlock()
+			return 0, err
+		}
+		if !h.isZero() {
+			break
+		}
+		clear(q)
+		done += n
+	}
+	if done == 0 {
+		// The run's first block needs the store (or is unreadable).
+		cur := off
+		b, boff := uint64(cur/BlockSize), int(cur%BlockSize)
+		n := min(len(p), BlockSize-boff)
+		err := v.readBlock(ctx, b, boff, p[:n])
+		v.mu.Unlock()
+		return n, err
+	}
+	v.mu.Unlock()
+	if len(pins) == 0 {
+		return done, nil
+	}
+	rs := readStatePool.Get().(*readState)
+	defer readStatePool.Put(rs)
+	for i := range pins {
+		rs.bad[i].Store(false)
+	}
+	// A long read has its CRCs checked by the checkers while its next
+	// block is read: the check costs about a quarter of a pread from the
+	// page cache, and would otherwise follow it.
+	var queue chan<- crcJob
+	if len(pins) > 1 {
+		var done func()
+		if queue, done = c.beginChecks(); done != nil {
+			defer done() // after wg.Wait below
+		}
+	}
+	pipeline := queue != nil
+	var scratch *[]byte
+	var readErr error
+	for i := range pins {
+		d, pr := &dsts[i], &pins[i]
+		aligned := d.boff%sectorSize == 0 && len(d.q)%sectorSize == 0
+		if pipeline && aligned {
+			if _, err := pr.f.ReadAt(d.q, pr.base+int64(d.boff)); err != nil {
+				rs.bad[i].Store(true)
+				if readErr == nil {
+					readErr = fmt.Errorf("volume: cache read: %w", err)
+				}
+				continue
+			}
+			// In halves, so that both checkers work on the last block.
+			first, n := d.boff/sectorSize, len(d.q)/sectorSize
+			for _, h := range [][2]int{{0, n / 2}, {n / 2, n}} {
+				if h[0] == h[1] {
+					continue
+				}
+				rs.wg.Add(1)
+				queue <- crcJob{buf: d.q[h[0]*sectorSize : h[1]*sectorSize], crc: pr.crc[first+h[0] : first+h[1]], bad: &rs.bad[i], wg: &rs.wg}
+			}
+			continue
+		}
+		var sbuf []byte
+		if !aligned {
+			if scratch == nil {
+				scratch = blockPool.Get().(*[]byte)
+			}
+			sbuf = *scratch
+		}
+		good, err := pr.read(d.q, d.boff, sbuf)
+		if err != nil && readErr == nil {
+			readErr = err
+		}
+		if !good {
+			rs.bad[i].Store(true)
+		}
+	}
+	if scratch != nil {
+		blockPool.Put(scratch)
+	}
+	rs.wg.Wait()
+	var badArr [maxPinned]bool
+	bad := badArr[:len(pins)]
+	for i := range bad {
+		bad[i] = rs.bad[i].Load()
+		if !bad[i] {
+			c.noteRead(true)
+		}
+	}
+	c.unpin(pins, bad)
+	if readErr != nil {
+		return 0, readErr
+	}
+	// Blocks that failed their check were dropped: fetch them again.
+	for i := range pins {
+		if !bad[i] {
+			continue
+		}
+		d := &dsts[i]
+		v.mu.Lock()
+		err := v.readBlock(ctx, d.b, d.boff, d.q)
+		v.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return done, nil
+}
+
+// readState is a readRun's CRC-check state, pooled: a read allocates
+// nothing.
+type readState struct {
+	wg  sync.WaitGroup
+	bad [maxPinned]atomic.Bool
+}
+
+var readStatePool = sync.Pool{New: func() any { return new(readState) }}
+
+// pinDest is where a pinned block's bytes go.
+type pinDest struct {
+	q    []byte
+	boff int
+	b    uint64
 }
 
 // readBlock: v.mu held. A miss is fetched from the store with v.mu dropped,
@@ -739,10 +932,13 @@ func (v *Volume) isClean() bool { return len(v.dirty) == 0 && v.cut == nil }
 // A volume the upload buffer failed (ledger.go: IRRECOVERABLE, or PASS
 // THROUGH until a cut after the damage) does not advance: writes made
 // before now are lost, so now is not a recovery point; its root's cut is.
+// Callers call it after publishing a root too: it republishes the recovery
+// state either way. v.mu held.
 func (v *Volume) noteClean() {
 	if v.isClean() && !v.damaged() {
 		v.cleanAt = v.e.now()
 	}
+	v.publishRecovery()
 }
 
 // damaged reports whether Open found the upload buffer lacking what the
