@@ -2,7 +2,7 @@
 GO ?= go
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: test test-deps test-long bench build vet fuzz
+.PHONY: test test-deps test-long bench bench-deps build vet fuzz
 
 build:
 	$(GO) build -o bin/volgw ./cmd/volgw
@@ -21,7 +21,13 @@ test: test-deps vet
 test-long: test-deps
 	VOLGW_LONG=1 $(GO) test -count=1 -timeout 120m ./...
 
-bench: test-deps
+# Bench-only peers (s3backer, nbdkit's S3 plugin); never needed by the tests.
+bench-deps:
+	./scripts/install-bench-deps.sh
+
+# Every bench/*.sh, one after the other (about 25 minutes; product.sh and
+# peers.sh need root).
+bench: test-deps bench-deps
 	./bench/run.sh
 
 # Every fuzz target, FUZZTIME each (go test runs one -fuzz target at a time).
