@@ -164,4 +164,8 @@
 //     another writer's data).
 //   - Writes larger than maxAtomic (16 blocks, less with small disks) are
 //     atomic with respect to cuts only in maxAtomic pieces.
+//   - A failed write to the upload buffer fails every later write and
+//     flush until the engine is restarted (a later record must not follow
+//     one that is missing: replay would stop at the hole); the journal
+//     then replays what reached the disk, and the ledger judges the rest.
 package volume

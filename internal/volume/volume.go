@@ -686,7 +686,7 @@ prepare:
 		}
 	}
 	// Journal first, then the cache: a big batch is on its way to the disk
-	// (kick) while the slots are written.
+	// (kick) while the next record is copied and the slots are written.
 	n := 0
 	for i := range recs {
 		r := &recs[i]
@@ -700,8 +700,6 @@ prepare:
 		}
 		end, recs[n] = rend, *r
 		n++
-	}
-	if n > 0 {
 		e.jr.kick()
 	}
 	for i := range recs[:n] {
