@@ -83,15 +83,6 @@ type cache struct {
 	// for it).
 	unpinned *sync.Cond
 
-	// checks feeds the checkers (startCheckers), which verify the sector
-	// CRCs of one part of a long read while its next part is read.
-	checks        chan crcJob
-	checkersStart sync.Once
-	// checksMu is held shared while a read sends to checks, and
-	// exclusively by close, which closes it (checksClosed).
-	checksMu     sync.RWMutex
-	checksClosed bool
-
 	// hits and misses count block lookups of reads (see noteRead).
 	hits, misses atomic.Int64
 }
@@ -550,42 +541,6 @@ func (c *cache) readClean(key cacheKey, p []byte, off int) (ok bool, err error) 
 	return good, err
 }
 
-// crcJob asks a checker to verify whole sectors against their CRCs.
-type crcJob struct {
-	buf []byte
-	crc []uint32
-	bad *atomic.Bool // set on a mismatch
-	wg  *sync.WaitGroup
-}
-
-// checkers is how many goroutines verify CRCs for long reads.
-const checkers = 2
-
-// beginChecks returns the checkers' queue, starting them on first use, or
-// nil once the cache is closed; done must be called once the read's checks
-// are over. The checkers stop when the cache closes.
-func (c *cache) beginChecks() (q chan<- crcJob, done func()) {
-	c.checksMu.RLock()
-	if c.checksClosed {
-		c.checksMu.RUnlock()
-		return nil, nil
-	}
-	c.checkersStart.Do(func() {
-		c.checks = make(chan crcJob, 4*maxPinned)
-		for range checkers {
-			go func() {
-				for j := range c.checks {
-					if !sectorsMatch(j.buf, j.crc) {
-						j.bad.Store(true)
-					}
-					j.wg.Done()
-				}
-			}()
-		}
-	})
-	return c.checks, c.checksMu.RUnlock
-}
-
 // sectorsMatch reports whether each 4 KiB sector of buf has its CRC in crc.
 func sectorsMatch(buf []byte, crc []uint32) bool {
 	for i := range crc {
@@ -597,14 +552,6 @@ func sectorsMatch(buf []byte, crc []uint32) bool {
 }
 
 func (c *cache) close() error {
-	c.checksMu.Lock()
-	if !c.checksClosed {
-		c.checksClosed = true
-		if c.checks != nil {
-			close(c.checks)
-		}
-	}
-	c.checksMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var first error

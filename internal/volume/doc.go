@@ -96,6 +96,8 @@
 //     nothing dirty or in flight (the root then held every write made
 //     before that time): a brand-new volume reports its creation time, an
 //     idle one advances at every cut interval without writing anything.
+//     It answers from a state republished under the volume's lock at
+//     every change of those (recovery.go), so it never waits for a writer.
 //
 //  3. Garbage collection (gc.go, rules G1–G4 and G3a–c). An object is
 //     deleted only if no head, snapshot record, tombstone younger than the
@@ -147,7 +149,11 @@
 // (a read miss, or the read half of a read-modify-write), after which the
 // block's state is looked at again; manifest pages are loaded under the
 // lock (one page covers 2 GiB, so that is rare). Uploads run without it
-// (frozen slots are immutable).
+// (frozen slots are immutable), and so do reads of clean blocks: a read
+// pins their slots under the volume lock, reads and checks them after
+// releasing it, and unpins them before it takes any lock but cache.mu;
+// taking a pinned clean slot for a write waits, under the volume lock,
+// for the pin to go.
 //
 // Check is the opt-in strict mode: it walks every root in the store and the
 // local state of every open volume; tests run it after every step.

@@ -83,6 +83,10 @@ type Engine struct {
 	state  localState
 	vols   map[string]*Volume
 	closed bool
+	// volsView is a copy of vols, replaced (publishVols) whenever vols
+	// changes: Volume reads it without e.mu, which is held across the
+	// fsyncs of saveState.
+	volsView atomic.Pointer[map[string]*Volume]
 
 	kick     chan struct{}
 	pressure chan struct{}
@@ -426,18 +430,29 @@ func (e *Engine) volumes() []*Volume {
 	return out
 }
 
-// Volume returns an open volume; it serves the iSCSI target directly.
+// Volume returns an open volume; it serves the iSCSI target directly. It
+// takes no lock.
 func (e *Engine) Volume(id string) (*Volume, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
+	if e.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	v, ok := e.vols[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", control.ErrVolumeNotFound, id)
+	if m := e.volsView.Load(); m != nil {
+		if v, ok := (*m)[id]; ok {
+			return v, nil
+		}
 	}
-	return v, nil
+	return nil, fmt.Errorf("%w: %s", control.ErrVolumeNotFound, id)
+}
+
+// publishVols replaces volsView with a copy of vols; e.mu held (or Open,
+// alone). Volumes come and go rarely: copying is cheaper than a lock on
+// every lookup.
+func (e *Engine) publishVols() {
+	m := make(map[string]*Volume, len(e.vols))
+	for id, v := range e.vols {
+		m[id] = v
+	}
+	e.volsView.Store(&m)
 }
 
 // recover loads each local volume's published root and replays the journal
@@ -458,6 +473,7 @@ func (e *Engine) recover(ctx context.Context) error {
 		// last root: reads return what this data dir holds.
 		byNonce[vs.Nonce] = v
 	}
+	e.publishVols()
 	e.replaying = true
 	defer func() { e.replaying = false }()
 	n := 0
@@ -672,6 +688,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 		return err
 	}
 	e.vols[vs.ID] = v
+	e.publishVols()
 	if src != nil {
 		e.startRestoreLocked(v)
 	}
@@ -737,6 +754,7 @@ func (e *Engine) DeleteVolume(ctx context.Context, volumeID string) error {
 	}
 	e.mu.Lock()
 	delete(e.vols, volumeID)
+	e.publishVols()
 	e.state.Volumes = slices.DeleteFunc(e.state.Volumes, func(s volState) bool { return s.ID == volumeID })
 	err = e.saveState()
 	e.mu.Unlock()

@@ -295,6 +295,7 @@ func (e *Engine) adoptCreate(ctx context.Context, spec control.VolumeSpec) (bool
 		return false, err
 	}
 	e.vols[spec.VolumeID] = v
+	e.publishVols()
 	return true, nil
 }
 

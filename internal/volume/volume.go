@@ -193,13 +193,14 @@ func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return nil
 }
 
-// maxPinned bounds the clean blocks one readRun holds at once (8 MiB).
+// maxPinned bounds the blocks of one readRun (8 MiB): the clean ones it
+// pins, and the local ones it reads under v.mu.
 const maxPinned = 16
 
 // readRun reads a prefix of [off, off+len(p)) and returns its length. Under
 // one hold of v.mu it serves dirty, frozen and zero blocks and pins the
 // clean ones, up to the first block that needs the store (or maxPinned
-// clean blocks); it then reads the pinned ones without v.mu. A run that
+// blocks); it then reads the pinned ones without v.mu. A run that
 // starts on a block the store must serve reads that one block the slow way
 // (readBlock). A pinned block whose sectors fail their CRC is dropped from
 // the cache and read again the slow way, after every pin is released (a
@@ -208,14 +209,14 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 	var pinArr [maxPinned]pinnedRead
 	var dstArr [maxPinned]pinDest
 	pins, dsts := pinArr[:0], dstArr[:0]
-	done := 0
+	done, blocks := 0, 0
 	c := v.e.cache
 	v.mu.Lock()
 	if err := v.readable(); err != nil {
 		v.mu.Unlock()
 		return 0, err
 	}
-	for done < len(p) && len(pins) < maxPinned {
+	for ; done < len(p) && blocks < maxPinned; blocks++ {
 		cur := off + int64(done)
 		b, boff := uint64(cur/BlockSize), int(cur%BlockSize)
 		n := min(len(p)-done, BlockSize-boff)
@@ -276,72 +277,30 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 	if len(pins) == 0 {
 		return done, nil
 	}
-	rs := readStatePool.Get().(*readState)
-	defer readStatePool.Put(rs)
-	for i := range pins {
-		rs.bad[i].Store(false)
-	}
-	// A long read has its CRCs checked by the checkers while its next
-	// block is read: the check costs about a quarter of a pread from the
-	// page cache, and would otherwise follow it.
-	var queue chan<- crcJob
-	if len(pins) > 1 {
-		var done func()
-		if queue, done = c.beginChecks(); done != nil {
-			defer done() // after wg.Wait below
-		}
-	}
-	pipeline := queue != nil
+	var badArr [maxPinned]bool
+	bad := badArr[:len(pins)]
 	var scratch *[]byte
 	var readErr error
 	for i := range pins {
-		d, pr := &dsts[i], &pins[i]
-		aligned := d.boff%sectorSize == 0 && len(d.q)%sectorSize == 0
-		if pipeline && aligned {
-			if _, err := pr.f.ReadAt(d.q, pr.base+int64(d.boff)); err != nil {
-				rs.bad[i].Store(true)
-				if readErr == nil {
-					readErr = fmt.Errorf("volume: cache read: %w", err)
-				}
-				continue
-			}
-			// In halves, so that both checkers work on the last block.
-			first, n := d.boff/sectorSize, len(d.q)/sectorSize
-			for _, h := range [][2]int{{0, n / 2}, {n / 2, n}} {
-				if h[0] == h[1] {
-					continue
-				}
-				rs.wg.Add(1)
-				queue <- crcJob{buf: d.q[h[0]*sectorSize : h[1]*sectorSize], crc: pr.crc[first+h[0] : first+h[1]], bad: &rs.bad[i], wg: &rs.wg}
-			}
-			continue
-		}
+		d := &dsts[i]
 		var sbuf []byte
-		if !aligned {
+		if d.boff%sectorSize != 0 || len(d.q)%sectorSize != 0 {
 			if scratch == nil {
 				scratch = blockPool.Get().(*[]byte)
 			}
 			sbuf = *scratch
 		}
-		good, err := pr.read(d.q, d.boff, sbuf)
+		good, err := pins[i].read(d.q, d.boff, sbuf)
 		if err != nil && readErr == nil {
 			readErr = err
 		}
-		if !good {
-			rs.bad[i].Store(true)
+		bad[i] = !good
+		if good {
+			c.noteRead(true)
 		}
 	}
 	if scratch != nil {
 		blockPool.Put(scratch)
-	}
-	rs.wg.Wait()
-	var badArr [maxPinned]bool
-	bad := badArr[:len(pins)]
-	for i := range bad {
-		bad[i] = rs.bad[i].Load()
-		if !bad[i] {
-			c.noteRead(true)
-		}
 	}
 	c.unpin(pins, bad)
 	if readErr != nil {
@@ -362,15 +321,6 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 	}
 	return done, nil
 }
-
-// readState is a readRun's CRC-check state, pooled: a read allocates
-// nothing.
-type readState struct {
-	wg  sync.WaitGroup
-	bad [maxPinned]atomic.Bool
-}
-
-var readStatePool = sync.Pool{New: func() any { return new(readState) }}
 
 // pinDest is where a pinned block's bytes go.
 type pinDest struct {
