@@ -327,6 +327,9 @@ func (v *Volume) checkLocal() error {
 			if st.zero != (st.slot < 0) {
 				return fmt.Errorf("volume: check: %s %s block %d: zero=%v slot=%d", v.id, name, b, st.zero, st.slot)
 			}
+			if !st.sparse && st.valid != [2]uint64{} || st.sparse && st.zero {
+				return fmt.Errorf("volume: check: %s %s block %d: zero=%v sparse=%v valid=%x", v.id, name, b, st.zero, st.sparse, st.valid)
+			}
 			if st.zero {
 				continue
 			}

@@ -319,7 +319,8 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 		case rewritten || v.deleted:
 			e.cache.release(st.slot)
 		default:
-			// The frozen slot holds exactly the uploaded block.
+			// The frozen slot holds exactly the uploaded block (a sparse
+			// one's invalid sectors were zeroed by upload).
 			e.cache.makeClean(st.slot, v.key(b), crcs[b])
 		}
 	}
@@ -446,8 +447,14 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					return
 				}
 				// A frozen slot is never written (copy-on-write), so it is
-				// read without v.mu.
-				if err := e.cache.readSlot(st.slot, buf, 0); err != nil {
+				// read without v.mu. A sparse one's invalid sectors read as
+				// zeros, and are made zeros in the slot before it can
+				// become clean (sparse.go).
+				err = e.cache.readLocal(st, buf, 0)
+				if err == nil {
+					err = e.cache.zeroInvalid(st)
+				}
+				if err != nil {
 					pool.putBuf(buf)
 					fail(err)
 					return

@@ -20,10 +20,14 @@ var blockPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return
 const maxDirtyBlocks = 1 << 20
 
 // blockState is a dirty or frozen block: its content is in an owned cache
-// slot, or it is all zeros (no slot).
+// slot, or it is all zeros (no slot). A sparse block's slot holds only the
+// 4 KiB sectors valid names; the others are zeros whatever the slot holds
+// there (sparse.go): a block that read as zeros takes its slot unfilled.
 type blockState struct {
-	slot int32
-	zero bool
+	slot   int32
+	zero   bool
+	sparse bool
+	valid  [sectorsPerSlot / 64]uint64 // with sparse: bit i, sector i
 }
 
 // Volume is one block volume. It has the method set of scsi.Backend, so the
@@ -233,7 +237,7 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 				clear(q)
 			} else {
 				c.noteRead(true)
-				if err := c.readSlot(st.slot, q, boff); err != nil {
+				if err := c.readLocal(st, q, boff); err != nil {
 					v.mu.Unlock()
 					c.unpin(pins, make([]bool, len(pins)))
 					return 0, err
@@ -354,7 +358,7 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 				return nil
 			}
 			v.e.cache.noteRead(!fetched)
-			return v.e.cache.readSlot(st.slot, p, boff)
+			return v.e.cache.readLocal(st, p, boff)
 		}
 		hit, err := v.e.cache.readClean(v.key(b), p, boff)
 		if err != nil {
@@ -683,7 +687,11 @@ func (v *Volume) applyLocked(r *record) error {
 	if r.kind == recZero {
 		data = zeroBlock[:r.length]
 	}
-	return e.cache.writeSlot(st.slot, data, boff)
+	if err := e.cache.writeLocal(&st, data, boff); err != nil {
+		return err
+	}
+	v.dirty[b] = st
+	return nil
 }
 
 // replay applies one record from the journal at Open. Unlike applyRange it
@@ -754,8 +762,11 @@ func (v *Volume) noteDirty(lsn uint64) {
 
 // writableSlot returns the owned slot of dirty block b, creating it with
 // the block's current content (unless full, when it is about to be
-// overwritten whole). v.mu held; if it has to wait for cache space it drops
-// and retakes v.mu and returns retry, and the caller starts over.
+// overwritten whole). A block that reads as zeros gets a sparse slot,
+// unfilled, and so does the copy of a frozen sparse one, which copies only
+// its valid sectors (sparse.go). v.mu held; if it has to wait for cache
+// space it drops and retakes v.mu and returns retry, and the caller starts
+// over.
 func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot int32, retry bool, err error) {
 	e := v.e
 	if st, ok := v.dirty[b]; ok && !st.zero {
@@ -770,13 +781,18 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 		}
 	}
 	// Work out the current content before taking a slot.
-	var content []byte // nil: zeros
+	var content []byte // nil: zeros, or sparse copy-on-write (cow)
+	var cow *blockState
 	switch _, ok := v.dirty[b]; {
 	case ok: // a zero block
 	case full:
 	default:
 		if fst, ok := v.frozen[b]; ok {
-			if !fst.zero {
+			switch {
+			case fst.zero:
+			case fst.sparse:
+				cow = &fst
+			default:
 				// Copy-on-write of a frozen block: a pooled buffer, not an
 				// allocation per copy.
 				buf := blockPool.Get().(*[]byte)
@@ -837,16 +853,23 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 		v.mu.Lock()
 		return -1, err == nil, err
 	}
-	if !full {
-		if content == nil {
-			content = zeroBlock
-		}
-		if err := e.cache.writeSlot(s, content, 0); err != nil {
-			e.cache.release(s)
-			return -1, false, err
-		}
+	st := blockState{slot: s}
+	switch {
+	case full:
+	case cow != nil:
+		err = e.cache.copyValid(*cow, &st)
+	case content == nil:
+		// Zeros: nothing to write. No sector is valid yet (the record
+		// about to be applied makes its own valid).
+		st.sparse = true
+	default:
+		err = e.cache.writeSlot(s, content, 0)
 	}
-	v.dirty[b] = blockState{slot: s}
+	if err != nil {
+		e.cache.release(s)
+		return -1, false, err
+	}
+	v.dirty[b] = st
 	return s, false, nil
 }
 
