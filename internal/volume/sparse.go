@@ -25,7 +25,12 @@ import (
 //     of a frozen slot skip its invalid sectors, so this races with
 //     nothing);
 //   - copy-on-write of a frozen sparse block copies only its valid sectors
-//     into a new sparse slot.
+//     into a new sparse slot; that of a whole one copies nothing: the new
+//     slot is over the frozen one (its invalid sectors read from there)
+//     until the cut publishes, when the new slot's valid sectors are
+//     copied into the frozen slot (settle), which becomes the dirty block's
+//     slot — a few sectors' copy, off the write path, instead of 512 KiB
+//     read and written by the write that found the block frozen.
 
 // allSectors is the valid bitmap of a block whose sectors are all valid.
 var allSectors = [sectorsPerSlot / 64]uint64{^uint64(0), ^uint64(0)}
@@ -45,7 +50,7 @@ func (st *blockState) markValid(first, last int) {
 		st.valid[i/64] |= 1 << (i % 64)
 	}
 	if st.valid == allSectors {
-		st.sparse, st.valid = false, [2]uint64{}
+		st.sparse, st.valid, st.over, st.under = false, [2]uint64{}, false, 0
 	}
 }
 
@@ -75,24 +80,29 @@ func (st *blockState) runs(off, end int, fn func(lo, hi int, valid bool) error) 
 }
 
 // readLocal copies [off, off+len(p)) of a dirty or frozen block's content
-// into p: its slot's valid sectors, zeros for the others.
+// into p: its slot's valid sectors, and for the others zeros or what the
+// frozen slot it is over holds.
 func (c *cache) readLocal(st blockState, p []byte, off int) error {
 	if !st.sparse {
 		return c.readSlot(st.slot, p, off)
 	}
 	return st.runs(off, off+len(p), func(lo, hi int, valid bool) error {
 		q := p[lo-off : hi-off]
-		if !valid {
-			clear(q)
-			return nil
+		switch {
+		case valid:
+			return c.readSlot(st.slot, q, lo)
+		case st.over:
+			return c.readSlot(st.under, q, lo)
 		}
-		return c.readSlot(st.slot, q, lo)
+		clear(q)
+		return nil
 	})
 }
 
 // writeLocal writes data at off into a dirty block's slot and marks the
 // sectors it touches valid. An invalid sector the write covers only part
-// of is written whole: zeros, with the data in place.
+// of is written whole: its content (zeros, or the frozen slot's), with the
+// data in place.
 func (c *cache) writeLocal(st *blockState, data []byte, off int) error {
 	end := off + len(data)
 	first, last := off/sectorSize, (end-1)/sectorSize
@@ -108,9 +118,19 @@ func (c *cache) writeLocal(st *blockState, data []byte, off int) error {
 		pb := blockPool.Get().(*[]byte)
 		defer blockPool.Put(pb)
 		buf = (*pb)[:hi-lo]
-		clear(buf[:off-lo])
+		head, tail := buf[:off-lo], buf[end-lo:]
+		if st.over {
+			if err := c.readSlot(st.under, head, lo); err != nil {
+				return err
+			}
+			if err := c.readSlot(st.under, tail, end); err != nil {
+				return err
+			}
+		} else {
+			clear(head)
+			clear(tail)
+		}
 		copy(buf[off-lo:], data)
-		clear(buf[end-lo:])
 	}
 	if err := c.writeSlot(st.slot, buf, lo); err != nil {
 		return err
@@ -171,4 +191,27 @@ func (c *cache) zeroInvalid(st blockState) error {
 		}
 		return nil
 	})
+}
+
+// settle ends a dirty block's copy-on-write over its frozen slot as the
+// cut publishes (v.mu held): the frozen slot, uploaded and needed by no
+// cut any more, takes the dirty slot's valid sectors and becomes the
+// block's whole dirty slot; the caller releases the dirty one.
+func (c *cache) settle(st blockState) (blockState, error) {
+	if !st.over {
+		panic(fmt.Sprintf("volume: settle of %+v", st))
+	}
+	pb := blockPool.Get().(*[]byte)
+	defer blockPool.Put(pb)
+	buf := *pb
+	err := st.runs(0, BlockSize, func(lo, hi int, valid bool) error {
+		if !valid {
+			return nil
+		}
+		if err := c.readSlot(st.slot, buf[lo:hi], lo); err != nil {
+			return err
+		}
+		return c.writeSlot(st.under, buf[lo:hi], lo)
+	})
+	return blockState{slot: st.under}, err
 }

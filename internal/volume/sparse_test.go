@@ -212,10 +212,18 @@ func (g putGate) Put(ctx context.Context, key string, data []byte, o blob.PutOpt
 	return g.Store.Put(ctx, key, data, o)
 }
 
-// TestSparseCopyOnWrite: writes to a sparse block while its cut uploads
-// copy only its valid sectors into a new slot; the cut stores the block as
-// of the cut, and the volume reads the later writes on top.
+// TestSparseCopyOnWrite: writes to a block while its cut uploads copy
+// nothing of a whole frozen block (the new slot is over it) and only the
+// valid sectors of a sparse one; the cut stores the block as of the cut,
+// the volume reads the later writes on top, before and after publication
+// (which settles the copy into the frozen slot).
 func TestSparseCopyOnWrite(t *testing.T) {
+	for _, whole := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sparse", true: "whole"}[whole], func(t *testing.T) { testCopyOnWrite(t, whole) })
+	}
+}
+
+func testCopyOnWrite(t *testing.T, whole bool) {
 	ctx := context.Background()
 	gate := putGate{Store: blobtest.NewFS(t), open: make(chan struct{}), arrived: make(chan struct{}, 1)}
 	te := newGarbageEngine(t, gate)
@@ -225,6 +233,12 @@ func TestSparseCopyOnWrite(t *testing.T) {
 	v := te.vol("vol-COW")
 	const b = 2
 	atCut := make([]byte, BlockSize)
+	if whole {
+		atCut = pattern(9, BlockSize)
+		if err := v.WriteAt(ctx, atCut, b*BlockSize); err != nil {
+			t.Fatal(err)
+		}
+	}
 	copy(atCut[4096+512:], pattern(1, 512))
 	copy(atCut[50*4096:], pattern(2, 8192))
 	for _, w := range [][2]int{{4096 + 512, 512}, {50 * 4096, 8192}} {
@@ -232,20 +246,31 @@ func TestSparseCopyOnWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	frozenSlot := -1
+	if st, _ := sparseState(v, b); st.sparse == whole {
+		t.Fatalf("before the cut: %+v", st)
+	} else {
+		frozenSlot = int(st.slot)
+	}
 	cutErr := make(chan error, 1)
 	go func() { cutErr <- te.Cut(ctx, "vol-COW") }()
 	<-gate.arrived // the block was read, hashed and its slot zeroed
 	now := bytes.Clone(atCut)
-	for _, w := range [][2]int{{4096, 512}, {51 * 4096, 4096}, {90*4096 + 1024, 512}} {
+	for _, w := range [][2]int{{4096, 512}, {51 * 4096, 4096}, {90*4096 + 1024, 512}, {BlockSize - 512, 512}} {
 		p := pattern(byte(w[0]), w[1])
 		if err := v.WriteAt(ctx, p, b*BlockSize+int64(w[0])); err != nil {
 			t.Fatal(err)
 		}
 		copy(now[w[0]:], p)
 	}
-	if st, ok := sparseState(v, b); !ok || !st.sparse || st.validSectors() != 4 {
-		t.Fatalf("copy of a frozen sparse block: %+v, want sparse with 4 valid sectors", st)
+	want := 5 // sparse: 1, 50, 51 copied, 90 and 127 written
+	if whole {
+		want = 4 // 1, 51, 90, 127 written
 	}
+	if st, ok := sparseState(v, b); !ok || !st.sparse || st.over != whole || st.validSectors() != want {
+		t.Fatalf("copy of a frozen block: %+v (%d valid sectors), want sparse with %d, over %v", st, st.validSectors(), want, whole)
+	}
+	te.mustCheck()
 	if got := mustRead(t, v, b*BlockSize, BlockSize); !bytes.Equal(got, now) {
 		t.Fatal("block reads back wrong while its cut uploads")
 	}
@@ -255,6 +280,9 @@ func TestSparseCopyOnWrite(t *testing.T) {
 	}
 	if h := baseHash(t, v, b); h != hash(sha256.Sum256(atCut)) {
 		t.Fatalf("the cut stored %s, want the block as of the cut", h)
+	}
+	if st, _ := sparseState(v, b); whole && (st.sparse || int(st.slot) != frozenSlot) {
+		t.Fatalf("published: %+v, want the frozen slot %d, whole", st, frozenSlot)
 	}
 	if got := mustRead(t, v, b*BlockSize, BlockSize); !bytes.Equal(got, now) {
 		t.Fatal("block reads back wrong after its cut")

@@ -314,8 +314,20 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	v.mu.Lock()
 	v.base, v.headETag = newRoot, info.ETag
 	for b, st := range frozen {
-		switch _, rewritten := v.dirty[b]; {
+		switch dst, rewritten := v.dirty[b]; {
 		case st.zero:
+		case rewritten && dst.over && !v.deleted:
+			// Copy-on-write over the frozen slot (sparse.go): the frozen
+			// slot takes the later writes and is the dirty block's now.
+			nst, err := e.cache.settle(dst)
+			if err != nil && v.readErr == nil {
+				// The block's later writes are in the journal only: the
+				// volume is unusable until a restart replays it.
+				e.log.Error("volume: cache disk failed; restart to replay the journal", "volume", v.id, "err", err)
+				v.readErr = fmt.Errorf("volume: %s: cache disk: %w", v.id, err)
+			}
+			e.cache.release(dst.slot)
+			v.dirty[b] = nst
 		case rewritten || v.deleted:
 			e.cache.release(st.slot)
 		default:

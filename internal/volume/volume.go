@@ -21,12 +21,17 @@ const maxDirtyBlocks = 1 << 20
 
 // blockState is a dirty or frozen block: its content is in an owned cache
 // slot, or it is all zeros (no slot). A sparse block's slot holds only the
-// 4 KiB sectors valid names; the others are zeros whatever the slot holds
-// there (sparse.go): a block that read as zeros takes its slot unfilled.
+// 4 KiB sectors valid names (sparse.go); the others are zeros whatever the
+// slot holds there, or, with over, those of the frozen slot under (the
+// block's frozen, whole, slot: copy-on-write that copies nothing). A block
+// that read as zeros takes its slot unfilled. Only dirty blocks are over
+// frozen ones, and none is once their cut is published.
 type blockState struct {
 	slot   int32
 	zero   bool
 	sparse bool
+	over   bool
+	under  int32                       // with over: frozen[b].slot
 	valid  [sectorsPerSlot / 64]uint64 // with sparse: bit i, sector i
 }
 
@@ -74,7 +79,7 @@ type Volume struct {
 	fenced   error
 	baseLost bool
 	unknown  map[uint64]bool // with baseLost: blocks the journal holds only part of
-	readErr  error           // a fenced volume whose journal could not be replayed
+	readErr  error           // a fenced volume whose journal could not be replayed, or a cache disk failed (cutOnce)
 	// vf mirrors the volume's file (fence.go); guarded by cutMu.
 	vf volFile
 	// fencedCtx is cancelled when the volume is fenced.
@@ -763,8 +768,8 @@ func (v *Volume) noteDirty(lsn uint64) {
 // writableSlot returns the owned slot of dirty block b, creating it with
 // the block's current content (unless full, when it is about to be
 // overwritten whole). A block that reads as zeros gets a sparse slot,
-// unfilled, and so does the copy of a frozen sparse one, which copies only
-// its valid sectors (sparse.go). v.mu held; if it has to wait for cache
+// unfilled, and so does a copy of a frozen block: over it if it is whole,
+// else with its few valid sectors (sparse.go). v.mu held; if it has to wait for cache
 // space it drops and retakes v.mu and returns retry, and the caller starts
 // over.
 func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot int32, retry bool, err error) {
@@ -781,7 +786,7 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 		}
 	}
 	// Work out the current content before taking a slot.
-	var content []byte // nil: zeros, or sparse copy-on-write (cow)
+	var content []byte // nil: zeros, or copy-on-write (cow)
 	var cow *blockState
 	switch _, ok := v.dirty[b]; {
 	case ok: // a zero block
@@ -790,17 +795,11 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 		if fst, ok := v.frozen[b]; ok {
 			switch {
 			case fst.zero:
-			case fst.sparse:
-				cow = &fst
 			default:
-				// Copy-on-write of a frozen block: a pooled buffer, not an
-				// allocation per copy.
-				buf := blockPool.Get().(*[]byte)
-				defer blockPool.Put(buf)
-				content = *buf
-				if err := e.cache.readSlot(fst.slot, content, 0); err != nil {
-					return -1, false, err
-				}
+				// Copy-on-write of a frozen block: the new slot starts
+				// empty, over the frozen one (whole), or with a copy of
+				// the frozen one's few valid sectors (sparse).
+				cow = &fst
 			}
 			break
 		}
@@ -856,8 +855,10 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 	st := blockState{slot: s}
 	switch {
 	case full:
-	case cow != nil:
+	case cow != nil && cow.sparse:
 		err = e.cache.copyValid(*cow, &st)
+	case cow != nil:
+		st.sparse, st.over, st.under = true, true, cow.slot
 	case content == nil:
 		// Zeros: nothing to write. No sector is valid yet (the record
 		// about to be applied makes its own valid).
