@@ -21,6 +21,9 @@ import (
 // it is published. A clean slot's content equals the object it names: each
 // 4 KiB sector's CRC-32C, taken when the slot became clean, is checked on
 // every read, and a mismatch drops the slot so the block is fetched again.
+// An owned slot may be sparse (sparse.go): only the sectors its block's
+// bitmap names hold content, the others read as zeros; the uploader zeros
+// those in the slot before it can become clean.
 //
 // The cache is not persistent: after a restart every slot is free, dirty
 // blocks are rebuilt from the journal, and clean blocks are fetched again.
@@ -85,6 +88,8 @@ type cache struct {
 
 	// hits and misses count block lookups of reads (see noteRead).
 	hits, misses atomic.Int64
+	// noPunch: punching a hole failed once; zeroInvalid writes zeros.
+	noPunch atomic.Bool
 }
 
 func newCache() *cache {

@@ -42,6 +42,9 @@ func TestConcurrentBackpressureAndGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { e.Close() }()
+	// Cache slots start as garbage, as after a restart (sparse.go).
+	garbageFile(t, filepath.Join(dir, "cache0.img"), 6*BlockSize)
+	garbageFile(t, filepath.Join(dir, "cache1.img"), 6*BlockSize)
 	for _, d := range []control.Disk{
 		{ID: "c", Path: filepath.Join(dir, "cache0.img"), SizeBytes: 6 * BlockSize, Use: control.DiskUseCache},
 		{ID: "c2", Path: filepath.Join(dir, "cache1.img"), SizeBytes: 6 * BlockSize, Use: control.DiskUseCache},

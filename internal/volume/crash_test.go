@@ -410,6 +410,12 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 	m := &crashModel{seed: c.Seed, hseed: maphash.MakeSeed(), data: make([]byte, crashBytes)}
 	m.hashes = []uint64{maphash.Bytes(m.hseed, m.data)}
 	store := c.store(t)
+	// Cache slots start as garbage, as after a restart (sparse.go).
+	for _, d := range c.disks() {
+		if d.Use == control.DiskUseCache {
+			garbageFile(t, d.Path, d.SizeBytes)
+		}
+	}
 	at, rpAt, snapsChecked, maxOps, torn, rpMoves := 0, 0, 0, 0, 0, 0
 	lastSnap := ""
 	var backup crashBackup

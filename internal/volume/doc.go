@@ -114,7 +114,14 @@
 //     published. A clean slot equals the stored block it caches: the CRC of
 //     each 4 KiB sector, taken when it became clean, is checked on every
 //     read, and a mismatch drops the slot and the block is fetched again
-//     (and checked against its SHA-256).
+//     (and checked against its SHA-256). An owned slot may be sparse
+//     (sparse.go): a block that read as zeros takes its slot unfilled, and
+//     a write to a frozen block takes one over the frozen slot, copying
+//     nothing; a bitmap of valid 4 KiB sectors says which hold content,
+//     the others reading as zeros or from the frozen slot. The uploader
+//     zeros a frozen sparse slot's invalid sectors (punching holes where it
+//     can) before publication makes it clean, and publication settles a
+//     copy-on-write into the frozen slot before that is let go.
 //
 //  5. Fencing (fence.go). A head is this data dir's own iff its token is
 //     one its volume file recorded before the PUT. A writer whose publish

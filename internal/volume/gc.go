@@ -327,6 +327,15 @@ func (v *Volume) checkLocal() error {
 			if st.zero != (st.slot < 0) {
 				return fmt.Errorf("volume: check: %s %s block %d: zero=%v slot=%d", v.id, name, b, st.zero, st.slot)
 			}
+			if !st.sparse && (st.valid != [2]uint64{} || st.over) || st.sparse && st.zero {
+				return fmt.Errorf("volume: check: %s %s block %d: zero=%v sparse=%v over=%v valid=%x", v.id, name, b, st.zero, st.sparse, st.over, st.valid)
+			}
+			if st.over {
+				// Copy-on-write over a whole frozen slot (sparse.go).
+				if fst, ok := v.frozen[b]; name != "dirty" || !ok || fst.zero || fst.sparse || fst.slot != st.under {
+					return fmt.Errorf("volume: check: %s %s block %d over slot %d, frozen %+v %v", v.id, name, b, st.under, fst, ok)
+				}
+			}
 			if st.zero {
 				continue
 			}

@@ -110,6 +110,8 @@ func newModelEngine(t *testing.T, store blob.Store, skew *atomic.Int64, small bo
 	if small {
 		cacheBytes, bufferBytes = 10*BlockSize, 3<<20
 	}
+	// Cache slots start as garbage, as after a restart (sparse.go).
+	garbageFile(t, filepath.Join(dir, "cache0.img"), cacheBytes)
 	for _, d := range []control.Disk{
 		{ID: "cache0", Path: filepath.Join(dir, "cache0.img"), SizeBytes: cacheBytes, Use: control.DiskUseCache},
 		{ID: "buf0", Path: filepath.Join(dir, "buffer0.img"), SizeBytes: bufferBytes, Use: control.DiskUseUploadBuffer},

@@ -336,12 +336,25 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	v.mu.Lock()
 	v.base, v.headETag = newRoot, info.ETag
 	for b, st := range frozen {
-		switch _, rewritten := v.dirty[b]; {
+		switch dst, rewritten := v.dirty[b]; {
 		case st.zero:
+		case rewritten && dst.over && !v.deleted:
+			// Copy-on-write over the frozen slot (sparse.go): the frozen
+			// slot takes the later writes and is the dirty block's now.
+			nst, err := e.cache.settle(dst)
+			if err != nil && v.readErr == nil {
+				// The block's later writes are in the journal only: the
+				// volume is unusable until a restart replays it.
+				e.log.Error("volume: cache disk failed; restart to replay the journal", "volume", v.id, "err", err)
+				v.readErr = fmt.Errorf("volume: %s: cache disk: %w", v.id, err)
+			}
+			e.cache.release(dst.slot)
+			v.dirty[b] = nst
 		case rewritten || v.deleted:
 			e.cache.release(st.slot)
 		default:
-			// The frozen slot holds exactly the uploaded block.
+			// The frozen slot holds exactly the uploaded block (a sparse
+			// one's invalid sectors were zeroed by upload).
 			e.cache.makeClean(st.slot, v.key(b), crcs[b])
 		}
 	}
@@ -471,8 +484,14 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					return
 				}
 				// A frozen slot is never written (copy-on-write), so it is
-				// read without v.mu.
-				if err := e.cache.readSlot(st.slot, buf, 0); err != nil {
+				// read without v.mu. A sparse one's invalid sectors read as
+				// zeros, and are made zeros in the slot before it can
+				// become clean (sparse.go).
+				err = e.cache.readLocal(st, buf, 0)
+				if err == nil {
+					err = e.cache.zeroInvalid(st)
+				}
+				if err != nil {
 					pool.putBuf(buf)
 					fail(err)
 					return

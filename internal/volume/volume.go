@@ -20,10 +20,19 @@ var blockPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return
 const maxDirtyBlocks = 1 << 20
 
 // blockState is a dirty or frozen block: its content is in an owned cache
-// slot, or it is all zeros (no slot).
+// slot, or it is all zeros (no slot). A sparse block's slot holds only the
+// 4 KiB sectors valid names (sparse.go); the others are zeros whatever the
+// slot holds there, or, with over, those of the frozen slot under (the
+// block's frozen, whole, slot: copy-on-write that copies nothing). A block
+// that read as zeros takes its slot unfilled. Only dirty blocks are over
+// frozen ones, and none is once their cut is published.
 type blockState struct {
-	slot int32
-	zero bool
+	slot   int32
+	zero   bool
+	sparse bool
+	over   bool
+	under  int32                       // with over: frozen[b].slot
+	valid  [sectorsPerSlot / 64]uint64 // with sparse: bit i, sector i
 }
 
 // Volume is one block volume. It has the method set of scsi.Backend, so the
@@ -70,7 +79,7 @@ type Volume struct {
 	fenced   error
 	baseLost bool
 	unknown  map[uint64]bool // with baseLost: blocks the journal holds only part of
-	readErr  error           // a fenced volume whose journal could not be replayed
+	readErr  error           // a fenced volume whose journal could not be replayed, or a cache disk failed (cutOnce)
 	// vf mirrors the volume's file (fence.go); guarded by cutMu.
 	vf volFile
 	// fencedCtx is cancelled when the volume is fenced.
@@ -233,7 +242,7 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 				clear(q)
 			} else {
 				c.noteRead(true)
-				if err := c.readSlot(st.slot, q, boff); err != nil {
+				if err := c.readLocal(st, q, boff); err != nil {
 					v.mu.Unlock()
 					c.unpin(pins, make([]bool, len(pins)))
 					return 0, err
@@ -354,7 +363,7 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 				return nil
 			}
 			v.e.cache.noteRead(!fetched)
-			return v.e.cache.readSlot(st.slot, p, boff)
+			return v.e.cache.readLocal(st, p, boff)
 		}
 		hit, err := v.e.cache.readClean(v.key(b), p, boff)
 		if err != nil {
@@ -683,7 +692,11 @@ func (v *Volume) applyLocked(r *record) error {
 	if r.kind == recZero {
 		data = zeroBlock[:r.length]
 	}
-	return e.cache.writeSlot(st.slot, data, boff)
+	if err := e.cache.writeLocal(&st, data, boff); err != nil {
+		return err
+	}
+	v.dirty[b] = st
+	return nil
 }
 
 // replay applies one record from the journal at Open. Unlike applyRange it
@@ -754,8 +767,11 @@ func (v *Volume) noteDirty(lsn uint64) {
 
 // writableSlot returns the owned slot of dirty block b, creating it with
 // the block's current content (unless full, when it is about to be
-// overwritten whole). v.mu held; if it has to wait for cache space it drops
-// and retakes v.mu and returns retry, and the caller starts over.
+// overwritten whole). A block that reads as zeros gets a sparse slot,
+// unfilled, and so does a copy of a frozen block: over it if it is whole,
+// else with its few valid sectors (sparse.go). v.mu held; if it has to wait for cache
+// space it drops and retakes v.mu and returns retry, and the caller starts
+// over.
 func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot int32, retry bool, err error) {
 	e := v.e
 	if st, ok := v.dirty[b]; ok && !st.zero {
@@ -770,21 +786,20 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 		}
 	}
 	// Work out the current content before taking a slot.
-	var content []byte // nil: zeros
+	var content []byte // nil: zeros, or copy-on-write (cow)
+	var cow *blockState
 	switch _, ok := v.dirty[b]; {
 	case ok: // a zero block
 	case full:
 	default:
 		if fst, ok := v.frozen[b]; ok {
-			if !fst.zero {
-				// Copy-on-write of a frozen block: a pooled buffer, not an
-				// allocation per copy.
-				buf := blockPool.Get().(*[]byte)
-				defer blockPool.Put(buf)
-				content = *buf
-				if err := e.cache.readSlot(fst.slot, content, 0); err != nil {
-					return -1, false, err
-				}
+			switch {
+			case fst.zero:
+			default:
+				// Copy-on-write of a frozen block: the new slot starts
+				// empty, over the frozen one (whole), or with a copy of
+				// the frozen one's few valid sectors (sparse).
+				cow = &fst
 			}
 			break
 		}
@@ -837,16 +852,25 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 		v.mu.Lock()
 		return -1, err == nil, err
 	}
-	if !full {
-		if content == nil {
-			content = zeroBlock
-		}
-		if err := e.cache.writeSlot(s, content, 0); err != nil {
-			e.cache.release(s)
-			return -1, false, err
-		}
+	st := blockState{slot: s}
+	switch {
+	case full:
+	case cow != nil && cow.sparse:
+		err = e.cache.copyValid(*cow, &st)
+	case cow != nil:
+		st.sparse, st.over, st.under = true, true, cow.slot
+	case content == nil:
+		// Zeros: nothing to write. No sector is valid yet (the record
+		// about to be applied makes its own valid).
+		st.sparse = true
+	default:
+		err = e.cache.writeSlot(s, content, 0)
 	}
-	v.dirty[b] = blockState{slot: s}
+	if err != nil {
+		e.cache.release(s)
+		return -1, false, err
+	}
+	v.dirty[b] = st
 	return s, false, nil
 }
 

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package volume
+
+import (
+	"errors"
+	"os"
+)
+
+// punchHole is not available here: zeros are written instead.
+func punchHole(f *os.File, off, n int64) error {
+	return errors.ErrUnsupported
+}
