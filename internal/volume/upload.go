@@ -30,10 +30,8 @@ import (
 //     left the recovery point up to interval + upload time behind;
 //   - when it has dirtyThreshold dirty blocks, a snapshot waits, or a
 //     failed cut is to be retried (with backoff);
-//   - as soon as it has enough dirty blocks to keep every PUT slot busy
-//     (2×UploadConcurrency) and is not being cut (with periodic cuts on;
-//     without them, only while the journal is over a quarter full):
-//     uploads stream at the store's rate;
+//   - while the journal is over a quarter full, as soon as it has enough
+//     dirty blocks to keep every PUT slot busy (2×UploadConcurrency);
 //   - under pressure (the journal over half full or the cache out of
 //     slots), whenever it has anything dirty. A pressure signal that finds
 //     a volume's cut running is remembered, and the volume is cut again as
@@ -174,12 +172,6 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 		case v.cut != nil:
 			why = !now.Before(vs.retryAt)
 		case urgent, len(v.dirty) >= e.dirtyThreshold(), pressure && dirty, all && dirty, busy && len(v.dirty) >= minCut:
-			why = true
-		case e.cfg.CutInterval > 0 && len(v.dirty) >= minCut:
-			// Stream: once a volume has enough dirty blocks to keep the
-			// PUT slots busy and it is not being cut, upload now rather
-			// than at the interval: written data reaches the store at
-			// the store's rate, not up to an interval later.
 			why = true
 		case dirty && e.cfg.CutInterval > 0:
 			lead := vs.lastDur + vs.lastDur/4 + scanEvery(e.cfg.CutInterval)
