@@ -106,19 +106,29 @@ func (p *proc) kill() {
 	<-p.exited
 }
 
+// startTool starts a tool in its own process group (killed with the test
+// process too), its output gathered in out; done delivers its exit.
+func startTool(name string, args ...string) (cmd *exec.Cmd, out *syncBuffer, done <-chan error, err error) {
+	out = &syncBuffer{}
+	cmd = exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- cmd.Wait() }()
+	return cmd, out, ch, nil
+}
+
 // run runs a tool to completion within d, killing its group after that.
 func run(ctx context.Context, d time.Duration, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var out syncBuffer
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd, out, done, err := startTool(name, args...)
+	if err != nil {
 		return "", err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -135,15 +145,10 @@ func run(ctx context.Context, d time.Duration, name string, args ...string) (str
 // runInterrupted runs a tool that runs until interrupted (iscsi-perf):
 // SIGINT after d, its way to print its summary and exit.
 func runInterrupted(d time.Duration, name string, args ...string) (string, error) {
-	var out syncBuffer
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd, out, done, err := startTool(name, args...)
+	if err != nil {
 		return "", err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		return out.String(), fmt.Errorf("%s exited before its run time: %v: %s", name, err, out.String())
