@@ -322,28 +322,40 @@ func (j *journal) relayout() error {
 
 func (j *journal) ringIO(lsn uint64, p []byte, write bool) error {
 	pos := int64((lsn - j.sb.BaseLSN) % uint64(j.capacity))
+	return eachRingSpan(j.disks, j.capacity, pos, p, func(d ringDisk, off int64, q []byte) error {
+		var err error
+		if write {
+			_, err = d.f.WriteAt(q, off)
+		} else {
+			_, err = d.f.ReadAt(q, off)
+		}
+		if err != nil {
+			return fmt.Errorf("volume: journal I/O: %w", err)
+		}
+		return nil
+	})
+}
+
+// eachRingSpan splits p, placed at ring position pos (wrapping at
+// capacity), into the pieces that fall on one disk each, and calls fn with
+// the disk, the offset in its file and the piece, in ring order; it stops
+// at the first error.
+func eachRingSpan(disks []ringDisk, capacity, pos int64, p []byte, fn func(d ringDisk, off int64, q []byte) error) error {
 	for len(p) > 0 {
-		// find the disk holding pos
 		off := pos
 		var d ringDisk
-		for _, d = range j.disks {
+		for _, d = range disks {
 			if off < d.size {
 				break
 			}
 			off -= d.size
 		}
 		n := min(int64(len(p)), d.size-off)
-		var err error
-		if write {
-			_, err = d.f.WriteAt(p[:n], off)
-		} else {
-			_, err = d.f.ReadAt(p[:n], off)
-		}
-		if err != nil {
-			return fmt.Errorf("volume: journal I/O: %w", err)
+		if err := fn(d, off, p[:n]); err != nil {
+			return err
 		}
 		p = p[n:]
-		pos = (pos + n) % j.capacity
+		pos = (pos + n) % capacity
 	}
 	return nil
 }
@@ -589,32 +601,25 @@ func (j *journal) writeBatch(b *batch, lay *ringLayout) error {
 	}
 	p := b.buf[from-b.base : n]
 	pos := int64((from - lay.baseLSN) % uint64(lay.capacity))
-	for len(p) > 0 {
-		off := pos
-		var d ringDisk
-		for _, d = range lay.disks {
-			if off < d.size {
-				break
-			}
-			off -= d.size
-		}
-		k := min(int64(len(p)), d.size-off)
+	err := eachRingSpan(lay.disks, lay.capacity, pos, p, func(d ringDisk, off int64, q []byte) error {
 		var err error
 		if direct {
-			if _, err = d.df.WriteAt(p[:k], off); err != nil && isDirectRefused(err) {
+			if _, err = d.df.WriteAt(q, off); err != nil && isDirectRefused(err) {
 				// The file system took O_DIRECT at open but not for
 				// writes: go on through the page cache.
 				direct, lay.direct = false, false
 			}
 		}
 		if !direct {
-			_, err = d.f.WriteAt(p[:k], off)
+			_, err = d.f.WriteAt(q, off)
 		}
 		if err != nil {
 			return fmt.Errorf("volume: journal write: %w", err)
 		}
-		p = p[k:]
-		pos = (pos + k) % lay.capacity
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	tl := (b.end - lay.baseLSN) % lay.align
 	j.tailSec = append(j.tailSec[:0], b.buf[b.end-tl-b.base:b.end-b.base]...)
