@@ -96,6 +96,13 @@ type Engine struct {
 	isClosed atomic.Bool
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
+	// fetches shares GETs of one block between concurrent fetchers;
+	// fetchCtx, cancelled as the engine's files close, is the context
+	// those GETs run on (readahead.go). raSem bounds read-ahead GETs.
+	fetches     fetches
+	fetchCtx    context.Context
+	fetchCancel context.CancelFunc
+	raSem       chan struct{}
 	// replaying is set while Open replays the journal (single goroutine),
 	// and replayLSN is the record being applied: a cut forced by a full
 	// cache during replay is cut there.
@@ -193,7 +200,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg: cfg, store: prefixed{cfg.Store, cfg.Prefix}, log: cfg.Logger, now: cfg.Now,
 		cache: newCache(), pages: newPageCache(128), vols: make(map[string]*Volume), uploads: newUploadPool(cfg.UploadConcurrency),
 		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1), done: make(chan struct{}),
+		raSem: make(chan struct{}, raFetches),
 	}
+	e.fetchCtx, e.fetchCancel = context.WithCancel(context.Background())
 	if err := e.loadState(); err != nil {
 		return nil, err
 	}
@@ -561,6 +570,7 @@ func (e *Engine) Close() error {
 }
 
 func (e *Engine) closeFiles() error {
+	e.fetchCancel()
 	return errors.Join(e.jr.close(), e.cache.close())
 }
 

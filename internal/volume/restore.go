@@ -127,55 +127,13 @@ func (e *Engine) restore(ctx context.Context, v *Volume, r *restoreState) error 
 		}
 		slices.Sort(ks)
 		for _, k := range ks {
-			if err := e.restoreBlock(ctx, v, uint64(pi)*pageBlocks+uint64(k), p.blocks[k]); err != nil {
+			// The block is fetched and verified unless the volume
+			// rewrote it or has it cached, and cached if a slot is free.
+			if _, err := e.prefetchBlock(ctx, v, uint64(pi)*pageBlocks+uint64(k), false); err != nil {
 				return err
 			}
 			r.done.Add(1)
 		}
-	}
-	return nil
-}
-
-// restoreBlock fetches and verifies block b (source hash h) unless the
-// volume rewrote it or has it cached, and caches it if a slot is free.
-func (e *Engine) restoreBlock(ctx context.Context, v *Volume, b uint64, h hash) error {
-	local := func() (bool, error) { // v.mu held
-		if v.deleted {
-			return true, nil
-		}
-		_, dirty := v.dirty[b]
-		_, frozen := v.frozen[b]
-		if dirty || frozen {
-			return true, nil
-		}
-		cur, err := e.blockHash(ctx, v.base, b)
-		if err != nil || cur != h {
-			return true, err
-		}
-		_, cached := e.cache.lookup(v.key(b))
-		return cached, nil
-	}
-	v.mu.Lock()
-	done, err := local()
-	v.mu.Unlock()
-	if done || err != nil {
-		return err
-	}
-	data, err := e.fetchBlock(ctx, h) // checks the SHA-256
-	if err != nil {
-		return err
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if done, err := local(); done || err != nil {
-		return err
-	}
-	if s, ok := e.cache.allocFreeStaging(); ok {
-		if err := e.cache.writeSlot(s, data, 0); err != nil {
-			e.cache.release(s)
-			return err
-		}
-		e.cache.makeClean(s, v.key(b), sectorCRCs(data))
 	}
 	return nil
 }

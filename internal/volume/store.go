@@ -103,7 +103,14 @@ func (e *Engine) loadRoot(ctx context.Context, key string) (*root, error) {
 }
 
 // fetchBlock reads a block from the store and checks it against its name.
+//
+// Concurrent fetches of one block share one GET (fetches, readahead.go);
+// the slice returned may be shared and is never written to.
 func (e *Engine) fetchBlock(ctx context.Context, h hash) ([]byte, error) {
+	return e.fetches.do(ctx, e.fetchCtx, h, func(ctx context.Context) ([]byte, error) { return e.fetchBlockOnce(ctx, h) })
+}
+
+func (e *Engine) fetchBlockOnce(ctx context.Context, h hash) ([]byte, error) {
 	b, err := e.store.Get(ctx, blockKey(h))
 	if err != nil {
 		return nil, fmt.Errorf("volume: block %s: %w", h, err)

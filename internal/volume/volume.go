@@ -98,6 +98,8 @@ type Volume struct {
 	bootstrapBlocks int64
 	// restore is set while the volume is RESTORING (restore.go).
 	restore *restoreState
+	// ra follows the volume's sequential readers (readahead.go).
+	ra readAhead
 
 	// needLedger is set when the volume goes from nothing outside its
 	// published root to something, until the ledger names that (ledger.go,
@@ -278,10 +280,12 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 		cur := off
 		b, boff := uint64(cur/BlockSize), int(cur%BlockSize)
 		n := min(len(p), BlockSize-boff)
+		v.noteRun(b, b)
 		err := v.readBlock(ctx, b, boff, p[:n])
 		v.mu.Unlock()
 		return n, err
 	}
+	v.noteRun(uint64(off/BlockSize), uint64((off+int64(done)-1)/BlockSize))
 	v.mu.Unlock()
 	if len(pins) == 0 {
 		return done, nil
@@ -391,6 +395,7 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 			return err
 		}
 		fetched = true
+		v.ra.missed = true
 		_, dirty := v.dirty[b]
 		_, frozen := v.frozen[b]
 		if now, err := v.e.blockHash(ctx, v.base, b); err != nil || now != h || dirty || frozen {

@@ -1,0 +1,227 @@
+package volume
+
+import (
+	"context"
+	"sync"
+)
+
+// Read-ahead: a cold sequential read (after a restart, on a restored or
+// attached volume, or of data evicted long ago) would otherwise wait for
+// one GET per 512 KiB block, one after the other, as far as the initiator's
+// queue depth lets it. A volume watches where its reads go; once two runs
+// in a row continue where the one before ended and a block had to come
+// from the store, it fetches the blocks ahead of the reader into the
+// cache, in parallel, in a window that doubles while the stream goes on.
+//
+// It changes no invariant: a prefetched block goes into the cache exactly
+// as a read miss's does (prefetchBlock: fetched and checked against its
+// hash with no lock held, then made clean under the volume lock only if
+// the block is still that hash and not dirty or frozen), and a reader that
+// misses on a block being prefetched shares its GET (fetches).
+
+const (
+	// raMinWindow and raMaxWindow bound the read-ahead window in blocks
+	// (1 MiB to 16 MiB).
+	raMinWindow = 2
+	raMaxWindow = 32
+	// raSlack is how far (in blocks) a run may start from where the
+	// stream is expected and still belong to it: with several commands in
+	// flight an initiator's sequential reads arrive a little out of order.
+	raSlack = 16
+	// raFetches bounds the prefetch GETs in flight across the engine.
+	raFetches = 8
+)
+
+// readAhead is one volume's view of its reader; guarded by Volume.mu.
+type readAhead struct {
+	next   uint64 // the block a sequential reader reads next
+	seq    int    // runs in a row that continued the stream
+	missed bool   // a block of the stream came from the store
+	end    uint64 // blocks before end are prefetched or being prefetched
+	window uint64
+}
+
+// noteRun is told of every read run, blocks [first, last], with v.mu held,
+// and starts prefetching when the run continues a stream that misses.
+// Reads that keep hitting the cache cost two comparisons.
+func (v *Volume) noteRun(first, last uint64) {
+	ra := &v.ra
+	if first+raSlack < ra.next || first > ra.next+raSlack {
+		*ra = readAhead{next: last + 1}
+		return
+	}
+	ra.next = max(ra.next, last+1)
+	ra.seq++
+	if ra.seq < 2 || !ra.missed {
+		return
+	}
+	if ra.end > ra.next+ra.window/2 {
+		return // the window ahead is still mostly unread
+	}
+	ra.window = min(max(2*ra.window, raMinWindow), raMaxWindow)
+	from := max(ra.end, ra.next)
+	to := min(ra.next+ra.window, v.blocks())
+	if from >= to {
+		return
+	}
+	ra.end = to
+	ra.missed = false // the next window needs a miss of its own, or a block it had to fetch
+	v.e.startPrefetch(v, from, to)
+}
+
+// blocks is the volume's size in blocks.
+func (v *Volume) blocks() uint64 { return uint64((v.size + BlockSize - 1) / BlockSize) }
+
+// startPrefetch fetches blocks [from, to) of v into the cache in the
+// background; the engine's Close stops it.
+func (e *Engine) startPrefetch(v *Volume, from, to uint64) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.wg.Add(1)
+	e.mu.Unlock()
+	go func() {
+		defer e.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		stop := context.AfterFunc(v.fencedCtx, cancel)
+		defer stop()
+		go func() {
+			select {
+			case <-e.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		var wg sync.WaitGroup
+		for b := from; b < to && ctx.Err() == nil; b++ {
+			select {
+			case e.raSem <- struct{}{}:
+			case <-ctx.Done():
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-e.raSem; wg.Done() }()
+				fetched, err := e.prefetchBlock(ctx, v, b, true)
+				if err != nil && ctx.Err() == nil {
+					e.log.Debug("volume: read-ahead", "volume", v.id, "block", b, "err", err)
+				}
+				if fetched {
+					// The stream still reaches the store: keep reading ahead.
+					v.mu.Lock()
+					v.ra.missed = true
+					v.mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+}
+
+// prefetchBlock caches block b of v unless it is local, cached, zero or
+// being rewritten, and reports whether it had to fetch it. evict says
+// whether it may push a clean block out of the cache (read-ahead: the
+// reader is about to need it) or only take a free slot (a restore must
+// not push out blocks someone reads).
+func (e *Engine) prefetchBlock(ctx context.Context, v *Volume, b uint64, evict bool) (fetched bool, err error) {
+	// want reports the block's hash if it still needs caching; v.mu held.
+	want := func() (hash, bool, error) {
+		if v.deleted {
+			return hash{}, false, nil
+		}
+		if err := v.readable(); err != nil {
+			return hash{}, false, err // closed: a restore must not count it done
+		}
+		_, dirty := v.dirty[b]
+		_, frozen := v.frozen[b]
+		if dirty || frozen || v.baseLost {
+			return hash{}, false, nil
+		}
+		h, err := e.blockHash(ctx, v.base, b)
+		if err != nil || h.isZero() {
+			return hash{}, false, err
+		}
+		if _, cached := e.cache.lookup(v.key(b)); cached {
+			return hash{}, false, nil
+		}
+		return h, true, nil
+	}
+	v.mu.Lock()
+	h, ok, err := want()
+	v.mu.Unlock()
+	if !ok || err != nil {
+		return false, err
+	}
+	data, err := e.fetchBlock(ctx, h) // checks the SHA-256
+	if err != nil {
+		return false, err
+	}
+	alloc := e.cache.allocFreeStaging
+	if evict {
+		alloc = e.cache.allocStaging
+	}
+	s, ok := alloc()
+	if !ok {
+		return true, nil
+	}
+	// The staging slot is ours alone until it is made clean: write it
+	// without the volume lock.
+	if err := e.cache.writeSlot(s, data, 0); err != nil {
+		e.cache.release(s)
+		return true, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if now, still, err := want(); err != nil || !still || now != h {
+		e.cache.release(s)
+		return true, err
+	}
+	e.cache.makeClean(s, v.key(b), sectorCRCs(data))
+	return true, nil
+}
+
+// fetches lets concurrent fetches of one block share a GET: a reader that
+// misses on a block read-ahead is already fetching waits for that fetch.
+type fetches struct {
+	mu       sync.Mutex
+	inflight map[hash]*fetchCall
+}
+
+type fetchCall struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// do returns fetch(h)'s result, running it once for all the callers that
+// ask for h while it runs. The fetch runs on fetchCtx, not on the first
+// caller's ctx, whose end must not fail the others; a caller whose ctx
+// ends stops waiting.
+func (f *fetches) do(ctx, fetchCtx context.Context, h hash, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
+	f.mu.Lock()
+	if f.inflight == nil {
+		f.inflight = make(map[hash]*fetchCall)
+	}
+	c, ok := f.inflight[h]
+	if !ok {
+		c = &fetchCall{done: make(chan struct{})}
+		f.inflight[h] = c
+		go func() {
+			c.data, c.err = fetch(fetchCtx)
+			f.mu.Lock()
+			delete(f.inflight, h)
+			f.mu.Unlock()
+			close(c.done)
+		}()
+	}
+	f.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.data, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
