@@ -127,30 +127,8 @@ func (e *Engine) startPrefetch(v *Volume, from, to uint64) {
 // reader is about to need it) or only take a free slot (a restore must
 // not push out blocks someone reads).
 func (e *Engine) prefetchBlock(ctx context.Context, v *Volume, b uint64, evict bool) (fetched bool, err error) {
-	// want reports the block's hash if it still needs caching; v.mu held.
-	want := func() (hash, bool, error) {
-		if v.deleted {
-			return hash{}, false, nil
-		}
-		if err := v.readable(); err != nil {
-			return hash{}, false, err // closed: a restore must not count it done
-		}
-		_, dirty := v.dirty[b]
-		_, frozen := v.frozen[b]
-		if dirty || frozen || v.baseLost {
-			return hash{}, false, nil
-		}
-		h, err := e.blockHash(ctx, v.base, b)
-		if err != nil || h.isZero() {
-			return hash{}, false, err
-		}
-		if _, cached := e.cache.lookup(v.key(b)); cached {
-			return hash{}, false, nil
-		}
-		return h, true, nil
-	}
 	v.mu.Lock()
-	h, ok, err := want()
+	h, ok, err := v.uncached(ctx, b)
 	v.mu.Unlock()
 	if !ok || err != nil {
 		return false, err
@@ -159,28 +137,61 @@ func (e *Engine) prefetchBlock(ctx context.Context, v *Volume, b uint64, evict b
 	if err != nil {
 		return false, err
 	}
+	return true, e.cacheFetched(ctx, v, b, h, data, evict)
+}
+
+// uncached reports the hash of block b of v if the block is to be fetched
+// from the store: it is not dirty, frozen, zero or cached; v.mu held. A
+// deleted volume needs nothing; one that cannot be read is an error (a
+// restore must not count it done).
+func (v *Volume) uncached(ctx context.Context, b uint64) (hash, bool, error) {
+	if v.deleted {
+		return hash{}, false, nil
+	}
+	if err := v.readable(); err != nil {
+		return hash{}, false, err
+	}
+	_, dirty := v.dirty[b]
+	_, frozen := v.frozen[b]
+	if dirty || frozen || v.baseLost {
+		return hash{}, false, nil
+	}
+	h, err := v.e.blockHash(ctx, v.base, b)
+	if err != nil || h.isZero() {
+		return hash{}, false, err
+	}
+	if _, cached := v.e.cache.lookup(v.key(b)); cached {
+		return hash{}, false, nil
+	}
+	return h, true, nil
+}
+
+// cacheFetched puts data, block b of v fetched as hash h, in the cache if
+// a slot can be had (evict: see prefetchBlock) and the block is still h
+// and uncached; v.mu not held. The staging slot is the caller's alone
+// until it is made clean, so the 512 KiB write happens without the
+// volume lock: other I/O to the volume goes on meanwhile.
+func (e *Engine) cacheFetched(ctx context.Context, v *Volume, b uint64, h hash, data []byte, evict bool) error {
 	alloc := e.cache.allocFreeStaging
 	if evict {
 		alloc = e.cache.allocStaging
 	}
 	s, ok := alloc()
 	if !ok {
-		return true, nil
+		return nil // caching is best effort
 	}
-	// The staging slot is ours alone until it is made clean: write it
-	// without the volume lock.
 	if err := e.cache.writeSlot(s, data, 0); err != nil {
 		e.cache.release(s)
-		return true, err
+		return err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if now, still, err := want(); err != nil || !still || now != h {
+	if now, still, err := v.uncached(ctx, b); err != nil || !still || now != h {
 		e.cache.release(s)
-		return true, err
+		return err
 	}
 	e.cache.makeClean(s, v.key(b), sectorCRCs(data))
-	return true, nil
+	return nil
 }
 
 // fetches lets concurrent fetches of one block share a GET: a reader that

@@ -405,13 +405,10 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 		v.e.cache.noteRead(false)
 		// Caching is best effort: a read never waits for cache space.
 		if _, cached := v.e.cache.lookup(v.key(b)); !cached {
-			if s, ok := v.e.cache.allocStaging(); ok {
-				if err := v.e.cache.writeSlot(s, data, 0); err != nil {
-					v.e.cache.release(s)
-					return err
-				}
-				v.e.cache.makeClean(s, v.key(b), sectorCRCs(data))
-			}
+			v.mu.Unlock()
+			err := v.e.cacheFetched(ctx, v, b, h, data, true)
+			v.mu.Lock()
+			return err
 		}
 		return nil
 	}
