@@ -278,3 +278,25 @@ func (e *Engine) addAttached(vs volState, r *root, etag string, vf volFile) erro
 }
 
 var _ control.VolumeMover = (*Engine)(nil)
+
+// DeleteDetachedVolume implements control.VolumeMover: the detached head
+// becomes a tombstone (If-Match, so a volume attached meanwhile is not
+// deleted), and GC reclaims what no snapshot uses.
+func (e *Engine) DeleteDetachedVolume(ctx context.Context, volumeID string) error {
+	_, h, etag, err := e.detachedHead(ctx, volumeID)
+	if err != nil {
+		return err
+	}
+	hb, _ := json.Marshal(head{Seq: h.Seq, Owner: e.state.Owner, Token: newToken(), Deleted: true, DeletedAt: e.now().UTC()})
+	_, err = e.store.Put(ctx, headKey(volumeID), hb, blob.PutOptions{IfMatch: etag})
+	if err == nil {
+		return nil
+	}
+	// A lost answer, or another writer: the head says which.
+	if _, _, _, herr := e.detachedHead(ctx, volumeID); herr != nil && errors.Is(herr, control.ErrVolumeNotFound) {
+		return nil
+	} else if errors.Is(herr, control.ErrVolumeInUse) {
+		return herr
+	}
+	return fmt.Errorf("volume: deleting detached %s: %w", volumeID, err)
+}
