@@ -137,6 +137,9 @@ func (s *Service) DetachVolume(ctx context.Context, volumeARN string, force bool
 		if v.Attachment == catalog.VolumeDetached {
 			return nil
 		}
+		if v.Attachment != "" {
+			return &Error{Code: CodeVolumeNotReady, Message: "The specified volume is not ready: it is " + v.Attachment + "."}
+		}
 		if !force && len(s.exporter.Initiators(iqnOf(v))) > 0 {
 			return errInitiatorsConnected
 		}
@@ -154,8 +157,14 @@ func (s *Service) DetachVolume(ctx context.Context, volumeARN string, force bool
 		v.Attachment = catalog.VolumeDetaching
 		return tx.PutVolume(v)
 	})
-	if err != nil || v.Attachment == catalog.VolumeDetached {
-		return v.ARN, err
+	if err != nil {
+		return "", err
+	}
+	if v.Attachment == catalog.VolumeDetached {
+		if s.movedAway(ctx, v) {
+			return "", newError(CodeVolumeNotFound) // another gateway's now
+		}
+		return v.ARN, nil
 	}
 	revert := func(cause error) error {
 		uerr := s.update(func(tx *catalog.Tx) error {
