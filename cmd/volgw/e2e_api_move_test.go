@@ -92,7 +92,9 @@ func TestAttachDetachVolumeCLIAndBoto3(t *testing.T) {
 		t.Fatalf("initiators of a detached volume: %+v", ini)
 	}
 	out, ok = runCLI(t, sa, cli, "storagegateway", "list-volumes", "--gateway-arn", ga.arn)
-	var lv struct{ VolumeInfos []struct{ VolumeARN, VolumeAttachmentStatus string } }
+	var lv struct {
+		VolumeInfos []struct{ VolumeARN, VolumeAttachmentStatus string }
+	}
 	if err := json.Unmarshal([]byte(out), &lv); !ok || err != nil || len(lv.VolumeInfos) != 2 {
 		t.Fatalf("list-volumes: %s", out)
 	}
