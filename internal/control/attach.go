@@ -344,7 +344,7 @@ func (s *Service) AttachVolume(ctx context.Context, in AttachVolumeInput) (volum
 		return "", "", err
 	}
 	if _, err := m.AttachVolume(ctx, volID); err != nil {
-		if uerr := s.update(func(tx *catalog.Tx) error { return s.undoAttach(tx, v, prev) }); uerr != nil {
+		if uerr := s.update(func(tx *catalog.Tx) error { return undoAttach(tx, v, prev, note.Tags) }); uerr != nil {
 			s.log.Error("attach volume: undoing the catalog record of a failed attach", "volume", volID, "err", uerr)
 		}
 		return "", "", moveError(err)
@@ -362,15 +362,19 @@ func (s *Service) AttachVolume(ctx context.Context, in AttachVolumeInput) (volum
 }
 
 // undoAttach removes the ATTACHING record of an attach the engine refused,
-// giving back this gateway's DETACHED record if there was one.
-func (s *Service) undoAttach(tx *catalog.Tx, v catalog.Volume, prev *catalog.Volume) error {
+// giving back this gateway's DETACHED record (and its tags) if there was
+// one.
+func undoAttach(tx *catalog.Tx, v catalog.Volume, prev *catalog.Volume, tags []catalog.Tag) error {
 	if err := deleteVolumeRecords(tx, v); err != nil {
 		return err
 	}
 	if prev == nil {
 		return nil
 	}
-	return tx.PutVolume(*prev)
+	if err := tx.PutVolume(*prev); err != nil {
+		return err
+	}
+	return tx.PutTags(prev.ARN, tags)
 }
 
 // resolveMoves, at Start, finishes what a crash interrupted between a
