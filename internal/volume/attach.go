@@ -53,6 +53,13 @@ func (e *Engine) DetachVolume(ctx context.Context, volumeID string, note []byte)
 		v.mu.Unlock()
 		return err
 	}
+	if c := v.cond; c != nil && c.Status == control.VolumeIrrecoverable {
+		// Its acknowledged writes are known lost: moving it would show it
+		// whole elsewhere. The way back is a snapshot of its recovery
+		// point, as for any IRRECOVERABLE volume.
+		v.mu.Unlock()
+		return fmt.Errorf("%w: %s is %s: %s", ErrNotReady, v.id, c.Status, c.Reason)
+	}
 	v.detaching = true
 	v.mu.Unlock()
 	released := false
@@ -66,13 +73,18 @@ func (e *Engine) DetachVolume(ctx context.Context, volumeID string, note []byte)
 	// No write is applied from now on (writable), so cutting until nothing
 	// is dirty or in flight publishes every write applied before: every
 	// acknowledged one, flushed or not.
+	// A root from before tokens existed is published again with one, so
+	// that the detached head names a token this data dir recorded.
 	for {
-		if err := e.cutVolume(ctx, v, false); err != nil {
+		v.mu.Lock()
+		force := v.base.Token == ""
+		v.mu.Unlock()
+		if err := e.cutVolume(ctx, v, force); err != nil {
 			return err
 		}
 		v.cutMu.Lock()
 		v.mu.Lock()
-		if v.cut == nil && len(v.dirty) == 0 {
+		if v.cut == nil && len(v.dirty) == 0 && v.base.Token != "" {
 			break // both locks held: the head stays base until released
 		}
 		v.mu.Unlock()
