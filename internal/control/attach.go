@@ -109,7 +109,9 @@ func moveError(err error) error {
 
 // DetachVolume detaches a volume from its gateway so that any gateway
 // sharing the object store can attach it: the target is removed (with
-// ForceDetach, logged-in initiators are disconnected; without it, a
+// ForceDetach, logged-in initiators' sessions are withdrawn — every later
+// command fails, as for any removed target (TargetExporter.Unexport) —
+// rather than their connections closed, which initiators retry; without it, a
 // logged-in initiator makes it VolumeInUse, as AWS requires disconnecting
 // first), every write acknowledged so far is published and the volume's
 // head in the store released (VolumeMover). The catalog keeps the volume
