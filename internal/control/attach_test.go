@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/volgw/volgw/internal/catalog"
@@ -78,4 +79,104 @@ func TestStartResolvesInterruptedMoves(t *testing.T) {
 	}
 	// A DETACHED volume's target name is free for a new volume.
 	f.volume(gw, "detach-gone")
+}
+
+// memMover adds VolumeMover to the in-memory engine: heads holds what the
+// object store would (a detached volume's size and note), and fail, when
+// set, is what DetachVolume answers instead (a store that refuses).
+type memMover struct {
+	*memEngine
+	heads map[string]DetachedVolume
+	fail  error
+}
+
+func (m *memMover) DetachVolume(ctx context.Context, id string, note []byte) error {
+	if m.fail != nil {
+		return m.fail
+	}
+	m.mu.Lock()
+	spec, ok := m.volumes[id]
+	m.mu.Unlock()
+	if !ok {
+		return ErrVolumeNotFound
+	}
+	m.heads[id] = DetachedVolume{SizeBytes: spec.SizeBytes, Note: note}
+	return m.DeleteVolume(ctx, id)
+}
+
+func (m *memMover) DetachedVolume(ctx context.Context, id string) (DetachedVolume, error) {
+	d, ok := m.heads[id]
+	if !ok {
+		return d, ErrVolumeNotFound
+	}
+	return d, nil
+}
+
+func (m *memMover) AttachVolume(ctx context.Context, id string) (DetachedVolume, error) {
+	d, err := m.DetachedVolume(ctx, id)
+	if err != nil {
+		return d, err
+	}
+	delete(m.heads, id)
+	return d, m.CreateVolume(ctx, VolumeSpec{VolumeID: id, SizeBytes: d.SizeBytes})
+}
+
+func (m *memMover) DeleteDetachedVolume(ctx context.Context, id string) error {
+	if _, ok := m.heads[id]; !ok {
+		return ErrVolumeNotFound
+	}
+	delete(m.heads, id)
+	return nil
+}
+
+// TestFailedDetachChangesNothing: an engine that cannot release the head
+// (the store refuses) leaves the volume attached and exported, its CHAP
+// credentials and schedule in place, and the call answers the error; a
+// retry then detaches it, after which the target is gone and the volume
+// DETACHED. Re-attaching on the same gateway gives back its target name,
+// tags and schedule.
+func TestFailedDetachChangesNothing(t *testing.T) {
+	f := newFixture(t)
+	mover := &memMover{memEngine: f.engine, heads: map[string]DetachedVolume{}, fail: errors.New("store refused the head")}
+	f.wrapped = mover
+	f.open(2)
+	ctx := context.Background()
+	gw := f.activated()
+	arn := f.volume(gw, "db")
+	if _, err := f.svc.AddTagsToResource(ctx, arn, []Tag{{Key: "k", Value: "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.DetachVolume(ctx, arn, false); err == nil {
+		t.Fatal("a failed engine detach was not reported")
+	}
+	if _, ok := f.exporter.spec(IQNPrefix + "db"); !ok {
+		t.Fatal("the volume is not exported after a failed detach")
+	}
+	_, infos, _, err := f.svc.ListVolumes(ctx, gw, "", 0)
+	if err != nil || len(infos) != 1 || infos[0].VolumeAttachmentStatus != "ATTACHED" {
+		t.Fatalf("after a failed detach: %+v %v", infos, err)
+	}
+	mover.fail = nil
+	if _, err := f.svc.DetachVolume(ctx, arn, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.exporter.spec(IQNPrefix + "db"); ok {
+		t.Fatal("a detached volume is still exported")
+	}
+	if _, err := f.svc.DetachVolume(ctx, arn, false); err != nil {
+		t.Fatalf("detaching a DETACHED volume again (a retry): %v", err)
+	}
+	_, _, err = f.svc.CreateSnapshot(ctx, SnapshotInput{VolumeARN: arn})
+	wantCode(t, err, CodeVolumeNotReady)
+	got, target, err := f.svc.AttachVolume(ctx, AttachVolumeInput{GatewayARN: gw, VolumeARN: arn, NetworkInterfaceID: "127.0.0.1"})
+	if err != nil || got != arn || target != gw+"/target/"+IQNPrefix+"db" {
+		t.Fatalf("re-attach on the same gateway: %s %s %v", got, target, err)
+	}
+	tags, _, err := f.svc.ListTagsForResource(ctx, arn, "", 0)
+	if err != nil || len(tags) != 1 || tags[0].Key != "k" {
+		t.Fatalf("tags after the move: %+v %v", tags, err)
+	}
+	if _, err := f.svc.DescribeSnapshotSchedule(ctx, arn); err != nil {
+		t.Fatalf("schedule after the move: %v", err)
+	}
 }
