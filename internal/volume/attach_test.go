@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/volgw/volgw/internal/blob/blobtest"
 	"github.com/volgw/volgw/internal/control"
@@ -390,4 +391,47 @@ func TestStaleOwnerFencedAfterMove(t *testing.T) {
 		t.Fatalf("re-attaching on the first engine: %v", err)
 	}
 	m.check(a.vol(vol), "back on A")
+}
+
+// TestGCKeepsDetachedVolume: a GC round long after a detach (every object
+// older than the grace period) sweeps the volume's older roots but keeps
+// the root the detached head names, with its pages and blocks: another
+// engine attaches it afterwards and reads every acknowledged write.
+func TestGCKeepsDetachedVolume(t *testing.T) {
+	ctx := context.Background()
+	store := blobtest.NewFS(t)
+	a := newTestEngine(t, store, engineOpts{})
+	const vol = "vol-00000000000000GC1"
+	if err := a.CreateVolume(ctx, control.VolumeSpec{VolumeID: vol, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	m := newMoveRef(t, 4*BlockSize)
+	for i := range 3 {
+		m.write(ctx, a.vol(vol), byte(i+1), int64(i)*BlockSize, BlockSize+4096, false)
+		if err := a.Cut(ctx, vol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.DetachVolume(ctx, vol, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Two hours later (grace: one hour).
+	a.Engine.Close()
+	a.cfg.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	a.open()
+	st, err := a.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DeletedRoots == 0 {
+		t.Fatalf("GC swept no older root: %+v", st)
+	}
+	if err := a.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := newTestEngine(t, store, engineOpts{})
+	if _, err := b.AttachVolume(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	m.check(b.vol(vol), "attached after GC")
 }
