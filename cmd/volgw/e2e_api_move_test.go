@@ -173,10 +173,28 @@ func TestAttachDetachVolumeCLIAndBoto3(t *testing.T) {
 	if !ok || !strings.Contains(out, `"TargetARN": "`+ga.arn+`/target/iqn.1997-05.com.amazon:moved"`) || !strings.Contains(out, `"VolumeARN": "`+vol+`"`) {
 		t.Fatalf("attach-volume back on A with the previous target name: %s", out)
 	}
-	// DeleteVolume of a detached volume deletes it for every gateway.
-	if _, err := ca.sgw.DetachVolume(ctx, &storagegateway.DetachVolumeInput{VolumeARN: aws.String(vol)}); err != nil {
-		t.Fatal(err)
+	// Detached and attached again on the same gateway, then detached.
+	for _, step := range []func() error{
+		func() error {
+			_, err := ca.sgw.DetachVolume(ctx, &storagegateway.DetachVolumeInput{VolumeARN: aws.String(vol)})
+			return err
+		},
+		func() error {
+			_, err := ca.sgw.AttachVolume(ctx, &storagegateway.AttachVolumeInput{GatewayARN: aws.String(ga.arn), VolumeARN: aws.String(vol),
+				NetworkInterfaceId: aws.String(ga.ip), TargetName: aws.String("again")})
+			return err
+		},
+		func() error { _ = volumeLUNURL(t, ctx, ca, vol); return nil },
+		func() error {
+			_, err := ca.sgw.DetachVolume(ctx, &storagegateway.DetachVolumeInput{VolumeARN: aws.String(vol)})
+			return err
+		},
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("re-attach on the same gateway: %v", err)
+		}
 	}
+	// DeleteVolume of a detached volume deletes it for every gateway.
 	if out, ok := runCLI(t, sa, cli, "storagegateway", "delete-volume", "--volume-arn", vol); !ok {
 		t.Fatalf("delete-volume of a detached volume: %s", out)
 	}
