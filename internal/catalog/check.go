@@ -14,7 +14,8 @@ var ErrInconsistent = errors.New("catalog: inconsistent")
 // diagnosis, not for every request:
 //
 //   - every volume belongs to an existing gateway, under that gateway's ARN;
-//   - TargetNames are unique within a gateway, and TargetARN is
+//   - TargetNames are unique within a gateway among its attached
+//     volumes (a DETACHED one has no target), and TargetARN is
 //     <gateway ARN>/target/iqn.1997-05.com.amazon:<TargetName>;
 //   - CHAP credentials, schedules and ClientTokens name existing
 //     targets/volumes;
@@ -56,6 +57,11 @@ func (tx *Tx) Check() error {
 		}
 		if v.TargetARN != g.ARN+"/target/iqn.1997-05.com.amazon:"+v.TargetName {
 			bad("volume %s target ARN %s does not match TargetName %q", v.ID, v.TargetARN, v.TargetName)
+		}
+		if v.Attachment == VolumeDetached {
+			// Its target is gone (DetachVolume): the name is free.
+			resources[v.ARN] = true
+			continue
 		}
 		key := v.GatewayID + sep + v.TargetName
 		if other, dup := targetNames[key]; dup {

@@ -107,7 +107,17 @@ type Volume struct {
 	SourceVolumeARN    string `json:",omitempty"`
 	KMSEncrypted       bool   `json:",omitempty"`
 	KMSKey             string `json:",omitempty"`
+	// Attachment is "" for a volume attached to this gateway, else one
+	// of the Volume* attachment states below (control/attach.go).
+	Attachment string `json:",omitempty"`
 }
+
+// Volume attachment states other than attached (VolumeAttachmentStatus).
+const (
+	VolumeAttaching = "ATTACHING"
+	VolumeDetaching = "DETACHING"
+	VolumeDetached  = "DETACHED"
+)
 
 func (r *Volume) check() error {
 	if err := checkVersion(r.V); err != nil {

@@ -400,7 +400,7 @@ func (s *Service) DeleteGateway(ctx context.Context, gatewayARN string) (string,
 		if g, err = s.gatewayTx(tx, gatewayARN); err != nil {
 			return err
 		}
-		if vols, err = volumesOf(tx, g.ID); err != nil {
+		if vols, err = allVolumesOf(tx, g.ID); err != nil {
 			return err
 		}
 		for _, v := range vols {

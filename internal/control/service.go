@@ -225,6 +225,9 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}
 	}
+	if volumes, err = s.resolveMoves(ctx, volumes); err != nil {
+		return err
+	}
 	lost, err := s.reconcile(ctx, volumes)
 	if err != nil {
 		return err
@@ -238,7 +241,7 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 	}
 	for _, v := range volumes {
-		if !running[v.GatewayID] || lost[v.ID] {
+		if !running[v.GatewayID] || lost[v.ID] || v.Attachment != "" {
 			continue
 		}
 		// One volume that cannot be exported (its engine state lost, say)
@@ -287,6 +290,9 @@ func (s *Service) reconcile(ctx context.Context, volumes []catalog.Volume) (map[
 	}
 	lost := map[string]bool{}
 	for _, v := range volumes {
+		if v.Attachment != "" {
+			continue // DETACHED (resolveMoves): the engine holds it no more
+		}
 		cond, err := s.volumeCondition(ctx, v.ID)
 		if err != nil {
 			return nil, fmt.Errorf("control: start: %w", err)

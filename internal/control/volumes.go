@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -37,8 +38,14 @@ func iqnOf(v catalog.Volume) string { return IQNPrefix + v.TargetName }
 // volumeTx looks a volume up by ARN for an operation of a client: its
 // gateway must be running (runningGatewayTx). A malformed ARN, one of
 // another gateway than the ARN's, or of no volume is VolumeNotFound.
+// A volume that is not attached (DETACHED, or being moved: attach.go)
+// is VolumeNotReady.
 func (s *Service) volumeTx(tx *catalog.Tx, arn string) (catalog.Volume, catalog.Gateway, error) {
-	return s.findVolumeTx(tx, arn, s.runningGatewayTx)
+	v, g, err := s.findVolumeTx(tx, arn, s.runningGatewayTx)
+	if err == nil && v.Attachment != "" {
+		return v, g, &Error{Code: CodeVolumeNotReady, Message: "The specified volume is not ready: it is " + v.Attachment + "."}
+	}
+	return v, g, err
 }
 
 // anyVolumeTx is volumeTx whatever the gateway's state, for the control
@@ -63,7 +70,14 @@ func (s *Service) findVolumeTx(tx *catalog.Tx, arn string, gatewayTx func(*catal
 	return v, g, err
 }
 
+// volumesOf lists the volumes attached to a gateway, by ARN.
 func volumesOf(tx *catalog.Tx, gatewayID string) ([]catalog.Volume, error) {
+	all, err := allVolumesOf(tx, gatewayID)
+	return slices.DeleteFunc(all, func(v catalog.Volume) bool { return v.Attachment != "" }), err
+}
+
+// allVolumesOf lists a gateway's volumes, attached or not, by ARN.
+func allVolumesOf(tx *catalog.Tx, gatewayID string) ([]catalog.Volume, error) {
 	all, err := tx.Volumes()
 	if err != nil {
 		return nil, err
@@ -343,7 +357,7 @@ func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []s
 				continue
 			}
 			seen[arn] = true
-			v, g, err := s.volumeTx(tx, arn)
+			v, g, err := s.findVolumeTx(tx, arn, s.runningGatewayTx)
 			if err != nil {
 				return err
 			}
@@ -361,6 +375,13 @@ func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []s
 	sort.Slice(vols, func(i, j int) bool { return vols[i].v.ARN < vols[j].v.ARN })
 	out := []CachedVolume{}
 	for _, f := range vols {
+		if f.v.Attachment != "" {
+			if s.movedAway(ctx, f.v) {
+				return nil, newError(CodeVolumeNotFound)
+			}
+			out = append(out, notAttachedVolume(f.v))
+			continue
+		}
 		cond, err := s.volumeCondition(ctx, f.v.ID)
 		if err != nil {
 			return nil, err
@@ -368,7 +389,7 @@ func (s *Service) DescribeCachediSCSIVolumes(ctx context.Context, volumeARNs []s
 		cv := CachedVolume{
 			VolumeARN: f.v.ARN, VolumeID: f.v.ID, VolumeType: VolumeTypeCached, VolumeStatus: cond.Status,
 			VolumeProgress:         cond.Progress,
-			VolumeAttachmentStatus: "ATTACHED", VolumeSizeInBytes: f.v.SizeBytes,
+			VolumeAttachmentStatus: attachmentStatus(f.v), VolumeSizeInBytes: f.v.SizeBytes,
 			SourceSnapshotID: f.v.SourceSnapshotID, CreatedDate: f.v.CreatedAt, TargetName: f.v.TargetName,
 			KMSKey: f.v.KMSKey,
 			ISCSI: ISCSIAttributes{
@@ -475,12 +496,13 @@ func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, li
 			return err
 		}
 		gatewayARNs[g.ID] = g.ARN
-		vols, err = volumesOf(tx, g.ID)
+		vols, err = allVolumesOf(tx, g.ID)
 		return err
 	})
 	if err != nil {
 		return "", nil, "", err
 	}
+	vols = slices.DeleteFunc(vols, func(v catalog.Volume) bool { return s.movedAway(ctx, v) })
 	arns := make([]string, len(vols))
 	for i, v := range vols {
 		arns[i] = v.ARN
@@ -493,7 +515,7 @@ func (s *Service) ListVolumes(ctx context.Context, gatewayARN, marker string, li
 	for _, v := range vols[from:to] {
 		out = append(out, VolumeInfo{
 			VolumeARN: v.ARN, VolumeID: v.ID, GatewayARN: gatewayARNs[v.GatewayID], GatewayID: v.GatewayID,
-			VolumeType: VolumeTypeCached, VolumeAttachmentStatus: "ATTACHED", VolumeSizeInBytes: v.SizeBytes,
+			VolumeType: VolumeTypeCached, VolumeAttachmentStatus: attachmentStatus(v), VolumeSizeInBytes: v.SizeBytes,
 		})
 	}
 	return g.ARN, out, next, nil
@@ -506,11 +528,17 @@ func (s *Service) DeleteVolume(ctx context.Context, volumeARN string) (string, e
 	var v catalog.Volume
 	err := s.update(func(tx *catalog.Tx) error {
 		var err error
-		if v, _, err = s.volumeTx(tx, volumeARN); err != nil {
+		if v, _, err = s.findVolumeTx(tx, volumeARN, s.runningGatewayTx); err != nil || v.Attachment == catalog.VolumeDetached {
 			return err
+		}
+		if v.Attachment != "" {
+			return &Error{Code: CodeVolumeNotReady, Message: "The specified volume is not ready: it is " + v.Attachment + "."}
 		}
 		return deleteVolumeRecords(tx, v)
 	})
+	if err == nil && v.Attachment == catalog.VolumeDetached {
+		return s.deleteDetached(ctx, v)
+	}
 	if err != nil {
 		return "", err
 	}

@@ -15,8 +15,8 @@
 //     Terraform's aws_storagegateway_gateway expects of DescribeSMBSettings);
 //   - operations a real cached volume gateway has but volgw does not
 //     implement yet answer errorCode NotSupported, "The specified
-//     operation is not supported.", rather than pretend: AttachVolume,
-//     DetachVolume, ResetCache, the bandwidth rate limit operations (volgw
+//     operation is not supported.", rather than pretend: ResetCache, the
+//     bandwidth rate limit operations (volgw
 //     does not throttle uploads), the maintenance-window and
 //     software-update operations, the availability monitor test and
 //     SetLocalConsolePassword;

@@ -147,19 +147,19 @@ type volumeISCSIAttributes struct {
 }
 
 type cachediSCSIVolume struct {
-	VolumeARN              string                `json:"VolumeARN"`
-	VolumeId               string                `json:"VolumeId"`
-	VolumeType             string                `json:"VolumeType"`
-	VolumeStatus           string                `json:"VolumeStatus"`
-	VolumeAttachmentStatus string                `json:"VolumeAttachmentStatus"`
-	VolumeSizeInBytes      int64                 `json:"VolumeSizeInBytes"`
-	VolumeProgress         *float64              `json:"VolumeProgress,omitempty"`
-	SourceSnapshotId       string                `json:"SourceSnapshotId,omitempty"`
-	VolumeiSCSIAttributes  volumeISCSIAttributes `json:"VolumeiSCSIAttributes"`
-	CreatedDate            *epoch                `json:"CreatedDate,omitempty"`
-	VolumeUsedInBytes      *int64                `json:"VolumeUsedInBytes,omitempty"`
-	KMSKey                 string                `json:"KMSKey,omitempty"`
-	TargetName             string                `json:"TargetName"`
+	VolumeARN              string                 `json:"VolumeARN"`
+	VolumeId               string                 `json:"VolumeId"`
+	VolumeType             string                 `json:"VolumeType"`
+	VolumeStatus           string                 `json:"VolumeStatus"`
+	VolumeAttachmentStatus string                 `json:"VolumeAttachmentStatus"`
+	VolumeSizeInBytes      int64                  `json:"VolumeSizeInBytes"`
+	VolumeProgress         *float64               `json:"VolumeProgress,omitempty"`
+	SourceSnapshotId       string                 `json:"SourceSnapshotId,omitempty"`
+	VolumeiSCSIAttributes  *volumeISCSIAttributes `json:"VolumeiSCSIAttributes,omitempty"` // nil: not attached (no target)
+	CreatedDate            *epoch                 `json:"CreatedDate,omitempty"`
+	VolumeUsedInBytes      *int64                 `json:"VolumeUsedInBytes,omitempty"`
+	KMSKey                 string                 `json:"KMSKey,omitempty"`
+	TargetName             string                 `json:"TargetName"`
 }
 
 type describeCachediSCSIVolumesOutput struct {
@@ -399,16 +399,20 @@ func handlers(svc *control.Service) map[string]handler {
 			}
 			out := describeCachediSCSIVolumesOutput{CachediSCSIVolumes: []cachediSCSIVolume{}}
 			for _, v := range vols {
+				var iscsi *volumeISCSIAttributes
+				if v.ISCSI.TargetARN != "" {
+					iscsi = &volumeISCSIAttributes{
+						TargetARN: v.ISCSI.TargetARN, NetworkInterfaceId: v.ISCSI.NetworkInterfaceID,
+						NetworkInterfacePort: v.ISCSI.NetworkInterfacePort, LunNumber: v.ISCSI.LunNumber,
+						ChapEnabled: v.ISCSI.ChapEnabled,
+					}
+				}
 				out.CachediSCSIVolumes = append(out.CachediSCSIVolumes, cachediSCSIVolume{
 					VolumeARN: v.VolumeARN, VolumeId: v.VolumeID, VolumeType: v.VolumeType, VolumeStatus: v.VolumeStatus,
 					VolumeAttachmentStatus: v.VolumeAttachmentStatus, VolumeSizeInBytes: v.VolumeSizeInBytes,
 					VolumeProgress: v.VolumeProgress, SourceSnapshotId: v.SourceSnapshotID,
-					VolumeiSCSIAttributes: volumeISCSIAttributes{
-						TargetARN: v.ISCSI.TargetARN, NetworkInterfaceId: v.ISCSI.NetworkInterfaceID,
-						NetworkInterfacePort: v.ISCSI.NetworkInterfacePort, LunNumber: v.ISCSI.LunNumber,
-						ChapEnabled: v.ISCSI.ChapEnabled,
-					},
-					CreatedDate: epochPtr(v.CreatedDate), VolumeUsedInBytes: v.VolumeUsedInBytes,
+					VolumeiSCSIAttributes: iscsi,
+					CreatedDate:           epochPtr(v.CreatedDate), VolumeUsedInBytes: v.VolumeUsedInBytes,
 					KMSKey: v.KMSKey, TargetName: v.TargetName,
 				})
 			}
@@ -426,6 +430,8 @@ func handlers(svc *control.Service) map[string]handler {
 			}
 			return out, nil
 		}),
+		"AttachVolume": attachVolume(svc),
+		"DetachVolume": detachVolume(svc),
 		"DeleteVolume": op(func(ctx context.Context, in volumeARNInput) (any, error) {
 			arn, err := svc.DeleteVolume(ctx, in.VolumeARN)
 			return volumeARNOutput{arn}, err

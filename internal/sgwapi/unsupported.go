@@ -60,8 +60,6 @@ type unsupportedOp struct {
 // the model exactly.
 var unsupportedOps = map[string]unsupportedOp{
 	// A cached volume gateway has these; volgw does not implement them yet.
-	"AttachVolume":                       {cachedUnimplemented, byGatewayARN},
-	"DetachVolume":                       {cachedUnimplemented, byVolumeARN},
 	"ResetCache":                         {cachedUnimplemented, byGatewayARN},
 	"DescribeBandwidthRateLimit":         {cachedUnimplemented, byGatewayARN},
 	"UpdateBandwidthRateLimit":           {cachedUnimplemented, byGatewayARN},

@@ -16,7 +16,7 @@ import (
 var (
 	// Valid for a cached volume gateway, not implemented: NotSupported.
 	notImplementedOps = []string{
-		"AttachVolume", "ResetCache", "DescribeBandwidthRateLimit", "UpdateBandwidthRateLimit",
+		"ResetCache", "DescribeBandwidthRateLimit", "UpdateBandwidthRateLimit",
 		"DeleteBandwidthRateLimit", "DescribeBandwidthRateLimitSchedule", "UpdateBandwidthRateLimitSchedule",
 		"DescribeMaintenanceStartTime", "UpdateMaintenanceStartTime", "UpdateGatewaySoftwareNow",
 		"DescribeAvailabilityMonitorTest", "StartAvailabilityMonitorTest", "SetLocalConsolePassword",
@@ -88,10 +88,6 @@ func TestUnsupportedOperationsAgainstACachedGateway(t *testing.T) {
 		want(op, known, "NotSupported", notSupp)
 		n++
 	}
-	// DetachVolume names a volume: it must exist.
-	want("DetachVolume", known, "NotSupported", notSupp)
-	want("DetachVolume", []byte(fmt.Sprintf(`{"VolumeARN":%q}`, gw+"/volume/vol-0123456789ABCDEF0")), "VolumeNotFound", volNotFound)
-	n++
 	// The account-wide listings, without a gateway, name nothing volgw has.
 	for _, op := range []string{"ListFileShares", "ListFileSystemAssociations", "ListAutomaticTapeCreationPolicies"} {
 		want(op, []byte(`{}`), "NotSupported", notSupp)

@@ -19,7 +19,11 @@
 //	                               existed is still read
 //	volumes/<vol>/head             {seq, owner, token} of the published root,
 //	                               replaced with If-Match (fencing, fence.go);
-//	                               a tombstone once deleted
+//	                               a tombstone once deleted; once detached
+//	                               (DetachVolume, attach.go) {seq, token} of
+//	                               its last root, detached, detachedAt and the
+//	                               control plane's note: nobody's, kept
+//	                               reachable for GC, taken by AttachVolume
 //	snapshots/<id>.json            a snapshot record naming a root key
 //
 // A zero block and an empty page are never stored: a volume costs what it
@@ -46,8 +50,9 @@
 // loadState), journal.json (the ring's superblock: ID, epoch, layout,
 // tail), ledger.json (what the journal must still hold, kept apart from it:
 // ledger.go), and volumes/<id>.json per volume (the publish tokens that
-// tell its own heads from another writer's, create and delete intents, a
-// fence: see fence.go), each replaced atomically. Only the volume's own
+// tell its own heads from another writer's, create, delete, detach and
+// attach intents, a fence: see fence.go and attach.go), each replaced
+// atomically. Only the volume's own
 // file is written at a cut.
 //
 // DescribeCache's and DescribeUploadBuffer's figures (Engine.CacheStats,
@@ -124,7 +129,10 @@
 //     copy-on-write into the frozen slot before that is let go.
 //
 //  5. Fencing (fence.go). A head is this data dir's own iff its token is
-//     one its volume file recorded before the PUT. A writer whose publish
+//     one its volume file recorded before the PUT, and it is not detached
+//     (a detached head is nobody's until an AttachVolume — which records
+//     its token in the volume file before its If-Match PUT, like a create —
+//     takes it; of two attaching at once, one wins). A writer whose publish
 //     finds a head it did not write (a copy of its data dir won the race,
 //     or it was restored from an older backup, or another gateway took the
 //     volume) is fenced: persisted, logged at ERROR, writes, flushes,

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/control"
@@ -61,6 +62,9 @@ type volFile struct {
 	NextToken string `json:"nextToken"`
 	// Deleting: the head being published is a tombstone.
 	Deleting bool `json:"deleting,omitempty"`
+	// Detaching: the head being published releases the volume (a
+	// detached head naming root Seq/Token, attach.go).
+	Detaching bool `json:"detaching,omitempty"`
 	// Fenced says why the volume is fenced; "" if it is not.
 	Fenced string `json:"fenced,omitempty"`
 }
@@ -69,6 +73,11 @@ type volFile struct {
 // token predates tokens: it is taken as ours if our owner ID wrote it and
 // we have confirmed no tokened head since.
 func (f *volFile) owns(h head) bool {
+	if h.Detached {
+		// It names our last root's token, but it released the volume:
+		// nobody owns it until an AttachVolume takes it.
+		return false
+	}
 	if h.Token == "" {
 		return f.Token == "" && h.Owner == f.Owner
 	}
@@ -215,7 +224,7 @@ func (e *Engine) resolveIntents(ctx context.Context) error {
 			return err
 		}
 		known := slices.ContainsFunc(e.state.Volumes, func(s volState) bool { return s.ID == id })
-		if known && !f.Deleting {
+		if known && !f.Deleting && !f.Detaching {
 			continue
 		}
 		h, _, err := e.getHead(ctx, id)
@@ -225,6 +234,20 @@ func (e *Engine) resolveIntents(ctx context.Context) error {
 		}
 		mine := !notFound && h.Token != "" && h.Token == f.NextToken
 		switch {
+		case known && f.Detaching && mine && h.Detached:
+			e.log.Warn("volume: completing a detach interrupted by a crash", "volume", id)
+			e.state.Volumes = slices.DeleteFunc(e.state.Volumes, func(s volState) bool { return s.ID == id })
+			changed = true
+			if err := e.removeVolFile(id); err != nil {
+				return err
+			}
+		case known && f.Detaching:
+			// The detached head never landed: the volume stays attached
+			// here, with every acknowledged write in its journal.
+			f.Detaching = false
+			if err := e.writeVolFile(&f); err != nil {
+				return err
+			}
 		case known && mine && h.Deleted:
 			e.log.Warn("volume: completing a delete interrupted by a crash", "volume", id)
 			e.state.Volumes = slices.DeleteFunc(e.state.Volumes, func(s volState) bool { return s.ID == id })
@@ -241,8 +264,9 @@ func (e *Engine) resolveIntents(ctx context.Context) error {
 			if err := e.writeVolFile(&f); err != nil {
 				return err
 			}
-		case mine && !h.Deleted && f.Volume.ID == id && f.Fenced == "":
-			e.log.Warn("volume: adopting a volume whose creation a crash interrupted", "volume", id)
+		case mine && !h.Deleted && !h.Detached && f.Volume.ID == id && f.Fenced == "":
+			// A create, or an AttachVolume (attach.go), whose head landed.
+			e.log.Warn("volume: adopting a volume whose creation or attachment a crash interrupted", "volume", id)
 			e.state.Volumes = append(e.state.Volumes, f.Volume)
 			changed = true
 		default:
@@ -332,6 +356,9 @@ func (e *Engine) openHead(ctx context.Context, v *Volume) (base *root, etag, fen
 		fenced = "the volume's head is missing from the object store"
 	case h.Deleted:
 		fenced = fmt.Sprintf("the volume was deleted in the object store by %q", h.Owner)
+	case h.Detached:
+		fenced = fmt.Sprintf("the volume was detached by %q at %s (this data dir is older than that DetachVolume): "+
+			"attach it with AttachVolume instead", h.Owner, h.DetachedAt.Format(time.RFC3339))
 	case !f.owns(h):
 		fenced = fmt.Sprintf("the object store's head of the volume (seq %d, written by %q, token %q) was not written by this data dir, "+
 			"whose last head is seq %d (token %q): another writer has published the volume since "+

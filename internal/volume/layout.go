@@ -288,6 +288,12 @@ type head struct {
 	Token     string    `json:"token,omitempty"`
 	Deleted   bool      `json:"deleted,omitempty"`
 	DeletedAt time.Time `json:"deletedAt,omitzero"`
+	// Detached: no gateway owns the volume (attach.go). Seq and Token
+	// still name its last root, which GC keeps and AttachVolume builds
+	// on; Note is what the control plane asked to keep with it.
+	Detached   bool      `json:"detached,omitempty"`
+	DetachedAt time.Time `json:"detachedAt,omitzero"`
+	Note       []byte    `json:"note,omitempty"`
 }
 
 // rootKey is the key of the root the head names.

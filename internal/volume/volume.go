@@ -73,6 +73,9 @@ type Volume struct {
 	// published is closed and replaced each time a cut is published.
 	published chan struct{}
 	deleted   bool
+	// detaching is set while DetachVolume publishes the last root
+	// (attach.go): writes are refused, so none can follow that root.
+	detaching bool
 	// fenced says why the volume's head is no longer its own (fence.go):
 	// writes are refused, reads go on. baseLost: and its own last root is
 	// gone from the store, so only blocks the journal holds can be read.
@@ -178,6 +181,9 @@ func (v *Volume) writable() error {
 	}
 	if v.cond != nil && v.cond.Status == control.VolumeIrrecoverable {
 		return fmt.Errorf("%w: %s is %s: %s", ErrNotReady, v.id, v.cond.Status, v.cond.Reason)
+	}
+	if v.detaching {
+		return fmt.Errorf("%w: %s is being detached", ErrNotReady, v.id)
 	}
 	return nil
 }
