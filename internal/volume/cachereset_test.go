@@ -1,0 +1,152 @@
+package volume
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/volgw/volgw/internal/blob/blobtest"
+	"github.com/volgw/volgw/internal/control"
+)
+
+// TestCacheDiskFailureResetCache: a cache disk whose reads fail (its file
+// truncated under the engine: every read past its end is an I/O error)
+// takes every volume down loudly — errors, never wrong data, an ERROR
+// naming the disk, PASS THROUGH — and ResetCache then AddDisk of the same
+// disk brings back every acknowledged write: those cut and those only in
+// the journal, across a restart in between or not.
+func TestCacheDiskFailureResetCache(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "live", true: "restart"}[restart], func(t *testing.T) {
+			ctx := context.Background()
+			log := &logBuf{}
+			te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+			te.cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
+			te.reopen()
+			if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-R", SizeBytes: gib}); err != nil {
+				t.Fatal(err)
+			}
+			v := te.vol("vol-R")
+			a, b := pattern(3, 4*BlockSize), pattern(5, 2*BlockSize+4096)
+			if err := v.WriteAt(ctx, a, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := te.Cut(ctx, "vol-R"); err != nil { // a: clean slots
+				t.Fatal(err)
+			}
+			if err := v.WriteAt(ctx, b, 3*BlockSize); err != nil { // b: dirty, journal only
+				t.Fatal(err)
+			}
+			if err := v.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := append(append([]byte{}, a[:3*BlockSize]...), b...)
+
+			cachePath := filepath.Join(te.dir, "cache0.img")
+			if err := os.Truncate(cachePath, 0); err != nil {
+				t.Fatal(err)
+			}
+			p := make([]byte, len(want))
+			if err := v.ReadAt(ctx, p, 0); !errors.Is(err, ErrCacheDisk) {
+				t.Fatalf("read of a failed cache disk = %v, want ErrCacheDisk", err)
+			}
+			if err := v.WriteAt(ctx, pattern(7, 4096), 0); !errors.Is(err, ErrCacheDisk) || !errors.Is(err, control.ErrVolumeNotReady) {
+				t.Fatalf("write with a failed cache disk = %v", err)
+			}
+			if !strings.Contains(log.String(), "level=ERROR") || !strings.Contains(log.String(), cachePath) {
+				t.Fatalf("no ERROR naming %s in the log:\n%s", cachePath, log)
+			}
+			cond, err := te.VolumeStatus(ctx, "vol-R")
+			if err != nil || cond.Status != control.VolumePassThrough || !strings.Contains(cond.Reason, cachePath) {
+				t.Fatalf("status with a failed cache disk = %+v, %v", cond, err)
+			}
+
+			disks, err := te.ResetCache(ctx)
+			if err != nil || len(disks) != 1 || disks[0] != cachePath {
+				t.Fatalf("ResetCache = %v, %v", disks, err)
+			}
+			if err := v.ReadAt(ctx, p, 0); !errors.Is(err, ErrCacheDisk) {
+				t.Fatalf("read with no cache disk = %v", err)
+			}
+			if restart {
+				te.reopen()
+				v = te.vol("vol-R")
+				if err := v.ReadAt(ctx, p, 0); !errors.Is(err, ErrCacheDisk) {
+					t.Fatalf("read with no cache disk after a restart = %v", err)
+				}
+			}
+			if err := te.AddDisk(ctx, control.Disk{ID: "cache0", Path: cachePath, SizeBytes: 64 << 20, Use: control.DiskUseCache}); err != nil {
+				t.Fatalf("AddDisk after the reset: %v", err)
+			}
+			if got := mustRead(t, v, 0, len(want)); !bytes.Equal(got, want) {
+				t.Fatal("after ResetCache and AddDisk the volume differs from what was acknowledged")
+			}
+			cond, _ = te.VolumeStatus(ctx, "vol-R")
+			if cond.Status != control.VolumeAvailable {
+				t.Fatalf("status after AddDisk = %+v", cond)
+			}
+			// Writable again, and everything survives a cut and a restart.
+			if err := v.WriteAt(ctx, pattern(9, 4096), 0); err != nil {
+				t.Fatal(err)
+			}
+			copy(want, pattern(9, 4096))
+			if err := te.Cut(ctx, "vol-R"); err != nil {
+				t.Fatal(err)
+			}
+			te.reopen()
+			if got := mustRead(t, te.vol("vol-R"), 0, len(want)); !bytes.Equal(got, want) {
+				t.Fatal("after a restart the volume differs")
+			}
+			if err := te.Check(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestCacheWriteFailure: a cache file that refuses writes (read-only
+// under the engine) fails the write that met it, and the volume then
+// refuses I/O rather than serve a block the cache could not hold.
+func TestCacheWriteFailure(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-W", SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol("vol-W")
+	ro, err := os.Open(filepath.Join(te.dir, "cache0.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.cache.mu.Lock()
+	good := te.cache.files[0].f
+	te.cache.files[0].f = ro
+	te.cache.mu.Unlock()
+	defer good.Close()
+	if err := v.WriteAt(ctx, pattern(1, BlockSize), 0); !errors.Is(err, ErrCacheDisk) {
+		t.Fatalf("write to a read-only cache file = %v", err)
+	}
+	if err := v.ReadAt(ctx, make([]byte, 4096), 0); !errors.Is(err, ErrCacheDisk) {
+		t.Fatalf("read after the cache failed = %v", err)
+	}
+	if _, err := te.ResetCache(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.AddDisk(ctx, control.Disk{ID: "cache1", Path: filepath.Join(te.dir, "cache1.img"), SizeBytes: 32 << 20, Use: control.DiskUseCache}); err != nil {
+		t.Fatal(err)
+	}
+	// The write failed after its record was journaled: it was not
+	// acknowledged, so either content is allowed; the volume must serve
+	// one of them consistently and take writes again.
+	if err := v.WriteAt(ctx, pattern(2, BlockSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, v, 0, BlockSize); !bytes.Equal(got, pattern(2, BlockSize)) {
+		t.Fatal("read after recovery differs")
+	}
+}
