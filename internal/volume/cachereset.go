@@ -56,7 +56,7 @@ func (e *Engine) noteCacheFault(disk string, err error) {
 	d := &cacheDown{err: fmt.Errorf("%w %s failed (%v): every volume's I/O is refused; "+
 		"ResetCache then AddCache (this disk once it is sound again, or another) rebuilds every volume from the upload buffer, losing nothing acknowledged",
 		ErrCacheDisk, disk, err)}
-	if e.cacheDown.CompareAndSwap(nil, d) {
+	if e.setCacheDown(nil, d) {
 		e.log.Error("volume: cache disk failed; every volume's I/O is refused until ResetCache and AddCache (or a restart)",
 			"disk", disk, "err", err)
 	}
@@ -70,13 +70,31 @@ func (e *Engine) CacheFault() error {
 	return nil
 }
 
-// cutContext is ctx, also cancelled by ResetCache.
+// setCacheDown replaces the cache's state old (nil: up) with d, if it is
+// still old, and then, d being down, ends the cuts in flight and the
+// writers waiting for space (cacheUp).
+func (e *Engine) setCacheDown(old, d *cacheDown) bool {
+	e.resetMu.Lock()
+	defer e.resetMu.Unlock()
+	if !e.cacheDown.CompareAndSwap(old, d) {
+		return false
+	}
+	if d != nil {
+		e.cacheUpStop()
+	} else {
+		e.cacheUp, e.cacheUpStop = context.WithCancel(context.Background())
+	}
+	return true
+}
+
+// cutContext is ctx, also cancelled when the cache goes down (cut waits
+// use it, and so do writers' waits for journal or cache space).
 func (e *Engine) cutContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	e.resetMu.Lock()
-	reset := e.cutsCtx
+	up := e.cacheUp
 	e.resetMu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(reset, cancel)
+	stop := context.AfterFunc(up, cancel)
 	return ctx, func() { stop(); cancel() }
 }
 
@@ -100,11 +118,10 @@ func (e *Engine) ResetCache(ctx context.Context) ([]string, error) {
 	if e.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	e.cacheDown.Store(&cacheDown{reset: true, err: fmt.Errorf(
-		"%w: the cache was reset and no cache disk has been added since: AddCache one; every acknowledged write is in the upload buffer and comes back", ErrCacheDisk)})
-	e.resetMu.Lock()
-	e.cutsStop()
-	e.resetMu.Unlock()
+	down := &cacheDown{reset: true, err: fmt.Errorf(
+		"%w: the cache was reset and no cache disk has been added since: AddCache one; every acknowledged write is in the upload buffer and comes back", ErrCacheDisk)}
+	for old := e.cacheDown.Load(); !e.setCacheDown(old, down); old = e.cacheDown.Load() {
+	}
 
 	// With every volume's cutMu then mu held, nothing uses a slot (reads
 	// of pinned slots use their file, closed below, and let go of them by
@@ -193,7 +210,7 @@ func (e *Engine) holdWithoutCache(byNonce map[uint64]*Volume) error {
 		v.pendingReplay = true
 		v.publishRecovery()
 	}
-	e.cacheDown.Store(&cacheDown{reset: true, err: fmt.Errorf(
+	e.setCacheDown(nil, &cacheDown{reset: true, err: fmt.Errorf(
 		"%w: there is no cache disk: AddCache one; every acknowledged write is in the upload buffer and comes back", ErrCacheDisk)})
 	e.log.Warn("volume: no cache disk; volumes refuse I/O until one is added", "volumes", len(byNonce))
 	return nil
@@ -209,8 +226,10 @@ func (e *Engine) rebuildAfterReset(ctx context.Context) error {
 	}
 	e.ioGate.Lock()
 	defer e.ioGate.Unlock()
+	// The replay's own cuts (a full cache) must not be cancelled: a
+	// context of their own, the cache staying down meanwhile.
 	e.resetMu.Lock()
-	e.cutsCtx, e.cutsStop = context.WithCancel(context.Background())
+	e.cacheUp, e.cacheUpStop = context.WithCancel(context.Background())
 	e.resetMu.Unlock()
 	byNonce := map[uint64]*Volume{}
 	for _, v := range e.volumes() {
@@ -245,7 +264,9 @@ func (e *Engine) rebuildAfterReset(ctx context.Context) error {
 		v.noteClean()
 		v.mu.Unlock()
 	}
+	e.resetMu.Lock()
 	e.cacheDown.CompareAndSwap(d, nil)
+	e.resetMu.Unlock()
 	e.releaseJournal()
 	e.wake()
 	e.log.Info("volume: volumes rebuilt from the upload buffer after a cache reset", "volumes", len(byNonce), "records", n)

@@ -108,12 +108,13 @@ type Engine struct {
 	replayLSN atomic.Uint64
 	// cacheDown is set while the cache cannot serve (a cache disk failed,
 	// or ResetCache removed them): every volume's I/O is refused
-	// (cachereset.go). resetMu guards cutsCtx, cancelled by ResetCache
-	// to end the cuts in flight.
-	cacheDown atomic.Pointer[cacheDown]
-	resetMu   sync.Mutex
-	cutsCtx   context.Context
-	cutsStop  context.CancelFunc
+	// (cachereset.go). resetMu guards cacheUp, cancelled when the cache
+	// goes down, to end the cuts in flight and the writers waiting for
+	// space that only cuts would free.
+	cacheDown   atomic.Pointer[cacheDown]
+	resetMu     sync.Mutex
+	cacheUp     context.Context
+	cacheUpStop context.CancelFunc
 	// scrubbed counts what maintenance scrubs found (maintenance.go).
 	scrubbed scrubStats
 
@@ -210,7 +211,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	e.cache.onFault = e.noteCacheFault
-	e.cutsCtx, e.cutsStop = context.WithCancel(context.Background())
+	e.cacheUp, e.cacheUpStop = context.WithCancel(context.Background())
 	if err := e.loadState(); err != nil {
 		return nil, err
 	}

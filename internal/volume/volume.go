@@ -583,12 +583,14 @@ func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, 
 	}
 	// Waits below (journal space, cache space, a cut) end if the volume is
 	// fenced meanwhile: its records are never released now.
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := e.cutContext(ctx) // ends if the cache goes down
 	defer cancel()
 	defer context.AfterFunc(v.fencedCtx, cancel)()
 	defer func() {
 		if err != nil && ctx.Err() != nil {
 			if f := v.Fenced(); f != nil {
+				err = f
+			} else if f := e.CacheFault(); f != nil {
 				err = f
 			}
 		}
