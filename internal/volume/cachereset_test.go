@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/blob/blobtest"
 	"github.com/volgw/volgw/internal/control"
 )
@@ -148,5 +150,84 @@ func TestCacheWriteFailure(t *testing.T) {
 	}
 	if got := mustRead(t, v, 0, BlockSize); !bytes.Equal(got, pattern(2, BlockSize)) {
 		t.Fatal("read after recovery differs")
+	}
+}
+
+// putGatedStore holds every block PUT until open is closed (or the PUT's
+// context ends): cuts cannot free cache slots meanwhile.
+type putGatedStore struct {
+	blob.Store
+	open chan struct{}
+}
+
+func (g putGatedStore) Put(ctx context.Context, key string, data []byte, o blob.PutOptions) (blob.ObjectInfo, error) {
+	if strings.HasPrefix(key, "blocks/") {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return blob.ObjectInfo{}, ctx.Err()
+		}
+	}
+	return g.Store.Put(ctx, key, data, o)
+}
+
+// TestResetCacheEndsWaits: with the store taking no blocks, a writer
+// waits for cache space (the cache full of dirty blocks) or for journal
+// space (the journal full), and a cut waits for its PUTs; ResetCache ends
+// them all (the writer gets ErrCacheDisk, the cut publishes nothing)
+// rather than wait for them — a writer left waiting for journal space
+// would hold off the rebuild for ever — and AddDisk then brings back
+// every acknowledged write.
+func TestResetCacheEndsWaits(t *testing.T) {
+	for name, o := range map[string]engineOpts{
+		"cache":   {cacheBytes: 4 * BlockSize},
+		"journal": {cacheBytes: 64 << 20, bufferBytes: 3 << 20},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			gate := make(chan struct{})
+			te := newTestEngine(t, putGatedStore{blobtest.NewFS(t), gate}, o)
+			if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-F", SizeBytes: gib}); err != nil {
+				t.Fatal(err)
+			}
+			v := te.vol("vol-F")
+			want := pattern(6, 4*BlockSize)
+			if name == "journal" {
+				want = want[:2*BlockSize]
+			}
+			if err := v.WriteAt(ctx, want, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := v.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waiting := make(chan error, 1)
+			go func() { waiting <- v.WriteAt(ctx, pattern(7, 8*BlockSize), 8*BlockSize) }()
+			select {
+			case err := <-waiting:
+				t.Fatalf("a write with no space and no cut possible returned %v", err)
+			case <-time.After(100 * time.Millisecond): // it waits: a cut is stuck on its PUTs
+			}
+			if _, err := te.ResetCache(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-waiting; !errors.Is(err, ErrCacheDisk) {
+				t.Fatalf("the waiting write ended with %v, want ErrCacheDisk", err)
+			}
+			close(gate)
+			if err := te.AddDisk(ctx, control.Disk{ID: "cache1", Path: filepath.Join(te.dir, "cache1.img"), SizeBytes: 32 * BlockSize, Use: control.DiskUseCache}); err != nil {
+				t.Fatal(err)
+			}
+			if got := mustRead(t, v, 0, len(want)); !bytes.Equal(got, want) {
+				t.Fatal("after ResetCache and AddDisk the volume differs")
+			}
+			if err := te.Cut(ctx, "vol-F"); err != nil {
+				t.Fatal(err)
+			}
+			te.reopen()
+			if got := mustRead(t, te.vol("vol-F"), 0, len(want)); !bytes.Equal(got, want) {
+				t.Fatal("after a restart the volume differs")
+			}
+		})
 	}
 }
