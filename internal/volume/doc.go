@@ -158,7 +158,10 @@
 //
 // Lock order: Engine.ledgerMu, then Volume.cutMu, then Volume.mu, then
 // journal.mu or cache.mu (or Engine.mu, never held while taking a volume
-// lock). journal.mu is never held across I/O: a batch is written, and the
+// lock). ResetCache alone holds several volumes' locks: every cutMu, then
+// every mu, each in volume ID order. Engine.resetMu may be taken under any
+// of these (a cache fault is noted in the middle of I/O) and is held
+// while taking no other lock. journal.mu is never held across I/O: a batch is written, and the
 // journal synced, with it dropped (journal.writing and syncing say one is
 // under way), and waiting for a batch to be written happens with no volume
 // lock held. Waiting for journal space happens before any volume lock is
