@@ -155,3 +155,27 @@ func TestMaintenanceWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLastWindowStartDST: a gateway's time zone is a fixed offset from GMT
+// (GMT+hr:mm, timezone.go), so its windows never meet a DST change; the
+// window logic nonetheless works in a zone that has one: a start in the
+// hour skipped in spring is the instant time.Date gives it (within that
+// hour's offsets, one window that day), and one in the hour repeated in
+// autumn is its first occurrence.
+func TestLastWindowStartDST(t *testing.T) {
+	loc, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skipf("no time zone database: %v", err)
+	}
+	sunday := 0
+	m := catalog.Maintenance{DayOfWeek: &sunday, HourOfDay: 2, MinuteOfHour: 30}
+	spring := time.Date(2026, 3, 8, 12, 0, 0, 0, loc) // DST starts at 02:00
+	if got := lastWindowStart(spring, m, loc).UTC(); got.Before(time.Date(2026, 3, 8, 6, 30, 0, 0, time.UTC)) || got.After(time.Date(2026, 3, 8, 7, 30, 0, 0, time.UTC)) {
+		t.Errorf("spring: %s, want 06:30 or 07:30 UTC that day", got)
+	}
+	m.HourOfDay = 1
+	autumn := time.Date(2026, 11, 1, 12, 0, 0, 0, loc) // 01:00-02:00 happens twice
+	if got, want := lastWindowStart(autumn, m, loc), time.Date(2026, 11, 1, 5, 30, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("autumn: %s, want %s", got.UTC(), want)
+	}
+}
