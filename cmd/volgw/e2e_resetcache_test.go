@@ -84,6 +84,13 @@ func TestResetCacheAfterCacheDiskFailure(t *testing.T) {
 				}
 			}
 			wantStatus("PASS THROUGH")
+			// AWS's DiskStatus for a disk whose "content is corrupted".
+			disks, err = c.sgw.ListLocalDisks(ctx, &storagegateway.ListLocalDisksInput{GatewayARN: aws.String(g.arn)})
+			for _, d := range disks.Disks {
+				if aws.ToString(d.DiskId) == cacheID && (aws.ToString(d.DiskStatus) != "mismatch" || aws.ToString(d.DiskAllocationType) != "CACHE_STORAGE") {
+					t.Fatalf("the failed cache disk is listed %s, %s; want mismatch, CACHE_STORAGE (%v)", aws.ToString(d.DiskStatus), aws.ToString(d.DiskAllocationType), err)
+				}
+			}
 
 			if restart {
 				seen := runBoto3(t, s, []boto3Call{{Name: "reset", Service: "storagegateway", Op: "ResetCache", Params: map[string]any{"GatewayARN": g.arn}}})
@@ -108,8 +115,8 @@ func TestResetCacheAfterCacheDiskFailure(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, d := range disks.Disks {
-					if aws.ToString(d.DiskId) == cacheID && aws.ToString(d.DiskAllocationType) != "AVAILABLE" {
-						t.Fatalf("the reset cache disk is %s", aws.ToString(d.DiskAllocationType))
+					if aws.ToString(d.DiskId) == cacheID && (aws.ToString(d.DiskAllocationType) != "AVAILABLE" || aws.ToString(d.DiskStatus) != "present") {
+						t.Fatalf("the reset cache disk is %s, %s", aws.ToString(d.DiskAllocationType), aws.ToString(d.DiskStatus))
 					}
 				}
 				cache, err := c.sgw.DescribeCache(ctx, &storagegateway.DescribeCacheInput{GatewayARN: aws.String(g.arn)})

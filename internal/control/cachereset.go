@@ -2,6 +2,8 @@ package control
 
 import (
 	"context"
+	"os"
+	"slices"
 
 	"github.com/volgw/volgw/internal/catalog"
 )
@@ -11,8 +13,28 @@ import (
 // the volumes refuse I/O until AddDisk adds a cache disk again, which
 // brings them back with every acknowledged write (the engine keeps those in
 // its upload buffer, not in the cache).
+//
+// FailedCacheDisks lists the paths of cache disks that failed (I/O errors)
+// and are still in use: ListLocalDisks shows them "mismatch".
 type CacheResetter interface {
 	ResetCache(ctx context.Context) ([]string, error)
+	FailedCacheDisks() []string
+}
+
+// diskStatus is a disk's DiskStatus as AWS documents it: "present" (the
+// disk is available to use), "missing" (no longer connected: the file is
+// gone) or "mismatch" (its content is corrupted: a cache disk the engine
+// found failing, until ResetCache).
+func (s *Service) diskStatus(d catalog.Disk) string {
+	if _, err := os.Stat(d.Path); err != nil {
+		return "missing"
+	}
+	if r, ok := s.engine.(CacheResetter); ok && d.Allocation == catalog.DiskCache {
+		if slices.Contains(r.FailedCacheDisks(), d.Path) {
+			return "mismatch"
+		}
+	}
+	return "present"
 }
 
 // ResetCache resets the gateway's cache disks: the engine drops them and

@@ -11,7 +11,10 @@ import (
 type resetEngine struct {
 	*memEngine
 	resets int
+	failed []string
 }
+
+func (e *resetEngine) FailedCacheDisks() []string { return e.failed }
 
 func (e *resetEngine) ResetCache(ctx context.Context) ([]string, error) {
 	e.resets++
@@ -29,11 +32,24 @@ func TestResetCache(t *testing.T) {
 	re := &resetEngine{memEngine: f.engine}
 	f.wrapped = re
 	f.open(2)
+	disks, _ := f.svc.ListLocalDisks(ctx, gw)
+	for _, d := range disks {
+		if d.DiskID == "cache0" {
+			re.failed = []string{d.DiskPath}
+		}
+	}
+	disks, _ = f.svc.ListLocalDisks(ctx, gw)
+	for _, d := range disks {
+		if want := map[string]string{"cache0": "mismatch", "buffer0": "present"}[d.DiskID]; d.DiskStatus != want {
+			t.Errorf("with the cache disk failed, %s is %s, want %s", d.DiskID, d.DiskStatus, want)
+		}
+	}
+	re.failed = nil // the engine forgets it at the reset
 	arn, err := f.svc.ResetCache(ctx, gw)
 	if err != nil || arn != gw || re.resets != 1 {
 		t.Fatalf("ResetCache = %q, %v (%d resets)", arn, err, re.resets)
 	}
-	disks, _ := f.svc.ListLocalDisks(ctx, gw)
+	disks, _ = f.svc.ListLocalDisks(ctx, gw)
 	for _, d := range disks {
 		want := map[string]string{"cache0": catalog.DiskAvailable, "buffer0": catalog.DiskUploadBuffer}[d.DiskID]
 		if d.DiskAllocationType != want {

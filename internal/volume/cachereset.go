@@ -40,7 +40,8 @@ import (
 
 // cacheDown says why the cache cannot serve.
 type cacheDown struct {
-	err error
+	err  error
+	disk string // the disk file that failed ("" after a reset)
 	// reset: ResetCache removed the disks (a cache disk added ends it);
 	// else a disk failed (only ResetCache ends it).
 	reset bool
@@ -53,7 +54,7 @@ type cacheReplayKey struct{}
 // noteCacheFault is the cache's onFault: the first fault of the engine's
 // life since the last reset takes the cache down, loudly.
 func (e *Engine) noteCacheFault(disk string, err error) {
-	d := &cacheDown{err: fmt.Errorf("%w %s failed (%v): every volume's I/O is refused; "+
+	d := &cacheDown{disk: disk, err: fmt.Errorf("%w %s failed (%v): every volume's I/O is refused; "+
 		"ResetCache then AddCache (this disk once it is sound again, or another) rebuilds every volume from the upload buffer, losing nothing acknowledged",
 		ErrCacheDisk, disk, err)}
 	if e.setCacheDown(nil, d) {
@@ -85,6 +86,15 @@ func (e *Engine) setCacheDown(old, d *cacheDown) bool {
 		e.cacheUp, e.cacheUpStop = context.WithCancel(context.Background())
 	}
 	return true
+}
+
+// FailedCacheDisks implements control.CacheResetter: the cache disk whose
+// failure took the cache down, until ResetCache.
+func (e *Engine) FailedCacheDisks() []string {
+	if d := e.cacheDown.Load(); d != nil && d.disk != "" {
+		return []string{d.disk}
+	}
+	return nil
 }
 
 // cutContext is ctx, also cancelled when the cache goes down (cut waits

@@ -63,6 +63,9 @@ func TestCacheDiskFailureResetCache(t *testing.T) {
 			if !strings.Contains(log.String(), "level=ERROR") || !strings.Contains(log.String(), cachePath) {
 				t.Fatalf("no ERROR naming %s in the log:\n%s", cachePath, log)
 			}
+			if f := te.FailedCacheDisks(); len(f) != 1 || f[0] != cachePath {
+				t.Fatalf("FailedCacheDisks = %v", f)
+			}
 			cond, err := te.VolumeStatus(ctx, "vol-R")
 			if err != nil || cond.Status != control.VolumePassThrough || !strings.Contains(cond.Reason, cachePath) {
 				t.Fatalf("status with a failed cache disk = %+v, %v", cond, err)
@@ -74,6 +77,9 @@ func TestCacheDiskFailureResetCache(t *testing.T) {
 			}
 			if err := v.ReadAt(ctx, p, 0); !errors.Is(err, ErrCacheDisk) {
 				t.Fatalf("read with no cache disk = %v", err)
+			}
+			if f := te.FailedCacheDisks(); len(f) != 0 {
+				t.Fatalf("FailedCacheDisks after the reset = %v", f)
 			}
 			if restart {
 				te.reopen()
