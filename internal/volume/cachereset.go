@@ -123,7 +123,12 @@ var _ control.CacheResetter = (*Engine)(nil)
 
 // ResetCache implements control.CacheResetter: it drops every cache disk
 // and returns their paths. Volumes refuse I/O until AddDisk adds a cache
-// disk, which rebuilds them from the journal.
+// disk, which rebuilds them from the journal. It must not run together
+// with AddDisk (control serializes them).
+//
+// An error (the store not answering a head's GET) leaves the cache reset
+// all the same; the volumes whose head could not be read are read again
+// before the rebuild.
 func (e *Engine) ResetCache(ctx context.Context) ([]string, error) {
 	if e.isClosed.Load() {
 		return nil, ErrClosed
@@ -148,8 +153,10 @@ func (e *Engine) ResetCache(ctx context.Context) ([]string, error) {
 	for _, v := range vols {
 		if v.cut != nil {
 			// A cut that failed (or was cancelled) may have landed its
-			// head with its answer lost: look at the head again below.
+			// head with its answer lost: look at the head again below
+			// (and before the rebuild, if the store does not answer now).
 			v.pendingSnaps = append(v.cut.snaps, v.pendingSnaps...)
+			v.resync = true
 			resync = append(resync, v)
 		}
 		v.holdFrom = min(v.holdFrom, v.dirtyFrom, v.frozenFrom)
@@ -197,7 +204,7 @@ func (e *Engine) resyncHead(ctx context.Context, v *Volume) error {
 		return nil
 	}
 	v.mu.Lock()
-	v.base, v.headETag = base, etag
+	v.base, v.headETag, v.resync = base, etag, false
 	v.publishRecovery()
 	v.mu.Unlock()
 	return nil
@@ -244,10 +251,19 @@ func (e *Engine) rebuildAfterReset(ctx context.Context) error {
 	byNonce := map[uint64]*Volume{}
 	for _, v := range e.volumes() {
 		v.mu.Lock()
-		if v.pendingReplay {
+		pending, resync := v.pendingReplay, v.resync
+		v.mu.Unlock()
+		if resync {
+			v.cutMu.Lock()
+			err := e.resyncHead(ctx, v)
+			v.cutMu.Unlock()
+			if err != nil {
+				return err // the volumes stay down; AddCache can be retried
+			}
+		}
+		if pending {
 			byNonce[v.nonce] = v
 		}
-		v.mu.Unlock()
 	}
 	rctx := context.WithValue(ctx, cacheReplayKey{}, true)
 	e.replaying.Store(true)

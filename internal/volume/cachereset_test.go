@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,5 +236,62 @@ func TestResetCacheEndsWaits(t *testing.T) {
 				t.Fatal("after a restart the volume differs")
 			}
 		})
+	}
+}
+
+// lostAnswerStore performs a head PUT and then reports it failed, once,
+// when armed: the answer lost on the way back.
+type lostAnswerStore struct {
+	blob.Store
+	armed *atomic.Bool
+}
+
+func (s lostAnswerStore) Put(ctx context.Context, key string, data []byte, o blob.PutOptions) (blob.ObjectInfo, error) {
+	info, err := s.Store.Put(ctx, key, data, o)
+	if err == nil && strings.HasSuffix(key, "/head") && s.armed.CompareAndSwap(true, false) {
+		return blob.ObjectInfo{}, errors.New("connection reset (the PUT landed)")
+	}
+	return info, err
+}
+
+// TestResetCacheAfterLostHeadAnswer: a cut whose head PUT landed but whose
+// answer was lost is abandoned by ResetCache; the head is read again, so
+// the rebuilt volume builds on the root that head names, and its next cut
+// publishes over it (it is not mistaken for another writer's).
+func TestResetCacheAfterLostHeadAnswer(t *testing.T) {
+	ctx := context.Background()
+	armed := &atomic.Bool{}
+	te := newTestEngine(t, lostAnswerStore{blobtest.NewFS(t), armed}, engineOpts{})
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-L", SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol("vol-L")
+	want := pattern(8, 2*BlockSize)
+	if err := v.WriteAt(ctx, want, 0); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	if err := te.Cut(ctx, "vol-L"); err == nil {
+		t.Fatal("the cut whose answer was lost succeeded")
+	}
+	if _, err := te.ResetCache(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.AddDisk(ctx, control.Disk{ID: "cache0", Path: filepath.Join(te.dir, "cache0.img"), SizeBytes: 64 << 20, Use: control.DiskUseCache}); err != nil {
+		t.Fatal(err)
+	}
+	copy(want, pattern(9, 4096))
+	if err := v.WriteAt(ctx, want[:4096], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Cut(ctx, "vol-L"); err != nil {
+		t.Fatalf("the cut after the reset: %v", err)
+	}
+	if f := v.Fenced(); f != nil {
+		t.Fatalf("fenced by its own head: %v", f)
+	}
+	te.reopen()
+	if got := mustRead(t, te.vol("vol-L"), 0, len(want)); !bytes.Equal(got, want) {
+		t.Fatal("after a restart the volume differs")
 	}
 }

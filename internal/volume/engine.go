@@ -396,7 +396,9 @@ func (e *Engine) AddDisk(ctx context.Context, d control.Disk) error {
 		return fmt.Errorf("volume: disk %s is already in use with another size or use", d.Path)
 	}
 	if known {
-		return nil // already opened by Open
+		// Already opened (by Open, or by an AddDisk whose rebuild after
+		// ResetCache failed: it is tried again).
+		return e.rebuildAfterReset(ctx)
 	}
 	if d.Use == control.DiskUseUploadBuffer {
 		e.ioGate.Lock()

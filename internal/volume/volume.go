@@ -101,6 +101,9 @@ type Volume struct {
 	// (noLSN: nothing to keep), once a cache disk is added.
 	pendingReplay bool
 	holdFrom      uint64
+	// resync: ResetCache abandoned a cut whose head may have landed; the
+	// head is read again before the volume is rebuilt.
+	resync bool
 	// restore is set while the volume is RESTORING (restore.go).
 	restore *restoreState
 
@@ -852,6 +855,9 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 	s, ok := e.cache.alloc()
 	if !ok {
 		if e.replaying.Load() {
+			if e.cache.nslots() == 0 {
+				return -1, false, fmt.Errorf("%w: no cache slot to replay into", ErrCacheDisk)
+			}
 			// Replay runs before the uploader: cut here to free slots.
 			v.mu.Unlock()
 			err := e.cutVolume(ctx, v, false)
