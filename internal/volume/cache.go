@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/volgw/volgw/internal/control"
 )
@@ -153,9 +154,14 @@ func (c *cache) where(s int32) (*os.File, int64) {
 }
 
 // ioError reports an I/O error of cache file f (onFault) and wraps it in
-// ErrCacheDisk. A file closed by a reset (cachereset.go) is not a fault:
-// the read that met it simply fails.
+// ErrCacheDisk. Two are not faults of the disk: a file closed by a reset
+// (cachereset.go), and a full file system (the cache file is sparse: a
+// write into a hole needs space) — the I/O that met them fails, and writes
+// resume as soon as there is space, as RELIABILITY.md promises.
 func (c *cache) ioError(f *os.File, op string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("volume: cache %s %s: %w", op, f.Name(), err)
+	}
 	if !errors.Is(err, os.ErrClosed) && c.onFault != nil {
 		c.onFault(f.Name(), err)
 	}
