@@ -24,7 +24,8 @@ import (
 // the journal (invariant 1), which a cache disk failure does not touch,
 // and the cache is rebuilt from the journal at every Open anyway. So:
 //
-//   - The first I/O error of a cache disk file (noteCacheFault) is logged
+//   - The first I/O error of a cache disk file (noteCacheFault; a full
+//     file system is not one, cache.ioError) is logged
 //     at ERROR with the file's name, and from then on every volume's
 //     reads, writes, flushes and cuts fail with ErrCacheDisk (never wrong
 //     data), and VolumeStatus reports PASS THROUGH naming the disk, until

@@ -123,7 +123,8 @@
 //     can) before publication makes it clean, and publication settles a
 //     copy-on-write into the frozen slot before that is let go. The cache
 //     holds nothing the journal does not (invariant 1), so losing it loses
-//     nothing (cachereset.go): the first I/O error of a cache disk takes
+//     nothing (cachereset.go): the first I/O error of a cache disk (not
+//     a full file system) takes
 //     every volume down (ERROR naming the file, PASS THROUGH, I/O answers
 //     ErrCacheDisk, never other data); ResetCache forgets every slot and
 //     cache disk, keeping the journal from each volume's first record
