@@ -46,8 +46,8 @@ func TestOtherGatewayTypeOperations(t *testing.T) {
 	wantGatewayError(t, "DescribeSMBSettings", err, "UnsupportedOperationForGatewayType", notValidForGateway)
 	_, err = c.sgw.DescribeBandwidthRateLimit(ctx, &storagegateway.DescribeBandwidthRateLimitInput{GatewayARN: gw})
 	wantGatewayError(t, "DescribeBandwidthRateLimit", err, sgwtypes.ErrorCodeNotSupported, notSupported)
-	_, err = c.sgw.DescribeMaintenanceStartTime(ctx, &storagegateway.DescribeMaintenanceStartTimeInput{GatewayARN: gw})
-	wantGatewayError(t, "DescribeMaintenanceStartTime", err, sgwtypes.ErrorCodeNotSupported, notSupported)
+	_, err = c.sgw.DescribeAvailabilityMonitorTest(ctx, &storagegateway.DescribeAvailabilityMonitorTestInput{GatewayARN: gw})
+	wantGatewayError(t, "DescribeAvailabilityMonitorTest", err, sgwtypes.ErrorCodeNotSupported, notSupported)
 	_, err = c.sgw.DescribeSMBSettings(ctx, &storagegateway.DescribeSMBSettingsInput{GatewayARN: aws.String(unknownGW)})
 	wantGatewayError(t, "DescribeSMBSettings unknown gateway", err, sgwtypes.ErrorCodeGatewayNotFound, gatewayNotFound)
 	_, err = c.sgw.ListFileShares(ctx, &storagegateway.ListFileSharesInput{GatewayARN: gw})
@@ -88,8 +88,8 @@ func TestOtherGatewayTypeOperations(t *testing.T) {
 	for name, cli := range awsCLIs(t) {
 		out, ok := runCLI(t, s, cli, "storagegateway", "describe-smb-settings", "--gateway-arn", f.arn)
 		wantCLIError(t, name+" describe-smb-settings", out, ok, "InvalidGatewayRequestException", notValidForGateway)
-		out, ok = runCLI(t, s, cli, "storagegateway", "describe-maintenance-start-time", "--gateway-arn", f.arn)
-		wantCLIError(t, name+" describe-maintenance-start-time", out, ok, "InvalidGatewayRequestException", notSupported)
+		out, ok = runCLI(t, s, cli, "storagegateway", "describe-availability-monitor-test", "--gateway-arn", f.arn)
+		wantCLIError(t, name+" describe-availability-monitor-test", out, ok, "InvalidGatewayRequestException", notSupported)
 		out, ok = runCLI(t, s, cli, "storagegateway", "list-file-shares", "--gateway-arn", unknownGW)
 		wantCLIError(t, name+" list-file-shares unknown gateway", out, ok, "InvalidGatewayRequestException", gatewayNotFound)
 	}

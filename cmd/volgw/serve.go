@@ -176,6 +176,10 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		runSnapshotSchedules(schedCtx, svc, time.Minute, log)
 	}()
 	a.closers = append(a.closers, func() error { stopSchedules(); <-schedDone; return nil })
+	maintCtx, stopMaint := context.WithCancel(context.Background())
+	maintDone := make(chan struct{})
+	go func() { defer close(maintDone); runMaintenance(maintCtx, svc, time.Minute, log) }()
+	a.closers = append(a.closers, func() error { stopMaint(); <-maintDone; return nil })
 
 	model, err := sgwapi.LoadModel()
 	if err != nil {

@@ -18,7 +18,7 @@ var ErrInconsistent = errors.New("catalog: inconsistent")
 //     volumes (a DETACHED one has no target), and TargetARN is
 //     <gateway ARN>/target/iqn.1997-05.com.amazon:<TargetName>;
 //   - CHAP credentials, schedules and ClientTokens name existing
-//     targets/volumes;
+//     targets/volumes, maintenance windows existing gateways;
 //   - tags belong to an existing gateway or volume;
 //   - at most one gateway exists (one appliance, one gateway);
 //   - a disk is allocated only while a gateway exists.
@@ -89,6 +89,13 @@ func (tx *Tx) Check() error {
 		if !resources[s.VolumeARN] || !strings.Contains(s.VolumeARN, "/volume/") {
 			bad("schedule of missing volume %s", s.VolumeARN)
 		}
+	}
+	gatewayARNs := map[string]bool{}
+	for _, g := range gateways {
+		gatewayARNs[g.ARN] = true
+	}
+	if err := tx.checkMaintenance(gatewayARNs, bad); err != nil {
+		return err
 	}
 	tokens, err := list[ClientToken](tx, bucketClientTokens, "")
 	if err != nil {

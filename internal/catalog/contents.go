@@ -23,6 +23,7 @@ type Contents struct {
 	Tags         []ResourceTags
 	Schedules    []Schedule
 	ClientTokens []ClientToken
+	Maintenance  []Maintenance // maintenance.go
 }
 
 // Contents reads every durable record, each kind ordered by key.
@@ -50,7 +51,10 @@ func (tx *Tx) Contents() (Contents, error) {
 	if c.Schedules, err = tx.Schedules(); err != nil {
 		return c, err
 	}
-	c.ClientTokens, err = list[ClientToken](tx, bucketClientTokens, "")
+	if c.ClientTokens, err = list[ClientToken](tx, bucketClientTokens, ""); err != nil {
+		return c, err
+	}
+	c.Maintenance, err = tx.Maintenances()
 	return c, err
 }
 
@@ -91,6 +95,11 @@ func (tx *Tx) putContents(c Contents) error {
 	}
 	for _, t := range c.ClientTokens {
 		if err := tx.PutClientToken(t); err != nil {
+			return err
+		}
+	}
+	for _, m := range c.Maintenance {
+		if err := tx.PutMaintenance(m); err != nil {
 			return err
 		}
 	}

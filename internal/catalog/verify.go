@@ -333,6 +333,7 @@ func (tx *Tx) verifyRecords() error {
 		string(bucketTags):           decodeOnly[ResourceTags],
 		string(bucketSchedules):      decodeOnly[Schedule],
 		string(bucketClientTokens):   decodeOnly[ClientToken],
+		string(bucketMaintenance):    decodeOnly[Maintenance],
 	}
 	if tx.tx.Bucket(bucketMeta) != nil {
 		if _, err := tx.Generation(); err != nil {

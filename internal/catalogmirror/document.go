@@ -70,8 +70,9 @@ type body struct {
 	Tags         []catalog.ResourceTags
 	Schedules    []catalog.Schedule
 	ClientTokens []catalog.ClientToken
-	Chap         []sealedChap `json:",omitempty"`
-	ChapKey      *keyInfo     `json:",omitempty"`
+	Maintenance  []catalog.Maintenance `json:",omitempty"`
+	Chap         []sealedChap          `json:",omitempty"`
+	ChapKey      *keyInfo              `json:",omitempty"`
 }
 
 type sealedChap struct {
@@ -164,7 +165,7 @@ func (s *sealer) open(gatewayID string, sc sealedChap) (catalog.ChapCredential, 
 // s; with no sealer they are left out (never written in clear).
 func encode(gatewayID string, c catalog.Contents, s *sealer, now time.Time) ([]byte, error) {
 	b := body{Gateways: c.Gateways, Disks: c.Disks, Volumes: c.Volumes, Tags: c.Tags,
-		Schedules: c.Schedules, ClientTokens: c.ClientTokens}
+		Schedules: c.Schedules, ClientTokens: c.ClientTokens, Maintenance: c.Maintenance}
 	if s != nil && len(c.Chap) > 0 {
 		b.ChapKey = &s.info
 		for _, ch := range c.Chap {
@@ -231,7 +232,8 @@ func decode(gatewayID string, raw, secret []byte) (Copy, error) {
 		return Copy{}, fmt.Errorf("%w: the copy of gateway %s does not hold it", ErrInvalid, gatewayID)
 	}
 	cp := Copy{GatewayID: gatewayID, WrittenAt: env.WrittenAt, Contents: catalog.Contents{Generation: env.Generation,
-		Gateways: b.Gateways, Disks: b.Disks, Volumes: b.Volumes, Tags: b.Tags, Schedules: b.Schedules, ClientTokens: b.ClientTokens}}
+		Gateways: b.Gateways, Disks: b.Disks, Volumes: b.Volumes, Tags: b.Tags, Schedules: b.Schedules, ClientTokens: b.ClientTokens,
+		Maintenance: b.Maintenance}}
 	if len(b.Chap) == 0 {
 		return cp, nil
 	}

@@ -89,6 +89,7 @@ func (f *fixture) contents(t *testing.T) catalog.Contents {
 
 func populate(tx *catalog.Tx) error {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	dayOfMonth := 7
 	v := catalog.Volume{ID: "vol-0123456789ABCDEF0", ARN: gwARN + "/volume/vol-0123456789ABCDEF0", GatewayID: gwID,
 		SizeBytes: 1 << 30, TargetName: "t1", TargetARN: gwARN + "/target/iqn.1997-05.com.amazon:t1", NetworkInterfaceID: "127.0.0.1", CreatedAt: now}
 	for _, err := range []error{
@@ -101,6 +102,8 @@ func populate(tx *catalog.Tx) error {
 		tx.PutChapCredential(catalog.ChapCredential{TargetARN: v.TargetARN, InitiatorName: "iqn.2026-11.test:host",
 			SecretToAuthenticateInitiator: "initiator-secret-1", SecretToAuthenticateTarget: "target-secret-22"}),
 		tx.PutClientToken(catalog.ClientToken{Scope: "CreateCachediSCSIVolume/" + gwID, Token: "tok", ResultARN: v.ARN, CreatedAt: now}),
+		tx.PutMaintenance(catalog.Maintenance{GatewayARN: gwARN, HourOfDay: 3, MinuteOfHour: 30, DayOfMonth: &dayOfMonth,
+			AutomaticUpdatePolicy: catalog.UpdateEmergencyVersionsOnly, LastRun: now}),
 	} {
 		if err != nil {
 			return err
@@ -162,6 +165,7 @@ func TestCopyHoldsEveryCommittedRecord(t *testing.T) {
 			tx.DeleteChapCredential(v.TargetARN, "iqn.2026-11.test:host")
 			tx.DeleteClientTokensFor(v.ARN)
 		}
+		tx.DeleteMaintenance(gwARN)
 		return tx.DeleteGateway(gwID)
 	}); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"errors"
-	"os"
 
 	"github.com/volgw/volgw/internal/catalog"
 )
@@ -13,7 +12,7 @@ type LocalDisk struct {
 	DiskID             string
 	DiskPath           string
 	DiskNode           string
-	DiskStatus         string // present or missing
+	DiskStatus         string // present, missing or mismatch (cachereset.go)
 	DiskSizeInBytes    int64
 	DiskAllocationType string // AVAILABLE, CACHE_STORAGE or UPLOAD_BUFFER
 }
@@ -34,12 +33,8 @@ func (s *Service) ListLocalDisks(ctx context.Context, gatewayARN string) ([]Loca
 	}
 	out := []LocalDisk{}
 	for _, d := range disks {
-		status := "present"
-		if _, err := os.Stat(d.Path); err != nil {
-			status = "missing"
-		}
 		out = append(out, LocalDisk{
-			DiskID: d.ID, DiskPath: d.Path, DiskNode: d.Node, DiskStatus: status,
+			DiskID: d.ID, DiskPath: d.Path, DiskNode: d.Node, DiskStatus: s.diskStatus(d),
 			DiskSizeInBytes: d.SizeBytes, DiskAllocationType: d.Allocation,
 		})
 	}

@@ -421,6 +421,9 @@ func (s *Service) DeleteGateway(ctx context.Context, gatewayARN string) (string,
 		if err := tx.PutTags(g.ARN, nil); err != nil {
 			return err
 		}
+		if err := tx.DeleteMaintenance(g.ARN); err != nil {
+			return err
+		}
 		return tx.DeleteGateway(g.ID)
 	})
 	if err != nil {

@@ -15,10 +15,9 @@
 //     Terraform's aws_storagegateway_gateway expects of DescribeSMBSettings);
 //   - operations a real cached volume gateway has but volgw does not
 //     implement yet answer errorCode NotSupported, "The specified
-//     operation is not supported.", rather than pretend: ResetCache, the
-//     bandwidth rate limit operations (volgw
-//     does not throttle uploads), the maintenance-window and
-//     software-update operations, the availability monitor test and
+//     operation is not supported.", rather than pretend: the bandwidth
+//     rate limit operations (volgw does not throttle uploads), the
+//     software-update operation, the availability monitor test and
 //     SetLocalConsolePassword;
 //   - operations of other gateway types that name no gateway (a file
 //     share, tape, pool or report by its own ARN; an account-wide listing

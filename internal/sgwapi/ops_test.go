@@ -23,6 +23,7 @@ var cachedVolumeOps = []string{
 	"ListVolumes", "RemoveTagsFromResource", "ShutdownGateway", "StartGateway", "UpdateChapCredentials",
 	"UpdateGatewayInformation", "UpdateSnapshotSchedule",
 	"AttachVolume", "DetachVolume",
+	"ResetCache", "DescribeMaintenanceStartTime", "UpdateMaintenanceStartTime",
 }
 
 // TestEveryModelOperationIsAnswered: every operation of the model is

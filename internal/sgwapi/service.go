@@ -28,6 +28,9 @@ type API struct {
 // New returns the API of svc.
 func New(svc *control.Service) *API {
 	a := &API{svc: svc, handlers: handlers(svc), unsupported: map[string]handler{}}
+	a.handlers["ResetCache"] = resetCache(svc)
+	a.handlers["DescribeMaintenanceStartTime"] = describeMaintenanceStartTime(svc)
+	a.handlers["UpdateMaintenanceStartTime"] = updateMaintenanceStartTime(svc)
 	for op, u := range unsupportedOps {
 		a.unsupported[op] = unsupportedHandler(svc, u)
 	}

@@ -60,14 +60,11 @@ type unsupportedOp struct {
 // the model exactly.
 var unsupportedOps = map[string]unsupportedOp{
 	// A cached volume gateway has these; volgw does not implement them yet.
-	"ResetCache":                         {cachedUnimplemented, byGatewayARN},
 	"DescribeBandwidthRateLimit":         {cachedUnimplemented, byGatewayARN},
 	"UpdateBandwidthRateLimit":           {cachedUnimplemented, byGatewayARN},
 	"DeleteBandwidthRateLimit":           {cachedUnimplemented, byGatewayARN},
 	"DescribeBandwidthRateLimitSchedule": {cachedUnimplemented, byGatewayARN},
 	"UpdateBandwidthRateLimitSchedule":   {cachedUnimplemented, byGatewayARN},
-	"DescribeMaintenanceStartTime":       {cachedUnimplemented, byGatewayARN},
-	"UpdateMaintenanceStartTime":         {cachedUnimplemented, byGatewayARN},
 	"UpdateGatewaySoftwareNow":           {cachedUnimplemented, byGatewayARN},
 	"DescribeAvailabilityMonitorTest":    {cachedUnimplemented, byGatewayARN},
 	"StartAvailabilityMonitorTest":       {cachedUnimplemented, byGatewayARN},

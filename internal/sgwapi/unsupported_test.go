@@ -16,9 +16,9 @@ import (
 var (
 	// Valid for a cached volume gateway, not implemented: NotSupported.
 	notImplementedOps = []string{
-		"ResetCache", "DescribeBandwidthRateLimit", "UpdateBandwidthRateLimit",
+		"DescribeBandwidthRateLimit", "UpdateBandwidthRateLimit",
 		"DeleteBandwidthRateLimit", "DescribeBandwidthRateLimitSchedule", "UpdateBandwidthRateLimitSchedule",
-		"DescribeMaintenanceStartTime", "UpdateMaintenanceStartTime", "UpdateGatewaySoftwareNow",
+		"UpdateGatewaySoftwareNow",
 		"DescribeAvailabilityMonitorTest", "StartAvailabilityMonitorTest", "SetLocalConsolePassword",
 	}
 	// Operations of other gateway types that name the gateway: "not valid

@@ -2,11 +2,13 @@ package volume
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/volgw/volgw/internal/control"
 )
@@ -90,6 +92,12 @@ type cache struct {
 	hits, misses atomic.Int64
 	// noPunch: punching a hole failed once; zeroInvalid writes zeros.
 	noPunch atomic.Bool
+	// gen counts resets (cachereset.go): a pin taken before one is let go
+	// of without touching the slots that replaced it.
+	gen uint64
+	// onFault is told of every I/O error of a cache disk file (set once,
+	// before use).
+	onFault func(disk string, err error)
 }
 
 func newCache() *cache {
@@ -145,12 +153,27 @@ func (c *cache) where(s int32) (*os.File, int64) {
 	panic(fmt.Sprintf("volume: slot %d outside %d cache files", s, len(c.files)))
 }
 
+// ioError reports an I/O error of cache file f (onFault) and wraps it in
+// ErrCacheDisk. Two are not faults of the disk: a file closed by a reset
+// (cachereset.go), and a full file system (the cache file is sparse: a
+// write into a hole needs space) — the I/O that met them fails, and writes
+// resume as soon as there is space, as RELIABILITY.md promises.
+func (c *cache) ioError(f *os.File, op string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("volume: cache %s %s: %w", op, f.Name(), err)
+	}
+	if !errors.Is(err, os.ErrClosed) && c.onFault != nil {
+		c.onFault(f.Name(), err)
+	}
+	return fmt.Errorf("%w: %s %s: %w", ErrCacheDisk, op, f.Name(), err)
+}
+
 func (c *cache) readSlot(s int32, p []byte, off int) error {
 	c.mu.Lock()
 	f, base := c.where(s)
 	c.mu.Unlock()
 	if _, err := f.ReadAt(p, base+int64(off)); err != nil {
-		return fmt.Errorf("volume: cache read: %w", err)
+		return c.ioError(f, "read", err)
 	}
 	return nil
 }
@@ -160,7 +183,7 @@ func (c *cache) writeSlot(s int32, p []byte, off int) error {
 	f, base := c.where(s)
 	c.mu.Unlock()
 	if _, err := f.WriteAt(p, base+int64(off)); err != nil {
-		return fmt.Errorf("volume: cache write: %w", err)
+		return c.ioError(f, "write", err)
 	}
 	return nil
 }
@@ -445,6 +468,7 @@ type pinnedRead struct {
 	crc  []uint32
 	f    *os.File
 	base int64 // the slot's offset in f
+	gen  uint64
 }
 
 // pinClean pins key's clean slot and moves it to the LRU front. The pin
@@ -461,7 +485,7 @@ func (c *cache) pinClean(key cacheKey) (pinnedRead, bool) {
 	m.pins++
 	c.moveToFront(s)
 	f, base := c.where(s)
-	return pinnedRead{s: s, key: key, crc: m.crc, f: f, base: base}, true
+	return pinnedRead{s: s, key: key, crc: m.crc, f: f, base: base, gen: c.gen}, true
 }
 
 // unpin lets go of pinned slots; a slot whose read failed its check (bad[i])
@@ -470,6 +494,9 @@ func (c *cache) unpin(pins []pinnedRead, bad []bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, pr := range pins {
+		if pr.gen != c.gen {
+			continue // its slots went with a reset
+		}
 		m := &c.slots[pr.s]
 		m.pins--
 		if bad[i] && !m.zombie && c.clean[pr.key] == pr.s {
@@ -492,14 +519,14 @@ func (c *cache) unpin(pins []pinnedRead, bad []bool) {
 // CRC of every 4 KiB sector it touches. ok is false if a sector does not
 // match (the caller unpins it as bad and fetches the block again). scratch
 // is a 512 KiB buffer for reads that do not cover whole sectors.
-func (pr *pinnedRead) read(p []byte, off int, scratch []byte) (ok bool, err error) {
+func (pr *pinnedRead) read(c *cache, p []byte, off int, scratch []byte) (ok bool, err error) {
 	first, last := off/sectorSize, (off+len(p)-1)/sectorSize
 	buf := p
 	if off%sectorSize != 0 || len(p)%sectorSize != 0 {
 		buf = scratch[:(last-first+1)*sectorSize]
 	}
 	if _, err := pr.f.ReadAt(buf, pr.base+int64(first*sectorSize)); err != nil {
-		return false, fmt.Errorf("volume: cache read: %w", err)
+		return false, c.ioError(pr.f, "read", err)
 	}
 	if !sectorsMatch(buf, pr.crc[first:last+1]) {
 		return false, nil
@@ -541,7 +568,7 @@ func (c *cache) readClean(key cacheKey, p []byte, off int) (ok bool, err error) 
 		defer blockPool.Put(buf)
 		scratch = *buf
 	}
-	good, err := pr.read(p, off, scratch)
+	good, err := pr.read(c, p, off, scratch)
 	c.unpin([]pinnedRead{pr}, []bool{!good})
 	return good, err
 }

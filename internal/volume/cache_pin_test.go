@@ -52,7 +52,7 @@ func TestCachePinnedSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := make([]byte, 8192)
-	if good, err := pr.read(p, 4096, nil); err != nil || !good || !bytes.Equal(p, data[:8192]) {
+	if good, err := pr.read(c, p, 4096, nil); err != nil || !good || !bytes.Equal(p, data[:8192]) {
 		t.Fatalf("read of the pinned slot: %v %v", good, err)
 	}
 	c.unpin([]pinnedRead{pr}, []bool{false})

@@ -126,7 +126,16 @@
 //     the others reading as zeros or from the frozen slot. The uploader
 //     zeros a frozen sparse slot's invalid sectors (punching holes where it
 //     can) before publication makes it clean, and publication settles a
-//     copy-on-write into the frozen slot before that is let go.
+//     copy-on-write into the frozen slot before that is let go. The cache
+//     holds nothing the journal does not (invariant 1), so losing it loses
+//     nothing (cachereset.go): the first I/O error of a cache disk (not
+//     a full file system) takes
+//     every volume down (ERROR naming the file, PASS THROUGH, I/O answers
+//     ErrCacheDisk, never other data); ResetCache forgets every slot and
+//     cache disk, keeping the journal from each volume's first record
+//     after its published root, and the next cache disk added replays
+//     those records over the root exactly as Open does. Maintenance
+//     (maintenance.go) scrubs clean slots against their CRCs, paced.
 //
 //  5. Fencing (fence.go). A head is this data dir's own iff its token is
 //     one its volume file recorded before the PUT, and it is not detached
@@ -158,7 +167,10 @@
 //
 // Lock order: Engine.ledgerMu, then Volume.cutMu, then Volume.mu, then
 // journal.mu or cache.mu (or Engine.mu, never held while taking a volume
-// lock). journal.mu is never held across I/O: a batch is written, and the
+// lock). ResetCache alone holds several volumes' locks: every cutMu, then
+// every mu, each in volume ID order. Engine.resetMu may be taken under any
+// of these (a cache fault is noted in the middle of I/O) and is held
+// while taking no other lock. journal.mu is never held across I/O: a batch is written, and the
 // journal synced, with it dropped (journal.writing and syncing say one is
 // under way), and waiting for a batch to be written happens with no volume
 // lock held. Waiting for journal space happens before any volume lock is
@@ -181,7 +193,13 @@
 //
 // # Known limits
 //
-//   - The cache is cold after a restart (see above).
+//   - The cache is cold after a restart (see above), and after ResetCache.
+//   - While a cache disk has failed, or after ResetCache until a cache disk
+//     is added, every volume refuses I/O, flushes and cuts (AWS: "the
+//     gateway prevents read and write operations"); a disk that failed
+//     stays in use until ResetCache (or a restart, which reopens it and
+//     starts the cache afresh: a disk whose reads still fail then fails
+//     again at the first I/O).
 //   - A fenced volume keeps its journal records and dirty cache slots
 //     until it is deleted locally: other volumes' writes wait for journal
 //     space once the ring fills, and an upload-buffer disk cannot be added

@@ -58,6 +58,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives operational messages (default slog.Default()).
 	Logger *slog.Logger
+	// ScrubRate bounds the maintenance scrub's cache reads, in bytes per
+	// second (maintenance.go): zero means 64 MiB/s, negative no bound.
+	ScrubRate int64
 }
 
 // Engine is the block engine: volumes, their journal and cache, and their
@@ -106,8 +109,21 @@ type Engine struct {
 	// replaying is set while Open replays the journal (single goroutine),
 	// and replayLSN is the record being applied: a cut forced by a full
 	// cache during replay is cut there.
-	replaying bool
-	replayLSN uint64
+	// Also set while AddDisk rebuilds volumes after ResetCache
+	// (cachereset.go), with every journal append held off (ioGate).
+	replaying atomic.Bool
+	replayLSN atomic.Uint64
+	// cacheDown is set while the cache cannot serve (a cache disk failed,
+	// or ResetCache removed them): every volume's I/O is refused
+	// (cachereset.go). resetMu guards cacheUp, cancelled when the cache
+	// goes down, to end the cuts in flight and the writers waiting for
+	// space that only cuts would free.
+	cacheDown   atomic.Pointer[cacheDown]
+	resetMu     sync.Mutex
+	cacheUp     context.Context
+	cacheUpStop context.CancelFunc
+	// scrubbed counts what maintenance scrubs found (maintenance.go).
+	scrubbed scrubStats
 
 	// ledgerMu serializes ledger writes (ledger.go); it is taken before
 	// any volume lock. It guards the three fields below.
@@ -203,6 +219,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		raSem: make(chan struct{}, raFetches),
 	}
 	e.fetchCtx, e.fetchCancel = context.WithCancel(context.Background())
+	e.cache.onFault = e.noteCacheFault
+	e.cacheUp, e.cacheUpStop = context.WithCancel(context.Background())
 	if err := e.loadState(); err != nil {
 		return nil, err
 	}
@@ -387,7 +405,9 @@ func (e *Engine) AddDisk(ctx context.Context, d control.Disk) error {
 		return fmt.Errorf("volume: disk %s is already in use with another size or use", d.Path)
 	}
 	if known {
-		return nil // already opened by Open
+		// Already opened (by Open, or by an AddDisk whose rebuild after
+		// ResetCache failed: it is tried again).
+		return e.rebuildAfterReset(ctx)
 	}
 	if d.Use == control.DiskUseUploadBuffer {
 		e.ioGate.Lock()
@@ -409,7 +429,8 @@ func (e *Engine) AddDisk(ctx context.Context, d control.Disk) error {
 	if d.Use == control.DiskUseUploadBuffer {
 		return e.jr.relayout()
 	}
-	return nil
+	// A cache disk after ResetCache: rebuild the volumes (cachereset.go).
+	return e.rebuildAfterReset(ctx)
 }
 
 // drain cuts every volume until the journal holds nothing needed.
@@ -483,15 +504,20 @@ func (e *Engine) recover(ctx context.Context) error {
 		byNonce[vs.Nonce] = v
 	}
 	e.publishVols()
-	e.replaying = true
-	defer func() { e.replaying = false }()
+	if e.cache.nslots() == 0 && len(byNonce) > 0 {
+		// No cache disk (ResetCache, then a restart): nothing can be
+		// rebuilt until AddCache; the journal keeps what it holds.
+		return e.holdWithoutCache(byNonce)
+	}
+	e.replaying.Store(true)
+	defer e.replaying.Store(false)
 	n := 0
 	err := e.jr.replay(func(r *record) error {
 		v := byNonce[r.nonce]
 		if v == nil || r.lsn < v.base.JournalLSN {
 			return nil
 		}
-		e.replayLSN = r.lsn
+		e.replayLSN.Store(r.lsn)
 		n++
 		return e.replayFenced(v, v.replay(ctx, r), byNonce)
 	})
@@ -795,13 +821,13 @@ func (e *Engine) lease() time.Duration { return e.cfg.GCGrace / 2 }
 // still needs. The head is read first: a record appended after that read has
 // a larger LSN, so it cannot be released by mistake.
 func (e *Engine) releaseJournal() {
-	if e.replaying {
+	if e.replaying.Load() {
 		return // records after the one being replayed are still needed
 	}
 	tail := e.jr.headLSN()
 	for _, v := range e.volumes() {
 		v.mu.Lock()
-		tail = min(tail, v.dirtyFrom, v.frozenFrom)
+		tail = min(tail, v.dirtyFrom, v.frozenFrom, v.holdFrom)
 		v.mu.Unlock()
 	}
 	if err := e.jr.release(tail); err != nil {

@@ -312,6 +312,10 @@ var (
 	ErrStateLost = errors.New("volume: engine state lost")
 	// ErrNoDisks: I/O needs at least one cache disk and one upload-buffer disk.
 	ErrNoDisks error = &sentinel{"volume: no cache or upload-buffer disk", []error{control.ErrNoDisks}}
+	// ErrCacheDisk: a cache disk failed, or the cache was reset and no
+	// cache disk was added since (cachereset.go). Also
+	// control.ErrVolumeNotReady.
+	ErrCacheDisk error = &sentinel{"volume: cache disk", []error{control.ErrVolumeNotReady}}
 	// ErrClosed: the engine was closed.
 	ErrClosed = errors.New("volume: engine closed")
 	// ErrOutOfRange: an I/O outside the volume, or not 512-byte aligned.

@@ -33,6 +33,7 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descVolumes
 	ch <- descBufferUsed
 	ch <- descBufferCapacity
+	describeMaintenance(ch)
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -51,6 +52,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBufferUsed, prometheus.GaugeValue, float64(used))
 		ch <- prometheus.MustNewConstMetric(descBufferCapacity, prometheus.GaugeValue, float64(capacity))
 	}
+	e.collectMaintenance(ch)
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descVolumes, prometheus.GaugeValue, float64(n), st)
 	}

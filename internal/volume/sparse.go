@@ -187,7 +187,7 @@ func (c *cache) zeroInvalid(st blockState) error {
 			c.noPunch.Store(true) // not on this file system: write zeros
 		}
 		if _, err := f.WriteAt(zeroBlock[:hi-lo], base+int64(lo)); err != nil {
-			return fmt.Errorf("volume: cache write: %w", err)
+			return c.ioError(f, "write", err)
 		}
 		return nil
 	})

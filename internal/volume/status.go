@@ -16,7 +16,8 @@ var _ control.VolumeStatusReporter = (*Engine)(nil)
 //     Open found writes acknowledged by a flush missing from the upload
 //     buffer (ledger.go). Reads serve the recovery point; writes are
 //     refused. Until the volume is deleted.
-//   - PASS THROUGH: Open found the upload buffer damaged and the volume may
+//   - PASS THROUGH: a cache disk failed, or the cache was reset and no
+//     cache disk added since (cachereset.go): I/O is refused. Or Open found the upload buffer damaged and the volume may
 //     have lost writes no flush is known to have acknowledged. Until a cut
 //     made after the damage is published.
 //   - BOOTSTRAPPING: after an unclean stop, until a cut covering everything
@@ -46,6 +47,14 @@ func (v *Volume) conditionLocked() control.VolumeCondition {
 	if v.fenced != nil {
 		return control.VolumeCondition{Status: control.VolumeIrrecoverable, Reason: fmt.Sprintf(
 			"%v; this gateway no longer writes, snapshots or clones it: its reads still serve what this data dir holds, so copy that off over iSCSI if you need it, then delete the volume on this gateway (the other writer's data is untouched)", v.fenced)}
+	}
+	// A failed or reset cache (cachereset.go): AWS documents no status for
+	// it; PASS THROUGH ("data maintained locally is out of sync", resolved
+	// by adding capacity) is the closest, and unlike IRRECOVERABLE it does
+	// not advise deleting the volume, which here would lose the writes the
+	// upload buffer still holds for it.
+	if d := v.e.cacheDown.Load(); d != nil {
+		return control.VolumeCondition{Status: control.VolumePassThrough, Reason: d.err.Error()}
 	}
 	if c := v.cond; v.damaged() {
 		reason := c.Reason

@@ -258,8 +258,10 @@ func (e *Engine) cutVolume(ctx context.Context, v *Volume, force bool) error {
 func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bool, err error) {
 	v.cutMu.Lock()
 	defer v.cutMu.Unlock()
+	ctx, stop := e.cutContext(ctx)
+	defer stop()
 	v.mu.Lock()
-	if err := v.usable(); err != nil {
+	if err := v.cuttable(ctx); err != nil {
 		v.mu.Unlock()
 		return false, err
 	}
@@ -275,8 +277,8 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 			return false, e.completeSnapshots(ctx, snaps, base, t)
 		}
 		lsn := e.jr.headLSN()
-		if e.replaying {
-			lsn = e.replayLSN
+		if e.replaying.Load() {
+			lsn = e.replayLSN.Load()
 		}
 		v.cut = &cutState{lsn: lsn, time: e.now(), snaps: v.pendingSnaps, token: newToken()}
 		v.frozen, v.dirty = v.dirty, make(map[uint64]blockState)

@@ -99,6 +99,14 @@ type Volume struct {
 	cond            *volCondition
 	bootstrapLSN    uint64
 	bootstrapBlocks int64
+	// pendingReplay: the cache was reset (cachereset.go) and the volume's
+	// dirty blocks are to be rebuilt from the journal, from holdFrom
+	// (noLSN: nothing to keep), once a cache disk is added.
+	pendingReplay bool
+	holdFrom      uint64
+	// resync: ResetCache abandoned a cut whose head may have landed; the
+	// head is read again before the volume is rebuilt.
+	resync bool
 	// restore is set while the volume is RESTORING (restore.go).
 	restore *restoreState
 	// ra follows the volume's sequential readers (readahead.go).
@@ -130,7 +138,7 @@ type cutState struct {
 
 func newVolume(e *Engine, vs volState) *Volume {
 	v := &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created,
-		dirty: make(map[uint64]blockState), dirtyFrom: noLSN, frozenFrom: noLSN, published: make(chan struct{})}
+		dirty: make(map[uint64]blockState), dirtyFrom: noLSN, frozenFrom: noLSN, holdFrom: noLSN, published: make(chan struct{})}
 	v.fencedCtx, v.fencedCancel = context.WithCancel(context.Background())
 	return v
 }
@@ -167,8 +175,13 @@ func (v *Volume) readable() error {
 		return ErrClosed
 	case v.deleted:
 		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, v.id)
+	case v.readErr != nil:
+		return v.readErr
 	}
-	return v.readErr
+	if d := v.e.cacheDown.Load(); d != nil {
+		return d.err
+	}
+	return nil
 }
 
 // writable reports why the volume cannot take writes; v.mu held. An
@@ -309,7 +322,7 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 			}
 			sbuf = *scratch
 		}
-		good, err := pins[i].read(d.q, d.boff, sbuf)
+		good, err := pins[i].read(c, d.q, d.boff, sbuf)
 		if err != nil && readErr == nil {
 			readErr = err
 		}
@@ -581,12 +594,14 @@ func (v *Volume) applyRange(ctx context.Context, kind uint16, data []byte, off, 
 	}
 	// Waits below (journal space, cache space, a cut) end if the volume is
 	// fenced meanwhile: its records are never released now.
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := e.cutContext(ctx) // ends if the cache goes down
 	defer cancel()
 	defer context.AfterFunc(v.fencedCtx, cancel)()
 	defer func() {
 		if err != nil && ctx.Err() != nil {
 			if f := v.Fenced(); f != nil {
+				err = f
+			} else if f := e.CacheFault(); f != nil {
 				err = f
 			}
 		}
@@ -847,7 +862,10 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 	}
 	s, ok := e.cache.alloc()
 	if !ok {
-		if e.replaying {
+		if e.replaying.Load() {
+			if e.cache.nslots() == 0 {
+				return -1, false, fmt.Errorf("%w: no cache slot to replay into", ErrCacheDisk)
+			}
 			// Replay runs before the uploader: cut here to free slots.
 			v.mu.Unlock()
 			err := e.cutVolume(ctx, v, false)
@@ -907,7 +925,7 @@ func (v *Volume) recoveryTime() time.Time {
 
 // isClean reports whether every acknowledged write is in the published
 // root; then noteClean may advance cleanAt to now. v.mu held.
-func (v *Volume) isClean() bool { return len(v.dirty) == 0 && v.cut == nil }
+func (v *Volume) isClean() bool { return len(v.dirty) == 0 && v.cut == nil && !v.pendingReplay }
 
 // A volume the upload buffer failed (ledger.go: IRRECOVERABLE, or PASS
 // THROUGH until a cut after the damage) does not advance: writes made
