@@ -17,9 +17,9 @@
 //     implement yet answer errorCode NotSupported, "The specified
 //     operation is not supported.", rather than pretend: AttachVolume,
 //     DetachVolume, ResetCache, the bandwidth rate limit operations (volgw
-//     does not throttle uploads), the maintenance-window and
-//     software-update operations, the availability monitor test and
-//     SetLocalConsolePassword;
+//     does not throttle uploads), the maintenance-window operations,
+//     and StartAvailabilityMonitorTest and SetLocalConsolePassword (which
+//     volgw has nothing to act on: unsupported.go);
 //   - operations of other gateway types that name no gateway (a file
 //     share, tape, pool or report by its own ARN; an account-wide listing
 //     without GatewayARN) answer NotSupported too.

@@ -22,6 +22,7 @@ var cachedVolumeOps = []string{
 	"ListGateways", "ListLocalDisks", "ListTagsForResource", "ListVolumeInitiators", "ListVolumeRecoveryPoints",
 	"ListVolumes", "RemoveTagsFromResource", "ShutdownGateway", "StartGateway", "UpdateChapCredentials",
 	"UpdateGatewayInformation", "UpdateSnapshotSchedule",
+	"UpdateGatewaySoftwareNow", "DescribeAvailabilityMonitorTest", // software.go
 }
 
 // TestEveryModelOperationIsAnswered: every operation of the model is

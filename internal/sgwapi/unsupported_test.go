@@ -18,8 +18,8 @@ var (
 	notImplementedOps = []string{
 		"AttachVolume", "ResetCache", "DescribeBandwidthRateLimit", "UpdateBandwidthRateLimit",
 		"DeleteBandwidthRateLimit", "DescribeBandwidthRateLimitSchedule", "UpdateBandwidthRateLimitSchedule",
-		"DescribeMaintenanceStartTime", "UpdateMaintenanceStartTime", "UpdateGatewaySoftwareNow",
-		"DescribeAvailabilityMonitorTest", "StartAvailabilityMonitorTest", "SetLocalConsolePassword",
+		"DescribeMaintenanceStartTime", "UpdateMaintenanceStartTime",
+		"StartAvailabilityMonitorTest", "SetLocalConsolePassword",
 	}
 	// Operations of other gateway types that name the gateway: "not valid
 	// for the specified gateway".
