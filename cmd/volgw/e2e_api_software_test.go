@@ -134,8 +134,9 @@ func TestGatewaySoftware(t *testing.T) {
 			t.Errorf("%s update-gateway-software-now: %v %s", name, ok, out)
 		}
 		out, ok = runCLI(t, s, cli, "storagegateway", "describe-gateway-information", "--gateway-arn", g.arn, "--query", "SoftwareVersion")
-		// null from a CLI whose model predates the member (2.9's).
-		if got := strings.TrimSpace(out); !ok || (got != fmt.Sprintf("%q", buildVersion()) && got != "null") {
+		// null from the Debian CLI v2, whose model (2.9's) predates the
+		// member; v1 runs on a current botocore.
+		if got := strings.TrimSpace(out); !ok || (got != fmt.Sprintf("%q", buildVersion()) && (name == "v1" || got != "null")) {
 			t.Errorf("%s describe-gateway-information SoftwareVersion: %v %s", name, ok, out)
 		}
 		out, ok = runCLI(t, s, cli, "storagegateway", "describe-availability-monitor-test", "--gateway-arn", g.arn)
