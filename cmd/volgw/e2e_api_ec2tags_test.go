@@ -302,3 +302,40 @@ func TestEC2CreateAndDeleteTags(t *testing.T) {
 	}
 	wantTags("b at the end", tagsOf(c, b), "backup=daily")
 }
+
+// TestEC2TagsFromTwoGatewaysAtOnce: two gateways on one store tag the same
+// snapshot at the same time, each with keys of its own; every tag either
+// sent is there at the end (a tag change is a compare-and-swap of the
+// snapshot's record against the tags it read, never a blind overwrite of
+// what the other gateway wrote in between).
+func TestEC2TagsFromTwoGatewaysAtOnce(t *testing.T) {
+	s := startServer(t, "")
+	ctx := context.Background()
+	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+	f := newSnapshotFixture(t, ctx, c, s, "race")
+	other := startServerWith(t, "", []string{"--store", "file://" + filepath.Join(s.dataDir, "store")}, nil)
+	clients := []sdkClients{c, newSDKClients(other.endpoint(), e2eKeyID, e2eSecret)}
+	const perGateway = 20
+	errs := make(chan error, 2*perGateway)
+	for g, cl := range clients {
+		for i := range perGateway {
+			go func() {
+				_, err := cl.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{f.snapshotID},
+					Tags: []ec2types.Tag{{Key: aws.String(fmt.Sprintf("gw%d-%02d", g, i)), Value: aws.String("v")}}})
+				errs <- err
+			}()
+		}
+	}
+	for range 2 * perGateway {
+		if err := <-errs; err != nil {
+			t.Errorf("CreateTags: %v", err)
+		}
+	}
+	out, err := c.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{f.snapshotID}})
+	if err != nil || len(out.Snapshots) != 1 {
+		t.Fatalf("DescribeSnapshots: %v", err)
+	}
+	if got := len(out.Snapshots[0].Tags); got != 2*perGateway {
+		t.Errorf("%d tags after %d CreateTags from two gateways, want all of them", got, 2*perGateway)
+	}
+}

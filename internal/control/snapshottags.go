@@ -5,6 +5,26 @@ import (
 	"errors"
 )
 
+// SnapshotTagUpdater is implemented by engines that change a snapshot's tags
+// with a compare-and-swap of its record: change sees the tags as stored
+// and its result replaces exactly those. Gateways sharing a store each
+// serialise their own changes (Service.mu), but not each other's; without
+// it a change computed from tags read a moment earlier overwrites what
+// another gateway wrote in between. *volume.Engine implements it.
+type SnapshotTagUpdater interface {
+	UpdateSnapshotTags(ctx context.Context, snapshotID string, change func(old []Tag) ([]Tag, error)) error
+}
+
+// setSnapshotTags writes a snapshot's tags: by change, applied to the
+// stored tags, when the engine can swap them (SnapshotTagUpdater); else
+// the tags computed from the ones read (an engine alone on its store).
+func (s *Service) setSnapshotTags(ctx context.Context, id string, computed []Tag, change func(old []Tag) ([]Tag, error)) error {
+	if u, ok := s.engine.(SnapshotTagUpdater); ok {
+		return u.UpdateSnapshotTags(ctx, id, change)
+	}
+	return s.engine.SetSnapshotTags(ctx, id, computed)
+}
+
 // UpdateSnapshotTags changes the tags of several snapshots in one request,
 // as EC2's CreateTags and DeleteTags do: change computes each snapshot's
 // new tags from its current ones. Every snapshot is read and every change
@@ -37,7 +57,7 @@ func (s *Service) UpdateSnapshotTags(ctx context.Context, ids []string, change f
 		order = append(order, id)
 	}
 	for _, id := range order {
-		err := s.engine.SetSnapshotTags(ctx, id, next[id])
+		err := s.setSnapshotTags(ctx, id, next[id], func(old []Tag) ([]Tag, error) { return change(id, old) })
 		if errors.Is(err, ErrSnapshotNotFound) {
 			return id, engineError(err)
 		}
