@@ -4,8 +4,12 @@ export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
 .PHONY: test test-deps test-long bench bench-deps build vet fuzz
 
+# The version a build reports (volgw version, DescribeGatewayInformation's
+# SoftwareVersion): the nearest tag, commits since and -dirty, as git says.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+
 build:
-	$(GO) build -o bin/volgw ./cmd/volgw
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/volgw ./cmd/volgw
 
 test-deps:
 	./scripts/install-test-deps.sh

@@ -21,12 +21,15 @@ import (
 // down cleanly (exit 0) and leave no process behind.
 func TestBinaryServeAndSIGTERM(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "volgw")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	// As `make build` links it: the version is what `volgw version` and
+	// DescribeGatewayInformation's SoftwareVersion say.
+	const release = "v9.8.7-e2e"
+	build := exec.Command("go", "build", "-ldflags", "-X main.version="+release, "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "volgw ") {
+	if err != nil || !strings.HasPrefix(string(out), "volgw "+release+" (") {
 		t.Fatalf("volgw version: %v %q", err, out)
 	}
 	if err := exec.Command(bin, "serve", "--account-id", "12").Run(); err == nil {
@@ -85,6 +88,11 @@ func TestBinaryServeAndSIGTERM(t *testing.T) {
 	defer cancel()
 	if _, err := c.sgw.ListGateways(ctx, &storagegateway.ListGatewaysInput{}); err != nil {
 		t.Fatalf("ListGateways against the binary: %v", err)
+	}
+	g := activateGateway(t, ctx, c, endpoint)
+	info, err := c.sgw.DescribeGatewayInformation(ctx, &storagegateway.DescribeGatewayInformationInput{GatewayARN: &g.arn})
+	if err != nil || info.SoftwareVersion == nil || *info.SoftwareVersion != release {
+		t.Fatalf("SoftwareVersion of the binary: %+v %v", info, err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

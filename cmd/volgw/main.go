@@ -12,8 +12,9 @@ import (
 	"syscall"
 )
 
-// version is set at link time (-ldflags "-X main.version=v1.2.3"); without
-// it the VCS revision of the build is shown.
+// version is set at link time by `make build` (-ldflags "-X
+// main.version=…", from git describe); without it buildVersion reads the
+// build's own record.
 var version = "dev"
 
 // errUsage marks a command-line mistake (exit status 2).
@@ -75,6 +76,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return errUsage
 }
 
+// buildVersion is the version this build reports (volgw version, the
+// start-up log and DescribeGatewayInformation's SoftwareVersion): the
+// link-time version when set; else the main module's version the go
+// command recorded — the tag for `go install …@v1.2.3`, a pseudo-version
+// with the commit (and +dirty) for `go build` in a git checkout; else
+// "dev" with the VCS revision when one was stamped (a test binary has
+// neither).
 func buildVersion() string {
 	if version != "dev" {
 		return version
@@ -82,6 +90,13 @@ func buildVersion() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return version
+	}
+	return versionOf(info)
+}
+
+func versionOf(info *debug.BuildInfo) string {
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
 	}
 	rev, dirty := "", false
 	for _, s := range info.Settings {

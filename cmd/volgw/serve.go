@@ -160,6 +160,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		ISCSIAddress: iscsiIP, ISCSIPort: iscsiPort,
 		DiskDir:       filepath.Join(o.DataDir, "disks"),
 		CacheDiskSize: o.CacheDiskSize, UploadBufferDiskSize: o.UploadBufferDiskSize,
+		SoftwareVersion: buildVersion(),
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"os"
 
 	"github.com/volgw/volgw/internal/catalog"
 )
@@ -71,6 +72,14 @@ func (s *Service) allocateDisks(ctx context.Context, gatewayARN string, diskIDs 
 			}
 			if d.Allocation != catalog.DiskAvailable || seen[id] {
 				return newError(CodeDiskAlreadyAllocated)
+			}
+			// A disk whose file is gone (ListLocalDisks shows it
+			// "missing": a disks dir on a mount that is not there, a file
+			// deleted by hand) cannot be added, as a disk detached from
+			// the appliance's VM cannot: the engine would create a new
+			// empty file in its place, on whatever filesystem is there now.
+			if _, err := os.Stat(d.Path); err != nil {
+				return newError(CodeDiskDoesNotExist)
 			}
 			seen[id] = true
 			d.Allocation = use

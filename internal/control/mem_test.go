@@ -126,6 +126,23 @@ func (e *memEngine) Snapshot(ctx context.Context, id string) (Snapshot, error) {
 	return s, nil
 }
 
+// UpdateSnapshotTags implements SnapshotTagUpdater.
+func (e *memEngine) UpdateSnapshotTags(ctx context.Context, id string, change func([]Tag) ([]Tag, error)) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.snapshots[id]
+	if !ok {
+		return ErrSnapshotNotFound
+	}
+	tags, err := change(append([]Tag(nil), s.Tags...))
+	if err != nil {
+		return err
+	}
+	s.Tags = tags
+	e.snapshots[id] = s
+	return nil
+}
+
 func (e *memEngine) SetSnapshotTags(ctx context.Context, id string, tags []Tag) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

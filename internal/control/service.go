@@ -105,6 +105,11 @@ type Config struct {
 	DiskDir              string
 	CacheDiskSize        int64
 	UploadBufferDiskSize int64
+
+	// SoftwareVersion is the version of the running build, what
+	// DescribeGatewayInformation reports as SoftwareVersion and what
+	// UpdateGatewaySoftwareNow finds current (software.go).
+	SoftwareVersion string
 }
 
 // Service is the control plane. Its methods are safe for concurrent use.
@@ -122,6 +127,8 @@ type Service struct {
 
 	diskDir                 string
 	cacheSize, uploadBuffer int64
+
+	softwareVersion string
 
 	// mu serialises every operation that changes state, so that the checks
 	// an operation makes (TargetName unused, disk available, gateway
@@ -158,6 +165,7 @@ func New(cfg Config) (*Service, error) {
 		region: cfg.Region, account: cfg.Account,
 		iscsiAddress: cfg.ISCSIAddress, iscsiPort: cfg.ISCSIPort,
 		diskDir: cfg.DiskDir, cacheSize: cfg.CacheDiskSize, uploadBuffer: cfg.UploadBufferDiskSize,
+		softwareVersion: cfg.SoftwareVersion,
 	}
 	if s.now == nil {
 		s.now = time.Now

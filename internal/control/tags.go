@@ -134,11 +134,15 @@ func (s *Service) changeTags(ctx context.Context, arn string, change func([]Tag)
 		if err != nil {
 			return engineError(err)
 		}
-		tags := change(snap.Tags)
-		if err := checkTagLimit(tags); err != nil {
+		limited := func(old []Tag) ([]Tag, error) {
+			tags := change(old)
+			return tags, checkTagLimit(tags)
+		}
+		tags, err := limited(snap.Tags)
+		if err != nil {
 			return err
 		}
-		return engineError(s.engine.SetSnapshotTags(ctx, res.snapshotID, tags))
+		return engineError(s.setSnapshotTags(ctx, res.snapshotID, tags, limited))
 	}
 	return s.update(func(tx *catalog.Tx) error {
 		if _, err := s.resolveResource(tx, arn); err != nil {

@@ -20,6 +20,9 @@ import (
 type Snapshots interface {
 	Snapshots(ctx context.Context) ([]control.Snapshot, error)
 	DeleteSnapshot(ctx context.Context, snapshotID string) error
+	// UpdateSnapshotTags changes several snapshots' tags at once, or none
+	// (tags.go).
+	UpdateSnapshotTags(ctx context.Context, ids []string, change func(id string, old []control.Tag) ([]control.Tag, error)) (notFound string, err error)
 	Account() string
 }
 
@@ -42,6 +45,8 @@ func New(snaps Snapshots) *API {
 	a.actions = map[string]action{
 		"DescribeSnapshots": a.describeSnapshots,
 		"DeleteSnapshot":    a.deleteSnapshot,
+		"CreateTags":        a.createTags, // tags.go
+		"DeleteTags":        a.deleteTags, // tags.go
 	}
 	return a
 }
@@ -121,6 +126,8 @@ func snapshotNotFound(id string) error {
 		fmt.Sprintf("The snapshot '%s' does not exist.", id))
 }
 
+// deleteSnapshotResponse is the answer of every action that returns
+// <return>true</return> (DeleteSnapshot, CreateTags, DeleteTags).
 type deleteSnapshotResponse struct {
 	Return bool `xml:"return"`
 }

@@ -16,9 +16,9 @@
 //   - operations a real cached volume gateway has but volgw does not
 //     implement yet answer errorCode NotSupported, "The specified
 //     operation is not supported.", rather than pretend: the bandwidth
-//     rate limit operations (volgw does not throttle uploads), the
-//     software-update operation, the availability monitor test and
-//     SetLocalConsolePassword;
+//     rate limit operations (volgw does not throttle uploads), and
+//     StartAvailabilityMonitorTest and SetLocalConsolePassword (which
+//     volgw has nothing to act on: unsupported.go);
 //   - operations of other gateway types that name no gateway (a file
 //     share, tape, pool or report by its own ARN; an account-wide listing
 //     without GatewayARN) answer NotSupported too.

@@ -71,6 +71,7 @@ type describeGatewayInformationOutput struct {
 	CloudWatchLogGroupARN    string             `json:"CloudWatchLogGroupARN,omitempty"`
 	HostEnvironment          string             `json:"HostEnvironment"`
 	EndpointType             string             `json:"EndpointType"`
+	SoftwareVersion          string             `json:"SoftwareVersion,omitempty"` // software.go
 }
 
 type updateGatewayInformationInput struct {
@@ -320,6 +321,7 @@ func handlers(svc *control.Service) map[string]handler {
 				GatewayTimezone: g.GatewayTimezone, GatewayState: g.GatewayState, GatewayType: g.GatewayType,
 				Tags: fromControlTags(g.Tags), CloudWatchLogGroupARN: g.CloudWatchLogGroupARN,
 				HostEnvironment: g.HostEnvironment, EndpointType: "STANDARD",
+				SoftwareVersion: svc.SoftwareVersion(),
 			}
 			for _, ni := range g.GatewayNetworkInterfaces {
 				out.GatewayNetworkInterfaces = append(out.GatewayNetworkInterfaces, networkInterface{ni.Ipv4Address})
@@ -517,5 +519,7 @@ func handlers(svc *control.Service) map[string]handler {
 			}
 			return out, nil
 		}),
+		"UpdateGatewaySoftwareNow":        updateGatewaySoftwareNow(svc),        // software.go
+		"DescribeAvailabilityMonitorTest": describeAvailabilityMonitorTest(svc), // software.go
 	}
 }

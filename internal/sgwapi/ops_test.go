@@ -24,6 +24,7 @@ var cachedVolumeOps = []string{
 	"UpdateGatewayInformation", "UpdateSnapshotSchedule",
 	"AttachVolume", "DetachVolume",
 	"ResetCache", "DescribeMaintenanceStartTime", "UpdateMaintenanceStartTime",
+	"UpdateGatewaySoftwareNow", "DescribeAvailabilityMonitorTest", // software.go
 }
 
 // TestEveryModelOperationIsAnswered: every operation of the model is

@@ -65,10 +65,18 @@ var unsupportedOps = map[string]unsupportedOp{
 	"DeleteBandwidthRateLimit":           {cachedUnimplemented, byGatewayARN},
 	"DescribeBandwidthRateLimitSchedule": {cachedUnimplemented, byGatewayARN},
 	"UpdateBandwidthRateLimitSchedule":   {cachedUnimplemented, byGatewayARN},
-	"UpdateGatewaySoftwareNow":           {cachedUnimplemented, byGatewayARN},
-	"DescribeAvailabilityMonitorTest":    {cachedUnimplemented, byGatewayARN},
-	"StartAvailabilityMonitorTest":       {cachedUnimplemented, byGatewayARN},
-	"SetLocalConsolePassword":            {cachedUnimplemented, byGatewayARN},
+	// Not implemented, and not to be: the availability-monitor test
+	// checks the gateway's VMware vSphere HA configuration (AWS offers it
+	// only for gateways on VMware); volgw runs as a process on a host
+	// (HostEnvironment OTHER), not in an HA cluster, so there is nothing
+	// to test. DescribeAvailabilityMonitorTest answers that no test was
+	// run (software.go).
+	"StartAvailabilityMonitorTest": {cachedUnimplemented, byGatewayARN},
+	// The appliance VM's local console (its login for network and proxy
+	// settings) does not exist: volgw is configured by its command line,
+	// and accepting a password that guards nothing would be a setting
+	// accepted and ignored.
+	"SetLocalConsolePassword": {cachedUnimplemented, byGatewayARN},
 
 	// Stored volume gateway.
 	"AddWorkingStorage":          {otherType, byGatewayARN},

@@ -18,8 +18,7 @@ var (
 	notImplementedOps = []string{
 		"DescribeBandwidthRateLimit", "UpdateBandwidthRateLimit",
 		"DeleteBandwidthRateLimit", "DescribeBandwidthRateLimitSchedule", "UpdateBandwidthRateLimitSchedule",
-		"UpdateGatewaySoftwareNow",
-		"DescribeAvailabilityMonitorTest", "StartAvailabilityMonitorTest", "SetLocalConsolePassword",
+		"StartAvailabilityMonitorTest", "SetLocalConsolePassword",
 	}
 	// Operations of other gateway types that name the gateway: "not valid
 	// for the specified gateway".

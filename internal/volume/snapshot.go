@@ -58,14 +58,19 @@ func (e *Engine) getRecord(ctx context.Context, id string) (*snapRecord, string,
 	if blob.ValidateKey(snapshotKey(id)) != nil || strings.Contains(id, "/") {
 		return nil, "", fmt.Errorf("%w: %q", control.ErrSnapshotNotFound, id)
 	}
-	b, err := e.store.Get(ctx, snapshotKey(id))
+	// The ETag is read before the body: a record replaced in between is
+	// then newer than its ETag says, and updateRecord's compare-and-swap
+	// fails and reads again. The other order paired an older body with the
+	// newer record's ETag, and the swap wrote a change made to the old
+	// body over the new record (another gateway's tags, a completion).
+	info, err := e.store.Stat(ctx, snapshotKey(id))
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil, "", fmt.Errorf("%w: %s", control.ErrSnapshotNotFound, id)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("volume: snapshot %s: %w", id, err)
 	}
-	info, err := e.store.Stat(ctx, snapshotKey(id))
+	b, err := e.store.Get(ctx, snapshotKey(id))
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil, "", fmt.Errorf("%w: %s", control.ErrSnapshotNotFound, id)
 	}
@@ -294,6 +299,24 @@ func (e *Engine) withProgress(s control.Snapshot) control.Snapshot {
 		}
 	}
 	return s
+}
+
+// UpdateSnapshotTags implements control.SnapshotTagUpdater: change gets
+// the tags of the record as stored and its answer is written only over that
+// same record (updateRecord's compare-and-swap, retried), so tag changes
+// made at once by gateways sharing the store all take effect.
+func (e *Engine) UpdateSnapshotTags(ctx context.Context, id string, change func([]control.Tag) ([]control.Tag, error)) error {
+	return e.updateRecord(ctx, id, func(r *snapRecord) error {
+		if r.Deleted {
+			return fmt.Errorf("%w: %s", control.ErrSnapshotNotFound, id)
+		}
+		tags, err := change(slices.Clone(r.Tags))
+		if err != nil {
+			return err
+		}
+		r.Tags = tags
+		return nil
+	})
 }
 
 // SetSnapshotTags implements control.VolumeEngine.
