@@ -88,8 +88,8 @@ func TestOtherGatewayTypeOperations(t *testing.T) {
 	for name, cli := range awsCLIs(t) {
 		out, ok := runCLI(t, s, cli, "storagegateway", "describe-smb-settings", "--gateway-arn", f.arn)
 		wantCLIError(t, name+" describe-smb-settings", out, ok, "InvalidGatewayRequestException", notValidForGateway)
-		out, ok = runCLI(t, s, cli, "storagegateway", "describe-availability-monitor-test", "--gateway-arn", f.arn)
-		wantCLIError(t, name+" describe-availability-monitor-test", out, ok, "InvalidGatewayRequestException", notSupported)
+		out, ok = runCLI(t, s, cli, "storagegateway", "start-availability-monitor-test", "--gateway-arn", f.arn)
+		wantCLIError(t, name+" start-availability-monitor-test", out, ok, "InvalidGatewayRequestException", notSupported)
 		out, ok = runCLI(t, s, cli, "storagegateway", "list-file-shares", "--gateway-arn", unknownGW)
 		wantCLIError(t, name+" list-file-shares unknown gateway", out, ok, "InvalidGatewayRequestException", gatewayNotFound)
 	}
