@@ -44,8 +44,6 @@ func TestOtherGatewayTypeOperations(t *testing.T) {
 		t.Errorf("DescribeSMBSettings on a cached gateway: %v; Terraform's read would fail", err)
 	}
 	wantGatewayError(t, "DescribeSMBSettings", err, "UnsupportedOperationForGatewayType", notValidForGateway)
-	_, err = c.sgw.DescribeBandwidthRateLimit(ctx, &storagegateway.DescribeBandwidthRateLimitInput{GatewayARN: gw})
-	wantGatewayError(t, "DescribeBandwidthRateLimit", err, sgwtypes.ErrorCodeNotSupported, notSupported)
 	_, err = c.sgw.StartAvailabilityMonitorTest(ctx, &storagegateway.StartAvailabilityMonitorTestInput{GatewayARN: gw})
 	wantGatewayError(t, "StartAvailabilityMonitorTest", err, sgwtypes.ErrorCodeNotSupported, notSupported)
 	_, err = c.sgw.DescribeSMBSettings(ctx, &storagegateway.DescribeSMBSettingsInput{GatewayARN: aws.String(unknownGW)})
@@ -63,7 +61,7 @@ func TestOtherGatewayTypeOperations(t *testing.T) {
 		{Name: "DescribeWorkingStorage", Service: "storagegateway", Op: "DescribeWorkingStorage", Params: map[string]any{"GatewayARN": f.arn}},
 		{Name: "CreateTapes", Service: "storagegateway", Op: "CreateTapes", Params: map[string]any{"GatewayARN": f.arn,
 			"TapeSizeInBytes": 107374182400, "ClientToken": "tapes-1", "NumTapesToCreate": 1, "TapeBarcodePrefix": "TST"}},
-		{Name: "DescribeBandwidthRateLimit", Service: "storagegateway", Op: "DescribeBandwidthRateLimit", Params: map[string]any{"GatewayARN": f.arn}},
+		{Name: "SetLocalConsolePassword", Service: "storagegateway", Op: "SetLocalConsolePassword", Params: map[string]any{"GatewayARN": f.arn, "LocalConsolePassword": "PassWordMustBeAtLeast6Chars."}},
 		{Name: "DescribeTapes unknown gateway", Service: "storagegateway", Op: "DescribeTapes", Params: map[string]any{"GatewayARN": unknownGW}},
 		{Name: "DescribeNFSFileShares", Service: "storagegateway", Op: "DescribeNFSFileShares", Params: map[string]any{"FileShareARNList": []string{share}}},
 	}
@@ -72,7 +70,7 @@ func TestOtherGatewayTypeOperations(t *testing.T) {
 		"DescribeTapes":                 {"UnsupportedOperationForGatewayType", notValidForGateway},
 		"DescribeWorkingStorage":        {"UnsupportedOperationForGatewayType", notValidForGateway},
 		"CreateTapes":                   {"UnsupportedOperationForGatewayType", notValidForGateway},
-		"DescribeBandwidthRateLimit":    {"NotSupported", notSupported},
+		"SetLocalConsolePassword":       {"NotSupported", notSupported},
 		"DescribeTapes unknown gateway": {"GatewayNotFound", gatewayNotFound},
 		"DescribeNFSFileShares":         {"NotSupported", notSupported},
 	}

@@ -126,6 +126,9 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", storeURL, err)
 	}
+	// Every object sent or fetched passes the bandwidth limits (bandwidth.go).
+	limits := newStoreLimits()
+	store = limits.wrap(store)
 	cat, err := mirrorCatalog(ctx, db, store, a.creds, o.DataDir, o.Store, log)
 	if err != nil {
 		return nil, err
@@ -160,7 +163,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		ISCSIAddress: iscsiIP, ISCSIPort: iscsiPort,
 		DiskDir:       filepath.Join(o.DataDir, "disks"),
 		CacheDiskSize: o.CacheDiskSize, UploadBufferDiskSize: o.UploadBufferDiskSize,
-		SoftwareVersion: buildVersion(),
+		SoftwareVersion: buildVersion(), Bandwidth: limits,
 	})
 	if err != nil {
 		return nil, err
@@ -181,6 +184,10 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	maintDone := make(chan struct{})
 	go func() { defer close(maintDone); runMaintenance(maintCtx, svc, time.Minute, log) }()
 	a.closers = append(a.closers, func() error { stopMaint(); <-maintDone; return nil })
+	bwCtx, stopBW := context.WithCancel(context.Background())
+	bwDone := make(chan struct{})
+	go func() { defer close(bwDone); runBandwidthSchedule(bwCtx, svc, log) }()
+	a.closers = append(a.closers, func() error { stopBW(); <-bwDone; return nil })
 
 	model, err := sgwapi.LoadModel()
 	if err != nil {
@@ -195,6 +202,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		Help: "Time to answer an API request.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)},
 		[]string{"protocol", "operation"})
 	registry.MustRegister(requests, latency)
+	registry.MustRegister(limits.collectors()...)
 	if engine.Metrics != nil {
 		registry.MustRegister(engine.Metrics)
 	}

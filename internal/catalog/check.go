@@ -97,6 +97,9 @@ func (tx *Tx) Check() error {
 	if err := tx.checkMaintenance(gatewayARNs, bad); err != nil {
 		return err
 	}
+	if err := tx.checkBandwidth(gatewayARNs, bad); err != nil {
+		return err
+	}
 	tokens, err := list[ClientToken](tx, bucketClientTokens, "")
 	if err != nil {
 		return err

@@ -24,6 +24,7 @@ type Contents struct {
 	Schedules    []Schedule
 	ClientTokens []ClientToken
 	Maintenance  []Maintenance // maintenance.go
+	Bandwidth    []Bandwidth   // bandwidth.go
 }
 
 // Contents reads every durable record, each kind ordered by key.
@@ -54,7 +55,10 @@ func (tx *Tx) Contents() (Contents, error) {
 	if c.ClientTokens, err = list[ClientToken](tx, bucketClientTokens, ""); err != nil {
 		return c, err
 	}
-	c.Maintenance, err = tx.Maintenances()
+	if c.Maintenance, err = tx.Maintenances(); err != nil {
+		return c, err
+	}
+	c.Bandwidth, err = tx.Bandwidths()
 	return c, err
 }
 
@@ -100,6 +104,11 @@ func (tx *Tx) putContents(c Contents) error {
 	}
 	for _, m := range c.Maintenance {
 		if err := tx.PutMaintenance(m); err != nil {
+			return err
+		}
+	}
+	for _, b := range c.Bandwidth {
+		if err := tx.PutBandwidth(b); err != nil {
 			return err
 		}
 	}

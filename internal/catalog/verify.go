@@ -334,6 +334,7 @@ func (tx *Tx) verifyRecords() error {
 		string(bucketSchedules):      decodeOnly[Schedule],
 		string(bucketClientTokens):   decodeOnly[ClientToken],
 		string(bucketMaintenance):    decodeOnly[Maintenance],
+		string(bucketBandwidth):      decodeOnly[Bandwidth],
 	}
 	if tx.tx.Bucket(bucketMeta) != nil {
 		if _, err := tx.Generation(); err != nil {

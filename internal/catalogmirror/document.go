@@ -71,6 +71,7 @@ type body struct {
 	Schedules    []catalog.Schedule
 	ClientTokens []catalog.ClientToken
 	Maintenance  []catalog.Maintenance `json:",omitempty"`
+	Bandwidth    []catalog.Bandwidth   `json:",omitempty"`
 	Chap         []sealedChap          `json:",omitempty"`
 	ChapKey      *keyInfo              `json:",omitempty"`
 }
@@ -165,7 +166,8 @@ func (s *sealer) open(gatewayID string, sc sealedChap) (catalog.ChapCredential, 
 // s; with no sealer they are left out (never written in clear).
 func encode(gatewayID string, c catalog.Contents, s *sealer, now time.Time) ([]byte, error) {
 	b := body{Gateways: c.Gateways, Disks: c.Disks, Volumes: c.Volumes, Tags: c.Tags,
-		Schedules: c.Schedules, ClientTokens: c.ClientTokens, Maintenance: c.Maintenance}
+		Schedules: c.Schedules, ClientTokens: c.ClientTokens, Maintenance: c.Maintenance,
+		Bandwidth: c.Bandwidth}
 	if s != nil && len(c.Chap) > 0 {
 		b.ChapKey = &s.info
 		for _, ch := range c.Chap {
@@ -233,7 +235,7 @@ func decode(gatewayID string, raw, secret []byte) (Copy, error) {
 	}
 	cp := Copy{GatewayID: gatewayID, WrittenAt: env.WrittenAt, Contents: catalog.Contents{Generation: env.Generation,
 		Gateways: b.Gateways, Disks: b.Disks, Volumes: b.Volumes, Tags: b.Tags, Schedules: b.Schedules, ClientTokens: b.ClientTokens,
-		Maintenance: b.Maintenance}}
+		Maintenance: b.Maintenance, Bandwidth: b.Bandwidth}}
 	if len(b.Chap) == 0 {
 		return cp, nil
 	}

@@ -424,6 +424,9 @@ func (s *Service) DeleteGateway(ctx context.Context, gatewayARN string) (string,
 		if err := tx.DeleteMaintenance(g.ARN); err != nil {
 			return err
 		}
+		if err := tx.DeleteBandwidth(g.ARN); err != nil {
+			return err
+		}
 		return tx.DeleteGateway(g.ID)
 	})
 	if err != nil {

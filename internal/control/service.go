@@ -110,6 +110,10 @@ type Config struct {
 	// DescribeGatewayInformation reports as SoftwareVersion and what
 	// UpdateGatewaySoftwareNow finds current (software.go).
 	SoftwareVersion string
+
+	// Bandwidth, if set, is given the rates the gateway's bandwidth
+	// limits put in force (bandwidth.go).
+	Bandwidth BandwidthLimiter
 }
 
 // Service is the control plane. Its methods are safe for concurrent use.
@@ -129,6 +133,11 @@ type Service struct {
 	cacheSize, uploadBuffer int64
 
 	softwareVersion string
+
+	// bandwidth takes the rates in force; rates is the last pair given
+	// (guarded by mu).
+	bandwidth BandwidthLimiter
+	rates     [2]int64
 
 	// mu serialises every operation that changes state, so that the checks
 	// an operation makes (TargetName unused, disk available, gateway
@@ -165,7 +174,7 @@ func New(cfg Config) (*Service, error) {
 		region: cfg.Region, account: cfg.Account,
 		iscsiAddress: cfg.ISCSIAddress, iscsiPort: cfg.ISCSIPort,
 		diskDir: cfg.DiskDir, cacheSize: cfg.CacheDiskSize, uploadBuffer: cfg.UploadBufferDiskSize,
-		softwareVersion: cfg.SoftwareVersion,
+		softwareVersion: cfg.SoftwareVersion, bandwidth: cfg.Bandwidth,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -198,6 +207,10 @@ func (s *Service) Account() string { return s.account }
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The limits first: everything Start sends to the store is paced.
+	if err := s.applyBandwidthLocked(); err != nil {
+		return err
+	}
 	if err := s.checkEngineBelongs(ctx); err != nil {
 		return err
 	}

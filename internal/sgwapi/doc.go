@@ -13,12 +13,11 @@
 //     UnsupportedOperationForGatewayType, "This operation is not valid for
 //     the specified gateway.", as AWS does for a cached gateway (and as
 //     Terraform's aws_storagegateway_gateway expects of DescribeSMBSettings);
-//   - operations a real cached volume gateway has but volgw does not
-//     implement yet answer errorCode NotSupported, "The specified
-//     operation is not supported.", rather than pretend: the bandwidth
-//     rate limit operations (volgw does not throttle uploads), and
-//     StartAvailabilityMonitorTest and SetLocalConsolePassword (which
-//     volgw has nothing to act on: unsupported.go);
+//   - the operations a real cached volume gateway has but volgw does
+//     not implement, StartAvailabilityMonitorTest and
+//     SetLocalConsolePassword (which volgw has nothing to act on:
+//     unsupported.go), answer errorCode NotSupported, "The specified
+//     operation is not supported.", rather than pretend;
 //   - operations of other gateway types that name no gateway (a file
 //     share, tape, pool or report by its own ARN; an account-wide listing
 //     without GatewayARN) answer NotSupported too.

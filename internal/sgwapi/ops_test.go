@@ -25,6 +25,8 @@ var cachedVolumeOps = []string{
 	"AttachVolume", "DetachVolume",
 	"ResetCache", "DescribeMaintenanceStartTime", "UpdateMaintenanceStartTime",
 	"UpdateGatewaySoftwareNow", "DescribeAvailabilityMonitorTest", // software.go
+	"DescribeBandwidthRateLimit", "UpdateBandwidthRateLimit", "DeleteBandwidthRateLimit", // bandwidth.go
+	"DescribeBandwidthRateLimitSchedule", "UpdateBandwidthRateLimitSchedule",
 }
 
 // TestEveryModelOperationIsAnswered: every operation of the model is

@@ -29,6 +29,11 @@ type API struct {
 func New(svc *control.Service) *API {
 	a := &API{svc: svc, handlers: handlers(svc), unsupported: map[string]handler{}}
 	a.handlers["ResetCache"] = resetCache(svc)
+	a.handlers["DescribeBandwidthRateLimit"] = describeBandwidthRateLimit(svc)
+	a.handlers["UpdateBandwidthRateLimit"] = updateBandwidthRateLimit(svc)
+	a.handlers["DeleteBandwidthRateLimit"] = deleteBandwidthRateLimit(svc)
+	a.handlers["DescribeBandwidthRateLimitSchedule"] = describeBandwidthRateLimitSchedule(svc)
+	a.handlers["UpdateBandwidthRateLimitSchedule"] = updateBandwidthRateLimitSchedule(svc)
 	a.handlers["DescribeMaintenanceStartTime"] = describeMaintenanceStartTime(svc)
 	a.handlers["UpdateMaintenanceStartTime"] = updateMaintenanceStartTime(svc)
 	for op, u := range unsupportedOps {

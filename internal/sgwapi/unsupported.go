@@ -21,7 +21,7 @@ import (
 //     UnsupportedOperationForGatewayType, "This operation is not valid for
 //     the specified gateway.".
 //   - cachedUnimplemented: an operation a cached volume gateway has but
-//     volgw does not implement yet: errorCode NotSupported, "The
+//     volgw does not implement: errorCode NotSupported, "The
 //     specified operation is not supported.".
 //
 // Both are gateway-scoped: the gateway (or volume) the request names is
@@ -59,12 +59,8 @@ type unsupportedOp struct {
 // implement. ops_test.go checks that it and the handlers together cover
 // the model exactly.
 var unsupportedOps = map[string]unsupportedOp{
-	// A cached volume gateway has these; volgw does not implement them yet.
-	"DescribeBandwidthRateLimit":         {cachedUnimplemented, byGatewayARN},
-	"UpdateBandwidthRateLimit":           {cachedUnimplemented, byGatewayARN},
-	"DeleteBandwidthRateLimit":           {cachedUnimplemented, byGatewayARN},
-	"DescribeBandwidthRateLimitSchedule": {cachedUnimplemented, byGatewayARN},
-	"UpdateBandwidthRateLimitSchedule":   {cachedUnimplemented, byGatewayARN},
+	// A cached volume gateway has these.
+	//
 	// Not implemented, and not to be: the availability-monitor test
 	// checks the gateway's VMware vSphere HA configuration (AWS offers it
 	// only for gateways on VMware); volgw runs as a process on a host

@@ -16,8 +16,6 @@ import (
 var (
 	// Valid for a cached volume gateway, not implemented: NotSupported.
 	notImplementedOps = []string{
-		"DescribeBandwidthRateLimit", "UpdateBandwidthRateLimit",
-		"DeleteBandwidthRateLimit", "DescribeBandwidthRateLimitSchedule", "UpdateBandwidthRateLimitSchedule",
 		"StartAvailabilityMonitorTest", "SetLocalConsolePassword",
 	}
 	// Operations of other gateway types that name the gateway: "not valid
