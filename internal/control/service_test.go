@@ -35,7 +35,9 @@ type fixture struct {
 	wrapped  VolumeEngine
 	exporter *memExporter
 	clock    *fakeClock
-	svc      *Service
+	// limiter, when set, is the service's BandwidthLimiter.
+	limiter BandwidthLimiter
+	svc     *Service
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -76,7 +78,7 @@ func (f *fixture) open(seed int64) {
 		Catalog: cat, Engine: engine, Exporter: f.exporter, Now: f.clock.now,
 		Rand: mathrand.New(mathrand.NewSource(seed)), Region: testRegion, Account: testAccount,
 		ISCSIAddress: "127.0.0.1", ISCSIPort: 3260, DiskDir: filepath.Join(f.dir, "disks"),
-		CacheDiskSize: 4 * gib, UploadBufferDiskSize: 2 * gib,
+		CacheDiskSize: 4 * gib, UploadBufferDiskSize: 2 * gib, Bandwidth: f.limiter,
 	})
 	if err != nil {
 		f.t.Fatal(err)
