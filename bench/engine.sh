@@ -30,6 +30,7 @@ function metric(name,   i) { for (i = 3; i < NF; i++) if ($(i+1) == name) return
 	else if (name ~ /^LocalIO\/read_/) { split(name, a, "_"); what = "sequential read " a[2] " (cached)"; unit = "MB/s"; peer = "pread, plain file, same fs" }
 	else if (name == "Upload") { what = "upload of a 64 MiB cut to versitygw"; unit = "MB/s"; peer = "plain PUTs of as many fresh blocks, same server, 8 at once" }
 	else if (name == "UploadFS") { what = "upload of a 64 MiB cut to the file store"; unit = "MB/s"; peer = "plain file-store Puts of as many fresh blocks, 8 at once" }
+	else if (name == "ColdRead") { what = "sequential read of 128 MiB after a restart (every block from versitygw), 8 readers of 1 MiB"; unit = "MB/s"; peer = "plain GETs of the same block objects, 8 at once" }
 	else if (name == "Sustained") { what = "512 MiB written through a 128 MiB upload buffer until published (versitygw)"; unit = "MB/s"; peer = "the store: plain PUTs of fresh blocks, 8 at once" }
 	else if (name == "RecoveryLag") { what = "recovery-point lag p99 under 64 MiB/s of fresh data, 5 s cut interval (versitygw; p50 " metric("p50_s") ", max " metric("max_s") ")"; unit = "s"; peer = "target bound: interval + 1 s (not a measurement)" }
 	else if (name == "SnapshotPin") { what = "snapshot from recovery point, 16 TiB volume"; unit = "ms"; peer = "the same on a 1 GiB volume" }

@@ -92,22 +92,33 @@ func rateBetween(s []meterSample, from, to time.Time) float64 {
 }
 
 // steadyRate is the rate over the part of a transfer between 10% and 90%
-// of the bytes that arrived (the start and the tail are not the limiter's).
+// of the bytes that arrived (the start and the tail are not the
+// limiter's); a transfer too short for that, from its first sample that
+// grew to its last.
 func steadyRate(s []meterSample) float64 {
 	if len(s) < 3 {
 		return 0
 	}
 	base, total := s[0].bytes, s[len(s)-1].bytes-s[0].bytes
-	var from, to time.Time
-	for _, x := range s {
+	var from, to, first, last time.Time
+	for i, x := range s {
 		if from.IsZero() && x.bytes-base >= total/10 {
 			from = x.at
 		}
 		if x.bytes-base <= total*9/10 {
 			to = x.at
 		}
+		if i > 0 && x.bytes > s[i-1].bytes {
+			if first.IsZero() {
+				first = s[i-1].at
+			}
+			last = x.at
+		}
 	}
-	return rateBetween(s, from, to)
+	if r := rateBetween(s, from, to); r > 0 {
+		return r
+	}
+	return rateBetween(s, first, last)
 }
 
 // TestThrottleBench: bandwidth limits as a user sets them, measured at the
@@ -193,7 +204,7 @@ func TestThrottleBench(t *testing.T) {
 	for r := range rounds {
 		for _, bits := range []int64{100_000_000, 0} {
 			setUpload(bits)
-			m := startMeter(bucket, time.Second)
+			m := startMeter(bucket, 200*time.Millisecond)
 			end := write(upData, 10*r+int(bits/1e8))
 			if bits != 0 && r == 0 {
 				// Half way through the upload: what the API says against
