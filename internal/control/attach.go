@@ -201,16 +201,7 @@ func (s *Service) DetachVolume(ctx context.Context, volumeARN string, force bool
 // markDetached records a volume as DETACHED: its target, with its CHAP
 // credentials, is gone and its schedule no longer runs here.
 func markDetached(tx *catalog.Tx, v catalog.Volume) error {
-	creds, err := tx.ChapCredentials(v.TargetARN)
-	if err != nil {
-		return err
-	}
-	for _, c := range creds {
-		if err := tx.DeleteChapCredential(c.TargetARN, c.InitiatorName); err != nil {
-			return err
-		}
-	}
-	if err := tx.DeleteSchedule(v.ARN); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+	if err := deleteTargetRecords(tx, v); err != nil {
 		return err
 	}
 	v.Attachment = catalog.VolumeDetached

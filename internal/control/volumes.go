@@ -558,6 +558,21 @@ func (s *Service) DeleteVolume(ctx context.Context, volumeARN string) (string, e
 // deleteVolumeRecords removes a volume and everything the catalog keeps
 // about it.
 func deleteVolumeRecords(tx *catalog.Tx, v catalog.Volume) error {
+	if err := deleteTargetRecords(tx, v); err != nil {
+		return err
+	}
+	if err := tx.PutTags(v.ARN, nil); err != nil {
+		return err
+	}
+	if err := tx.DeleteClientTokensFor(v.ARN); err != nil {
+		return err
+	}
+	return tx.DeleteVolume(v.ID)
+}
+
+// deleteTargetRecords removes what the catalog keeps about a volume being
+// served here: its target's CHAP credentials and its snapshot schedule.
+func deleteTargetRecords(tx *catalog.Tx, v catalog.Volume) error {
 	creds, err := tx.ChapCredentials(v.TargetARN)
 	if err != nil {
 		return err
@@ -570,13 +585,7 @@ func deleteVolumeRecords(tx *catalog.Tx, v catalog.Volume) error {
 	if err := tx.DeleteSchedule(v.ARN); err != nil && !errors.Is(err, catalog.ErrNotFound) {
 		return err
 	}
-	if err := tx.PutTags(v.ARN, nil); err != nil {
-		return err
-	}
-	if err := tx.DeleteClientTokensFor(v.ARN); err != nil {
-		return err
-	}
-	return tx.DeleteVolume(v.ID)
+	return nil
 }
 
 // ListVolumeInitiators lists the initiators logged in to a volume's target.

@@ -75,26 +75,11 @@ func (v *Volume) blocks() uint64 { return uint64((v.size + BlockSize - 1) / Bloc
 // startPrefetch fetches blocks [from, to) of v into the cache in the
 // background; the engine's Close stops it.
 func (e *Engine) startPrefetch(v *Volume, from, to uint64) {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return
-	}
-	e.wg.Add(1)
-	e.mu.Unlock()
-	go func() {
-		defer e.wg.Done()
-		ctx, cancel := context.WithCancel(context.Background())
+	e.background(func(ctx context.Context) {
+		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		stop := context.AfterFunc(v.fencedCtx, cancel)
 		defer stop()
-		go func() {
-			select {
-			case <-e.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		var wg sync.WaitGroup
 		for b := from; b < to && ctx.Err() == nil; b++ {
 			select {
@@ -118,6 +103,35 @@ func (e *Engine) startPrefetch(v *Volume, from, to uint64) {
 			}()
 		}
 		wg.Wait()
+	})
+}
+
+// background runs fn in a goroutine that Close waits for, on a context
+// that ends when Close begins; once the engine is closed it runs nothing.
+func (e *Engine) background(fn func(ctx context.Context)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.backgroundLocked(fn)
+}
+
+// backgroundLocked is background with e.mu held.
+func (e *Engine) backgroundLocked(fn func(ctx context.Context)) {
+	if e.closed {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-e.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		fn(ctx)
 	}()
 }
 
@@ -133,11 +147,27 @@ func (e *Engine) prefetchBlock(ctx context.Context, v *Volume, b uint64, evict b
 	if !ok || err != nil {
 		return false, err
 	}
-	data, err := e.fetchBlock(ctx, h) // checks the SHA-256
-	if err != nil {
-		return false, err
-	}
-	return true, e.cacheFetched(ctx, v, b, h, data, evict)
+	_, err = e.fetchToCache(ctx, v, b, h, evict)
+	return true, err
+}
+
+// fetchToCache fetches block b of v, hash h, and caches it (cacheFetched)
+// as one shared call (fetches): a reader that misses on a block read-ahead
+// is fetching waits for it to be cached instead of fetching it again. The
+// caching is best effort here; a caller that needs it (a read) looks the
+// block up again and caches it itself if it is not there (the shared call
+// may have been another volume's, for a block of the same content).
+func (e *Engine) fetchToCache(ctx context.Context, v *Volume, b uint64, h hash, evict bool) ([]byte, error) {
+	return e.fetches.do(ctx, e.fetchCtx, h, func(ctx context.Context) ([]byte, error) {
+		data, err := e.fetchBlockOnce(ctx, h) // checks the SHA-256
+		if err != nil {
+			return nil, err
+		}
+		if err := e.cacheFetched(ctx, v, b, h, data, evict); err != nil {
+			e.log.Debug("volume: caching a fetched block", "volume", v.id, "block", b, "err", err)
+		}
+		return data, nil
+	})
 }
 
 // uncached reports the hash of block b of v if the block is to be fetched

@@ -40,17 +40,10 @@ func (r *restoreState) progress() float64 {
 // volumes the ledger names); the engine's Close stops it.
 func (e *Engine) startRestore(v *Volume) {
 	r := &restoreState{}
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return
-	}
-	e.wg.Add(1)
-	e.mu.Unlock()
 	v.mu.Lock()
 	v.restore = r
 	v.mu.Unlock()
-	go e.runRestore(v, r)
+	e.background(func(ctx context.Context) { e.runRestore(ctx, v, r) })
 }
 
 // startRestoreLocked is startRestore for CreateVolume: e.mu held, and v
@@ -60,22 +53,13 @@ func (e *Engine) startRestoreLocked(v *Volume) {
 	if e.closed {
 		return
 	}
-	v.restore = &restoreState{}
-	e.wg.Add(1)
-	go e.runRestore(v, v.restore)
+	r := &restoreState{}
+	v.restore = r
+	e.backgroundLocked(func(ctx context.Context) { e.runRestore(ctx, v, r) })
 }
 
-func (e *Engine) runRestore(v *Volume, r *restoreState) {
-	defer e.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-e.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+// runRestore restores v until it is done or ctx ends (the engine closes).
+func (e *Engine) runRestore(ctx context.Context, v *Volume, r *restoreState) {
 	for ctx.Err() == nil {
 		err := e.restore(ctx, v, r)
 		if err == nil {

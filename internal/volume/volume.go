@@ -408,7 +408,7 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 			return nil
 		}
 		v.mu.Unlock()
-		data, err := v.e.fetchBlock(ctx, h)
+		data, err := v.e.fetchToCache(ctx, v, b, h, true)
 		v.mu.Lock()
 		if err != nil {
 			return err
