@@ -171,6 +171,10 @@ type crashEnv struct {
 	// Companion: the child also writes a second volume, so that cuts of
 	// two volumes run at once when the kill strikes (checkCompanion).
 	Companion bool
+	// Move, in the move phase (crashMove): the child detaches the volume
+	// after Move-1 operations. A child that finds the volume detached
+	// attaches it first.
+	Move int
 }
 
 func (c *crashEnv) store(t testing.TB) blob.Store {
@@ -268,7 +272,12 @@ func TestCrashChild(t *testing.T) {
 		}
 	}
 	if _, err := e.Volume(crashVolume); err != nil {
-		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: crashVolume, SizeBytes: gib}); err != nil {
+		if c.Move > 0 {
+			// The parent handed it back detached (crashMove).
+			if _, err := e.AttachVolume(ctx, crashVolume); err != nil {
+				t.Fatalf("child AttachVolume: %v", err)
+			}
+		} else if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: crashVolume, SizeBytes: gib}); err != nil {
 			t.Fatalf("child CreateVolume: %v", err)
 		}
 	}
@@ -291,6 +300,14 @@ func TestCrashChild(t *testing.T) {
 		}
 	}
 	for i := c.Start; ; i++ {
+		if c.Move > 0 && i == c.Start+c.Move-1 {
+			mark(16, i+1) // detach issued after ops [0, i)
+			if err := e.DetachVolume(ctx, crashVolume, nil); err != nil {
+				t.Fatalf("child DetachVolume: %v", err)
+			}
+			mark(24, 1)           // detach returned
+			time.Sleep(time.Hour) // until the kill
+		}
 		mark(8, i+1) // issued: op i may have taken effect
 		op := crashOpAt(c.Seed, i)
 		switch op.kind {
@@ -485,30 +502,16 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 			endCycle() // or its watchdog fires minutes later, in another test
 			continue
 		}
-		got := make([]byte, crashBytes)
-		if err := v.ReadAt(ctx, got, 0); err != nil {
-			t.Fatalf("cycle %d: read: %v", cycle, err)
-		}
-		now := m.find(got, at, issued)
-		if now < 0 && issued > at && m.torn(got, issued-1) {
-			// The crash tore the operation in flight (a multi-block write or
-			// unmap is one record per block; it was not acknowledged).
-			// Finish it, so the state is a prefix again.
-			op := crashOpAt(c.Seed, issued-1)
-			if op.kind == opWrite {
-				err = v.WriteAt(ctx, op.data(), int64(op.off))
-			} else {
-				err = v.Unmap(ctx, int64(op.off), int64(op.n))
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			now, torn = issued, torn+1
-		}
-		if now < 0 || now < acked {
+		now, fixed, got, err := verifyCrashPrefix(ctx, e, v, m, c.Seed, at, issued, acked)
+		if err != nil {
 			e.Close()
-			m.explain(t, got, at, issued)
-			t.Fatalf("cycle %d: volume is not the state after any prefix in [%d, %d] (acknowledged %d; found %d)", cycle, at, issued, acked, now)
+			if got != nil {
+				m.explain(t, got, at, issued)
+			}
+			t.Fatalf("cycle %d: %v", cycle, err)
+		}
+		if fixed {
+			torn++
 		}
 		// The recovery point, through a clone of it.
 		clone := fmt.Sprintf("vol-%017X", cycle+1)
@@ -597,6 +600,7 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		// known limit, doc.go). They are run without it.
 		return
 	}
+	at = crashMove(t, c, store, m, at, cycles/6)
 	crashClonedDataDir(t, c, store, m, at) // publishes: the backup is now old
 	crashOldBackup(t, c, store, m, backup)
 }
@@ -925,4 +929,169 @@ func crashOldBackup(t *testing.T, c crashEnv, store blob.Store, m *crashModel, b
 	default:
 		t.Fatalf("old backup: read: %v", err)
 	}
+}
+
+// crashMove is the move phase: a child writes, then detaches the volume,
+// and is killed at an instant swept across the cycles (during its Open,
+// its attach of the volume handed back, its writes, the detach's cuts and
+// head PUT, or after). After each kill, the data dir either still holds
+// the volume, reading a prefix that includes every acknowledged write, or
+// has let it go, and then another engine on the same store attaches it
+// and reads exactly every write made before the detach (all acknowledged:
+// a detach publishes them), while this data dir is refused the volume
+// (ErrVolumeInUse). That engine detaches it again and the next child
+// attaches it back. At the end the volume is attached here again.
+func crashMove(t *testing.T, c crashEnv, store blob.Store, m *crashModel, at, cycles int) int {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(c.Seed, 7))
+	progressPath := filepath.Join(c.Dir, "progress")
+	stayed, moved, handedBack, midDetach := 0, 0, 0, 0
+	for cycle := range cycles {
+		// Clear the detach marks (offsets 16 and 24).
+		if f, err := os.OpenFile(progressPath, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+			t.Fatal(err)
+		} else {
+			f.WriteAt(make([]byte, 16), 16)
+			f.Close()
+		}
+		cc := c
+		cc.Start, cc.Move = at, 1+rng.IntN(30)
+		env, _ := json.Marshal(cc)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "VOLGW_CRASH_CHILD="+string(env))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		time.Sleep(time.Duration(cycle%12)*12*time.Millisecond + time.Duration(rng.IntN(25))*time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("move cycle %d: child ended by itself (%v), not by the kill:\n%s", cycle, cmd.ProcessState, out.Bytes())
+		}
+		var acked, issued, detachAt, detached int
+		if b, err := os.ReadFile(progressPath); err == nil && len(b) == 32 {
+			acked, issued = int(binary.LittleEndian.Uint64(b)), int(binary.LittleEndian.Uint64(b[8:]))
+			detachAt, detached = int(binary.LittleEndian.Uint64(b[16:])), int(binary.LittleEndian.Uint64(b[24:]))
+		}
+		issued = max(issued, at)
+		if detachAt > 0 && detached == 0 {
+			midDetach++
+		}
+		e, err := Open(ctx, c.config(store, true))
+		if err != nil {
+			t.Fatalf("move cycle %d: Open after crash: %v", cycle, err)
+		}
+		if err := e.Check(ctx); err != nil {
+			e.Close()
+			t.Fatalf("move cycle %d: Check after crash: %v", cycle, err)
+		}
+		if v, err := e.Volume(crashVolume); err == nil {
+			if detached != 0 {
+				e.Close()
+				t.Fatalf("move cycle %d: DetachVolume returned, yet the data dir still holds the volume", cycle)
+			}
+			now, _, _, err := verifyCrashPrefix(ctx, e, v, m, c.Seed, at, issued, acked)
+			e.Close()
+			if err != nil {
+				t.Fatalf("move cycle %d: %v", cycle, err)
+			}
+			at = now
+			stayed++
+			continue
+		}
+		// Let go: detached by the child, or never attached back by it.
+		want := at
+		if detachAt > 0 {
+			want = detachAt - 1
+			moved++
+		} else {
+			handedBack++
+		}
+		if acked > want {
+			e.Close()
+			t.Fatalf("move cycle %d: the volume left after op %d but op %d was acknowledged", cycle, want, acked)
+		}
+		other := c
+		other.Dir = t.TempDir()
+		b, err := Open(ctx, other.config(store, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range other.disks() {
+			if err := b.AddDisk(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.AttachVolume(ctx, crashVolume); err != nil {
+			t.Fatalf("move cycle %d: another engine attaching the volume let go: %v", cycle, err)
+		}
+		bv, _ := b.Volume(crashVolume)
+		got := make([]byte, crashBytes)
+		if err := bv.ReadAt(ctx, got, 0); err != nil {
+			t.Fatal(err)
+		}
+		if m.find(got, want, want) < 0 {
+			m.explain(t, got, at, issued)
+			t.Fatalf("move cycle %d: attached elsewhere, the volume is not the state after op %d (acknowledged %d, issued %d)", cycle, want, acked, issued)
+		}
+		if _, err := e.AttachVolume(ctx, crashVolume); !errors.Is(err, control.ErrVolumeInUse) {
+			t.Fatalf("move cycle %d: the old data dir attaching a volume another engine holds: %v, want ErrVolumeInUse", cycle, err)
+		}
+		if err := b.DetachVolume(ctx, crashVolume, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(b.Close(), e.Close()); err != nil {
+			t.Fatal(err)
+		}
+		at = want
+	}
+	t.Logf("move phase: %d cycles, %d killed in the middle of DetachVolume; the volume stayed %d times, left by its detach %d times (each attached elsewhere and checked), before the child's attach %d times",
+		cycles, midDetach, stayed, moved, handedBack)
+	// The volume home again for the phases after this one.
+	e, err := Open(ctx, c.config(store, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Volume(crashVolume); err != nil {
+		if _, err := e.AttachVolume(ctx, crashVolume); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
+
+// verifyCrashPrefix checks that v reads as the state after some prefix of
+// the ops in [at, issued] that includes every acknowledged one and returns
+// that prefix and what it read. The crash may have torn the operation in
+// flight (a multi-block write or unmap is one record per block; it was not
+// acknowledged): it is finished first (fixed), so that the state is a
+// prefix again.
+func verifyCrashPrefix(ctx context.Context, e *Engine, v *Volume, m *crashModel, seed uint64, at, issued, acked int) (now int, fixed bool, got []byte, err error) {
+	got = make([]byte, crashBytes)
+	if err := v.ReadAt(ctx, got, 0); err != nil {
+		return 0, false, nil, fmt.Errorf("read: %w", err)
+	}
+	now = m.find(got, at, issued)
+	if now < 0 && issued > at && m.torn(got, issued-1) {
+		op := crashOpAt(seed, issued-1)
+		if op.kind == opWrite {
+			err = v.WriteAt(ctx, op.data(), int64(op.off))
+		} else {
+			err = v.Unmap(ctx, int64(op.off), int64(op.n))
+		}
+		if err != nil {
+			return 0, false, got, err
+		}
+		now, fixed = issued, true
+	}
+	if now < 0 || now < acked {
+		return 0, false, got, fmt.Errorf("volume is not the state after any prefix in [%d, %d] (acknowledged %d; found %d)", at, issued, acked, now)
+	}
+	return now, fixed, got, nil
 }
