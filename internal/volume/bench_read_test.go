@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -17,11 +18,17 @@ import (
 
 // BenchmarkEngineColdRead: 128 MiB of fresh data published to a versitygw,
 // read back sequentially after a restart (every block from the store) by
-// 8 readers taking 1 MiB commands in order, as an initiator at QD8 does;
-// against plain GETs of the same block objects from the same server,
-// 8 at once, in MB/s; 5 rounds interleaved. This is the component under
-// the product path's cold-read row (bench/peers.sh).
+// 1 or 8 readers taking 1 MiB commands in order, as an initiator at QD1 or
+// QD8 does; against plain GETs of the same block objects from the same
+// server, 8 at once, in MB/s; 5 rounds interleaved. This is the component
+// under the product path's cold-read row (bench/peers.sh).
 func BenchmarkEngineColdRead(b *testing.B) {
+	for _, readers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("QD%d", readers), func(b *testing.B) { benchColdRead(b, readers) })
+	}
+}
+
+func benchColdRead(b *testing.B, readers int) {
 	const blocks = 256
 	ctx := context.Background()
 	srv := blobtest.StartVersityGW(b)
@@ -73,7 +80,7 @@ func BenchmarkEngineColdRead(b *testing.B) {
 		start := time.Now()
 		var next atomic.Int64
 		var wg sync.WaitGroup
-		for range 8 {
+		for range readers {
 			wg.Go(func() {
 				p := make([]byte, 1<<20)
 				for {
