@@ -12,14 +12,7 @@ import (
 // window starts, looking every interval until ctx ends; the window, in the
 // gateway's time zone, is control's (RunMaintenance).
 func runMaintenance(ctx context.Context, svc *control.Service, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		ran, rep, err := svc.RunMaintenance(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -29,5 +22,5 @@ func runMaintenance(ctx context.Context, svc *control.Service, interval time.Dur
 			log.Info("maintenance window: done", "gc_deleted_objects", rep.GCDeletedObjects, "gc_reclaimed_bytes", rep.GCReclaimedBytes,
 				"scrubbed_slots", rep.ScrubbedSlots, "bad_slots", rep.BadSlots)
 		}
-	}
+	})
 }

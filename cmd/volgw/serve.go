@@ -385,6 +385,19 @@ func outboundIPv4() net.IP {
 // at the next tick: TakeScheduledSnapshots records a slot as taken only
 // once its snapshot exists.
 func runSnapshotSchedules(ctx context.Context, svc *control.Service, interval time.Duration, log *slog.Logger) {
+	every(ctx, interval, func() {
+		ids, err := svc.TakeScheduledSnapshots(ctx)
+		for _, id := range ids {
+			log.Info("scheduled snapshot taken", "snapshot", id)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Error("scheduled snapshots", "err", err)
+		}
+	})
+}
+
+// every calls fn at every tick of interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -393,12 +406,6 @@ func runSnapshotSchedules(ctx context.Context, svc *control.Service, interval ti
 			return
 		case <-t.C:
 		}
-		ids, err := svc.TakeScheduledSnapshots(ctx)
-		for _, id := range ids {
-			log.Info("scheduled snapshot taken", "snapshot", id)
-		}
-		if err != nil && ctx.Err() == nil {
-			log.Error("scheduled snapshots", "err", err)
-		}
+		fn()
 	}
 }

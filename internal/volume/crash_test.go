@@ -455,25 +455,9 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		endCycle = func() { cancel(); watchdog.Stop() }
 		c.Start = at
-		env, _ := json.Marshal(c)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "VOLGW_CRASH_CHILD="+string(env))
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill() })
 		// Kill at a random instant: sometimes during Open and replay, mostly
 		// in the middle of writes, flushes, cuts and snapshots.
-		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
-		cmd.Process.Kill()
-		cmd.Wait()
-		// Only our SIGKILL may end the child: a panic (in any goroutine)
-		// or an exit is a failure, whatever its output says.
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-			t.Fatalf("cycle %d: child ended by itself (%v), not by the kill:\n%s", cycle, cmd.ProcessState, out.Bytes())
-		}
+		killCrashChild(t, c, time.Duration(rng.IntN(150))*time.Millisecond, fmt.Sprintf("cycle %d", cycle))
 
 		var acked, issued int
 		if b, err := os.ReadFile(filepath.Join(c.Dir, "progress")); err == nil && len(b) == 16 {
@@ -956,21 +940,7 @@ func crashMove(t *testing.T, c crashEnv, store blob.Store, m *crashModel, at, cy
 		}
 		cc := c
 		cc.Start, cc.Move = at, 1+rng.IntN(30)
-		env, _ := json.Marshal(cc)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "VOLGW_CRASH_CHILD="+string(env))
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill() })
-		time.Sleep(time.Duration(cycle%12)*12*time.Millisecond + time.Duration(rng.IntN(25))*time.Millisecond)
-		cmd.Process.Kill()
-		cmd.Wait()
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-			t.Fatalf("move cycle %d: child ended by itself (%v), not by the kill:\n%s", cycle, cmd.ProcessState, out.Bytes())
-		}
+		killCrashChild(t, cc, time.Duration(cycle%12)*12*time.Millisecond+time.Duration(rng.IntN(25))*time.Millisecond, fmt.Sprintf("move cycle %d", cycle))
 		var acked, issued, detachAt, detached int
 		if b, err := os.ReadFile(progressPath); err == nil && len(b) == 32 {
 			acked, issued = int(binary.LittleEndian.Uint64(b)), int(binary.LittleEndian.Uint64(b[8:]))
@@ -1094,4 +1064,25 @@ func verifyCrashPrefix(ctx context.Context, e *Engine, v *Volume, m *crashModel,
 		return 0, false, got, fmt.Errorf("volume is not the state after any prefix in [%d, %d] (acknowledged %d; found %d)", at, issued, acked, now)
 	}
 	return now, fixed, got, nil
+}
+
+// killCrashChild runs TestCrashChild on c and SIGKILLs it after d. Only
+// that SIGKILL may end the child: a panic (in any goroutine) or an exit
+// is a failure, whatever its output says.
+func killCrashChild(t *testing.T, c crashEnv, d time.Duration, what string) {
+	env, _ := json.Marshal(c)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "VOLGW_CRASH_CHILD="+string(env))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	time.Sleep(d)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("%s: child ended by itself (%v), not by the kill:\n%s", what, cmd.ProcessState, out.Bytes())
+	}
 }
