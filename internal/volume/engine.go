@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/control"
 )
@@ -106,6 +108,9 @@ type Engine struct {
 	fetchCtx    context.Context
 	fetchCancel context.CancelFunc
 	raSem       chan struct{}
+	// cutSeconds and syncSeconds time published cuts and journal
+	// fdatasyncs for /metrics (metrics.go).
+	cutSeconds, syncSeconds prometheus.Histogram
 	// replaying is set while Open replays the journal (single goroutine),
 	// and replayLSN is the record being applied: a cut forced by a full
 	// cache during replay is cut there.
@@ -217,6 +222,12 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		cache: newCache(), pages: newPageCache(128), vols: make(map[string]*Volume), uploads: newUploadPool(cfg.UploadConcurrency),
 		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1), done: make(chan struct{}),
 		raSem: make(chan struct{}, raFetches),
+		cutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "volgw_cut_duration_seconds",
+			Help:    "Time from a cut's freeze until its recovery point is published (blocks, pages, root, head uploaded).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "volgw_journal_fsync_duration_seconds",
+			Help:    "Time of one fdatasync of the upload buffer (shared by the flushes waiting for it).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 	}
 	e.fetchCtx, e.fetchCancel = context.WithCancel(context.Background())
 	e.cache.onFault = e.noteCacheFault
@@ -229,6 +240,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.jr = jr
+	jr.syncSeconds = e.syncSeconds
 	for _, d := range e.state.Disks {
 		if err := e.openDisk(d); err != nil {
 			e.closeFiles()

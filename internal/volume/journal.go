@@ -10,7 +10,10 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The journal is the upload buffer: a ring of records laid over the
@@ -190,6 +193,8 @@ type journal struct {
 	damage []damageNote
 
 	done <-chan struct{} // the engine's: closed when it closes
+	// syncSeconds, if set, times each fdatasync (metrics).
+	syncSeconds prometheus.Histogram
 }
 
 func openJournal(dir string, done <-chan struct{}) (*journal, error) {
@@ -680,11 +685,15 @@ func (j *journal) sync() error {
 			j.mu.Unlock()
 			j.syncs.Add(1)
 			var err error
+			began := time.Now()
 			for _, d := range disks {
 				if err = fdatasyncFile(d.f); err != nil {
 					err = fmt.Errorf("volume: journal sync: %w", err)
 					break
 				}
+			}
+			if j.syncSeconds != nil && err == nil {
+				j.syncSeconds.Observe(time.Since(began).Seconds())
 			}
 			j.mu.Lock()
 			j.syncing = false

@@ -24,6 +24,12 @@ var (
 		"Upload-buffer (journal) bytes holding records not yet in a published recovery point.", nil, nil)
 	descBufferCapacity = prometheus.NewDesc("volgw_upload_buffer_capacity_bytes",
 		"Upload-buffer (journal) capacity.", nil, nil)
+	descRecoveryAge = prometheus.NewDesc("volgw_volume_recovery_point_age_seconds",
+		"How old each volume's recovery point is: every write made before it is in the object store.", []string{"volume"}, nil)
+	descDirtyBlocks = prometheus.NewDesc("volgw_volume_unpublished_blocks",
+		"512 KiB blocks of each volume written since its recovery point (dirty, or in the cut being uploaded).", []string{"volume"}, nil)
+	descFenced = prometheus.NewDesc("volgw_volume_fenced",
+		"1 for a volume fenced because another writer published it (its writes are refused), else 0.", []string{"volume"}, nil)
 )
 
 type engineCollector struct{ e *Engine }
@@ -33,6 +39,11 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descVolumes
 	ch <- descBufferUsed
 	ch <- descBufferCapacity
+	ch <- descRecoveryAge
+	ch <- descDirtyBlocks
+	ch <- descFenced
+	c.e.cutSeconds.Describe(ch)
+	c.e.syncSeconds.Describe(ch)
 	describeMaintenance(ch)
 }
 
@@ -43,15 +54,26 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]int{control.VolumeAvailable: 0, control.VolumeBootstrapping: 0, control.VolumeRestoring: 0,
 		control.VolumePassThrough: 0, control.VolumeIrrecoverable: 0}
 	if !e.isClosed.Load() {
+		now := e.now()
 		for _, v := range e.volumes() {
 			if st, err := e.VolumeStatus(context.Background(), v.id); err == nil {
 				counts[st.Status]++
 			}
+			if rp, err := e.RecoveryPoint(context.Background(), v.id); err == nil {
+				ch <- prometheus.MustNewConstMetric(descRecoveryAge, prometheus.GaugeValue, now.Sub(rp.Time).Seconds(), v.id)
+			}
+			v.mu.Lock()
+			blocks, fenced := len(v.dirty)+len(v.frozen), v.fenced != nil
+			v.mu.Unlock()
+			ch <- prometheus.MustNewConstMetric(descDirtyBlocks, prometheus.GaugeValue, float64(blocks), v.id)
+			ch <- prometheus.MustNewConstMetric(descFenced, prometheus.GaugeValue, map[bool]float64{true: 1}[fenced], v.id)
 		}
 		used, capacity := e.jr.usage()
 		ch <- prometheus.MustNewConstMetric(descBufferUsed, prometheus.GaugeValue, float64(used))
 		ch <- prometheus.MustNewConstMetric(descBufferCapacity, prometheus.GaugeValue, float64(capacity))
 	}
+	e.cutSeconds.Collect(ch)
+	e.syncSeconds.Collect(ch)
 	e.collectMaintenance(ch)
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descVolumes, prometheus.GaugeValue, float64(n), st)

@@ -286,6 +286,11 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 		v.pendingSnaps = nil
 	}
 	cut, base, etag := v.cut, v.base, v.headETag
+	defer func() {
+		if err == nil {
+			e.cutSeconds.Observe(e.now().Sub(cut.time).Seconds())
+		}
+	}()
 	frozen := make(map[uint64]blockState, len(v.frozen))
 	for b, st := range v.frozen {
 		frozen[b] = st
