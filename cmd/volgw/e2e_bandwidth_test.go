@@ -15,7 +15,8 @@ import (
 	sgwtypes "github.com/aws/aws-sdk-go-v2/service/storagegateway/types"
 )
 
-// metricValue reads one sample of /metrics (a metric without labels).
+// metricValue reads one sample of /metrics, named as /metrics writes it
+// (with its labels, if any).
 func metricValue(t *testing.T, s *testServer, name string) float64 {
 	t.Helper()
 	resp, err := http.Get(s.endpoint() + "/metrics")
@@ -24,7 +25,7 @@ func metricValue(t *testing.T, s *testServer, name string) float64 {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
 	if m == nil {
 		t.Fatalf("/metrics has no %s", name)
 	}

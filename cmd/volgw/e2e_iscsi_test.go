@@ -115,6 +115,15 @@ func TestISCSITargetFollowsTheAPI(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = qio.Process.Kill(); _ = qio.Wait() })
 	waitInitiators([]string{holder})
+	// /metrics counts the session and the commands above, by class.
+	if n := metricValue(t, s, "volgw_iscsi_sessions"); n != 1 {
+		t.Errorf("volgw_iscsi_sessions = %v with one initiator logged in", n)
+	}
+	for _, class := range []string{"read", "write", "other"} {
+		if n := metricValue(t, s, `volgw_scsi_command_duration_seconds_count{class="`+class+`"}`); n < 1 {
+			t.Errorf("%s commands timed: %v", class, n)
+		}
+	}
 	stdin.Close() // qemu-io quits at end of input and logs out
 	_ = qio.Wait()
 	waitInitiators(nil)

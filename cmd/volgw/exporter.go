@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/volgw/volgw/internal/control"
 	"github.com/volgw/volgw/internal/iscsi"
 	"github.com/volgw/volgw/internal/scsi"
@@ -37,6 +39,8 @@ type iscsiExporter struct {
 
 	mu       sync.Mutex                    // guards exported and serialises changes to srv's targets
 	exported map[string]control.ExportSpec // by IQN: what each target serves now
+
+	latency *prometheus.HistogramVec // SCSI commands, by class (scsimetrics.go)
 }
 
 // newISCSIExporter starts the iSCSI target server on ln, with no targets;
@@ -47,6 +51,7 @@ func newISCSIExporter(ctx context.Context, dataDir string, ln net.Listener, volu
 		volumes: volumes, log: log, served: make(chan struct{}),
 		prDir:    filepath.Join(dataDir, "reservations"),
 		exported: map[string]control.ExportSpec{},
+		latency:  newCommandLatency(),
 	}
 	if err := os.MkdirAll(e.prDir, 0o700); err != nil {
 		return nil, fmt.Errorf("reservations dir: %w", err)
@@ -102,7 +107,7 @@ func (e *iscsiExporter) Export(ctx context.Context, spec control.ExportSpec) err
 		}
 		delete(e.exported, spec.IQN)
 	}
-	err = e.srv.AddTarget(iscsi.TargetConfig{IQN: spec.IQN, LUNs: scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{spec.LUN: dev}), CHAP: chap})
+	err = e.srv.AddTarget(iscsi.TargetConfig{IQN: spec.IQN, LUNs: scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{spec.LUN: timedUnit{dev, e.latency}}), CHAP: chap})
 	if err != nil {
 		return fmt.Errorf("export %s: %w", spec.IQN, err)
 	}

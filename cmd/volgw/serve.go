@@ -203,6 +203,9 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		[]string{"protocol", "operation"})
 	registry.MustRegister(requests, latency)
 	registry.MustRegister(limits.collectors()...)
+	if m, ok := exp.(interface{ collectors() []prometheus.Collector }); ok {
+		registry.MustRegister(m.collectors()...)
+	}
 	if engine.Metrics != nil {
 		registry.MustRegister(engine.Metrics)
 	}
