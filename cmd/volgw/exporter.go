@@ -107,7 +107,7 @@ func (e *iscsiExporter) Export(ctx context.Context, spec control.ExportSpec) err
 		}
 		delete(e.exported, spec.IQN)
 	}
-	err = e.srv.AddTarget(iscsi.TargetConfig{IQN: spec.IQN, LUNs: scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{spec.LUN: timedUnit{dev, e.latency}}), CHAP: chap})
+	err = e.srv.AddTarget(iscsi.TargetConfig{IQN: spec.IQN, LUNs: scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{spec.LUN: newTimedUnit(dev, e.latency)}), CHAP: chap})
 	if err != nil {
 		return fmt.Errorf("export %s: %w", spec.IQN, err)
 	}

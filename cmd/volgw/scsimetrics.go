@@ -14,35 +14,46 @@ import (
 // device (Reset, NexusLost) for the LUN table.
 type timedUnit struct {
 	*scsi.Device
-	latency *prometheus.HistogramVec
+	// by class, in opClasses' order: looked up once, not per command
+	latency [len(opClasses)]prometheus.Observer
+}
+
+func newTimedUnit(dev *scsi.Device, latency *prometheus.HistogramVec) timedUnit {
+	u := timedUnit{Device: dev}
+	for i, c := range opClasses {
+		u.latency[i] = latency.WithLabelValues(c)
+	}
+	return u
 }
 
 // Execute implements scsi.LogicalUnit.
 func (u timedUnit) Execute(ctx context.Context, cmd *scsi.Command) scsi.Response {
 	began := time.Now()
 	r := u.Device.Execute(ctx, cmd)
-	u.latency.WithLabelValues(opcodeClass(cmd.CDB)).Observe(time.Since(began).Seconds())
+	u.latency[opcodeClass(cmd.CDB)].Observe(time.Since(began).Seconds())
 	return r
 }
 
-// opcodeClass sorts a CDB into the classes an operator watches: reads,
-// writes (WRITE, WRITE AND VERIFY, WRITE SAME, COMPARE AND WRITE), flushes
+// opClasses are the classes of opcode an operator watches: reads, writes
+// (WRITE, WRITE AND VERIFY, WRITE SAME, COMPARE AND WRITE), flushes
 // (SYNCHRONIZE CACHE), unmaps, and everything else.
-func opcodeClass(cdb []byte) string {
-	if len(cdb) == 0 {
-		return "other"
+var opClasses = [...]string{"read", "write", "flush", "unmap", "other"}
+
+// opcodeClass is the index in opClasses of a CDB's class.
+func opcodeClass(cdb []byte) int {
+	if len(cdb) > 0 {
+		switch cdb[0] {
+		case 0x08, 0x28, 0xa8, 0x88:
+			return 0
+		case 0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0x8e, 0x41, 0x93, 0x89:
+			return 1
+		case 0x35, 0x91:
+			return 2
+		case 0x42:
+			return 3
+		}
 	}
-	switch cdb[0] {
-	case 0x08, 0x28, 0xa8, 0x88:
-		return "read"
-	case 0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0x8e, 0x41, 0x93, 0x89:
-		return "write"
-	case 0x35, 0x91:
-		return "flush"
-	case 0x42:
-		return "unmap"
-	}
-	return "other"
+	return 4
 }
 
 func newCommandLatency() *prometheus.HistogramVec {
