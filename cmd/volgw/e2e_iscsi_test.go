@@ -124,6 +124,7 @@ func TestISCSITargetFollowsTheAPI(t *testing.T) {
 			t.Errorf("%s commands timed: %v", class, n)
 		}
 	}
+	checkDashboardMetrics(t, s)
 	stdin.Close() // qemu-io quits at end of input and logs out
 	_ = qio.Wait()
 	waitInitiators(nil)
