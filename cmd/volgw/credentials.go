@@ -26,12 +26,8 @@ const credentialsFile = "credentials"
 // generates one there (mode 0600). The file has the AWS shared-credentials
 // format, so AWS_SHARED_CREDENTIALS_FILE can point at it.
 func loadCredentials(dataDir string, getenv func(string) string) (apiCredentials, error) {
-	id, secret := getenv("VOLGW_ACCESS_KEY_ID"), getenv("VOLGW_SECRET_ACCESS_KEY")
-	switch {
-	case id != "" && secret != "":
-		return apiCredentials{AccessKeyID: id, SecretAccessKey: secret}, nil
-	case id != "" || secret != "":
-		return apiCredentials{}, errors.New("set both VOLGW_ACCESS_KEY_ID and VOLGW_SECRET_ACCESS_KEY, or neither")
+	if c, ok, err := envCredentials(getenv); ok || err != nil {
+		return c, err
 	}
 	path := filepath.Join(dataDir, credentialsFile)
 	data, err := os.ReadFile(path)
@@ -74,6 +70,19 @@ func loadCredentials(dataDir string, getenv func(string) string) (apiCredentials
 		return apiCredentials{}, fmt.Errorf("write credentials: %w", err)
 	}
 	return c, nil
+}
+
+// envCredentials is the pair VOLGW_ACCESS_KEY_ID / VOLGW_SECRET_ACCESS_KEY
+// give, if they are set (both, or it is an error).
+func envCredentials(getenv func(string) string) (c apiCredentials, ok bool, err error) {
+	id, secret := getenv("VOLGW_ACCESS_KEY_ID"), getenv("VOLGW_SECRET_ACCESS_KEY")
+	switch {
+	case id != "" && secret != "":
+		return apiCredentials{AccessKeyID: id, SecretAccessKey: secret}, true, nil
+	case id != "" || secret != "":
+		return apiCredentials{}, false, errors.New("set both VOLGW_ACCESS_KEY_ID and VOLGW_SECRET_ACCESS_KEY, or neither")
+	}
+	return apiCredentials{}, false, nil
 }
 
 func parseCredentials(data []byte) (apiCredentials, error) {

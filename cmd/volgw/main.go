@@ -38,6 +38,7 @@ const usage = `usage:
               [--cache-disk-size 10GiB] [--upload-buffer-disk-size 5GiB] [--log-level info]
               [--memory-limit 192MiB] [--pprof-listen 127.0.0.1:6060]
   volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…]
+  volgw status [--endpoint http://127.0.0.1:8080] [--data-dir ./volgw-data] [--region us-east-1]
   volgw version
 `
 
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return a.close()
 	case "rebuild-catalog":
 		return rebuildCatalog(ctx, args[1:], stdout, stderr, getenv)
+	case "status":
+		return status(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "volgw %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
