@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/volgw/volgw/internal/blob/fs"
 	"github.com/volgw/volgw/internal/control"
 	"github.com/volgw/volgw/internal/scsi"
@@ -282,23 +280,10 @@ func volumeStatus(t *testing.T, e *Engine, id string) control.VolumeCondition {
 // the engine's collector, as /metrics would.
 func damageMetric(t *testing.T, e *Engine, status string) float64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(e.Collector()); err != nil {
-		t.Fatal(err)
-	}
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, fam := range fams {
-		if fam.GetName() != "volgw_volume_upload_buffer_damage_total" {
-			continue
-		}
-		for _, m := range fam.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "status" && l.GetValue() == status {
-					return m.GetCounter().GetValue()
-				}
+	for _, m := range gather(t, e)["volgw_volume_upload_buffer_damage_total"] {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "status" && l.GetValue() == status {
+				return m.GetCounter().GetValue()
 			}
 		}
 	}
