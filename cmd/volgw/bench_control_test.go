@@ -57,10 +57,7 @@ func TestControlBench(t *testing.T) {
 	}
 	bin := os.Getenv("VOLGW_BENCH_BIN")
 	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "volgw")
-		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
+		bin = buildTestBinary(t)
 	}
 	srv := startBinary(t, bin, strings.Fields(os.Getenv("VOLGW_BENCH_FLAGS")))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

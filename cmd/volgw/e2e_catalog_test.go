@@ -23,18 +23,6 @@ import (
 	"github.com/volgw/volgw/internal/catalog"
 )
 
-// buildCatalogTestBinary builds the volgw binary the catalog tests run as
-// a separate process: a fault that kills a process must kill that one, not
-// the test.
-func buildCatalogTestBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "volgw")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // runVolgw runs the binary to completion (a deadline of two minutes, far
 // above the fraction of a second a refusal takes) and returns its output
 // and exit status.
@@ -177,7 +165,7 @@ func TestCatalogDamageRefusedThenRebuilt(t *testing.T) {
 			t.Fatalf("%s not installed: run scripts/install-test-deps.sh", tool)
 		}
 	}
-	bin := buildCatalogTestBinary(t)
+	bin := buildTestBinary(t)
 	dataDir := t.TempDir()
 	catalogPath := filepath.Join(dataDir, catalog.FileName)
 	ctx := context.Background()
@@ -390,7 +378,7 @@ func TestCatalogDamageRefusedThenRebuilt(t *testing.T) {
 // pid (it used to wait five seconds and say only "timeout"); the first one
 // keeps serving.
 func TestSecondVolgwOnSameDataDirRefused(t *testing.T) {
-	bin := buildCatalogTestBinary(t)
+	bin := buildTestBinary(t)
 	dataDir := t.TempDir()
 	s := startServer(t, dataDir)
 	env := append(os.Environ(), "VOLGW_ACCESS_KEY_ID="+e2eKeyID, "VOLGW_SECRET_ACCESS_KEY="+e2eSecret)

@@ -8,6 +8,7 @@ import (
 	"encoding/xml"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,3 +109,15 @@ func sha256Hex(s string) string {
 }
 
 func xmlUnmarshal(b []byte, v any) error { return xml.Unmarshal(b, v) }
+
+// buildTestBinary builds the volgw binary for a test that runs it as a
+// separate process: a fault that kills a process must kill that one, not
+// the test, and a terminal or systemd sees the real program.
+func buildTestBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "volgw")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}

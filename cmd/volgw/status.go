@@ -1,73 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
 // volgw status: a running gateway at a glance, asked through its API as
 // any client would (signed requests; it never opens the data dir's files
 // but the credentials file).
-
-// apiClient calls the Storage Gateway JSON API of a running volgw.
-type apiClient struct {
-	endpoint, region string
-	creds            aws.Credentials
-	http             *http.Client
-}
-
-// call invokes op with in and decodes the answer into out; an API error
-// comes back with AWS's type and message.
-func (c *apiClient) call(ctx context.Context, op string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+"/", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "StorageGateway_20130630."+op)
-	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(ctx, c.creds, req, hex.EncodeToString(sum[:]), "storagegateway", c.region, time.Now()); err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Type    string `json:"__type"`
-			Message string `json:"message"`
-		}
-		json.Unmarshal(b, &e)
-		return fmt.Errorf("%s: %s (HTTP %d): %s", op, e.Type, resp.StatusCode, e.Message)
-	}
-	return json.Unmarshal(b, out)
-}
 
 type statusGateway struct {
 	GatewayARN, GatewayId, GatewayName, GatewayState, GatewayTimezone, SoftwareVersion string
@@ -86,18 +32,15 @@ type statusVolume struct {
 func status(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	endpoint := fs.String("endpoint", "http://127.0.0.1:8080", "the API of the running volgw serve")
-	dataDir := fs.String("data-dir", "./volgw-data", "where to find the credentials file when VOLGW_ACCESS_KEY_ID / VOLGW_SECRET_ACCESS_KEY are not set")
-	region := fs.String("region", "us-east-1", "the region volgw serve was started with")
+	var flags apiFlags
+	flags.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	c, err := clientCredentials(*dataDir, getenv)
+	api, err := flags.client(getenv)
 	if err != nil {
 		return err
 	}
-	api := &apiClient{endpoint: strings.TrimSuffix(*endpoint, "/"), region: *region, http: &http.Client{Timeout: 30 * time.Second},
-		creds: aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey}}
 	var gws struct{ Gateways []struct{ GatewayARN string } }
 	if err := api.call(ctx, "ListGateways", struct{}{}, &gws); err != nil {
 		return err
@@ -183,25 +126,6 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		tw.Flush()
 	}
 	return nil
-}
-
-// clientCredentials is the API key pair a client of this machine's volgw
-// uses: VOLGW_ACCESS_KEY_ID / VOLGW_SECRET_ACCESS_KEY, else the data dir's
-// credentials file (never generated here).
-func clientCredentials(dataDir string, getenv func(string) string) (apiCredentials, error) {
-	if c, ok, err := envCredentials(getenv); ok || err != nil {
-		return c, err
-	}
-	path := filepath.Join(dataDir, credentialsFile)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return apiCredentials{}, fmt.Errorf("no API credentials: set VOLGW_ACCESS_KEY_ID and VOLGW_SECRET_ACCESS_KEY, or give --data-dir of the gateway (%w)", err)
-	}
-	c, err := parseCredentials(data)
-	if err != nil {
-		return apiCredentials{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
 }
 
 // sizeString writes a byte count in binary units, as the flags take them.

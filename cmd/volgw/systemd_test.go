@@ -64,10 +64,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Skip("systemd-analyze not installed (Debian package systemd)")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "volgw")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildTestBinary(t)
 	path := filepath.Join(dir, "volgw.service")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(unit, "/usr/local/bin/volgw", bin)), 0o644); err != nil {
 		t.Fatal(err)
