@@ -131,7 +131,8 @@
 //     nothing (cachereset.go): the first I/O error of a cache disk (not
 //     a full file system) takes
 //     every volume down (ERROR naming the file, PASS THROUGH, I/O answers
-//     ErrCacheDisk, never other data); ResetCache forgets every slot and
+//     ErrCacheDisk, never other data; a flush still syncs the journal);
+//     ResetCache forgets every slot and
 //     cache disk, keeping the journal from each volume's first record
 //     after its published root, and the next cache disk added replays
 //     those records over the root exactly as Open does. Maintenance
@@ -195,7 +196,7 @@
 //
 //   - The cache is cold after a restart (see above), and after ResetCache.
 //   - While a cache disk has failed, or after ResetCache until a cache disk
-//     is added, every volume refuses I/O, flushes and cuts (AWS: "the
+//     is added, every volume refuses I/O and cuts (AWS: "the
 //     gateway prevents read and write operations"); a disk that failed
 //     stays in use until ResetCache (or a restart, which reopens it and
 //     starts the cache afresh: a disk whose reads still fail then fails

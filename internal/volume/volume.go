@@ -167,6 +167,22 @@ func (v *Volume) usable() error {
 	return v.fenced
 }
 
+// flushable reports why the volume's acknowledged writes cannot be made
+// durable; v.mu held. A failed cache disk is no reason: every write
+// acknowledged is in the journal, which a flush syncs, and the journal is
+// what ResetCache and a new cache disk rebuild the volume from — so the
+// initiator is told the truth (its writes are safe) rather than an error
+// that reads as loss.
+func (v *Volume) flushable() error {
+	switch {
+	case v.e.isClosed.Load():
+		return ErrClosed
+	case v.deleted:
+		return fmt.Errorf("%w: %s", control.ErrVolumeNotFound, v.id)
+	}
+	return v.fenced
+}
+
 // readable reports why the volume cannot be read; v.mu held. A fenced
 // volume stays readable: what this data dir holds can be copied off.
 func (v *Volume) readable() error {
@@ -763,7 +779,7 @@ func (v *Volume) replay(ctx context.Context, r *record) error {
 // Flushes and skipping it when an earlier one already covered that.
 func (v *Volume) Flush(ctx context.Context) error {
 	v.mu.Lock()
-	err := v.usable()
+	err := v.flushable()
 	v.mu.Unlock()
 	if err != nil {
 		return err
