@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing: Debian packages for the
-# real protocol peers (AWS CLI, boto3, libiscsi tools, qemu-img, tgtd) and
+# real protocol peers (AWS CLI, boto3, libiscsi tools, qemu-img, tgtd, chromium,
+# tmux) and
 # versitygw, a real S3 server, built with `go install`.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ need=()
 command -v /usr/bin/aws >/dev/null 2>&1 || need+=(awscli)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 /usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 || need+=(python3-boto3)
@@ -34,4 +36,12 @@ jssdk=$(dirname "$0")/../test/jssdk
 if [ ! -d "$jssdk/node_modules/@aws-sdk/client-storage-gateway" ]; then
 	echo "installing the AWS SDK for JavaScript (test/jssdk)"
 	(cd "$jssdk" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# playwright-core, pinned by test/browser/package-lock.json: it drives
+# Debian's chromium (it never downloads a browser of its own).
+browser=$(dirname "$0")/../test/browser
+if [ ! -d "$browser/node_modules/playwright-core" ]; then
+	echo "installing playwright-core (test/browser)"
+	(cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi

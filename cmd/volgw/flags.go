@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // serveOptions are the flags of `volgw serve`. The flag names and defaults
@@ -28,6 +29,9 @@ type serveOptions struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes (0: the
 	// default, defaultMemoryLimit).
 	MemoryLimit int64
+	// StatusSampleInterval is how often the status page samples each
+	// volume's recovery-point lag for its chart of the last hour.
+	StatusSampleInterval time.Duration
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit when
@@ -54,6 +58,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default; a bare :port means loopback)")
 	memLimit := sizeFlag(defaultMemoryLimit)
 	fs.Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory (GC target), e.g. 128MiB")
+	fs.DurationVar(&o.StatusSampleInterval, "status-sample-interval", 10*time.Second, "how often the status page (/status) samples each volume's recovery-point lag for its one-hour chart (1s to 1m)")
 	level := "info"
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +69,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 		return o, errUsage
 	}
 	o.CacheDiskSize, o.UploadBufferDiskSize, o.MemoryLimit = int64(cache), int64(buffer), int64(memLimit)
+	if o.StatusSampleInterval < time.Second || o.StatusSampleInterval > time.Minute {
+		fmt.Fprintf(stderr, "volgw serve: --status-sample-interval %s: want 1s to 1m\n", o.StatusSampleInterval)
+		return o, errUsage
+	}
 	if o.MemoryLimit < minMemoryLimit {
 		fmt.Fprintf(stderr, "volgw serve: --memory-limit %d: want at least %dMiB\n", o.MemoryLimit, minMemoryLimit>>20)
 		return o, errUsage

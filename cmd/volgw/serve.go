@@ -27,6 +27,7 @@ import (
 	"github.com/volgw/volgw/internal/ec2api"
 	"github.com/volgw/volgw/internal/scsi"
 	"github.com/volgw/volgw/internal/sgwapi"
+	"github.com/volgw/volgw/internal/statuspage"
 )
 
 // app is a running volgw serve: every component it opened, in the order it
@@ -214,9 +215,10 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		latency.WithLabelValues(r.Protocol, r.Operation).Observe(r.Duration.Seconds())
 	}
 	storage := sgwapi.New(svc)
-	handler, err := awsproto.NewServer(awsproto.ServerConfig{
+	creds := awsproto.StaticCredentials{a.creds.AccessKeyID: a.creds.SecretAccessKey}
+	api, err := awsproto.NewServer(awsproto.ServerConfig{
 		Region:       o.Region,
-		Credentials:  awsproto.StaticCredentials{a.creds.AccessKeyID: a.creds.SecretAccessKey},
+		Credentials:  creds,
 		Storage:      storage,
 		StorageModel: model,
 		EC2:          ec2api.New(svc),
@@ -228,6 +230,20 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if err != nil {
 		return nil, err
 	}
+	// The status page shares the API's endpoint, under its own paths.
+	history := statuspage.NewHistory(o.StatusSampleInterval, time.Hour)
+	histCtx, stopHist := context.WithCancel(context.Background())
+	histDone := make(chan struct{})
+	go func() { defer close(histDone); history.Run(histCtx, svc, log) }()
+	a.closers = append(a.closers, func() error { stopHist(); <-histDone; return nil })
+	page := statuspage.New(statuspage.Config{Source: svc, Credentials: creds, History: history, Logger: log})
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if statuspage.Owns(r.URL.Path) {
+			page.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 
 	if a.apiLn, err = net.Listen("tcp", o.Listen); err != nil {
 		return nil, fmt.Errorf("API listener: %w", err)
