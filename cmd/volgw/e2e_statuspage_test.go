@@ -107,7 +107,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		_, _, body := b.get("/status/status.json")
-		var v struct{ Gateways []struct{ Volumes []struct{ Lags []any } } }
+		var v struct {
+			Gateways []struct{ Volumes []struct{ Lags []any } }
+		}
 		json.Unmarshal([]byte(body), &v)
 		n := 0
 		for _, g := range v.Gateways {

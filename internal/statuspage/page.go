@@ -156,10 +156,10 @@ var funcs = template.FuncMap{
 		return shortDuration(v.Lag.Round(100 * time.Millisecond))
 	},
 	"chart": func(v Volume, now time.Time) chart { return lagChart(v.Lags, now, time.Hour) },
-	"tail": func(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] },
-	"cw":   func() int { return chartWidth },
-	"ch":   func() int { return chartHeight },
-	"cl":   func() int { return chartLeft },
+	"tail":  func(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] },
+	"cw":    func() int { return chartWidth },
+	"ch":    func() int { return chartHeight },
+	"cl":    func() int { return chartLeft },
 	"plotBottom": func() int {
 		return chartHeight - chartBottom
 	},
