@@ -40,6 +40,11 @@ const (
 	plainInterval = 5 * time.Second
 )
 
+// figuresWidth is room for the figures after the bar at their widest:
+// "100%  1023.9 GiB / 1023.9 GiB  1023.9 MiB/s  ETA 59m59s" (a bar of 22
+// columns on an 80-column terminal).
+const figuresWidth = 54
+
 // newProgress starts reporting to w the copy of total bytes named label.
 // Call add as bytes are done and end once when the copy ends.
 func newProgress(w io.Writer, label string, total int64) *progress {
@@ -106,14 +111,16 @@ func (p *progress) report(final bool) {
 		fmt.Fprintf(p.w, "%s: %s\n", p.label, figures)
 		return
 	}
-	// The bar takes what the label and figures leave of the line, keeping
-	// the last column free so that the terminal never wraps.
-	barWidth := p.width - len(p.label) - len(figures) - 6
-	line := p.label + "  " + figures
+	// On a terminal the line is the bar and the figures (the command just
+	// typed says what is copied). The bar takes what the figures' widest
+	// form leaves, so it keeps its length as they change, and the last
+	// column stays free so that the terminal never wraps.
+	barWidth := p.width - figuresWidth - 4
+	line := figures
 	if barWidth >= 10 {
 		filled := int(float64(barWidth) * pct / 100)
 		filled = min(max(filled, 0), barWidth)
-		line = p.label + " [" + strings.Repeat("#", filled) + strings.Repeat(".", barWidth-filled) + "] " + figures
+		line = "[" + strings.Repeat("#", filled) + strings.Repeat(".", barWidth-filled) + "] " + figures
 	}
 	end := ""
 	if final {
