@@ -344,14 +344,22 @@ func (c *cache) noteRead(hit bool) {
 // holding data, slots holding data not yet uploaded (dirty or frozen), and
 // the share of read lookups served from the cache since the engine started.
 // All are percentages, 0 when there is nothing to count.
-func (c *cache) stats() control.CacheStats {
+// slotCounts are the cache's slots by use: all of them, those holding a
+// block, and those holding data not yet uploaded (owned by a volume: dirty
+// or frozen).
+func (c *cache) slotCounts() (all, used, dirty int) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	all, free, clean, staging := len(c.slots), len(c.free), len(c.clean), c.staging
-	c.mu.Unlock()
+	return all, all - free, all - free - clean - staging
+}
+
+func (c *cache) stats() control.CacheStats {
+	all, used, dirty := c.slotCounts()
 	var st control.CacheStats
 	if all > 0 {
-		st.UsedPercent = percent(int64(all-free), int64(all))
-		st.DirtyPercent = percent(int64(all-free-clean-staging), int64(all))
+		st.UsedPercent = percent(int64(used), int64(all))
+		st.DirtyPercent = percent(int64(dirty), int64(all))
 	}
 	hits, misses := c.hits.Load(), c.misses.Load()
 	if hits+misses > 0 {

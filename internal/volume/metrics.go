@@ -28,6 +28,15 @@ var (
 		"How old each volume's recovery point is: every write made before it is in the object store.", []string{"volume"}, nil)
 	descDirtyBlocks = prometheus.NewDesc("volgw_volume_unpublished_blocks",
 		"512 KiB blocks of each volume written since its recovery point (dirty, or in the cut being uploaded).", []string{"volume"}, nil)
+	descCacheCapacity = prometheus.NewDesc("volgw_cache_capacity_bytes",
+		"Cache capacity: every 512 KiB slot of the cache disks.", nil, nil)
+	descCacheUsed = prometheus.NewDesc("volgw_cache_used_bytes",
+		"Cache slots holding a block (clean, dirty or being uploaded).", nil, nil)
+	descCacheDirty = prometheus.NewDesc("volgw_cache_dirty_bytes",
+		"Cache slots holding data not yet in the object store (dirty, or frozen for the cut being uploaded).", nil, nil)
+	descCacheLookups = prometheus.NewDesc("volgw_cache_read_lookups_total",
+		"Blocks looked up by reads, by result: hit (in the cache) or miss (fetched from the object store); the hit ratio is hit / (hit + miss). Counts start again at every start of volgw.",
+		[]string{"result"}, nil)
 	descFenced = prometheus.NewDesc("volgw_volume_fenced",
 		"1 for a volume fenced because another writer published it (its writes are refused), else 0.", []string{"volume"}, nil)
 )
@@ -42,6 +51,10 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRecoveryAge
 	ch <- descDirtyBlocks
 	ch <- descFenced
+	ch <- descCacheCapacity
+	ch <- descCacheUsed
+	ch <- descCacheDirty
+	ch <- descCacheLookups
 	c.e.cutSeconds.Describe(ch)
 	c.e.syncSeconds.Describe(ch)
 	describeMaintenance(ch)
@@ -71,7 +84,13 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 		used, capacity := e.jr.usage()
 		ch <- prometheus.MustNewConstMetric(descBufferUsed, prometheus.GaugeValue, float64(used))
 		ch <- prometheus.MustNewConstMetric(descBufferCapacity, prometheus.GaugeValue, float64(capacity))
+		all, inUse, dirty := e.cache.slotCounts()
+		ch <- prometheus.MustNewConstMetric(descCacheCapacity, prometheus.GaugeValue, float64(all)*BlockSize)
+		ch <- prometheus.MustNewConstMetric(descCacheUsed, prometheus.GaugeValue, float64(inUse)*BlockSize)
+		ch <- prometheus.MustNewConstMetric(descCacheDirty, prometheus.GaugeValue, float64(dirty)*BlockSize)
 	}
+	ch <- prometheus.MustNewConstMetric(descCacheLookups, prometheus.CounterValue, float64(e.cache.hits.Load()), "hit")
+	ch <- prometheus.MustNewConstMetric(descCacheLookups, prometheus.CounterValue, float64(e.cache.misses.Load()), "miss")
 	e.cutSeconds.Collect(ch)
 	e.syncSeconds.Collect(ch)
 	e.collectMaintenance(ch)

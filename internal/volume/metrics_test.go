@@ -29,8 +29,9 @@ func gather(t *testing.T, e *Engine) map[string][]*dto.Metric {
 	return out
 }
 
-// TestPerVolumeMetrics: the per-volume gauges follow a write and its cut,
-// and the cut and the journal's fdatasync are timed.
+// TestPerVolumeMetrics: the per-volume gauges and the cache's follow a
+// write and its cut, the cut and the journal's fdatasync are timed, and
+// reads count as cache hits, or misses once the cache is cold.
 func TestPerVolumeMetrics(t *testing.T) {
 	ctx := context.Background()
 	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{})
@@ -57,6 +58,11 @@ func TestPerVolumeMetrics(t *testing.T) {
 	if g := one("volgw_volume_unpublished_blocks"); g.GetGauge().GetValue() != 3 || g.GetLabel()[0].GetValue() != id {
 		t.Fatalf("unpublished blocks before the cut: %v", g)
 	}
+	gauge := func(name string) float64 { t.Helper(); return one(name).GetGauge().GetValue() }
+	if gauge("volgw_cache_capacity_bytes") <= 0 || gauge("volgw_cache_used_bytes") != 3*BlockSize || gauge("volgw_cache_dirty_bytes") != 3*BlockSize {
+		t.Fatalf("cache before the cut: capacity %v, used %v, dirty %v", gauge("volgw_cache_capacity_bytes"),
+			gauge("volgw_cache_used_bytes"), gauge("volgw_cache_dirty_bytes"))
+	}
 	if g := one("volgw_volume_fenced"); g.GetGauge().GetValue() != 0 {
 		t.Fatalf("fenced: %v", g)
 	}
@@ -76,5 +82,33 @@ func TestPerVolumeMetrics(t *testing.T) {
 	}
 	if n := one("volgw_cut_duration_seconds").GetHistogram().GetSampleCount(); n != cuts+1 {
 		t.Fatalf("cuts timed: %d, then %d", cuts, n)
+	}
+	if gauge("volgw_cache_used_bytes") != 3*BlockSize || gauge("volgw_cache_dirty_bytes") != 0 {
+		t.Fatalf("cache after the cut: used %v, dirty %v", gauge("volgw_cache_used_bytes"), gauge("volgw_cache_dirty_bytes"))
+	}
+
+	// Reads of the 3 cached blocks are hits; after a restart (a cold
+	// cache) the same reads are misses.
+	lookups := func() (hit, miss float64) {
+		t.Helper()
+		for _, l := range gather(t, te.Engine)["volgw_cache_read_lookups_total"] {
+			switch l.GetLabel()[0].GetValue() {
+			case "hit":
+				hit = l.GetCounter().GetValue()
+			case "miss":
+				miss = l.GetCounter().GetValue()
+			}
+		}
+		return hit, miss
+	}
+	hit0, miss0 := lookups()
+	mustRead(t, v, 0, 3*BlockSize)
+	if hit, miss := lookups(); hit != hit0+3 || miss != miss0 {
+		t.Fatalf("lookups after reading 3 cached blocks: hit %v→%v, miss %v→%v", hit0, hit, miss0, miss)
+	}
+	te.reopen()
+	mustRead(t, te.vol(id), 0, 3*BlockSize)
+	if hit, miss := lookups(); hit != 0 || miss != 3 {
+		t.Fatalf("lookups after a restart and 3 cold blocks: hit %v, miss %v", hit, miss)
 	}
 }
