@@ -37,6 +37,12 @@ import (
 //	G3c. a cut reuses an existing block or page only if its ModTime is no
 //	     older than the cut's start minus L, else writes it again (which
 //	     refreshes it), and abandons the cut if it has run longer than L.
+//	G3d. with a retention window W (retention.go): G2 also marks, for every
+//	     head that is not a tombstone, the roots of its history (parents
+//	     followed from its root) whose child was cut at or after M-W-L, W
+//	     being the one the head's root records; a snapshot of a retained
+//	     point is written within L of choosing a point whose child was cut
+//	     at or after its start minus W, or withdrawn.
 //
 // Why this is enough: an object named by a root published before the round
 // listed that root's head or record is marked through it (G3a/G3b keep a
@@ -109,6 +115,11 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			continue
 		}
 		live[h.rootKey(vol)] = true
+		if !h.Deleted {
+			if err := e.markHistory(ctx, h.rootKey(vol), m, live); err != nil {
+				return st, err
+			}
+		}
 	}
 	recs, err := e.listRecords(ctx)
 	if err != nil {
@@ -202,6 +213,30 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		st.DeletedTombstones++
 	}
 	return st, nil
+}
+
+// markHistory marks the retained history of the volume whose head names
+// top (rule G3d): its root's window W, parents kept while their child was
+// cut at or after m-W-L. A volume without a window costs nothing more.
+func (e *Engine) markHistory(ctx context.Context, top string, m time.Time, live map[string]bool) error {
+	r, err := e.loadRoot(ctx, top)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil // Check reports a head naming a missing root; GC has nothing to keep
+	}
+	if err != nil {
+		return err
+	}
+	if r.Retain <= 0 {
+		return nil
+	}
+	hist, err := e.history(ctx, r, m, r.Retain+e.lease())
+	if err != nil {
+		return fmt.Errorf("volume: gc: history of %s: %w", r.Volume, err)
+	}
+	for _, p := range hist {
+		live[p.r.key()] = true
+	}
+	return nil
 }
 
 // isMarked looks a blocks/ or pages/ key up by its hash; a key that is not
