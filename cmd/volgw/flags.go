@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // serveOptions are the flags of `volgw serve`. The flag names and defaults
@@ -28,6 +29,9 @@ type serveOptions struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes (0: the
 	// default, defaultMemoryLimit).
 	MemoryLimit int64
+	// RecoveryPointRetention keeps every recovery point of a volume for
+	// this long (volume.Config.RecoveryPointRetention); 0: only the latest.
+	RecoveryPointRetention time.Duration
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit when
@@ -54,6 +58,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default; a bare :port means loopback)")
 	memLimit := sizeFlag(defaultMemoryLimit)
 	fs.Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory (GC target), e.g. 128MiB")
+	fs.DurationVar(&o.RecoveryPointRetention, "recovery-point-retention", 0, "keep every recovery point of a volume this long, e.g. 24h, to snapshot any of them (volgw recovery-points); 0 keeps only the latest, as AWS does")
 	level := "info"
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -66,6 +71,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	o.CacheDiskSize, o.UploadBufferDiskSize, o.MemoryLimit = int64(cache), int64(buffer), int64(memLimit)
 	if o.MemoryLimit < minMemoryLimit {
 		fmt.Fprintf(stderr, "volgw serve: --memory-limit %d: want at least %dMiB\n", o.MemoryLimit, minMemoryLimit>>20)
+		return o, errUsage
+	}
+	if o.RecoveryPointRetention < 0 {
+		fmt.Fprintf(stderr, "volgw serve: --recovery-point-retention %v: must not be negative\n", o.RecoveryPointRetention)
 		return o, errUsage
 	}
 	if o.PprofListen != "" {

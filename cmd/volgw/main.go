@@ -39,6 +39,8 @@ const usage = `usage:
               [--memory-limit 192MiB] [--pprof-listen 127.0.0.1:6060]
   volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…]
   volgw status [--endpoint http://127.0.0.1:8080] [--data-dir ./volgw-data] [--region us-east-1]
+  volgw recovery-points list --volume ARN|vol-… [--endpoint …] [--data-dir …] [--region …]
+  volgw recovery-points snapshot --volume ARN|vol-… --at TIME|--seq N [--description TEXT] [--endpoint …] …
   volgw version
 `
 
@@ -68,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return rebuildCatalog(ctx, args[1:], stdout, stderr, getenv)
 	case "status":
 		return status(ctx, args[1:], stdout, stderr, getenv)
+	case "recovery-points":
+		return recoveryPoints(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "volgw %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
