@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -129,8 +130,8 @@ func TestRecoveryPointRetention(t *testing.T) {
 		return out
 	}
 	lines := strings.Split(cli("list"), "\n")
-	header := regexp.MustCompile(`^SEQ +RECOVERY POINT +AGE +SIZE +USED *$`)
-	row := regexp.MustCompile(`^(\d+) +(\S+) +\S+ +1\.0 GiB +\S+ \S+ *(current)?$`)
+	header := regexp.MustCompile(`^SEQ +RECOVERY POINT +AGE +SIZE +USED$`)
+	row := regexp.MustCompile(`^(\d+) +(\S+) +\S+ +1\.0 GiB +\S+ \S+( +current)?$`)
 	if !header.MatchString(lines[0]) || len(lines) != len(pts)+1 || !strings.HasSuffix(lines[len(lines)-1], "current") {
 		t.Fatalf("volgw recovery-points list:\n%s", strings.Join(lines, "\n"))
 	}
@@ -167,5 +168,36 @@ func TestRecoveryPointRetention(t *testing.T) {
 			t.Fatalf("restore %s: %v", id, err)
 		}
 		checkBytesOverISCSI(t, volumeLUNURL(t, ctx, c, aws.ToString(rv.VolumeARN)), gens[i])
+	}
+}
+
+// TestRecoveryPointsUsage: mistakes on the command line are usage errors
+// (exit status 2) before anything is asked of a server; --at takes RFC 3339
+// or a time relative to now.
+func TestRecoveryPointsUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"recovery-points"},
+		{"recovery-points", "delete", "--volume", "vol-1"},
+		{"recovery-points", "list"},
+		{"recovery-points", "snapshot", "--volume", "vol-1"},
+		{"recovery-points", "snapshot", "--volume", "vol-1", "--at", "-1h", "--seq", "3"},
+		{"recovery-points", "snapshot", "--volume", "vol-1", "--at", "yesterday"},
+	} {
+		var out strings.Builder
+		if err := run(context.Background(), args, &out, &out, func(string) string { return "" }); !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want a usage error\n%s", args, err, out.String())
+		}
+	}
+	now := time.Date(2026, 11, 24, 2, 30, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"now":                              now,
+		"-15m":                             now.Add(-15 * time.Minute),
+		"-1h30m":                           now.Add(-90 * time.Minute),
+		"2026-11-24T01:00:00Z":             time.Date(2026, 11, 24, 1, 0, 0, 0, time.UTC),
+		"2026-11-24T03:00:00.123456+02:00": time.Date(2026, 11, 24, 1, 0, 0, 123456000, time.UTC),
+	} {
+		if got, err := parseWhen(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
+		}
 	}
 }

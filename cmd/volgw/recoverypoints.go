@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -83,7 +84,8 @@ func recoveryPoints(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		now := time.Now()
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		var table bytes.Buffer
+		tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEQ\tRECOVERY POINT\tAGE\tSIZE\tUSED\t")
 		for _, p := range out.RetainedRecoveryPoints {
 			t, err := epochTime(string(p.RecoveryPointTime))
@@ -97,7 +99,15 @@ func recoveryPoints(ctx context.Context, args []string, stdout, stderr io.Writer
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", p.Sequence, t.Format(pointLayout), now.Sub(t).Truncate(time.Second),
 				sizeString(p.VolumeSizeInBytes), sizeString(p.VolumeUsageInBytes), cur)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, l := range strings.SplitAfter(table.String(), "\n") {
+			if _, err := io.WriteString(stdout, strings.TrimRight(l, " \n")+strings.Repeat("\n", strings.Count(l, "\n"))); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	in := map[string]any{"VolumeARN": arn}
 	if *seq >= 0 {
