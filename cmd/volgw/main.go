@@ -36,7 +36,7 @@ const usage = `usage:
   volgw serve [--listen 127.0.0.1:8080] [--iscsi-listen 127.0.0.1:3260] [--data-dir ./volgw-data]
               [--region us-east-1] [--account-id 123456789012] [--store URL]
               [--cache-disk-size 10GiB] [--upload-buffer-disk-size 5GiB] [--log-level info]
-              [--memory-limit 192MiB] [--pprof-listen 127.0.0.1:6060]
+              [--memory-limit 192MiB] [--pprof-listen 127.0.0.1:6060] [--recovery-point-retention 0]
   volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…]
   volgw status [--endpoint http://127.0.0.1:8080] [--data-dir ./volgw-data] [--region us-east-1]
   volgw recovery-points list --volume ARN|vol-… [--endpoint …] [--data-dir …] [--region …]
