@@ -103,8 +103,10 @@ func (e *Engine) retentionWindow(base *root) time.Duration {
 	return max(0, min(e.cfg.RecoveryPointRetention, base.Retain))
 }
 
-// retainedHistory is the volume's retained points under its cut lock,
-// newest first, with the time the walk started.
+// retainedHistory is the volume's retained points, newest first, with the
+// time the walk started. It takes no cut lock: a walk reads one root per
+// point (thousands for a day of busy cuts) and cuts go on meanwhile; a
+// root swept under it ends the walk.
 func (e *Engine) retainedHistory(ctx context.Context, v *Volume) ([]historyPoint, time.Time, error) {
 	v.mu.Lock()
 	err := v.usable()
@@ -127,8 +129,35 @@ func (e *Engine) retainedHistory(ctx context.Context, v *Volume) ([]historyPoint
 	}
 	// Drop points that were never the state for an instant (an attach's
 	// copy of its source's root).
-	hist = slices.DeleteFunc(hist, func(p historyPoint) bool { return !p.until.IsZero() && !p.until.After(p.r.CutTime) })
-	return hist, start, nil
+	return instants(hist), start, nil
+}
+
+// instants drops the points that were never the volume's state for an
+// instant (an attach's copy of its source's root).
+func instants(hist []historyPoint) []historyPoint {
+	return slices.DeleteFunc(hist, func(p historyPoint) bool { return !p.until.IsZero() && !p.until.After(p.r.CutTime) })
+}
+
+// newerThan is the history from top back to, not including, the root
+// named old, which top descends from: the points published since old was
+// the head (a short walk; old itself is not read, it may be gone).
+func (e *Engine) newerThan(ctx context.Context, top *root, old string) ([]historyPoint, error) {
+	var out []historyPoint
+	var until time.Time
+	for cur := top; ; {
+		out = append(out, historyPoint{r: cur, until: until})
+		if cur.Parent == old {
+			return out, nil
+		}
+		if cur.Parent == "" {
+			return nil, fmt.Errorf("%w: root %s does not descend from %s", ErrCorrupt, top.key(), old)
+		}
+		p, err := e.loadRoot(ctx, cur.Parent)
+		if err != nil {
+			return nil, err
+		}
+		until, cur = cur.CutTime, p
+	}
 }
 
 // RetainedRecoveryPoints implements control.RetainedPointEngine: the
@@ -139,8 +168,6 @@ func (e *Engine) RetainedRecoveryPoints(ctx context.Context, volumeID string) ([
 	if err != nil {
 		return nil, err
 	}
-	v.cutMu.Lock()
-	defer v.cutMu.Unlock()
 	hist, _, err := e.retainedHistory(ctx, v)
 	if err != nil {
 		return nil, err
@@ -155,9 +182,11 @@ func (e *Engine) RetainedRecoveryPoints(ctx context.Context, volumeID string) ([
 
 // SnapshotRetainedRecoveryPoint implements control.RetainedPointEngine: a
 // completed snapshot record pinning the chosen retained point (the one of
-// sequence req.Seq, or the latest cut at or before req.At). It holds the
-// volume's cut lock, so the current point stays the head while its record
-// is written (G3a); an older point is kept by rule G3d (above).
+// sequence req.Seq, or the latest cut at or before req.At). The history is
+// walked without the cut lock; then, under it, the points published since
+// are added (a short walk) and the choice is made, so the current point
+// stays the head while its record is written (G3a); an older point is kept
+// by rule G3d (above).
 func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.RetainedSnapshotRequest) (control.Snapshot, error) {
 	if req.SnapshotID == "" || blob.ValidateKey(snapshotKey(req.SnapshotID)) != nil || strings.Contains(req.SnapshotID, "/") {
 		return control.Snapshot{}, fmt.Errorf("volume: bad snapshot ID %q", req.SnapshotID)
@@ -166,12 +195,32 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 	if err != nil {
 		return control.Snapshot{}, err
 	}
-	v.cutMu.Lock()
-	defer v.cutMu.Unlock()
-	hist, start, err := e.retainedHistory(ctx, v)
+	hist, _, err := e.retainedHistory(ctx, v)
 	if err != nil {
 		return control.Snapshot{}, err
 	}
+	v.cutMu.Lock()
+	defer v.cutMu.Unlock()
+	v.mu.Lock()
+	err = v.usable()
+	base := v.base
+	v.mu.Unlock()
+	if err != nil {
+		return control.Snapshot{}, err
+	}
+	if base.key() != hist[0].r.key() {
+		newer, err := e.newerThan(ctx, base, hist[0].r.key())
+		if err != nil {
+			return control.Snapshot{}, err
+		}
+		hist[0].until = newer[len(newer)-1].r.CutTime
+		hist = instants(append(newer, hist...))
+	}
+	// Retained now (G3d counts from here): a point that left the window
+	// during the walk is not offered.
+	start := e.now()
+	from := start.Add(-e.retentionWindow(base))
+	hist = slices.DeleteFunc(hist, func(p historyPoint) bool { return !p.until.IsZero() && p.until.Before(from) })
 	var pick *root
 	for _, p := range hist { // newest first
 		if req.BySeq && p.r.Seq == req.Seq || !req.BySeq && !p.r.CutTime.After(req.At) {
