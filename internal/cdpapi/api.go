@@ -162,22 +162,11 @@ func (a *API) create(ctx context.Context, in createInput) (any, error) {
 		}
 		req.At = t
 	}
-	snap, err := a.svc.CreateSnapshotFromRetainedRecoveryPoint(ctx, req)
+	snap, pt, err := a.svc.CreateSnapshotFromRetainedRecoveryPoint(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	seq := req.Seq
-	if !req.BySeq {
-		// The record does not carry the sequence; the listing does.
-		if pts, err := a.svc.ListRetainedRecoveryPoints(ctx, in.VolumeARN); err == nil {
-			for _, p := range pts {
-				if p.Time.Equal(snap.RecoveryPointTime) {
-					seq = p.Seq
-				}
-			}
-		}
-	}
-	return createOutput{SnapshotId: snap.ID, VolumeARN: snap.VolumeARN, VolumeRecoveryPointTime: control.FormatRecoveryPointTime(snap.RecoveryPointTime), Sequence: seq}, nil
+	return createOutput{SnapshotId: snap.ID, VolumeARN: snap.VolumeARN, VolumeRecoveryPointTime: control.FormatRecoveryPointTime(snap.RecoveryPointTime), Sequence: pt.Seq}, nil
 }
 
 // epoch is a modelled timestamp: epoch seconds, here with microseconds,

@@ -50,8 +50,9 @@ type RetainedPointEngine interface {
 	// first; ErrVolumeNotFound or ErrVolumeNotReady as for RecoveryPoint.
 	RetainedRecoveryPoints(ctx context.Context, volumeID string) ([]RetainedRecoveryPoint, error)
 	// SnapshotRetainedRecoveryPoint writes a completed snapshot record
-	// pinning the chosen point; ErrNoRetainedRecoveryPoint if none fits.
-	SnapshotRetainedRecoveryPoint(ctx context.Context, req RetainedSnapshotRequest) (Snapshot, error)
+	// pinning the chosen point, and says which it was;
+	// ErrNoRetainedRecoveryPoint if none fits.
+	SnapshotRetainedRecoveryPoint(ctx context.Context, req RetainedSnapshotRequest) (Snapshot, RetainedRecoveryPoint, error)
 }
 
 // ErrNoRetainedRecoveryPoint: no retained point of the volume at or before
@@ -87,30 +88,31 @@ type RetainedSnapshotInput struct {
 
 // CreateSnapshotFromRetainedRecoveryPoint snapshots one retained recovery
 // point of a volume: the snapshot is completed at once and its
-// RecoveryPointTime is the point's time.
-func (s *Service) CreateSnapshotFromRetainedRecoveryPoint(ctx context.Context, in RetainedSnapshotInput) (Snapshot, error) {
+// RecoveryPointTime is the point's time. It returns the snapshot and the
+// point.
+func (s *Service) CreateSnapshotFromRetainedRecoveryPoint(ctx context.Context, in RetainedSnapshotInput) (Snapshot, RetainedRecoveryPoint, error) {
 	v, eng, err := s.retainedVolume(in.VolumeARN)
 	if err != nil {
-		return Snapshot{}, err
+		return Snapshot{}, RetainedRecoveryPoint{}, err
 	}
 	if err := checkTags(in.Tags); err != nil {
-		return Snapshot{}, err
+		return Snapshot{}, RetainedRecoveryPoint{}, err
 	}
 	id, err := s.ids.snapshotID()
 	if err != nil {
-		return Snapshot{}, err
+		return Snapshot{}, RetainedRecoveryPoint{}, err
 	}
-	snap, err := eng.SnapshotRetainedRecoveryPoint(ctx, RetainedSnapshotRequest{
+	snap, pt, err := eng.SnapshotRetainedRecoveryPoint(ctx, RetainedSnapshotRequest{
 		SnapshotID: id, VolumeID: v.ID, VolumeARN: v.ARN, Description: in.SnapshotDescription, Tags: in.Tags,
 		At: in.At, Seq: in.Seq, BySeq: in.BySeq,
 	})
 	if mapped := s.notReady(ctx, v.ID, err); mapped != err {
-		return Snapshot{}, mapped
+		return Snapshot{}, RetainedRecoveryPoint{}, mapped
 	}
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("control: snapshot of a retained point of %s: %w", v.ID, err)
+		return Snapshot{}, RetainedRecoveryPoint{}, fmt.Errorf("control: snapshot of a retained point of %s: %w", v.ID, err)
 	}
-	return snap, nil
+	return snap, pt, nil
 }
 
 // retainedVolume resolves a volume ARN of a running gateway and the engine's

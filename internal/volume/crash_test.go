@@ -655,14 +655,14 @@ func checkRetained(ctx context.Context, e *Engine, m *crashModel, rng *rand.Rand
 	for j, i := range sample {
 		p := pts[i]
 		id := fmt.Sprintf("snap-rp%05d%d", cycle, j)
-		s, err := e.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: crashVolume, Seq: p.Seq, BySeq: true})
+		s, pt, err := e.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: crashVolume, Seq: p.Seq, BySeq: true})
 		if i != len(pts)-1 && errors.Is(err, control.ErrNoRetainedRecoveryPoint) {
 			continue // it left the window since the listing
 		}
 		if err != nil {
 			return j, len(pts), fmt.Errorf("snapshot of %+v: %w", p, err)
 		}
-		if !s.RecoveryPointTime.Equal(p.Time) {
+		if !s.RecoveryPointTime.Equal(p.Time) || pt != p {
 			return j, len(pts), fmt.Errorf("snapshot of %+v holds the point of %v", p, s.RecoveryPointTime)
 		}
 		ids[j] = id

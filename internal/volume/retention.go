@@ -187,17 +187,17 @@ func (e *Engine) RetainedRecoveryPoints(ctx context.Context, volumeID string) ([
 // are added (a short walk) and the choice is made, so the current point
 // stays the head while its record is written (G3a); an older point is kept
 // by rule G3d (above).
-func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.RetainedSnapshotRequest) (control.Snapshot, error) {
+func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.RetainedSnapshotRequest) (control.Snapshot, control.RetainedRecoveryPoint, error) {
 	if req.SnapshotID == "" || blob.ValidateKey(snapshotKey(req.SnapshotID)) != nil || strings.Contains(req.SnapshotID, "/") {
-		return control.Snapshot{}, fmt.Errorf("volume: bad snapshot ID %q", req.SnapshotID)
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, fmt.Errorf("volume: bad snapshot ID %q", req.SnapshotID)
 	}
 	v, err := e.Volume(req.VolumeID)
 	if err != nil {
-		return control.Snapshot{}, err
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, err
 	}
 	hist, _, err := e.retainedHistory(ctx, v)
 	if err != nil {
-		return control.Snapshot{}, err
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, err
 	}
 	v.cutMu.Lock()
 	defer v.cutMu.Unlock()
@@ -206,12 +206,12 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 	base := v.base
 	v.mu.Unlock()
 	if err != nil {
-		return control.Snapshot{}, err
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, err
 	}
 	if base.key() != hist[0].r.key() {
 		newer, err := e.newerThan(ctx, base, hist[0].r.key())
 		if err != nil {
-			return control.Snapshot{}, err
+			return control.Snapshot{}, control.RetainedRecoveryPoint{}, err
 		}
 		hist[0].until = newer[len(newer)-1].r.CutTime
 		hist = instants(append(newer, hist...))
@@ -229,7 +229,7 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 		}
 	}
 	if pick == nil {
-		return control.Snapshot{}, fmt.Errorf("volume: %s: %w", v.id, control.ErrNoRetainedRecoveryPoint)
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, fmt.Errorf("volume: %s: %w", v.id, control.ErrNoRetainedRecoveryPoint)
 	}
 	rec := &snapRecord{ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, SizeBytes: pick.Size,
 		StartTime: e.now().UTC(), PointTime: pick.CutTime.UTC(), Description: req.Description, Tags: slices.Clone(req.Tags),
@@ -237,10 +237,10 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 	b, _ := json.Marshal(rec)
 	_, err = e.store.Put(ctx, snapshotKey(rec.ID), b, blob.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, blob.ErrPreconditionFailed) {
-		return control.Snapshot{}, fmt.Errorf("%w: snapshot %s", ErrSnapshotExists, rec.ID)
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, fmt.Errorf("%w: snapshot %s", ErrSnapshotExists, rec.ID)
 	}
 	if err != nil {
-		return control.Snapshot{}, fmt.Errorf("volume: snapshot %s: %w", rec.ID, err)
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, fmt.Errorf("volume: snapshot %s: %w", rec.ID, err)
 	}
 	if d := e.now().Sub(start); d > e.lease() {
 		// G3d: the point may have been swept meanwhile; the record must
@@ -248,7 +248,8 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 		if derr := e.store.Delete(ctx, snapshotKey(rec.ID)); derr != nil {
 			e.log.Error("volume: could not withdraw a snapshot written past its lease", "snapshot", rec.ID, "err", derr)
 		}
-		return control.Snapshot{}, fmt.Errorf("%w: snapshot %s of %s took %v", ErrLeaseExpired, rec.ID, v.id, d)
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, fmt.Errorf("%w: snapshot %s of %s took %v", ErrLeaseExpired, rec.ID, v.id, d)
 	}
-	return rec.public(), nil
+	return rec.public(), control.RetainedRecoveryPoint{Time: pick.CutTime.UTC(), Seq: pick.Seq, SizeBytes: pick.Size, UsageBytes: pick.usage(),
+		Current: pick.key() == base.key()}, nil
 }

@@ -97,10 +97,10 @@ func TestRetentionGC(t *testing.T) {
 					// By sequence and by time: the same point, restored.
 					for _, bySeq := range []bool{true, false} {
 						id := fmt.Sprintf("snap-%s%d%v", strings.ReplaceAll(when, " ", ""), i, bySeq)
-						s, err := b.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: vol,
+						s, pt, err := b.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: vol,
 							Seq: p.Seq, BySeq: bySeq, At: p.Time})
-						if err != nil || s.Status != control.SnapshotCompleted || !s.RecoveryPointTime.Equal(p.Time) {
-							t.Fatalf("%s: snapshot of %+v: %+v, %v", when, p, s, err)
+						if err != nil || s.Status != control.SnapshotCompleted || !s.RecoveryPointTime.Equal(p.Time) || pt != p {
+							t.Fatalf("%s: snapshot of %+v: %+v of %+v, %v", when, p, s, pt, err)
 						}
 						rv := "vol-" + strings.TrimPrefix(id, "snap-")
 						if err := b.CreateVolume(ctx, control.VolumeSpec{VolumeID: rv, SizeBytes: gib, Source: control.VolumeSource{SnapshotID: id}}); err != nil {
@@ -117,7 +117,7 @@ func TestRetentionGC(t *testing.T) {
 						}
 					}
 				}
-				_, err = b.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: "snap-none", VolumeID: vol, At: pts[0].Time.Add(-time.Second)})
+				_, _, err = b.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: "snap-none", VolumeID: vol, At: pts[0].Time.Add(-time.Second)})
 				if !errors.Is(err, control.ErrNoRetainedRecoveryPoint) {
 					t.Fatalf("%s: a time before every point: %v", when, err)
 				}
@@ -221,7 +221,7 @@ func TestRetentionSnapshotWhileCutting(t *testing.T) {
 	for i := range 20 {
 		before := published.Load()
 		id := fmt.Sprintf("snap-%017d", i)
-		s, err := te.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: vol, At: time.Now()})
+		s, _, err := te.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: vol, At: time.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}
