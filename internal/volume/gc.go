@@ -90,6 +90,28 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	horizon := m.Add(-e.cfg.GCGrace)
 	live := map[string]bool{} // root keys
 	var oldTombstones []string
+	// Marks are keyed by hash (pages and blocks share the set: a page and a
+	// block with equal bytes are the same content), 32 bytes a entry.
+	marked := map[hash]struct{}{}
+	markRoot := func(r *root) error {
+		for _, pr := range r.Pages {
+			if _, ok := marked[pr.Hash]; ok {
+				continue
+			}
+			marked[pr.Hash] = struct{}{}
+			p, err := e.loadPage(ctx, pr.Hash)
+			if err != nil {
+				return err
+			}
+			for _, h := range p.blocks {
+				marked[h] = struct{}{}
+			}
+		}
+		return nil
+	}
+	// History roots are marked as they are walked (G3d): a day of a large
+	// volume's roots is not kept in memory, nor read twice.
+	walked := map[string]bool{}
 
 	// G1: heads first.
 	var heads []string
@@ -116,7 +138,10 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		}
 		live[h.rootKey(vol)] = true
 		if !h.Deleted {
-			if err := e.markHistory(ctx, h.rootKey(vol), m, live); err != nil {
+			if err := e.markHistory(ctx, h.rootKey(vol), m, func(r *root) error {
+				live[r.key()], walked[r.key()] = true, true
+				return markRoot(r)
+			}); err != nil {
 				return st, err
 			}
 		}
@@ -148,10 +173,10 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	}
 
 	// Mark.
-	// Marks are keyed by hash (pages and blocks share the set: a page and a
-	// block with equal bytes are the same content), 32 bytes a entry.
-	marked := map[hash]struct{}{}
 	for k := range live {
+		if walked[k] {
+			continue
+		}
 		r, err := e.loadRoot(ctx, k)
 		if errors.Is(err, blob.ErrNotFound) {
 			continue // a tombstone's root already swept, or a root not yet written
@@ -159,18 +184,8 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		if err != nil {
 			return st, err
 		}
-		for _, pr := range r.Pages {
-			if _, ok := marked[pr.Hash]; ok {
-				continue
-			}
-			marked[pr.Hash] = struct{}{}
-			p, err := e.loadPage(ctx, pr.Hash)
-			if err != nil {
-				return st, err
-			}
-			for _, h := range p.blocks {
-				marked[h] = struct{}{}
-			}
+		if err := markRoot(r); err != nil {
+			return st, err
 		}
 	}
 	st.Marked = len(marked) + len(live)
@@ -215,10 +230,11 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	return st, nil
 }
 
-// markHistory marks the retained history of the volume whose head names
+// markHistory visits the retained history of the volume whose head names
 // top (rule G3d): its root's window W, parents kept while their child was
-// cut at or after m-W-L. A volume without a window costs nothing more.
-func (e *Engine) markHistory(ctx context.Context, top string, m time.Time, live map[string]bool) error {
+// cut at or after m-W-L. A volume without a window costs one GET of its
+// root, which is then marked here too.
+func (e *Engine) markHistory(ctx context.Context, top string, m time.Time, visit func(*root) error) error {
 	r, err := e.loadRoot(ctx, top)
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil // Check reports a head naming a missing root; GC has nothing to keep
@@ -227,14 +243,10 @@ func (e *Engine) markHistory(ctx context.Context, top string, m time.Time, live 
 		return err
 	}
 	if r.Retain <= 0 {
-		return nil
+		return visit(r)
 	}
-	hist, err := e.history(ctx, r, m, r.Retain+e.lease())
-	if err != nil {
+	if _, err := e.history(ctx, r, m, r.Retain+e.lease(), visit); err != nil {
 		return fmt.Errorf("volume: gc: history of %s: %w", r.Volume, err)
-	}
-	for _, p := range hist {
-		live[p.r.key()] = true
 	}
 	return nil
 }

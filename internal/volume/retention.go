@@ -66,18 +66,32 @@ import (
 // for G (G2), and nothing walks the history of a tombstone. Snapshots
 // already taken of its points are records like any other and stay.
 
-// historyPoint is one root of a volume's history and until when it was the
-// volume's state (zero for the head's root: it still is).
+// historyPoint is one root of a volume's history, summed up (a day of a
+// large volume's roots would not fit in memory whole), and until when it
+// was the volume's state (zero for the head's root: it still is).
 type historyPoint struct {
-	r     *root
-	until time.Time
+	key         string
+	seq         uint64
+	cut         time.Time
+	size, usage int64
+	until       time.Time
+}
+
+func pointOf(r *root, until time.Time) historyPoint {
+	return historyPoint{key: r.key(), seq: r.Seq, cut: r.CutTime, size: r.Size, usage: r.usage(), until: until}
 }
 
 // history walks the parents of top while the point is retained at time now
-// under window w (its child cut at or after now-w), newest first. A parent
-// that is gone (swept) or not recorded ends the walk.
-func (e *Engine) history(ctx context.Context, top *root, now time.Time, w time.Duration) ([]historyPoint, error) {
-	out := []historyPoint{{r: top}}
+// under window w (its child cut at or after now-w), newest first, calling
+// visit (if not nil) with each root, top included, while it is loaded. A
+// parent that is gone (swept) or not recorded ends the walk.
+func (e *Engine) history(ctx context.Context, top *root, now time.Time, w time.Duration, visit func(*root) error) ([]historyPoint, error) {
+	out := []historyPoint{pointOf(top, time.Time{})}
+	if visit != nil {
+		if err := visit(top); err != nil {
+			return nil, err
+		}
+	}
 	cur := top
 	for cur.Parent != "" && !cur.CutTime.Before(now.Add(-w)) {
 		p, err := e.loadRoot(ctx, cur.Parent)
@@ -90,7 +104,12 @@ func (e *Engine) history(ctx context.Context, top *root, now time.Time, w time.D
 		if p.Volume != top.Volume || p.Seq >= cur.Seq || p.CutTime.After(cur.CutTime) {
 			return nil, fmt.Errorf("%w: root %s names parent %s of volume %s seq %d cut %v", ErrCorrupt, cur.key(), cur.Parent, p.Volume, p.Seq, p.CutTime)
 		}
-		out = append(out, historyPoint{r: p, until: cur.CutTime})
+		out = append(out, pointOf(p, cur.CutTime))
+		if visit != nil {
+			if err := visit(p); err != nil {
+				return nil, err
+			}
+		}
 		cur = p
 	}
 	return out, nil
@@ -123,7 +142,7 @@ func (e *Engine) retainedHistory(ctx context.Context, v *Volume) ([]historyPoint
 		return nil, time.Time{}, fmt.Errorf("%w: %s has no published recovery point", control.ErrVolumeNotReady, v.id)
 	}
 	start := e.now()
-	hist, err := e.history(ctx, base, start, e.retentionWindow(base))
+	hist, err := e.history(ctx, base, start, e.retentionWindow(base), nil)
 	if err != nil {
 		return nil, start, err
 	}
@@ -135,7 +154,7 @@ func (e *Engine) retainedHistory(ctx context.Context, v *Volume) ([]historyPoint
 // instants drops the points that were never the volume's state for an
 // instant (an attach's copy of its source's root).
 func instants(hist []historyPoint) []historyPoint {
-	return slices.DeleteFunc(hist, func(p historyPoint) bool { return !p.until.IsZero() && !p.until.After(p.r.CutTime) })
+	return slices.DeleteFunc(hist, func(p historyPoint) bool { return !p.until.IsZero() && !p.until.After(p.cut) })
 }
 
 // newerThan is the history from top back to, not including, the root
@@ -145,7 +164,7 @@ func (e *Engine) newerThan(ctx context.Context, top *root, old string) ([]histor
 	var out []historyPoint
 	var until time.Time
 	for cur := top; ; {
-		out = append(out, historyPoint{r: cur, until: until})
+		out = append(out, pointOf(cur, until))
 		if cur.Parent == old {
 			return out, nil
 		}
@@ -174,8 +193,8 @@ func (e *Engine) RetainedRecoveryPoints(ctx context.Context, volumeID string) ([
 	}
 	out := make([]control.RetainedRecoveryPoint, 0, len(hist))
 	for i := len(hist) - 1; i >= 0; i-- {
-		r := hist[i].r
-		out = append(out, control.RetainedRecoveryPoint{Time: r.CutTime.UTC(), Seq: r.Seq, SizeBytes: r.Size, UsageBytes: r.usage(), Current: i == 0})
+		p := hist[i]
+		out = append(out, control.RetainedRecoveryPoint{Time: p.cut.UTC(), Seq: p.seq, SizeBytes: p.size, UsageBytes: p.usage, Current: i == 0})
 	}
 	return out, nil
 }
@@ -208,12 +227,12 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 	if err != nil {
 		return control.Snapshot{}, control.RetainedRecoveryPoint{}, err
 	}
-	if base.key() != hist[0].r.key() {
-		newer, err := e.newerThan(ctx, base, hist[0].r.key())
+	if base.key() != hist[0].key {
+		newer, err := e.newerThan(ctx, base, hist[0].key)
 		if err != nil {
 			return control.Snapshot{}, control.RetainedRecoveryPoint{}, err
 		}
-		hist[0].until = newer[len(newer)-1].r.CutTime
+		hist[0].until = newer[len(newer)-1].cut
 		hist = instants(append(newer, hist...))
 	}
 	// Retained now (G3d counts from here): a point that left the window
@@ -221,19 +240,19 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 	start := e.now()
 	from := start.Add(-e.retentionWindow(base))
 	hist = slices.DeleteFunc(hist, func(p historyPoint) bool { return !p.until.IsZero() && p.until.Before(from) })
-	var pick *root
-	for _, p := range hist { // newest first
-		if req.BySeq && p.r.Seq == req.Seq || !req.BySeq && !p.r.CutTime.After(req.At) {
-			pick = p.r
+	var pick *historyPoint
+	for i, p := range hist { // newest first
+		if req.BySeq && p.seq == req.Seq || !req.BySeq && !p.cut.After(req.At) {
+			pick = &hist[i]
 			break
 		}
 	}
 	if pick == nil {
 		return control.Snapshot{}, control.RetainedRecoveryPoint{}, fmt.Errorf("volume: %s: %w", v.id, control.ErrNoRetainedRecoveryPoint)
 	}
-	rec := &snapRecord{ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, SizeBytes: pick.Size,
-		StartTime: e.now().UTC(), PointTime: pick.CutTime.UTC(), Description: req.Description, Tags: slices.Clone(req.Tags),
-		Status: string(control.SnapshotCompleted), Root: pick.key(), UsageBytes: pick.usage(), Owner: e.state.Owner}
+	rec := &snapRecord{ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, SizeBytes: pick.size,
+		StartTime: e.now().UTC(), PointTime: pick.cut.UTC(), Description: req.Description, Tags: slices.Clone(req.Tags),
+		Status: string(control.SnapshotCompleted), Root: pick.key, UsageBytes: pick.usage, Owner: e.state.Owner}
 	b, _ := json.Marshal(rec)
 	_, err = e.store.Put(ctx, snapshotKey(rec.ID), b, blob.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, blob.ErrPreconditionFailed) {
@@ -250,6 +269,6 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 		}
 		return control.Snapshot{}, control.RetainedRecoveryPoint{}, fmt.Errorf("%w: snapshot %s of %s took %v", ErrLeaseExpired, rec.ID, v.id, d)
 	}
-	return rec.public(), control.RetainedRecoveryPoint{Time: pick.CutTime.UTC(), Seq: pick.Seq, SizeBytes: pick.Size, UsageBytes: pick.usage(),
-		Current: pick.key() == base.key()}, nil
+	return rec.public(), control.RetainedRecoveryPoint{Time: pick.cut.UTC(), Seq: pick.seq, SizeBytes: pick.size, UsageBytes: pick.usage,
+		Current: pick.key == base.key()}, nil
 }
