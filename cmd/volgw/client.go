@@ -72,6 +72,12 @@ type apiClient struct {
 // call invokes op with in and decodes the answer into out; an API error
 // comes back with AWS's type and message.
 func (c *apiClient) call(ctx context.Context, op string, in, out any) error {
+	return c.callTarget(ctx, "StorageGateway_20130630", op, in, out)
+}
+
+// callTarget is call for the service of X-Amz-Target prefix target (the
+// Storage Gateway API, or volgw's own beside it: cdpapi).
+func (c *apiClient) callTarget(ctx context.Context, target, op string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
@@ -81,7 +87,7 @@ func (c *apiClient) call(ctx context.Context, op string, in, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "StorageGateway_20130630."+op)
+	req.Header.Set("X-Amz-Target", target+"."+op)
 	sum := sha256.Sum256(body)
 	if err := v4.NewSigner().SignHTTP(ctx, c.creds, req, hex.EncodeToString(sum[:]), "storagegateway", c.region, time.Now()); err != nil {
 		return err

@@ -32,8 +32,8 @@ func enginePartsOf(engine **volume.Engine, mu *sync.Mutex) parts {
 // once the server has opened it.
 func enginePartsWith(engine **volume.Engine, mu *sync.Mutex, adjust func(*volume.Config)) parts {
 	p := productionParts
-	p.openEngine = func(ctx context.Context, dataDir string, store blob.Store, log *slog.Logger) (openedEngine, error) {
-		cfg := engineConfig(dataDir, store, log)
+	p.openEngine = func(ctx context.Context, eo engineOptions, store blob.Store, log *slog.Logger) (openedEngine, error) {
+		cfg := engineConfig(eo, store, log)
 		if adjust != nil {
 			adjust(&cfg)
 		}

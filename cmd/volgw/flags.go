@@ -32,6 +32,9 @@ type serveOptions struct {
 	// StatusSampleInterval is how often the status page samples each
 	// volume's recovery-point lag for its chart of the last hour.
 	StatusSampleInterval time.Duration
+	// RecoveryPointRetention keeps every recovery point of a volume for
+	// this long (volume.Config.RecoveryPointRetention); 0: only the latest.
+	RecoveryPointRetention time.Duration
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit when
@@ -59,6 +62,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	memLimit := sizeFlag(defaultMemoryLimit)
 	fs.Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory (GC target), e.g. 128MiB")
 	fs.DurationVar(&o.StatusSampleInterval, "status-sample-interval", 10*time.Second, "how often the status page (/status) samples each volume's recovery-point lag for its one-hour chart (1s to 1m)")
+	fs.DurationVar(&o.RecoveryPointRetention, "recovery-point-retention", 0, "keep every recovery point of a volume this long, e.g. 24h, to snapshot any of them (volgw recovery-points); 0 keeps only the latest, as AWS does")
 	level := "info"
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -75,6 +79,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	}
 	if o.MemoryLimit < minMemoryLimit {
 		fmt.Fprintf(stderr, "volgw serve: --memory-limit %d: want at least %dMiB\n", o.MemoryLimit, minMemoryLimit>>20)
+		return o, errUsage
+	}
+	if o.RecoveryPointRetention < 0 {
+		fmt.Fprintf(stderr, "volgw serve: --recovery-point-retention %v: must not be negative\n", o.RecoveryPointRetention)
 		return o, errUsage
 	}
 	if o.PprofListen != "" {

@@ -19,9 +19,15 @@ var productionParts = parts{openEngine: openVolumeEngine, newExporter: newISCSIE
 // engineGCInterval is how often the engine's garbage collector runs.
 const engineGCInterval = 15 * time.Minute
 
+// engineOptions are the serve flags the block engine takes.
+type engineOptions struct {
+	DataDir                string
+	RecoveryPointRetention time.Duration // --recovery-point-retention
+}
+
 // openVolumeEngine opens the block engine in <data-dir>/engine over store.
-func openVolumeEngine(ctx context.Context, dataDir string, store blob.Store, log *slog.Logger) (openedEngine, error) {
-	e, err := volume.Open(ctx, engineConfig(dataDir, store, log))
+func openVolumeEngine(ctx context.Context, eo engineOptions, store blob.Store, log *slog.Logger) (openedEngine, error) {
+	e, err := volume.Open(ctx, engineConfig(eo, store, log))
 	if err != nil {
 		return openedEngine{}, err
 	}
@@ -29,12 +35,13 @@ func openVolumeEngine(ctx context.Context, dataDir string, store blob.Store, log
 }
 
 // engineConfig is the engine's configuration as volgw serve runs it.
-func engineConfig(dataDir string, store blob.Store, log *slog.Logger) volume.Config {
+func engineConfig(eo engineOptions, store blob.Store, log *slog.Logger) volume.Config {
 	return volume.Config{
-		Dir:        filepath.Join(dataDir, "engine"),
-		Store:      store,
-		GCInterval: engineGCInterval,
-		Logger:     log,
+		Dir:                    filepath.Join(eo.DataDir, "engine"),
+		Store:                  store,
+		GCInterval:             engineGCInterval,
+		Logger:                 log,
+		RecoveryPointRetention: eo.RecoveryPointRetention,
 	}
 }
 

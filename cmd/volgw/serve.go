@@ -23,6 +23,7 @@ import (
 	"github.com/volgw/volgw/internal/awsproto"
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/blob/storeurl"
+	"github.com/volgw/volgw/internal/cdpapi"
 	"github.com/volgw/volgw/internal/control"
 	"github.com/volgw/volgw/internal/ec2api"
 	"github.com/volgw/volgw/internal/scsi"
@@ -79,7 +80,7 @@ type exporter interface {
 // parts are the constructors of the engine and the iSCSI exporter; main
 // passes productionParts, tests pass the same unless they say otherwise.
 type parts struct {
-	openEngine  func(ctx context.Context, dataDir string, store blob.Store, log *slog.Logger) (openedEngine, error)
+	openEngine  func(ctx context.Context, eo engineOptions, store blob.Store, log *slog.Logger) (openedEngine, error)
 	newExporter func(ctx context.Context, dataDir string, ln net.Listener, volumes func(string) (scsi.Backend, error), log *slog.Logger) (exporter, error)
 }
 
@@ -138,7 +139,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if p.openEngine == nil || p.newExporter == nil {
 		return nil, errors.New("this build has no block engine or iSCSI target wired in")
 	}
-	engine, err := p.openEngine(ctx, o.DataDir, store, log)
+	engine, err := p.openEngine(ctx, engineOptions{DataDir: o.DataDir, RecoveryPointRetention: o.RecoveryPointRetention}, store, log)
 	if err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)
 	}
@@ -215,6 +216,10 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		latency.WithLabelValues(r.Protocol, r.Operation).Observe(r.Duration.Seconds())
 	}
 	storage := sgwapi.New(svc)
+	recoveryPoints, err := cdpapi.Extension(svc)
+	if err != nil {
+		return nil, err
+	}
 	creds := awsproto.StaticCredentials{a.creds.AccessKeyID: a.creds.SecretAccessKey}
 	api, err := awsproto.NewServer(awsproto.ServerConfig{
 		Region:       o.Region,
@@ -223,6 +228,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		StorageModel: model,
 		EC2:          ec2api.New(svc),
 		Activation:   storage, // the page's answers in the API's words (sgwapi/activation.go)
+		Extensions:   []awsproto.JSONExtension{recoveryPoints},
 		Metrics:      promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		Observe:      observe,
 		Logger:       log,

@@ -85,6 +85,11 @@ type ServerConfig struct {
 	// (a Prometheus scraper does not sign).
 	Metrics http.Handler
 
+	// Extensions are further JSON 1.1 services on the endpoint, each chosen
+	// by its model's X-Amz-Target prefix and signed for Storage Gateway
+	// (volgw's own operations: cdpapi).
+	Extensions []JSONExtension
+
 	// Observe, when set, is called once per API request after the answer
 	// is written (not for /metrics); main counts requests with it.
 	Observe func(RequestRecord)
@@ -96,6 +101,14 @@ type ServerConfig struct {
 	// like Storage Gateway's for JSON requests, a random UUID like EC2's
 	// for query requests.
 	NewRequestID func(queryProtocol bool) string
+}
+
+// JSONExtension is a JSON 1.1 service beside Storage Gateway: requests whose
+// X-Amz-Target starts with Model.Metadata.TargetPrefix and a dot go to
+// Service, validated by Model.
+type JSONExtension struct {
+	Model   *Model
+	Service JSONService
 }
 
 // RequestRecord describes one answered request.
@@ -281,21 +294,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveJSON(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte, reqID string, rec *RequestRecord, fail func(*Error)) {
+	model, svc := s.cfg.StorageModel, s.cfg.Storage
 	op, ok := operationFromTarget(r.Header.Get("X-Amz-Target"))
-	if ok && s.cfg.StorageModel.HasOperation(op) {
+	for _, x := range s.cfg.Extensions {
+		if xop, found := strings.CutPrefix(r.Header.Get("X-Amz-Target"), x.Model.Metadata.TargetPrefix+"."); found && !ok {
+			model, svc, op, ok = x.Model, x.Service, xop, xop != ""
+		}
+	}
+	if ok && model.HasOperation(op) {
 		rec.Operation = op
 	}
-	if !ok || !s.cfg.StorageModel.HasOperation(op) {
+	if !ok || !model.HasOperation(op) {
 		fail(&Error{Type: TypeUnknownOperation, Status: http.StatusBadRequest})
 		return
 	}
 	// The service gets the validated input, with only the model's members.
-	input, err := s.cfg.StorageModel.Decode(op, body)
+	input, err := model.Decode(op, body)
 	if err != nil {
 		fail(toAPIError(err, NewInternalServerError))
 		return
 	}
-	out, err := s.cfg.Storage.Invoke(ctx, op, input)
+	out, err := svc.Invoke(ctx, op, input)
 	if err != nil {
 		fail(toAPIError(err, NewInternalServerError))
 		return

@@ -211,7 +211,7 @@ func (e *Engine) AttachVolume(ctx context.Context, volumeID string) (control.Det
 	}
 	token := newToken()
 	r := &root{Volume: volumeID, Seq: h.Seq + 1, Size: src.Size, CutTime: src.CutTime, Owner: e.state.Owner, Token: token,
-		JournalLSN: e.jr.headLSN(), Pages: maps.Clone(src.Pages)}
+		JournalLSN: e.jr.headLSN(), Pages: maps.Clone(src.Pages), Parent: src.key(), Retain: e.cfg.RecoveryPointRetention}
 	if err := e.put(ctx, r.key(), encodeRoot(r), blob.PutOptions{}); err != nil {
 		return none, err
 	}

@@ -234,7 +234,10 @@ func (s deadlineStore) List(ctx context.Context, prefix string, fn func(blob.Obj
 // finish an operation the crash tore before anything is published.
 func (c *crashEnv) config(store blob.Store, verifier bool) Config {
 	cfg := Config{Dir: filepath.Join(c.Dir, "engine"), Store: store, CutInterval: 15 * time.Millisecond,
-		DirtyBlocksCut: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		DirtyBlocksCut: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Retention on, short: a few cycles' points are retained, so
+		// checkRetained sees points of earlier children too.
+		RecoveryPointRetention: crashRetention}
 	if verifier {
 		// A short grace so that GC after each cycle keeps the store (and
 		// Check's walk of it) small. Safe: the child is dead meanwhile.
@@ -434,6 +437,7 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		}
 	}
 	at, rpAt, snapsChecked, maxOps, torn, rpMoves := 0, 0, 0, 0, 0, 0
+	retainedChecked, retainedOlder := 0, 0
 	lastSnap := ""
 	var backup crashBackup
 	var endCycle func()
@@ -513,6 +517,16 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		if err := e.DeleteVolume(ctx, clone); err != nil {
 			t.Fatal(err)
 		}
+		// Retained points (recovery-point retention): a sample restores.
+		n, listed, err := checkRetained(ctx, e, m, rng, cycle, rp)
+		if err != nil {
+			e.Close()
+			t.Fatalf("cycle %d: retained points: %v", cycle, err)
+		}
+		retainedChecked += n
+		if listed > 1 {
+			retainedOlder++
+		}
 		// The newest snapshot, if a new one appeared.
 		snaps, err := e.Snapshots(ctx)
 		if err != nil {
@@ -570,8 +584,11 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		}
 		endCycle()
 	}
-	t.Logf("%d cycles, %d operations survived in total, at most %d in one cycle, %d torn in flight; recovery point at op %d, advanced in %d cycles; %d snapshots checked",
-		cycles, at, maxOps, torn, rpAt, rpMoves, snapsChecked)
+	t.Logf("%d cycles, %d operations survived in total, at most %d in one cycle, %d torn in flight; recovery point at op %d, advanced in %d cycles; %d snapshots checked; %d retained points restored, older points listed in %d cycles",
+		cycles, at, maxOps, torn, rpAt, rpMoves, snapsChecked, retainedChecked, retainedOlder)
+	if retainedOlder < cycles/20 {
+		t.Fatalf("retention kept no older point: only %d of %d cycles had one", retainedOlder, cycles)
+	}
 	// Progress: cuts publish and snapshots complete. A broken uploader
 	// leaves the recovery point at the volume's creation and every state
 	// above still a valid prefix.
@@ -587,6 +604,104 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 	at = crashMove(t, c, store, m, at, cycles/6)
 	crashClonedDataDir(t, c, store, m, at) // publishes: the backup is now old
 	crashOldBackup(t, c, store, m, backup)
+}
+
+// crashRetention is the crash test's recovery-point retention window.
+const crashRetention = 2 * time.Second
+
+// checkRetained checks the volume's retained recovery points after a crash:
+// the newest is the recovery point (whose prefix, rp, the clone found);
+// a sample of them (see below: over the run the points of every age are
+// sampled) each restore, through a
+// snapshot of the point and a volume made from it, to the state after a
+// prefix of the operations no longer than the next sampled point's, so no
+// longer than rp: a prefix of acknowledged writes, in order. It returns
+// how many points it restored.
+func checkRetained(ctx context.Context, e *Engine, m *crashModel, rng *rand.Rand, cycle, rp int) (restored, listed int, err error) {
+	pts, err := e.RetainedRecoveryPoints(ctx, crashVolume)
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(pts) == 0 || !pts[len(pts)-1].Current {
+		return 0, len(pts), fmt.Errorf("%d points, the last not the current one: %+v", len(pts), pts)
+	}
+	for i := 1; i < len(pts); i++ {
+		if pts[i].Seq <= pts[i-1].Seq || pts[i].Time.Before(pts[i-1].Time) {
+			return 0, len(pts), fmt.Errorf("points out of order: %+v then %+v", pts[i-1], pts[i])
+		}
+	}
+	// Newest first: every third cycle one older point, every sixth also
+	// the current one and a second older one (a restore costs about as
+	// much as the rest of a cycle, so this keeps the run's time close to
+	// what it was without retention; over 200 cycles points of every age
+	// are sampled).
+	var sample []int
+	if cycle%3 != 0 {
+		return 0, len(pts), nil
+	}
+	if cycle%6 == 0 {
+		sample = append(sample, len(pts)-1)
+	}
+	if k := len(pts) - 1; k > 0 {
+		a := rng.IntN(k)
+		if b := rng.IntN(k); b != a && cycle%6 == 0 {
+			sample = append(sample, max(a, b), min(a, b))
+		} else {
+			sample = append(sample, a)
+		}
+	}
+	// Pin them all first: the window moves on while they are restored.
+	ids := make([]string, len(sample))
+	for j, i := range sample {
+		p := pts[i]
+		id := fmt.Sprintf("snap-rp%05d%d", cycle, j)
+		s, pt, err := e.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: crashVolume, Seq: p.Seq, BySeq: true})
+		if i != len(pts)-1 && errors.Is(err, control.ErrNoRetainedRecoveryPoint) {
+			continue // it left the window since the listing
+		}
+		if err != nil {
+			return j, len(pts), fmt.Errorf("snapshot of %+v: %w", p, err)
+		}
+		if !s.RecoveryPointTime.Equal(p.Time) || pt != p {
+			return j, len(pts), fmt.Errorf("snapshot of %+v holds the point of %v", p, s.RecoveryPointTime)
+		}
+		ids[j] = id
+	}
+	hi := rp
+	got := make([]byte, crashBytes)
+	for j, i := range sample {
+		p, id := pts[i], ids[j]
+		if id == "" {
+			continue
+		}
+		restored++
+		rv := fmt.Sprintf("vol-%017X", cycle+1+3<<40+j<<44)
+		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: rv, SizeBytes: gib, Source: control.VolumeSource{SnapshotID: id}}); err != nil {
+			return j, len(pts), fmt.Errorf("restore of %+v: %w", p, err)
+		}
+		rvol, err := e.Volume(rv)
+		if err != nil {
+			return j, len(pts), err
+		}
+		if err := rvol.ReadAt(ctx, got, 0); err != nil {
+			return j, len(pts), fmt.Errorf("read of %+v: %w", p, err)
+		}
+		k := m.find(got, 0, hi)
+		if k < 0 {
+			return j, len(pts), fmt.Errorf("point %+v (of %d) is not the state after a prefix in [0, %d]", p, len(pts), hi)
+		}
+		if i == len(pts)-1 && k != rp {
+			return j, len(pts), fmt.Errorf("the current point %+v is prefix %d, the recovery point %d", p, k, rp)
+		}
+		hi = k
+		if err := e.DeleteVolume(ctx, rv); err != nil {
+			return j, len(pts), err
+		}
+		if err := e.DeleteSnapshot(ctx, id); err != nil {
+			return j, len(pts), err
+		}
+	}
+	return restored, len(pts), nil
 }
 
 // crashBackup is a copy of the crash's data dir taken between cycles,

@@ -14,7 +14,9 @@
 //	                               non-zero blocks among 4096 (2 GiB)
 //	volumes/<vol>/roots/<seq>-<token>
 //	                               a recovery point: size, cut time, owner,
-//	                               journal position, (index, page hash, count);
+//	                               journal position, (index, page hash, count),
+//	                               its parent root's key and the retention
+//	                               window its writer ran with (retention.go);
 //	                               roots/<seq> (no token) from before tokens
 //	                               existed is still read
 //	volumes/<vol>/head             {seq, owner, token} of the published root,
@@ -107,10 +109,11 @@
 //     It answers from a state republished under the volume's lock at
 //     every change of those (recovery.go), so it never waits for a writer.
 //
-//  3. Garbage collection (gc.go, rules G1–G4 and G3a–c). An object is
+//  3. Garbage collection (gc.go, rules G1–G4 and G3a–d). An object is
 //     deleted only if no head, snapshot record, tombstone younger than the
-//     grace period G, or root younger than G reaches it, and it is itself
-//     older than G; every operation that names existing objects either holds
+//     grace period G, root younger than G, or root of a live volume's
+//     history still in its retention window (retention.go) reaches it, and
+//     it is itself older than G; every operation that names existing objects either holds
 //     the source volume's cut lock or finishes within the lease G/2, and a
 //     reused object must be younger than the lease or is written again.
 //

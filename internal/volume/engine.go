@@ -63,6 +63,11 @@ type Config struct {
 	// ScrubRate bounds the maintenance scrub's cache reads, in bytes per
 	// second (maintenance.go): zero means 64 MiB/s, negative no bound.
 	ScrubRate int64
+	// RecoveryPointRetention keeps every recovery point of a live volume
+	// in the volume's history for this long after it stopped being the
+	// volume's state (retention.go); zero keeps only the latest, as AWS
+	// does. Recorded in each root, so any gateway's GC honours it.
+	RecoveryPointRetention time.Duration
 }
 
 // Engine is the block engine: volumes, their journal and cache, and their
@@ -655,7 +660,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	}
 	start := e.now()
 	token := newToken()
-	r := &root{Volume: spec.VolumeID, Size: spec.SizeBytes, CutTime: start, Owner: e.state.Owner, Token: token, JournalLSN: e.jr.headLSN(), Pages: map[uint32]pageRef{}}
+	r := &root{Volume: spec.VolumeID, Size: spec.SizeBytes, CutTime: start, Owner: e.state.Owner, Token: token, JournalLSN: e.jr.headLSN(), Pages: map[uint32]pageRef{}, Retain: e.cfg.RecoveryPointRetention}
 	var src *root
 	switch {
 	case spec.Source.SnapshotID != "":

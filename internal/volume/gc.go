@@ -37,6 +37,12 @@ import (
 //	G3c. a cut reuses an existing block or page only if its ModTime is no
 //	     older than the cut's start minus L, else writes it again (which
 //	     refreshes it), and abandons the cut if it has run longer than L.
+//	G3d. with a retention window W (retention.go): G2 also marks, for every
+//	     head that is not a tombstone, the roots of its history (parents
+//	     followed from its root) whose child was cut at or after M-W-L, W
+//	     being the one the head's root records; a snapshot of a retained
+//	     point is written within L of choosing a point whose child was cut
+//	     at or after its start minus W, or withdrawn.
 //
 // Why this is enough: an object named by a root published before the round
 // listed that root's head or record is marked through it (G3a/G3b keep a
@@ -84,6 +90,28 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	horizon := m.Add(-e.cfg.GCGrace)
 	live := map[string]bool{} // root keys
 	var oldTombstones []string
+	// Marks are keyed by hash (pages and blocks share the set: a page and a
+	// block with equal bytes are the same content), 32 bytes a entry.
+	marked := map[hash]struct{}{}
+	markRoot := func(r *root) error {
+		for _, pr := range r.Pages {
+			if _, ok := marked[pr.Hash]; ok {
+				continue
+			}
+			marked[pr.Hash] = struct{}{}
+			p, err := e.loadPage(ctx, pr.Hash)
+			if err != nil {
+				return err
+			}
+			for _, h := range p.blocks {
+				marked[h] = struct{}{}
+			}
+		}
+		return nil
+	}
+	// History roots are marked as they are walked (G3d): a day of a large
+	// volume's roots is not kept in memory, nor read twice.
+	walked := map[string]bool{}
 
 	// G1: heads first.
 	var heads []string
@@ -109,6 +137,14 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			continue
 		}
 		live[h.rootKey(vol)] = true
+		if !h.Deleted {
+			if err := e.markHistory(ctx, h.rootKey(vol), m, func(r *root) error {
+				live[r.key()], walked[r.key()] = true, true
+				return markRoot(r)
+			}); err != nil {
+				return st, err
+			}
+		}
 	}
 	recs, err := e.listRecords(ctx)
 	if err != nil {
@@ -137,10 +173,10 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	}
 
 	// Mark.
-	// Marks are keyed by hash (pages and blocks share the set: a page and a
-	// block with equal bytes are the same content), 32 bytes a entry.
-	marked := map[hash]struct{}{}
 	for k := range live {
+		if walked[k] {
+			continue
+		}
 		r, err := e.loadRoot(ctx, k)
 		if errors.Is(err, blob.ErrNotFound) {
 			continue // a tombstone's root already swept, or a root not yet written
@@ -148,18 +184,8 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		if err != nil {
 			return st, err
 		}
-		for _, pr := range r.Pages {
-			if _, ok := marked[pr.Hash]; ok {
-				continue
-			}
-			marked[pr.Hash] = struct{}{}
-			p, err := e.loadPage(ctx, pr.Hash)
-			if err != nil {
-				return st, err
-			}
-			for _, h := range p.blocks {
-				marked[h] = struct{}{}
-			}
+		if err := markRoot(r); err != nil {
+			return st, err
 		}
 	}
 	st.Marked = len(marked) + len(live)
@@ -202,6 +228,27 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		st.DeletedTombstones++
 	}
 	return st, nil
+}
+
+// markHistory visits the retained history of the volume whose head names
+// top (rule G3d): its root's window W, parents kept while their child was
+// cut at or after m-W-L. A volume without a window costs one GET of its
+// root, which is then marked here too.
+func (e *Engine) markHistory(ctx context.Context, top string, m time.Time, visit func(*root) error) error {
+	r, err := e.loadRoot(ctx, top)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil // Check reports a head naming a missing root; GC has nothing to keep
+	}
+	if err != nil {
+		return err
+	}
+	if r.Retain <= 0 {
+		return visit(r)
+	}
+	if _, err := e.history(ctx, r, m, r.Retain+e.lease(), visit); err != nil {
+		return fmt.Errorf("volume: gc: history of %s: %w", r.Volume, err)
+	}
+	return nil
 }
 
 // isMarked looks a blocks/ or pages/ key up by its hash; a key that is not

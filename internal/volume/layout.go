@@ -186,6 +186,16 @@ type root struct {
 	// this volume before it is in this root, none after it.
 	JournalLSN uint64
 	Pages      map[uint32]pageRef
+	// Parent is the key of the root this one was cut on top of (the
+	// volume's published head when the cut began); "" for a volume's
+	// first root and for roots written before parents were recorded.
+	// Following Parent from the head is the volume's history: a root not
+	// on that chain is a fork (retention.go) and never a recovery point.
+	Parent string
+	// Retain is the recovery-point retention window its writer ran with
+	// (Config.RecoveryPointRetention): GC of any gateway keeps the
+	// history the head's root asks for (gc.go, retention.go).
+	Retain time.Duration
 }
 
 func (r *root) usage() int64 {
@@ -207,10 +217,12 @@ type rootJSON struct {
 	Token      string     `json:"token,omitempty"`
 	JournalLSN uint64     `json:"journalLSN"`
 	Pages      [][]string `json:"pages"` // [index, hash, blocks] or [index, hash, blocks, touched] when they differ
+	Parent     string     `json:"parent,omitempty"`
+	RetainSec  int64      `json:"retainSeconds,omitempty"`
 }
 
 func encodeRoot(r *root) []byte {
-	j := rootJSON{Volume: r.Volume, Seq: r.Seq, Size: r.Size, CutTime: r.CutTime.UTC(), Owner: r.Owner, Token: r.Token, JournalLSN: r.JournalLSN}
+	j := rootJSON{Volume: r.Volume, Seq: r.Seq, Size: r.Size, CutTime: r.CutTime.UTC(), Owner: r.Owner, Token: r.Token, JournalLSN: r.JournalLSN, Parent: r.Parent, RetainSec: int64(r.Retain / time.Second)}
 	idx := make([]int, 0, len(r.Pages))
 	for i := range r.Pages {
 		idx = append(idx, int(i))
@@ -241,7 +253,8 @@ func decodeRoot(b []byte) (*root, error) {
 		return nil, fmt.Errorf("%w: root of %q has size %d", ErrCorrupt, j.Volume, j.Size)
 	}
 	npages := uint64((j.Size+BlockSize-1)/BlockSize+pageBlocks-1) / pageBlocks
-	r := &root{Volume: j.Volume, Seq: j.Seq, Size: j.Size, CutTime: j.CutTime, Owner: j.Owner, Token: j.Token, JournalLSN: j.JournalLSN, Pages: make(map[uint32]pageRef, len(j.Pages))}
+	r := &root{Volume: j.Volume, Seq: j.Seq, Size: j.Size, CutTime: j.CutTime, Owner: j.Owner, Token: j.Token, JournalLSN: j.JournalLSN, Pages: make(map[uint32]pageRef, len(j.Pages)),
+		Parent: j.Parent, Retain: time.Duration(j.RetainSec) * time.Second}
 	for _, e := range j.Pages {
 		if len(e) != 3 && len(e) != 4 {
 			return nil, fmt.Errorf("%w: root page entry %v", ErrCorrupt, e)

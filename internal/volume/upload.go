@@ -543,7 +543,11 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		return abort(pagesErr)
 	}
 
-	r := &root{Volume: v.id, Seq: base.Seq + 1, Size: v.size, CutTime: cut.time, Owner: e.state.Owner, Token: cut.token, JournalLSN: cut.lsn, Pages: make(map[uint32]pageRef, len(base.Pages))}
+	r := &root{Volume: v.id, Seq: base.Seq + 1, Size: v.size, CutTime: cut.time, Owner: e.state.Owner, Token: cut.token, JournalLSN: cut.lsn, Pages: make(map[uint32]pageRef, len(base.Pages)),
+		Retain: e.cfg.RecoveryPointRetention}
+	if base.Seq > 0 || base.Token != "" {
+		r.Parent = base.key() // a published root (seq 0 without a token is the in-memory start of a volume never published)
+	}
 	for i, p := range base.Pages {
 		r.Pages[i] = p
 	}
