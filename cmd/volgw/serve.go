@@ -24,6 +24,7 @@ import (
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/blob/storeurl"
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/ebsapi"
 	"github.com/volgw/volgw/internal/ec2api"
 	"github.com/volgw/volgw/internal/scsi"
 	"github.com/volgw/volgw/internal/sgwapi"
@@ -214,6 +215,10 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		latency.WithLabelValues(r.Protocol, r.Operation).Observe(r.Duration.Seconds())
 	}
 	storage := sgwapi.New(svc)
+	var ebs awsproto.RESTService
+	if snaps, ok := engine.Engine.(ebsapi.Snapshots); ok {
+		ebs = ebsapi.New(ebsapi.Config{Snapshots: snaps, Logger: log})
+	}
 	handler, err := awsproto.NewServer(awsproto.ServerConfig{
 		Region:       o.Region,
 		Credentials:  awsproto.StaticCredentials{a.creds.AccessKeyID: a.creds.SecretAccessKey},
@@ -224,6 +229,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		Metrics:      promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		Observe:      observe,
 		Logger:       log,
+		REST:         ebs, // the EBS direct APIs (internal/ebsapi)
 	})
 	if err != nil {
 		return nil, err

@@ -76,6 +76,8 @@ type Engine struct {
 	jr    *journal
 	cache *cache
 	pages *pageCache
+	// snapRoots caches roots read for the EBS direct APIs (snapshotblocks.go).
+	snapRoots rootCache
 	// uploads bounds the PUTs and buffers of every cut (upload.go).
 	uploads *uploadPool
 
