@@ -217,7 +217,8 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	storage := sgwapi.New(svc)
 	var ebs awsproto.RESTService
 	if snaps, ok := engine.Engine.(ebsapi.Snapshots); ok {
-		ebs = ebsapi.New(ebsapi.Config{Snapshots: snaps, Logger: log})
+		imports, _ := engine.Engine.(ebsapi.Imports)
+		ebs = ebsapi.New(ebsapi.Config{Snapshots: snaps, Imports: imports, NewSnapshotID: svc.NewSnapshotID, Account: o.AccountID, Logger: log})
 	}
 	handler, err := awsproto.NewServer(awsproto.ServerConfig{
 		Region:       o.Region,

@@ -28,8 +28,14 @@ type Snapshots interface {
 // Config configures a Service. Snapshots is required.
 type Config struct {
 	Snapshots Snapshots
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Imports, with NewSnapshotID and Account, serves StartSnapshot,
+	// PutSnapshotBlock and CompleteSnapshot; without it they are unknown
+	// operations.
+	Imports       Imports
+	NewSnapshotID func() (string, error) // the control plane's IDs
+	Account       string                 // OwnerId
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Service is the EBS direct APIs; it implements awsproto.RESTService.
@@ -110,8 +116,23 @@ func (s *Service) route(method, path string, q *request) (string, handler) {
 		q.snapshotID = parts[1]
 		return "ListChangedBlocks", (*Service).listChangedBlocks
 	}
+	if s.cfg.Imports == nil {
+		return "", nil
+	}
+	switch {
+	case method == http.MethodPost && len(parts) == 1:
+		return "StartSnapshot", (*Service).startSnapshot
+	case method == http.MethodPut && len(parts) == 4 && parts[2] == "blocks":
+		q.snapshotID, q.blockIndex = parts[1], parts[3]
+		return "PutSnapshotBlock", (*Service).putSnapshotBlock
+	case method == http.MethodPost && len(parts) == 3 && parts[1] == "completion":
+		q.snapshotID = parts[2]
+		return "CompleteSnapshot", (*Service).completeSnapshot
+	}
 	return "", nil
 }
+
+func awsAccessKey(ctx context.Context) string { return awsproto.AccessKeyID(ctx) }
 
 var snapshotIDPattern = regexp.MustCompile(`^snap-[0-9a-f]+$`)
 

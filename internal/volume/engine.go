@@ -76,8 +76,8 @@ type Engine struct {
 	jr    *journal
 	cache *cache
 	pages *pageCache
-	// snapRoots caches roots read for the EBS direct APIs (snapshotblocks.go).
-	snapRoots rootCache
+	// ebs is what the EBS direct APIs keep in memory (snapshotblocks.go).
+	ebs ebsState
 	// uploads bounds the PUTs and buffers of every cut (upload.go).
 	uploads *uploadPool
 

@@ -140,6 +140,10 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	// Marks are keyed by hash (pages and blocks share the set: a page and a
 	// block with equal bytes are the same content), 32 bytes a entry.
 	marked := map[hash]struct{}{}
+	// Blocks put into snapshots being imported (snapshotimport.go).
+	if err := e.markImports(ctx, recs, marked); err != nil {
+		return st, err
+	}
 	for k := range live {
 		r, err := e.loadRoot(ctx, k)
 		if errors.Is(err, blob.ErrNotFound) {

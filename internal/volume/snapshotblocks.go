@@ -62,26 +62,14 @@ func (e *Engine) OpenSnapshotTree(ctx context.Context, id string) (*SnapshotTree
 	if id == "" || blob.ValidateKey(snapshotKey(id)) != nil || strings.Contains(id, "/") {
 		return nil, fmt.Errorf("%w: %q", control.ErrSnapshotNotFound, id)
 	}
-	// One GET, no Stat: the record is not changed here, so its ETag is
-	// not needed (getRecord's Stat is for updateRecord's swap).
-	b, err := e.store.Get(ctx, snapshotKey(id))
-	if errors.Is(err, blob.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", control.ErrSnapshotNotFound, id)
-	}
+	rec, err := e.readRecord(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("volume: snapshot %s: %w", id, err)
-	}
-	var rec snapRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%w: snapshot %s: %v", ErrCorrupt, id, err)
-	}
-	if rec.Deleted {
-		return nil, fmt.Errorf("%w: %s", control.ErrSnapshotNotFound, id)
+		return nil, err
 	}
 	if rec.Status != string(control.SnapshotCompleted) || rec.Root == "" {
 		return nil, fmt.Errorf("%w: %s is %s", ErrSnapshotNotReadable, id, rec.Status)
 	}
-	r, err := e.snapRoots.load(ctx, e, rec.Root)
+	r, err := e.ebs.roots.load(ctx, e, rec.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +206,36 @@ func sortedBlocks(a, b *page) []uint16 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// readRecord reads a live snapshot record with one GET, no Stat: the
+// record is not changed here, so its ETag is not needed (getRecord's Stat
+// is for updateRecord's swap). A tombstone is control.ErrSnapshotNotFound.
+func (e *Engine) readRecord(ctx context.Context, id string) (*snapRecord, error) {
+	b, err := e.store.Get(ctx, snapshotKey(id))
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", control.ErrSnapshotNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("volume: snapshot %s: %w", id, err)
+	}
+	var rec snapRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("%w: snapshot %s: %v", ErrCorrupt, id, err)
+	}
+	if rec.Deleted {
+		return nil, fmt.Errorf("%w: %s", control.ErrSnapshotNotFound, id)
+	}
+	return &rec, nil
+}
+
+// ebsState is what the EBS direct APIs keep in an engine's memory; its
+// zero value is ready to use.
+type ebsState struct {
+	roots rootCache
+	// progress is the last Progress a PutSnapshotBlock gave each import
+	// in progress here, shown by DescribeSnapshots (withProgress).
+	progress sync.Map // snapshot ID → int
 }
 
 // rootCache keeps the decoded roots of recently read snapshots: a 16 TiB
