@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ebs"
 	ebstypes "github.com/aws/aws-sdk-go-v2/service/ebs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/storagegateway"
 )
 
@@ -219,4 +223,145 @@ func TestEBSDirectAPIsRead(t *testing.T) {
 	wantEBSError(t, "GetSnapshotBlock past the volume's end", err, 400, "ValidationException", "INVALID_BLOCK")
 	_, err = api.ListSnapshotBlocks(ctx, &ebs.ListSnapshotBlocksInput{SnapshotId: aws.String(first), NextToken: aws.String("AAAAAAAAAGQAAAAAAAAAAA==")})
 	wantEBSError(t, "ListSnapshotBlocks with a page token not its own", err, 400, "ValidationException", "INVALID_PAGE_TOKEN")
+}
+
+// TestEBSBoto3: the same reads through boto3's EBS client
+// (scripts/e2e-ebs-boto3.py), checksums checked by Python against the
+// bytes it got, and an import through StartSnapshot, PutSnapshotBlock
+// and CompleteSnapshot with the errors EBS sends; then the imports as EC2
+// DescribeSnapshots shows them (VolumeId vol-ffffffff, pending until
+// completed).
+func TestEBSBoto3(t *testing.T) {
+	s := startServer(t, "")
+	ctx := context.Background()
+	c := newSDKClients(s.endpoint(), e2eKeyID, e2eSecret)
+	g := activateGateway(t, ctx, c, s.endpoint())
+	arn := createVolumes(t, ctx, c, g, "ebs-boto3")[0]
+	lun := volumeLUNURL(t, ctx, c, arn)
+	data := writeRandomOverISCSI(t, lun, 64<<20)
+	first := snapshotOf(t, ctx, c, arn, "first")
+	if out, err := runTool(t, os.Environ(), 2*time.Minute, "qemu-io", "-f", "raw", "-c", "write -P 0x11 1536K 512K", lun); err != nil {
+		t.Fatalf("qemu-io: %v\n%s", err, out)
+	}
+	second := snapshotOf(t, ctx, c, arn, "second")
+
+	out, err := runTool(t, scriptEnv(s), 2*time.Minute, "/usr/bin/python3", filepath.Join(repoRoot(t), "scripts", "e2e-ebs-boto3.py"), first, second)
+	if err != nil {
+		t.Fatalf("e2e-ebs-boto3.py: %v\n%s", err, out)
+	}
+	type apiErr struct {
+		Code, Message, Reason string
+		Status                int
+	}
+	var got struct {
+		VolumeSize, BlockSize, Pages int
+		Blocks                       []int32
+		BadBlocks                    []int32
+		SHA256                       map[string]string
+		Changed                      []int32
+		UnknownSnapshot, BadToken    *apiErr
+		BadIndex, BadPageToken       *apiErr
+		Start                        map[string]any
+		StartAgain                   string
+		TokenConflict                *apiErr
+		Put                          map[string]bool
+		BadChecksum, BeyondVolume    *apiErr
+		WrongCount, PutAfterComplete *apiErr
+		Complete                     string
+		ImportChanged                []int32
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("boto3's report %q: %v", out, err)
+	}
+	if got.VolumeSize != 1 || got.BlockSize != 524288 || got.Pages != 2 || !slices.Equal(got.Blocks, span(0, 128)) || len(got.BadBlocks) != 0 {
+		t.Errorf("boto3 ListSnapshotBlocks/GetSnapshotBlock: size %d GiB, block %d, %d pages, blocks %v, checksums not matching %v",
+			got.VolumeSize, got.BlockSize, got.Pages, got.Blocks, got.BadBlocks)
+	}
+	for i := range 128 {
+		sum := sha256.Sum256(data[i*524288 : (i+1)*524288])
+		if got.SHA256[strconv.Itoa(i)] != base64.StdEncoding.EncodeToString(sum[:]) {
+			t.Fatalf("boto3 read block %d with checksum %q: not what was written over iSCSI", i, got.SHA256[strconv.Itoa(i)])
+		}
+	}
+	if !slices.Equal(got.Changed, []int32{3}) {
+		t.Errorf("boto3 ListChangedBlocks: %v; want [3]", got.Changed)
+	}
+	for _, e := range []struct {
+		what         string
+		got          *apiErr
+		status       int
+		code, reason string
+	}{
+		{"unknown snapshot", got.UnknownSnapshot, 404, "ResourceNotFoundException", "SNAPSHOT_NOT_FOUND"},
+		{"another block's token", got.BadToken, 400, "ValidationException", "INVALID_BLOCK_TOKEN"},
+		{"index past the volume", got.BadIndex, 400, "ValidationException", "INVALID_BLOCK"},
+		{"bad page token", got.BadPageToken, 400, "ValidationException", "INVALID_PAGE_TOKEN"},
+		{"client token reused", got.TokenConflict, 409, "ConflictException", ""},
+		{"wrong checksum", got.BadChecksum, 400, "ValidationException", "INVALID_PARAMETER_VALUE"},
+		{"put past the volume", got.BeyondVolume, 400, "ValidationException", "INVALID_BLOCK"},
+		{"wrong ChangedBlocksCount", got.WrongCount, 400, "ValidationException", "INVALID_PARAMETER_VALUE"},
+		{"put into a completed snapshot", got.PutAfterComplete, 400, "ValidationException", "INVALID_SNAPSHOT_ID"},
+	} {
+		if e.got == nil || e.got.Status != e.status || e.got.Code != e.code || e.got.Reason != e.reason || e.got.Message == "" {
+			t.Errorf("boto3, %s: %+v; want %d %s %s with a message", e.what, e.got, e.status, e.code, e.reason)
+		}
+	}
+	imported, _ := got.Start["SnapshotId"].(string)
+	if got.Start["Status"] != "pending" || got.Start["VolumeSize"] != 1.0 || got.Start["BlockSize"] != 524288.0 || got.Start["ParentSnapshotId"] != first ||
+		got.Start["OwnerId"] == nil || got.StartAgain != imported {
+		t.Errorf("boto3 StartSnapshot: %v; again with its client token: %s", got.Start, got.StartAgain)
+	}
+	if !got.Put["1"] || !got.Put["7"] || got.Complete != "completed" || !slices.Equal(got.ImportChanged, []int32{1, 7}) {
+		t.Errorf("boto3 import: puts %v, CompleteSnapshot %q, changed from its parent %v; want [1 7]", got.Put, got.Complete, got.ImportChanged)
+	}
+	ds, err := c.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{imported}})
+	if err != nil || len(ds.Snapshots) != 1 {
+		t.Fatalf("DescribeSnapshots %s: %v", imported, err)
+	}
+	if sn := ds.Snapshots[0]; sn.State != "completed" || aws.ToString(sn.VolumeId) != "vol-ffffffff" || aws.ToString(sn.Description) != "boto3 import" {
+		t.Errorf("the boto3 import in DescribeSnapshots: %s %s %q", sn.State, aws.ToString(sn.VolumeId), aws.ToString(sn.Description))
+	}
+
+	// A started import is pending in DescribeSnapshots, with the progress
+	// its last PutSnapshotBlock gave.
+	api := newEBSClient(s)
+	started, err := api.StartSnapshot(ctx, &ebs.StartSnapshotInput{VolumeSize: aws.Int64(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := bytes.Repeat([]byte{7}, 524288)
+	sum := sha256.Sum256(block)
+	if _, err := api.PutSnapshotBlock(ctx, &ebs.PutSnapshotBlockInput{SnapshotId: started.SnapshotId, BlockIndex: aws.Int32(4000), BlockData: bytes.NewReader(block),
+		DataLength: aws.Int32(524288), Checksum: aws.String(base64.StdEncoding.EncodeToString(sum[:])), ChecksumAlgorithm: ebstypes.ChecksumAlgorithmChecksumAlgorithmSha256,
+		Progress: aws.Int32(40)}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err = c.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{aws.ToString(started.SnapshotId)}})
+	if err != nil || len(ds.Snapshots) != 1 {
+		t.Fatalf("DescribeSnapshots %s: %v", aws.ToString(started.SnapshotId), err)
+	}
+	if sn := ds.Snapshots[0]; sn.State != "pending" || aws.ToString(sn.VolumeId) != "vol-ffffffff" || aws.ToInt32(sn.VolumeSize) != 2 || aws.ToString(sn.Progress) != "40%" {
+		t.Errorf("a started import in DescribeSnapshots: %s %s %d GiB progress %q", sn.State, aws.ToString(sn.VolumeId), aws.ToInt32(sn.VolumeSize), aws.ToString(sn.Progress))
+	}
+	_, err = api.ListSnapshotBlocks(ctx, &ebs.ListSnapshotBlocksInput{SnapshotId: started.SnapshotId})
+	wantEBSError(t, "ListSnapshotBlocks of a pending snapshot", err, 400, "ValidationException", "INVALID_SNAPSHOT_ID")
+	if _, err := api.CompleteSnapshot(ctx, &ebs.CompleteSnapshotInput{SnapshotId: started.SnapshotId, ChangedBlocksCount: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	blocks, _ := listAllBlocks2GiB(t, ctx, api, aws.ToString(started.SnapshotId))
+	if !slices.Equal(indexes(blocks, blockIndex), []int32{4000}) {
+		t.Errorf("the completed import's blocks: %v; want [4000]", indexes(blocks, blockIndex))
+	}
+}
+
+func listAllBlocks2GiB(t *testing.T, ctx context.Context, api *ebs.Client, id string) ([]ebstypes.Block, error) {
+	t.Helper()
+	out, err := api.ListSnapshotBlocks(ctx, &ebs.ListSnapshotBlocksInput{SnapshotId: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToInt64(out.VolumeSize) != 2 {
+		t.Errorf("VolumeSize %d; want 2", aws.ToInt64(out.VolumeSize))
+	}
+	return out.Blocks, nil
 }
