@@ -25,6 +25,7 @@ import (
 	"github.com/volgw/volgw/internal/blob/storeurl"
 	"github.com/volgw/volgw/internal/cdpapi"
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/ebsapi"
 	"github.com/volgw/volgw/internal/ec2api"
 	"github.com/volgw/volgw/internal/scsi"
 	"github.com/volgw/volgw/internal/sgwapi"
@@ -220,6 +221,11 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if err != nil {
 		return nil, err
 	}
+	var ebs awsproto.RESTService
+	if snaps, ok := engine.Engine.(ebsapi.Snapshots); ok {
+		imports, _ := engine.Engine.(ebsapi.Imports)
+		ebs = ebsapi.New(ebsapi.Config{Snapshots: snaps, Imports: imports, NewSnapshotID: svc.NewSnapshotID, Account: o.AccountID, Logger: log})
+	}
 	creds := awsproto.StaticCredentials{a.creds.AccessKeyID: a.creds.SecretAccessKey}
 	api, err := awsproto.NewServer(awsproto.ServerConfig{
 		Region:       o.Region,
@@ -232,6 +238,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		Metrics:      promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 		Observe:      observe,
 		Logger:       log,
+		REST:         ebs, // the EBS direct APIs (internal/ebsapi)
 	})
 	if err != nil {
 		return nil, err

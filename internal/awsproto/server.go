@@ -101,6 +101,10 @@ type ServerConfig struct {
 	// like Storage Gateway's for JSON requests, a random UUID like EC2's
 	// for query requests.
 	NewRequestID func(queryProtocol bool) string
+
+	// REST, when set, serves the REST-JSON service whose paths it names
+	// (the EBS direct APIs; rest.go).
+	REST RESTService
 }
 
 // JSONExtension is a JSON 1.1 service beside Storage Gateway: requests whose
@@ -191,7 +195,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	isQuery := r.Header.Get("X-Amz-Target") == "" && s.cfg.EC2 != nil && (isForm(r) || r.URL.Query().Has("Action"))
-	reqID := s.cfg.NewRequestID(isQuery)
+	isREST := s.isREST(r)
+	reqID := s.cfg.NewRequestID(isQuery || isREST) // EBS's request IDs are UUIDs too
 	ctx := context.WithValue(r.Context(), requestIDKey, reqID)
 	r = r.WithContext(ctx)
 	log := s.cfg.Logger.With("request_id", reqID)
@@ -207,6 +212,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.cfg.Observe(*rec)
 		}
 	}()
+	if isREST {
+		s.serveREST(w, r, rec, log)
+		return
+	}
 
 	if r.Method == http.MethodGet && r.URL.Query().Has("activationRegion") && r.Header.Get("Authorization") == "" {
 		if s.serveActivation(w, r, log) {

@@ -81,6 +81,8 @@ type Engine struct {
 	jr    *journal
 	cache *cache
 	pages *pageCache
+	// ebs is what the EBS direct APIs keep in memory (snapshotblocks.go).
+	ebs ebsState
 	// uploads bounds the PUTs and buffers of every cut (upload.go).
 	uploads *uploadPool
 

@@ -173,6 +173,10 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	}
 
 	// Mark.
+	// Blocks put into snapshots being imported (snapshotimport.go).
+	if err := e.markImports(ctx, recs, marked); err != nil {
+		return st, err
+	}
 	for k := range live {
 		if walked[k] {
 			continue

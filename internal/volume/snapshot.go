@@ -40,6 +40,9 @@ type snapRecord struct {
 	Owner       string        `json:"owner"` // gateway that completes it
 	Deleted     bool          `json:"deleted,omitempty"`
 	DeletedAt   time.Time     `json:"deletedAt,omitzero"`
+	// Import is set on a snapshot made through the EBS direct APIs
+	// (snapshotimport.go).
+	Import *importInfo `json:"import,omitempty"`
 }
 
 func (r *snapRecord) public() control.Snapshot {
@@ -195,8 +198,8 @@ func (e *Engine) resumeSnapshots(ctx context.Context) error {
 		return err
 	}
 	for _, r := range recs {
-		if r.Deleted || r.Status != string(control.SnapshotPending) || r.Owner != e.state.Owner {
-			continue
+		if r.Deleted || r.Status != string(control.SnapshotPending) || r.Owner != e.state.Owner || r.Import != nil {
+			continue // an import completes or times out by itself (snapshotimport.go)
 		}
 		e.mu.Lock()
 		v := e.vols[r.VolumeID]
@@ -280,6 +283,10 @@ func (e *Engine) Snapshot(ctx context.Context, id string) (control.Snapshot, err
 // uploading: the share of the cut's blocks already stored.
 func (e *Engine) withProgress(s control.Snapshot) control.Snapshot {
 	if s.Status != control.SnapshotPending {
+		return s
+	}
+	if p, ok := e.ebs.progress.Load(s.ID); ok { // an import (snapshotimport.go)
+		s.Progress = p.(int)
 		return s
 	}
 	e.mu.Lock()
