@@ -27,6 +27,12 @@
 //	                               control plane's note: nobody's, kept
 //	                               reachable for GC, taken by AttachVolume
 //	snapshots/<id>.json            a snapshot record naming a root key
+//	imports/<id>/<index>-<h>       (empty) block h put at index into the
+//	                               pending import <id> (EBS direct APIs,
+//	                               snapshotimport.go); GC marks it until the
+//	                               completed root names the block; an
+//	                               import's root is volumes/<id>/roots/…
+//	importtokens/<sha256>.json     StartSnapshot's ClientToken → snapshot ID
 //
 // A zero block and an empty page are never stored: a volume costs what it
 // holds. A cut rewrites only the pages it touched; a snapshot is one small
