@@ -52,14 +52,17 @@ func (f *apiFlags) ebsClient(getenv func(string) string) (*ebs.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newEBSClient(f.endpoint, f.region, aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey}), nil
+}
+
+// newEBSClient is the AWS SDK's EBS client for a volgw endpoint.
+func newEBSClient(endpoint, region string, creds aws.Credentials) *ebs.Client {
 	return ebs.New(ebs.Options{
-		Region:       f.region,
-		BaseEndpoint: aws.String(strings.TrimSuffix(f.endpoint, "/")),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey}, nil
-		}),
+		Region:           region,
+		BaseEndpoint:     aws.String(strings.TrimSuffix(endpoint, "/")),
+		Credentials:      aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }),
 		RetryMaxAttempts: 5,
-	}), nil
+	})
 }
 
 // apiClient calls the Storage Gateway JSON API of a running volgw.

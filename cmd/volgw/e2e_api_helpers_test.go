@@ -34,11 +34,18 @@ type boto3Result struct {
 // returns what boto3 saw of each, by name.
 func runBoto3(t *testing.T, s *testServer, calls []boto3Call) map[string]boto3Result {
 	t.Helper()
+	return runBoto3Env(t, scriptEnv(s), calls)
+}
+
+// runBoto3Env is runBoto3 with the script's environment given (e.g. an
+// AWS_DATA_PATH holding another service's model).
+func runBoto3Env(t *testing.T, env []string, calls []boto3Call) map[string]boto3Result {
+	t.Helper()
 	in, err := json.Marshal(calls)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := runToolInput(t, scriptEnv(s), 2*time.Minute, in, "/usr/bin/python3", filepath.Join(repoRoot(t), "scripts", "e2e-api-boto3-calls.py"))
+	out, err := runToolInput(t, env, 2*time.Minute, in, "/usr/bin/python3", filepath.Join(repoRoot(t), "scripts", "e2e-api-boto3-calls.py"))
 	if err != nil {
 		t.Fatalf("e2e-api-boto3-calls.py: %v\n%s", err, out)
 	}

@@ -84,12 +84,18 @@ func checkBytesOverISCSI(t *testing.T, lunURL string, want []byte) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		first := 0
-		for first < min(len(got), len(want)) && got[first] == want[first] {
-			first++
-		}
-		t.Fatalf("%s: read %d bytes, want %d; first difference at byte %d", lunURL, len(got), len(want), first)
+		t.Fatalf("%s: read %d bytes, want %d; first difference at byte %d", lunURL, len(got), len(want), firstDifference(got, want))
 	}
+}
+
+// firstDifference is the offset of the first byte where a and b differ
+// (the shorter one's length if one is a prefix of the other).
+func firstDifference(a, b []byte) int {
+	i := 0
+	for i < min(len(a), len(b)) && a[i] == b[i] {
+		i++
+	}
+	return i
 }
 
 // waitSnapshotCompleted polls DescribeSnapshots until the snapshot is

@@ -23,13 +23,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/storagegateway"
 )
 
-// newEBSClient is the Go SDK's EBS client for s, with the gateway's
+// ebsClientFor is the Go SDK's EBS client for s, with the gateway's
 // credentials.
-func newEBSClient(s *testServer) *ebs.Client {
-	return ebs.New(ebs.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.endpoint()),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: e2eKeyID, SecretAccessKey: e2eSecret}, nil
-		})})
+func ebsClientFor(s *testServer) *ebs.Client {
+	return newEBSClient(s.endpoint(), "us-east-1", aws.Credentials{AccessKeyID: e2eKeyID, SecretAccessKey: e2eSecret})
 }
 
 // snapshotOf snapshots the volume and waits for it to complete.
@@ -128,7 +125,7 @@ func TestEBSDirectAPIsRead(t *testing.T) {
 	block200 := bytes.Repeat([]byte{0x5a}, 524288)
 	first := snapshotOf(t, ctx, c, arn, "first")
 
-	api := newEBSClient(s)
+	api := ebsClientFor(s)
 	blocks, pages := listAllBlocks(t, ctx, api, first, 100)
 	if want := append(span(0, 128), 200); !slices.Equal(indexes(blocks, blockIndex), want) || pages != 2 {
 		t.Fatalf("ListSnapshotBlocks %s in pages of 100: %d pages, blocks %v; want 2 pages, %v", first, pages, indexes(blocks, blockIndex), want)
@@ -324,7 +321,7 @@ func TestEBSBoto3(t *testing.T) {
 
 	// A started import is pending in DescribeSnapshots, with the progress
 	// its last PutSnapshotBlock gave.
-	api := newEBSClient(s)
+	api := ebsClientFor(s)
 	started, err := api.StartSnapshot(ctx, &ebs.StartSnapshotInput{VolumeSize: aws.Int64(2)})
 	if err != nil {
 		t.Fatal(err)

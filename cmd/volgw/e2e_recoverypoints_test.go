@@ -64,19 +64,7 @@ func TestRecoveryPointRetention(t *testing.T) {
 		{Name: "nodesc", Service: svc, Op: "CreateSnapshotFromRetainedRecoveryPoint", Params: map[string]any{"VolumeARN": vol, "Sequence": 1}},
 		{Name: "novol", Service: svc, Op: "ListRetainedRecoveryPoints", Params: map[string]any{"VolumeARN": vol[:strings.LastIndex(vol, "/")+1] + "vol-0123456789ABCDEF0"}},
 	}
-	in, _ := json.Marshal(calls)
-	out, err := runToolInput(t, env, 2*time.Minute, in, "/usr/bin/python3", filepath.Join(repoRoot(t), "scripts", "e2e-api-boto3-calls.py"))
-	if err != nil {
-		t.Fatalf("boto3: %v\n%s", err, out)
-	}
-	var seen []boto3Result
-	if err := json.Unmarshal([]byte(out), &seen); err != nil || len(seen) != len(calls) {
-		t.Fatalf("boto3 results %q: %v", out, err)
-	}
-	res := map[string]boto3Result{}
-	for _, r := range seen {
-		res[r.Name] = r
-	}
+	res := runBoto3Env(t, env, calls)
 	var list struct {
 		VolumeARN              string
 		RetainedRecoveryPoints []struct {

@@ -44,12 +44,7 @@ func TestSnapshotExportImport(t *testing.T) {
 	copy(want, head)
 	copy(want[600<<20:601<<20], bytes.Repeat([]byte{0x5a}, 1<<20))
 
-	snap, err := c.sgw.CreateSnapshot(ctx, &storagegateway.CreateSnapshotInput{VolumeARN: aws.String(arn), SnapshotDescription: aws.String("to export")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snapID := aws.ToString(snap.SnapshotId)
-	waitSnapshotCompleted(t, ctx, c, snapID)
+	snapID := snapshotOf(t, ctx, c, arn, "to export")
 
 	env := map[string]string{"VOLGW_ACCESS_KEY_ID": e2eKeyID, "VOLGW_SECRET_ACCESS_KEY": e2eSecret}
 	volgw := func(args ...string) (stdout, stderr string, err error) {
@@ -130,11 +125,7 @@ func TestSnapshotExportImport(t *testing.T) {
 		t.Fatalf("import --parent: %v\n%s", err, stderr)
 	}
 	child := strings.TrimSpace(out)
-	api := ebs.New(ebs.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.endpoint()),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: e2eKeyID, SecretAccessKey: e2eSecret}, nil
-		})})
-	changed, err := api.ListChangedBlocks(ctx, &ebs.ListChangedBlocksInput{FirstSnapshotId: aws.String(imported), SecondSnapshotId: aws.String(child)})
+	changed, err := ebsClientFor(s).ListChangedBlocks(ctx, &ebs.ListChangedBlocksInput{FirstSnapshotId: aws.String(imported), SecondSnapshotId: aws.String(child)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,11 +148,7 @@ func checkImage(t *testing.T, path string, want []byte) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		first := 0
-		for first < min(len(got), len(want)) && got[first] == want[first] {
-			first++
-		}
-		t.Fatalf("%s: %d bytes, want %d; first difference at byte %d", path, len(got), len(want), first)
+		t.Fatalf("%s: %d bytes, want %d; first difference at byte %d", path, len(got), len(want), firstDifference(got, want))
 	}
 	var nonZero int64
 	for off := 0; off < len(want); off += snapshotBlockSize {
@@ -196,12 +183,7 @@ func TestSnapshotExportProgressBar(t *testing.T) {
 	g := activateGateway(t, ctx, c, s.endpoint())
 	arn := createVolumes(t, ctx, c, g, "bar-src")[0]
 	writeRandomOverISCSI(t, volumeLUNURL(t, ctx, c, arn), 32<<20)
-	snap, err := c.sgw.CreateSnapshot(ctx, &storagegateway.CreateSnapshotInput{VolumeARN: aws.String(arn), SnapshotDescription: aws.String("bar")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snapID := aws.ToString(snap.SnapshotId)
-	waitSnapshotCompleted(t, ctx, c, snapID)
+	snapID := snapshotOf(t, ctx, c, arn, "bar")
 
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "tmux.sock")

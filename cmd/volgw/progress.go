@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/volgw/volgw/internal/bytesize"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,7 +98,7 @@ func (p *progress) report(final bool) {
 	if p.total > 0 {
 		pct = 100 * float64(done) / float64(p.total)
 	}
-	figures := fmt.Sprintf("%3.0f%%  %s / %s  %s/s", pct, sizeString(done), sizeString(p.total), sizeString(int64(rate)))
+	figures := fmt.Sprintf("%3.0f%%  %s / %s  %s/s", pct, bytesize.Format(done), bytesize.Format(p.total), bytesize.Format(int64(rate)))
 	if final {
 		figures += "  in " + elapsed.Round(100*time.Millisecond).String()
 	} else if rate > 0 && done < p.total {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/volgw/volgw/internal/bytesize"
 )
 
 // volgw recovery-points: the retained recovery points of a volume
@@ -91,7 +93,7 @@ func recoveryPoints(ctx context.Context, args []string, stdout, stderr io.Writer
 				cur = "current"
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", p.Sequence, t.Format(pointLayout), now.Sub(t).Truncate(time.Second),
-				sizeString(p.VolumeSizeInBytes), sizeString(p.VolumeUsageInBytes), cur)
+				bytesize.Format(p.VolumeSizeInBytes), bytesize.Format(p.VolumeUsageInBytes), cur)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ebs"
 	ebstypes "github.com/aws/aws-sdk-go-v2/service/ebs/types"
+	"github.com/volgw/volgw/internal/bytesize"
 	"golang.org/x/sys/unix"
 )
 
@@ -210,7 +211,7 @@ func importSnapshot(ctx context.Context, client *ebs.Client, path, description, 
 			return "", err
 		}
 		if parentSize > gib<<30 {
-			return "", fmt.Errorf("%s is %s, smaller than its parent %s (%s)", path, sizeString(size), parent, sizeString(parentSize))
+			return "", fmt.Errorf("%s is %s, smaller than its parent %s (%s)", path, bytesize.Format(size), parent, bytesize.Format(parentSize))
 		}
 		for _, b := range blocks {
 			inParent[b.index] = true

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/volgw/volgw/internal/bytesize"
 )
 
 // volgw status: a running gateway at a glance, asked through its API as
@@ -73,8 +75,8 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 			return err
 		}
 		fmt.Fprintf(stdout, "cache %s, %.1f%% used, %.1f%% dirty; upload buffer %s of %s not yet uploaded\n",
-			sizeString(cache.CacheAllocatedInBytes), cache.CacheUsedPercentage, cache.CacheDirtyPercentage,
-			sizeString(buffer.UploadBufferUsedInBytes), sizeString(buffer.UploadBufferAllocatedInBytes))
+			bytesize.Format(cache.CacheAllocatedInBytes), cache.CacheUsedPercentage, cache.CacheDirtyPercentage,
+			bytesize.Format(buffer.UploadBufferUsedInBytes), bytesize.Format(buffer.UploadBufferAllocatedInBytes))
 		var list struct{ VolumeInfos []struct{ VolumeARN string } }
 		if err := api.call(ctx, "ListVolumes", arn, &list); err != nil {
 			return err
@@ -110,7 +112,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 			}
 			used, target, at, behind := "-", "-", "-", "-"
 			if v.VolumeUsedInBytes != nil {
-				used = sizeString(*v.VolumeUsedInBytes)
+				used = bytesize.Format(*v.VolumeUsedInBytes)
 			}
 			if a := v.VolumeiSCSIAttributes; a != nil && a.TargetARN != "" {
 				target = a.TargetARN[strings.LastIndex(a.TargetARN, "/")+1:]
@@ -121,23 +123,9 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 					behind = now.Sub(t).Round(100 * time.Millisecond).String()
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.VolumeId, st, sizeString(v.VolumeSizeInBytes), used, at, behind, target)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.VolumeId, st, bytesize.Format(v.VolumeSizeInBytes), used, at, behind, target)
 		}
 		tw.Flush()
 	}
 	return nil
-}
-
-// sizeString writes a byte count in binary units, as the flags take them.
-func sizeString(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, u := float64(n), 0
-	for v >= unit && u < 5 {
-		v /= unit
-		u++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[u-1])
 }

@@ -107,15 +107,27 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 		h.signInForm(w, r, http.StatusOK, "")
 		return
 	}
+	v, err := h.view(r)
+	if err != nil {
+		http.Error(w, errUnreadable, http.StatusInternalServerError)
+		return
+	}
+	render(w, http.StatusOK, statusTemplate, statusData{View: v, CSRF: ss.csrf, AccessKeyID: ss.accessKeyID, Refresh: int(h.refresh.Seconds())})
+}
+
+// errUnreadable is all a browser is told of a failure to read the state:
+// the cause is in the log.
+const errUnreadable = "The gateway's state could not be read; see volgw's log."
+
+// view reads what the page shows, logging a failure.
+func (h *Handler) view(r *http.Request) (View, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 	defer cancel()
 	v, err := collect(ctx, h.src, h.history, h.now())
 	if err != nil {
 		h.log.Error("statuspage: reading the gateway's state failed", "err", err)
-		http.Error(w, "The gateway's state could not be read; see volgw's log.", http.StatusInternalServerError)
-		return
 	}
-	render(w, http.StatusOK, statusTemplate, statusData{View: v, CSRF: ss.csrf, AccessKeyID: ss.accessKeyID, Refresh: int(h.refresh.Seconds())})
+	return v, err
 }
 
 // json is the page's content as JSON, for scripts and monitoring; 401
@@ -127,13 +139,10 @@ func (h *Handler) json(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]string{"message": "Sign in at " + Prefix + " with the gateway's access key ID and secret access key."})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
-	defer cancel()
-	v, err := collect(ctx, h.src, h.history, h.now())
+	v, err := h.view(r)
 	if err != nil {
-		h.log.Error("statuspage: reading the gateway's state failed", "err", err)
 		w.WriteHeader(http.StatusInternalServerError)
-		json.NewEncoder(w).Encode(map[string]string{"message": "The gateway's state could not be read; see volgw's log."})
+		json.NewEncoder(w).Encode(map[string]string{"message": errUnreadable})
 		return
 	}
 	json.NewEncoder(w).Encode(v)

@@ -2,13 +2,14 @@ package statuspage
 
 import (
 	"bytes"
-	"fmt"
 	"html/template"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/volgw/volgw/internal/bytesize"
 )
 
 // render writes t with data, or a plain error if it fails (then nothing
@@ -114,27 +115,13 @@ func shortDuration(d time.Duration) string {
 	}
 }
 
-// size writes a byte count in binary units, as volgw's flags take them.
-func size(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, u := float64(n), 0
-	for v >= unit && u < 5 {
-		v /= unit
-		u++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[u-1])
-}
-
 var funcs = template.FuncMap{
-	"size": size,
+	"size": bytesize.Format,
 	"usedSize": func(p *int64) string {
 		if p == nil {
 			return "–"
 		}
-		return size(*p)
+		return bytesize.Format(*p)
 	},
 	"pct": func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + "%" },
 	"progress": func(p *float64) string {
