@@ -32,7 +32,8 @@
 //	                               snapshotimport.go); GC marks it until the
 //	                               completed root names the block; an
 //	                               import's root is volumes/<id>/roots/…
-//	importtokens/<sha256>.json     StartSnapshot's ClientToken → snapshot ID
+//	importtokens/<sha256>.json     StartSnapshot's ClientToken → snapshot ID,
+//	                               reclaimed by GC once that snapshot is deleted
 //
 // A zero block and an empty page are never stored: a volume costs what it
 // holds. A cut rewrites only the pages it touched; a snapshot is one small

@@ -61,6 +61,7 @@ type GCStats struct {
 	DeletedPages        int
 	DeletedRoots        int
 	DeletedTombstones   int
+	DeletedImportTokens int // StartSnapshot ClientTokens of snapshots gone
 	ReclaimedBlockBytes int64
 }
 
@@ -231,7 +232,9 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		}
 		st.DeletedTombstones++
 	}
-	return st, nil
+	n, err := e.sweepImportTokens(ctx, recs, horizon)
+	st.DeletedImportTokens = n
+	return st, err
 }
 
 // markHistory visits the retained history of the volume whose head names

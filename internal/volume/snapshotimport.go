@@ -493,3 +493,46 @@ func (e *Engine) markImports(ctx context.Context, recs []*snapRecord, marked map
 	}
 	return nil
 }
+
+// sweepImportTokens deletes the ClientToken objects (importTokenKey) of
+// snapshots that are gone or deleted: a token only answers a retried
+// StartSnapshot with its snapshot, and a deleted snapshot has none to
+// give. A token is kept while younger than the grace period, since
+// StartImport writes it before the record (G3-like: the record it names
+// may not exist yet). recs are the round's records, tombstones included.
+func (e *Engine) sweepImportTokens(ctx context.Context, recs []*snapRecord, horizon time.Time) (int, error) {
+	live := map[string]bool{}
+	for _, r := range recs {
+		if !r.Deleted {
+			live[r.ID] = true
+		}
+	}
+	var old []string
+	if err := e.store.List(ctx, "importtokens/", func(o blob.ObjectInfo) error {
+		if o.ModTime.Before(horizon) {
+			old = append(old, o.Key)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("volume: gc listing import tokens: %w", err)
+	}
+	n := 0
+	for _, k := range old {
+		b, err := e.store.Get(ctx, k)
+		if errors.Is(err, blob.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("volume: gc: %w", err)
+		}
+		var tok importTokenJSON
+		if json.Unmarshal(b, &tok) == nil && live[tok.SnapshotID] {
+			continue
+		}
+		if err := e.store.Delete(ctx, k); err != nil {
+			return n, fmt.Errorf("volume: gc: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/blob/blobtest"
 	"github.com/volgw/volgw/internal/control"
 )
@@ -58,6 +59,47 @@ func TestImportAcrossRestart(t *testing.T) {
 		if err != nil || !bytes.Equal(got, map[int64][]byte{5: d1, 700: d2}[b.Index]) {
 			t.Fatalf("block %d: %v", b.Index, err)
 		}
+	}
+	if err := te.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestImportTokensReclaimed: a StartSnapshot ClientToken answers retries
+// while its snapshot lives, however old, and is reclaimed by GC once the
+// snapshot is deleted.
+func TestImportTokensReclaimed(t *testing.T) {
+	ctx := context.Background()
+	const grace = 200 * time.Millisecond
+	store := blobtest.NewFS(t)
+	te := newTestEngine(t, store, engineOpts{grace: grace})
+	tokens := func() int {
+		n := 0
+		_ = store.List(ctx, "importtokens/", func(blob.ObjectInfo) error { n++; return nil })
+		return n
+	}
+	req := ImportRequest{SnapshotID: "snap-t1", SizeBytes: gib, Timeout: time.Hour, ClientToken: "retry-me"}
+	if _, err := te.StartImport(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.CompleteImport(ctx, "snap-t1", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * grace)
+	if st, err := te.GC(ctx); err != nil || st.DeletedImportTokens != 0 || tokens() != 1 {
+		t.Fatalf("GC with the snapshot alive: %+v %v, %d tokens", st, err, tokens())
+	}
+	retry := req
+	retry.SnapshotID = "snap-t2" // a retry gets a fresh ID from the control plane
+	if s, err := te.StartImport(ctx, retry); err != nil || s.ID != "snap-t1" {
+		t.Fatalf("a retry with the token: %+v %v", s, err)
+	}
+	if err := te.DeleteSnapshot(ctx, "snap-t1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * grace)
+	if st, err := te.GC(ctx); err != nil || st.DeletedImportTokens != 1 || tokens() != 0 {
+		t.Fatalf("GC after the snapshot's deletion: %+v %v, %d tokens", st, err, tokens())
 	}
 	if err := te.Check(ctx); err != nil {
 		t.Fatal(err)
