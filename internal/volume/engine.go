@@ -147,6 +147,10 @@ type Engine struct {
 	lostIrrecoverable, lostPassThrough atomic.Int64
 	// atomicBytes is maxAtomic, set when a disk is added.
 	atomicBytes atomic.Int64
+	// lastGC is what the last completed GC round found the store to hold
+	// (nil before one); gcReclaimed counts the block bytes GC deleted.
+	lastGC      atomic.Pointer[gcRound]
+	gcReclaimed atomic.Int64
 }
 
 var (

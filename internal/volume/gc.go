@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/volgw/volgw/internal/blob"
 )
 
@@ -63,6 +64,23 @@ type GCStats struct {
 	DeletedTombstones   int
 	DeletedImportTokens int // StartSnapshot ClientTokens of snapshots gone
 	ReclaimedBlockBytes int64
+	// Kept is what the store holds after the sweep.
+	Kept StoreUsage
+}
+
+// StoreUsage is the engine's objects in the store by kind: what the
+// bucket's owner pays to keep. Objects named by nothing yet younger than
+// the grace period (superseded, or in flight) are in it until a later
+// round reclaims them.
+type StoreUsage struct {
+	Blocks, Pages, Roots             int
+	BlockBytes, PageBytes, RootBytes int64
+}
+
+// gcRound is a completed GC round, for the metrics.
+type gcRound struct {
+	at   time.Time
+	kept StoreUsage
 }
 
 func (e *Engine) gcLoop(ctx context.Context) {
@@ -202,13 +220,23 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 				return st, fmt.Errorf("volume: gc: %w", err)
 			}
 			st.DeletedRoots++
+			continue
 		}
+		st.Kept.Roots++
+		st.Kept.RootBytes += o.Size
 	}
 	for _, pfx := range []string{"pages/", "blocks/"} {
 		var doomed []blob.ObjectInfo
 		if err := e.store.List(ctx, pfx, func(o blob.ObjectInfo) error {
-			if !isMarked(marked, o.Key) && o.ModTime.Before(horizon) {
+			switch {
+			case !isMarked(marked, o.Key) && o.ModTime.Before(horizon):
 				doomed = append(doomed, o)
+			case pfx == "blocks/":
+				st.Kept.Blocks++
+				st.Kept.BlockBytes += o.Size
+			default:
+				st.Kept.Pages++
+				st.Kept.PageBytes += o.Size
 			}
 			return nil
 		}); err != nil {
@@ -221,6 +249,7 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			if pfx == "blocks/" {
 				st.DeletedBlocks++
 				st.ReclaimedBlockBytes += o.Size
+				e.gcReclaimed.Add(o.Size)
 			} else {
 				st.DeletedPages++
 			}
@@ -234,6 +263,9 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	}
 	n, err := e.sweepImportTokens(ctx, recs, horizon)
 	st.DeletedImportTokens = n
+	if err == nil {
+		e.lastGC.Store(&gcRound{at: m, kept: st.Kept})
+	}
 	return st, err
 }
 
@@ -422,4 +454,41 @@ func (v *Volume) checkLocal() error {
 		return fmt.Errorf("volume: check: %s needs the journal from %d, which holds [%d, %d)", v.id, need, tail, head)
 	}
 	return nil
+}
+
+var (
+	descStoreObjects = prometheus.NewDesc("volgw_store_objects",
+		"The engine's objects in the store by kind (block, page, root), as the last GC round found them after its sweep (absent before one).",
+		[]string{"kind"}, nil)
+	descStoreBytes = prometheus.NewDesc("volgw_store_bytes",
+		"Bytes of the engine's objects in the store by kind (block, page, root), as the last GC round found them after its sweep.",
+		[]string{"kind"}, nil)
+	descGCLast = prometheus.NewDesc("volgw_gc_last_round_timestamp_seconds",
+		"When the last completed GC round started (Unix time).", nil, nil)
+	descGCReclaimed = prometheus.NewDesc("volgw_gc_reclaimed_block_bytes_total",
+		"Bytes of blocks GC deleted since volgw started.", nil, nil)
+)
+
+func describeGC(ch chan<- *prometheus.Desc) {
+	ch <- descStoreObjects
+	ch <- descStoreBytes
+	ch <- descGCLast
+	ch <- descGCReclaimed
+}
+
+func (e *Engine) collectGC(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descGCReclaimed, prometheus.CounterValue, float64(e.gcReclaimed.Load()))
+	r := e.lastGC.Load()
+	if r == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descGCLast, prometheus.GaugeValue, float64(r.at.UnixNano())/1e9)
+	for _, k := range []struct {
+		kind  string
+		n     int
+		bytes int64
+	}{{"block", r.kept.Blocks, r.kept.BlockBytes}, {"page", r.kept.Pages, r.kept.PageBytes}, {"root", r.kept.Roots, r.kept.RootBytes}} {
+		ch <- prometheus.MustNewConstMetric(descStoreObjects, prometheus.GaugeValue, float64(k.n), k.kind)
+		ch <- prometheus.MustNewConstMetric(descStoreBytes, prometheus.GaugeValue, float64(k.bytes), k.kind)
+	}
 }

@@ -58,6 +58,7 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.e.cutSeconds.Describe(ch)
 	c.e.syncSeconds.Describe(ch)
 	describeMaintenance(ch)
+	describeGC(ch)
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -94,6 +95,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	e.cutSeconds.Collect(ch)
 	e.syncSeconds.Collect(ch)
 	e.collectMaintenance(ch)
+	e.collectGC(ch)
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descVolumes, prometheus.GaugeValue, float64(n), st)
 	}

@@ -2,7 +2,9 @@ package volume
 
 import (
 	"context"
+	"crypto/rand"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -110,5 +112,62 @@ func TestPerVolumeMetrics(t *testing.T) {
 	mustRead(t, te.vol(id), 0, 3*BlockSize)
 	if hit, miss := lookups(); hit != 0 || miss != 3 {
 		t.Fatalf("lookups after a restart and 3 cold blocks: hit %v, miss %v", hit, miss)
+	}
+}
+
+// TestStoreUsageMetrics: what the store holds is on /metrics once a GC
+// round has counted it, superseded objects stay counted through the grace
+// period, and what GC deletes is counted as reclaimed.
+func TestStoreUsageMetrics(t *testing.T) {
+	ctx := context.Background()
+	const grace = 200 * time.Millisecond
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{grace: grace})
+	const id = "vol-00000000000000ME2"
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := gather(t, te.Engine)["volgw_store_objects"]; ok {
+		t.Fatal("store usage reported before any GC round")
+	}
+	v := te.vol(id)
+	for _, n := range []int{3, 1} { // 3 blocks, then block 0 again
+		data := make([]byte, n*BlockSize)
+		rand.Read(data) // distinct blocks: none shared by content
+		if err := v.WriteAt(ctx, data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := te.Cut(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byKind := func(name string) map[string]float64 {
+		t.Helper()
+		out := map[string]float64{}
+		for _, m := range gather(t, te.Engine)[name] {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+		return out
+	}
+	reclaimed := func() float64 {
+		return gather(t, te.Engine)["volgw_gc_reclaimed_block_bytes_total"][0].GetCounter().GetValue()
+	}
+	if _, err := te.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first root is younger than the grace period: it and the block
+	// it alone names are kept.
+	if objs, bytes := byKind("volgw_store_objects"), byKind("volgw_store_bytes"); objs["block"] != 4 || bytes["block"] != 4*BlockSize ||
+		objs["root"] < 2 || objs["page"] < 2 || reclaimed() != 0 {
+		t.Fatalf("after a round within the grace period: objects %v, bytes %v, reclaimed %v", objs, bytes, reclaimed())
+	}
+	time.Sleep(2 * grace)
+	if _, err := te.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if objs := byKind("volgw_store_objects"); objs["block"] != 3 || objs["root"] != 1 || objs["page"] != 1 || reclaimed() != BlockSize {
+		t.Fatalf("after the grace period: objects %v, reclaimed %v", objs, reclaimed())
+	}
+	if g := gather(t, te.Engine)["volgw_gc_last_round_timestamp_seconds"]; len(g) != 1 || g[0].GetGauge().GetValue() <= 0 {
+		t.Fatalf("last round timestamp: %v", g)
 	}
 }
