@@ -68,6 +68,10 @@ var (
 	// its present condition (fenced by another writer, upload buffer lost:
 	// see VolumeCondition); the API answers errorCode VolumeNotReady.
 	ErrVolumeNotReady = errors.New("volume not ready")
+	// ErrKeyUnavailable: the operation needs a key the gateway is not
+	// configured with (an unknown KMSKey ARN, or a snapshot sealed with a
+	// key missing from the keyring).
+	ErrKeyUnavailable = errors.New("encryption key not available")
 )
 
 // DiskUse says what a local disk is allocated to.
@@ -98,6 +102,11 @@ type VolumeSpec struct {
 	VolumeID  string
 	SizeBytes int64
 	Source    VolumeSource
+	// KMSKey names the key (from the gateway's keyring, see
+	// internal/seal) the volume's new objects are sealed with: the ARN a
+	// client passed with KMSEncrypted. Empty: the gateway's default key, or
+	// none if it has no default (objects stored as they are).
+	KMSKey string
 }
 
 // RecoveryPoint is the latest instant at which every write made to the
@@ -144,6 +153,9 @@ type Snapshot struct {
 	Tags              []Tag
 	Status            SnapshotStatus
 	Progress          int // percent, 0..100
+	// KMSKey is the key the snapshot's root is sealed with ("" when not
+	// encrypted); DescribeSnapshots shows Encrypted and KmsKeyId from it.
+	KMSKey string
 }
 
 // VolumeStatusReporter is implemented by engines that know more of a
