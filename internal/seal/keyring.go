@@ -76,7 +76,7 @@ func (k *Key) NameOf(plain []byte) [32]byte {
 // sealed with it) and the earlier ones still open what they sealed — that is
 // how a key is rotated. A nil *Keyring holds no key.
 type Keyring struct {
-	current map[string]*Key   // by name: the last secret given
+	current map[string]*Key  // by name: the last secret given
 	byID    map[[8]byte]*Key // every secret, for opening
 	def     *Key
 }
