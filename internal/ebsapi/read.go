@@ -1,6 +1,7 @@
 package ebsapi
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -173,12 +174,19 @@ func (s *Service) getSnapshotBlock(q *request) error {
 	case err != nil:
 		return err
 	}
-	// The engine checked the bytes hash to want as they were read.
+	// The engine checked the bytes against their name (want) as they were
+	// read; the checksum is their SHA-256, which is the name only for a
+	// snapshot that is not sealed (a sealed one's names are keyed: see
+	// internal/seal).
+	sum := want
+	if !t.NamesAreSHA256() {
+		sum = sha256.Sum256(data)
+	}
 	h := q.w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h["x-amzn-RequestId"] = []string{q.reqID}
 	h["x-amz-Data-Length"] = []string{strconv.Itoa(len(data))}
-	h["x-amz-Checksum"] = []string{base64.StdEncoding.EncodeToString(want[:])}
+	h["x-amz-Checksum"] = []string{base64.StdEncoding.EncodeToString(sum[:])}
 	h["x-amz-Checksum-Algorithm"] = []string{"SHA256"}
 	h.Set("Content-Length", strconv.Itoa(len(data)))
 	q.w.WriteHeader(http.StatusOK)

@@ -209,10 +209,19 @@ func (e *Engine) AttachVolume(ctx context.Context, volumeID string) (control.Det
 	if err != nil {
 		return none, err
 	}
+	// The volume keeps its key: its next objects are sealed as its last.
+	var keyName string
+	if src.sealedWith != nil {
+		keyName = src.sealedWith.Name()
+	}
+	w, err := e.writerFor(keyName)
+	if err != nil {
+		return none, err
+	}
 	token := newToken()
 	r := &root{Volume: volumeID, Seq: h.Seq + 1, Size: src.Size, CutTime: src.CutTime, Owner: e.state.Owner, Token: token,
 		JournalLSN: e.jr.headLSN(), Pages: maps.Clone(src.Pages), Parent: src.key(), Retain: e.cfg.RecoveryPointRetention}
-	if err := e.put(ctx, r.key(), encodeRoot(r), blob.PutOptions{}); err != nil {
+	if err := e.putRoot(ctx, w, r, blob.PutOptions{}); err != nil {
 		return none, err
 	}
 	if e.now().Sub(start) > e.lease() {
@@ -220,7 +229,7 @@ func (e *Engine) AttachVolume(ctx context.Context, volumeID string) (control.Det
 	}
 	// The intent, before the head (fencing invariant): a crash or a lost
 	// answer after the PUT leaves a head this data dir knows as its own.
-	vs := volState{ID: volumeID, Size: r.Size, Nonce: randomNonce(), Created: start}
+	vs := volState{ID: volumeID, Size: r.Size, Nonce: randomNonce(), Created: start, Key: keyName}
 	vf := volFile{Volume: vs, Owner: e.state.Owner, Seq: r.Seq, Token: token, NextSeq: r.Seq, NextToken: token}
 	if err := e.writeVolFile(&vf); err != nil {
 		return none, err
@@ -270,7 +279,10 @@ func (e *Engine) adoptAttach(ctx context.Context, volumeID string) (control.Deta
 
 // addAttached registers a volume whose head this engine now owns.
 func (e *Engine) addAttached(vs volState, r *root, etag string, vf volFile) error {
-	v := newVolume(e, vs)
+	v, err := newVolume(e, vs)
+	if err != nil {
+		return err
+	}
 	v.base, v.headETag, v.vf = r, etag, vf
 	v.cleanAt = vs.Created
 	v.publishRecovery()

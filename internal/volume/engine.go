@@ -21,6 +21,7 @@ import (
 
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/seal"
 )
 
 // Config configures an Engine.
@@ -68,6 +69,13 @@ type Config struct {
 	// volume's state (retention.go); zero keeps only the latest, as AWS
 	// does. Recorded in each root, so any gateway's GC honours it.
 	RecoveryPointRetention time.Duration
+	// Keys is the keyring volumes are sealed with (sealing.go); nil holds
+	// none: volumes are stored clear unless created with a key, which is
+	// then refused.
+	Keys *seal.Keyring
+	// Compress compresses blocks and pages (zstd) before they are
+	// uploaded, when that saves at least 1/32 of them.
+	Compress bool
 }
 
 // Engine is the block engine: volumes, their journal and cache, and their
@@ -151,6 +159,9 @@ type Engine struct {
 	// (nil before one); gcReclaimed counts the block bytes GC deleted.
 	lastGC      atomic.Pointer[gcRound]
 	gcReclaimed atomic.Int64
+	// uploadedPlain and uploadedStored count the blocks and pages this
+	// engine uploaded, as written and as stored (compressed, sealed).
+	uploadedPlain, uploadedStored atomic.Int64
 }
 
 var (
@@ -195,6 +206,9 @@ type volState struct {
 	Size    int64     `json:"size"`
 	Nonce   uint64    `json:"nonce"`
 	Created time.Time `json:"created"`
+	// Key names the keyring key the volume's objects are sealed with (""
+	// for none); fixed at creation (sealing.go).
+	Key string `json:"key,omitempty"`
 }
 
 // Open opens (or creates) the engine in cfg.Dir, reopens the disks recorded
@@ -517,7 +531,10 @@ func (e *Engine) recover(ctx context.Context) error {
 	}
 	byNonce := make(map[uint64]*Volume)
 	for _, vs := range e.state.Volumes {
-		v := newVolume(e, vs)
+		v, err := newVolume(e, vs)
+		if err != nil {
+			return err
+		}
 		if err := e.recoverHead(ctx, v); err != nil {
 			return fmt.Errorf("volume: recovering %s: %w", vs.ID, err)
 		}
@@ -664,6 +681,14 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	if adopted, err := e.adoptCreate(ctx, spec); adopted || err != nil {
 		return err
 	}
+	keyName, err := e.keyForNew(spec.KMSKey)
+	if err != nil {
+		return err
+	}
+	w, err := e.writerFor(keyName)
+	if err != nil {
+		return err
+	}
 	start := e.now()
 	token := newToken()
 	r := &root{Volume: spec.VolumeID, Size: spec.SizeBytes, CutTime: start, Owner: e.state.Owner, Token: token, JournalLSN: e.jr.headLSN(), Pages: map[uint32]pageRef{}, Retain: e.cfg.RecoveryPointRetention}
@@ -708,7 +733,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 		// The clone's recovery point is its creation: it holds the source's
 		// data, all of which is in the store.
 	}
-	if err := e.put(ctx, r.key(), encodeRoot(r), blob.PutOptions{}); err != nil {
+	if err := e.putRoot(ctx, w, r, blob.PutOptions{}); err != nil {
 		return err
 	}
 	if e.now().Sub(start) > e.lease() {
@@ -718,7 +743,7 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	// leaves a head this data dir recognises as its own (resolveIntents at
 	// Open, adoptCreate on a retry) rather than one nobody can open or
 	// create again.
-	vs := volState{ID: spec.VolumeID, Size: spec.SizeBytes, Nonce: randomNonce(), Created: start}
+	vs := volState{ID: spec.VolumeID, Size: spec.SizeBytes, Nonce: randomNonce(), Created: start, Key: keyName}
 	vf := volFile{Volume: vs, Owner: e.state.Owner, Token: token, NextToken: token}
 	if err := e.writeVolFile(&vf); err != nil {
 		return err
@@ -736,7 +761,10 @@ func (e *Engine) CreateVolume(ctx context.Context, spec control.VolumeSpec) erro
 	if err != nil {
 		return fmt.Errorf("volume: creating %s: %w", spec.VolumeID, err)
 	}
-	v := newVolume(e, vs)
+	v, err := newVolume(e, vs)
+	if err != nil {
+		return err
+	}
 	v.base, v.headETag, v.vf = r, info.ETag, vf
 	v.publishRecovery()
 	e.mu.Lock()

@@ -142,7 +142,7 @@ func (e *Engine) volFileIDs() ([]string, error) {
 // over base (the volume's confirmed head). v.cutMu held.
 func (e *Engine) notePublishing(v *Volume, base *root, seq uint64, token string, deleting bool) error {
 	f := v.vf
-	f.Volume = volState{ID: v.id, Size: v.size, Nonce: v.nonce, Created: v.created}
+	f.Volume = v.state()
 	f.Owner = e.state.Owner
 	f.Seq, f.Token = base.Seq, base.Token
 	f.NextSeq, f.NextToken, f.Deleting = seq, token, deleting
@@ -171,7 +171,7 @@ func (e *Engine) fence(v *Volume, reason string) {
 	v.fencedCancel()
 	v.vf.Fenced = reason
 	if v.vf.Volume.ID == "" {
-		v.vf.Volume = volState{ID: v.id, Size: v.size, Nonce: v.nonce, Created: v.created}
+		v.vf.Volume = v.state()
 		v.vf.Owner = e.state.Owner
 	}
 	err := e.writeVolFile(&v.vf)
@@ -304,7 +304,10 @@ func (e *Engine) adoptCreate(ctx context.Context, spec control.VolumeSpec) (bool
 	if err != nil {
 		return false, err
 	}
-	v := newVolume(e, f.Volume)
+	v, err := newVolume(e, f.Volume)
+	if err != nil {
+		return false, err
+	}
 	v.base, v.headETag, v.vf = r, etag, f
 	v.cleanAt = f.Volume.Created
 	v.publishRecovery()
@@ -340,7 +343,7 @@ func (e *Engine) openHead(ctx context.Context, v *Volume) (base *root, etag, fen
 	if !ok {
 		// A volume from before volume files existed: its heads have no
 		// token; from now on the file tracks them.
-		f = volFile{Volume: volState{ID: v.id, Size: v.size, Nonce: v.nonce, Created: v.created}, Owner: e.state.Owner, Seq: h.Seq, NextSeq: h.Seq}
+		f = volFile{Volume: v.state(), Owner: e.state.Owner, Seq: h.Seq, NextSeq: h.Seq}
 		if headMissing || h.Token != "" || h.Owner != e.state.Owner {
 			f.Seq, f.NextSeq = 0, 0
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/volgw/volgw/internal/control"
 	"github.com/volgw/volgw/internal/scsi"
+	"github.com/volgw/volgw/internal/seal"
 )
 
 // Geometry. A block is the EBS snapshot block size; a page holds the hashes
@@ -174,6 +175,10 @@ type pageRef struct {
 // root is a recovery point: everything needed to read the volume as of the
 // cut. Roots are immutable; a volume's head names the latest.
 type root struct {
+	// sealedWith is the key the root was read sealed with (nil: clear, or
+	// built here); not part of its encoding.
+	sealedWith *seal.Key
+
 	Volume  string
 	Seq     uint64
 	Size    int64

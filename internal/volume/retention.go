@@ -2,7 +2,6 @@ package volume
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -252,8 +251,11 @@ func (e *Engine) SnapshotRetainedRecoveryPoint(ctx context.Context, req control.
 	}
 	rec := &snapRecord{ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, SizeBytes: pick.size,
 		StartTime: e.now().UTC(), PointTime: pick.cut.UTC(), Description: req.Description, Tags: slices.Clone(req.Tags),
-		Status: string(control.SnapshotCompleted), Root: pick.key, UsageBytes: pick.usage, Owner: e.state.Owner}
-	b, _ := json.Marshal(rec)
+		Status: string(control.SnapshotCompleted), Root: pick.key, UsageBytes: pick.usage, Owner: e.state.Owner, KMSKey: v.keyName}
+	b, err := e.encodeRecord(rec)
+	if err != nil {
+		return control.Snapshot{}, control.RetainedRecoveryPoint{}, err
+	}
 	_, err = e.store.Put(ctx, snapshotKey(rec.ID), b, blob.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, blob.ErrPreconditionFailed) {
 		return control.Snapshot{}, control.RetainedRecoveryPoint{}, fmt.Errorf("%w: snapshot %s", ErrSnapshotExists, rec.ID)

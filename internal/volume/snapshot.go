@@ -2,7 +2,6 @@ package volume
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -43,11 +42,17 @@ type snapRecord struct {
 	// Import is set on a snapshot made through the EBS direct APIs
 	// (snapshotimport.go).
 	Import *importInfo `json:"import,omitempty"`
+	// KMSKey names the key the snapshot's root is sealed with; then
+	// Description and Tags are stored only sealed, in Sealed
+	// (sealing.go), and opened says they were read from it.
+	KMSKey string `json:"kmsKey,omitempty"`
+	Sealed []byte `json:"sealed,omitempty"`
+	opened bool
 }
 
 func (r *snapRecord) public() control.Snapshot {
 	s := control.Snapshot{ID: r.ID, VolumeID: r.VolumeID, VolumeARN: r.VolumeARN, VolumeSizeBytes: r.SizeBytes,
-		StartTime: r.StartTime, RecoveryPointTime: r.PointTime, Description: r.Description, Tags: slices.Clone(r.Tags), Status: control.SnapshotStatus(r.Status)}
+		StartTime: r.StartTime, RecoveryPointTime: r.PointTime, Description: r.Description, Tags: slices.Clone(r.Tags), Status: control.SnapshotStatus(r.Status), KMSKey: r.KMSKey}
 	if s.Status == control.SnapshotCompleted {
 		s.Progress = 100
 		if s.RecoveryPointTime.IsZero() {
@@ -80,11 +85,11 @@ func (e *Engine) getRecord(ctx context.Context, id string) (*snapRecord, string,
 	if err != nil {
 		return nil, "", fmt.Errorf("volume: snapshot %s: %w", id, err)
 	}
-	var r snapRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, "", fmt.Errorf("%w: snapshot %s: %v", ErrCorrupt, id, err)
+	r, err := e.decodeRecord(id, b)
+	if err != nil {
+		return nil, "", err
 	}
-	return &r, info.ETag, nil
+	return r, info.ETag, nil
 }
 
 // updateRecord applies fn to the stored record with a compare-and-swap, so
@@ -102,7 +107,10 @@ func (e *Engine) updateRecord(ctx context.Context, id string, fn func(*snapRecor
 			}
 			return err
 		}
-		b, _ := json.Marshal(r)
+		b, err := e.encodeRecord(r)
+		if err != nil {
+			return err
+		}
 		_, err = e.store.Put(ctx, snapshotKey(id), b, blob.PutOptions{IfMatch: etag})
 		if errors.Is(err, blob.ErrPreconditionFailed) {
 			continue
@@ -148,13 +156,16 @@ func (e *Engine) CreateSnapshot(ctx context.Context, req control.SnapshotRequest
 	// point it holds is PointTime, known now for a pin and at completion
 	// for a pending one.
 	rec := &snapRecord{ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, SizeBytes: v.size,
-		StartTime: e.now().UTC(), Description: req.Description, Tags: slices.Clone(req.Tags), Owner: e.state.Owner}
+		StartTime: e.now().UTC(), Description: req.Description, Tags: slices.Clone(req.Tags), Owner: e.state.Owner, KMSKey: v.keyName}
 	if req.FromRecoveryPoint || clean {
 		rec.Status, rec.Root, rec.UsageBytes, rec.PointTime = string(control.SnapshotCompleted), base.key(), base.usage(), t.UTC()
 	} else {
 		rec.Status = string(control.SnapshotPending)
 	}
-	b, _ := json.Marshal(rec)
+	b, err := e.encodeRecord(rec)
+	if err != nil {
+		return control.Snapshot{}, err
+	}
 	_, err = e.store.Put(ctx, snapshotKey(rec.ID), b, blob.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, blob.ErrPreconditionFailed) {
 		return control.Snapshot{}, fmt.Errorf("%w: snapshot %s", ErrSnapshotExists, rec.ID)

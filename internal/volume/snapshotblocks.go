@@ -2,7 +2,6 @@ package volume
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -152,6 +151,11 @@ func (t *SnapshotTree) ChangedBlocks(ctx context.Context, first *SnapshotTree, f
 	return out, -1, st, nil
 }
 
+// NamesAreSHA256 reports whether every block of the tree is named by its
+// SHA-256, so that a name is also its checksum. A gateway with a keyring
+// may hold trees that name blocks by a keyed hash (sealing.go).
+func (t *SnapshotTree) NamesAreSHA256() bool { return t.e.cfg.Keys.Len() == 0 }
+
 // Block returns the 524288 bytes of block index, which must be the block
 // whose content address is want (ErrBlockMismatch otherwise: the block
 // token was not this snapshot's at that index). The bytes are checked
@@ -219,14 +223,14 @@ func (e *Engine) readRecord(ctx context.Context, id string) (*snapRecord, error)
 	if err != nil {
 		return nil, fmt.Errorf("volume: snapshot %s: %w", id, err)
 	}
-	var rec snapRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("%w: snapshot %s: %v", ErrCorrupt, id, err)
+	rec, err := e.decodeRecord(id, b)
+	if err != nil {
+		return nil, err
 	}
 	if rec.Deleted {
 		return nil, fmt.Errorf("%w: %s", control.ErrSnapshotNotFound, id)
 	}
-	return &rec, nil
+	return rec, nil
 }
 
 // ebsState is what the EBS direct APIs keep in an engine's memory; its

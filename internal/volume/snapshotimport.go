@@ -217,7 +217,7 @@ func (e *Engine) PutImportBlock(ctx context.Context, id string, index int64, dat
 	h := hash(sum)
 	if bytes.Equal(data, zeroBlock) {
 		h = hash{}
-	} else if _, err := e.putContent(ctx, blockKey(h), data, start, &sum); err != nil {
+	} else if _, err := e.putSealed(ctx, e.importWriter(), blockKey(h), data, BlockSize, start, &sum); err != nil {
 		return err
 	}
 	// GC safety (top of file): the entry is written within the lease of
@@ -380,7 +380,7 @@ func (e *Engine) CompleteImport(ctx context.Context, id string, changed int, agg
 		}
 		enc := encodePage(p)
 		sum := sha256.Sum256(enc)
-		if _, err := e.putContent(ctx, pageKey(sum), enc, start, &sum); err != nil {
+		if _, err := e.putSealed(ctx, e.importWriter(), pageKey(sum), enc, -1, start, &sum); err != nil {
 			return control.Snapshot{}, err
 		}
 		pages[pi] = pageRef{Hash: sum, Blocks: len(p.blocks), Touched: p.touched()}
@@ -392,7 +392,7 @@ func (e *Engine) CompleteImport(ctx context.Context, id string, changed int, agg
 	if now.Sub(start) > e.lease() {
 		return control.Snapshot{}, fmt.Errorf("%w: completing %s", ErrLeaseExpired, id)
 	}
-	if _, err := e.store.Put(ctx, r.key(), encodeRoot(r), blob.PutOptions{IfNoneMatch: true}); err != nil {
+	if err := e.putRoot(ctx, e.importWriter(), r, blob.PutOptions{IfNoneMatch: true}); err != nil {
 		return control.Snapshot{}, fmt.Errorf("volume: root of %s: %w", id, err)
 	}
 	if e.now().Sub(start) > e.lease() {

@@ -3,7 +3,6 @@ package volume
 import (
 	"container/list"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/volgw/volgw/internal/blob"
+	"github.com/volgw/volgw/internal/seal"
 )
 
 // prefixed puts every key under a prefix, so several deployments can share
@@ -95,10 +95,15 @@ func (e *Engine) loadRoot(ctx context.Context, key string) (*root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("volume: root %s: %w", key, err)
 	}
+	b, k, err := e.open(key, b, -1, maxRootBytes)
+	if err != nil {
+		return nil, fmt.Errorf("volume: root %s: %w", key, err)
+	}
 	r, err := decodeRoot(b)
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", key, err)
 	}
+	r.sealedWith = k
 	return r, nil
 }
 
@@ -115,7 +120,11 @@ func (e *Engine) fetchBlockOnce(ctx context.Context, h hash) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("volume: block %s: %w", h, err)
 	}
-	if len(b) != BlockSize || sha256.Sum256(b) != h {
+	b, k, err := e.open(blockKey(h), b, BlockSize, BlockSize)
+	if err != nil {
+		return nil, fmt.Errorf("volume: block %s: %w", h, err)
+	}
+	if len(b) != BlockSize || !seal.Verify(h, b, k) {
 		return nil, fmt.Errorf("%w: block %s has %d bytes that do not match its hash", ErrCorrupt, h, len(b))
 	}
 	return b, nil
@@ -131,7 +140,11 @@ func (e *Engine) loadPage(ctx context.Context, h hash) (*page, error) {
 	if err != nil {
 		return nil, fmt.Errorf("volume: page %s: %w", h, err)
 	}
-	if sha256.Sum256(b) != h {
+	b, k, err := e.open(pageKey(h), b, -1, maxPageBytes)
+	if err != nil {
+		return nil, fmt.Errorf("volume: page %s: %w", h, err)
+	}
+	if !seal.Verify(h, b, k) {
 		return nil, fmt.Errorf("%w: page %s does not match its hash", ErrCorrupt, h)
 	}
 	p, err := decodePage(b)

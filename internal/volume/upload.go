@@ -308,7 +308,7 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	// the head as its own even if the answer is lost or it dies right
 	// after. Both must be done before the head names the root.
 	rootDone := make(chan error, 1)
-	go func() { rootDone <- e.put(ctx, newRoot.key(), encodeRoot(newRoot), blob.PutOptions{}) }()
+	go func() { rootDone <- e.putRoot(ctx, v.w, newRoot, blob.PutOptions{}) }()
 	noteErr := e.notePublishing(v, base, newRoot.Seq, newRoot.Token, false)
 	if err := errors.Join(<-rootDone, noteErr); err != nil {
 		return retried, err
@@ -503,9 +503,9 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					fail(err)
 					return
 				}
-				h := hash(sha256.Sum256(buf))
+				h := hash(v.w.NameOf(buf))
 				crcs[i] = sectorCRCs(buf)
-				if h == zeroHash {
+				if h == v.zeroName {
 					// Zeros are not stored: hashes[i] stays zero.
 					pool.putBuf(buf)
 					v.cutDone.Add(1)
@@ -519,8 +519,11 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 				puts.Go(func() {
 					defer pool.putBuf(buf)
 					defer pool.release()
-					sum := [32]byte(h)
-					if _, err := e.putContent(ctx, blockKey(h), buf, start, &sum); err != nil {
+					var sum *[32]byte
+					if !v.w.Sealed() {
+						sum = (*[32]byte)(&h) // the name is the SHA-256
+					}
+					if _, err := e.putSealed(ctx, v.w, blockKey(h), buf, BlockSize, start, sum); err != nil {
 						fail(err)
 						return
 					}
@@ -583,7 +586,7 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 			continue
 		}
 		data := encodePage(np)
-		built = append(built, newPage{pi, np, data, hash(sha256.Sum256(data))})
+		built = append(built, newPage{pi, np, data, hash(v.w.NameOf(data))})
 	}
 	// Pages go up at once, through the same PUT slots as blocks.
 	var pagePuts sync.WaitGroup
@@ -593,8 +596,11 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		}
 		pagePuts.Go(func() {
 			defer pool.release()
-			sum := [32]byte(np.h)
-			if _, err := e.putContent(ctx, pageKey(np.h), np.data, start, &sum); err != nil {
+			var sum *[32]byte
+			if !v.w.Sealed() {
+				sum = (*[32]byte)(&np.h)
+			}
+			if _, err := e.putSealed(ctx, v.w, pageKey(np.h), np.data, -1, start, sum); err != nil {
 				fail(err)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/seal"
 )
 
 const noLSN = math.MaxUint64
@@ -44,6 +45,12 @@ type Volume struct {
 	size    int64
 	nonce   uint64 // incarnation: journal records carry it
 	created time.Time
+	// w names and seals the volume's objects (its key, if any, and
+	// compression); zeroName is the name the all-zero block would get,
+	// which is never stored.
+	keyName  string
+	w        seal.Writer
+	zeroName hash
 
 	// cutMu serializes everything that replaces or pins the volume's head:
 	// cuts, snapshot pins, clones of this volume, deletion. Order: cutMu
@@ -136,11 +143,22 @@ type cutState struct {
 	token string
 }
 
-func newVolume(e *Engine, vs volState) *Volume {
-	v := &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created,
+// newVolume makes the in-memory volume for vs. It fails only if the
+// volume is sealed with a key the keyring does not hold.
+func newVolume(e *Engine, vs volState) (*Volume, error) {
+	w, err := e.writerFor(vs.Key)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s is sealed with key %q: %w", vs.ID, vs.Key, err)
+	}
+	v := &Volume{e: e, id: vs.ID, size: vs.Size, nonce: vs.Nonce, created: vs.Created, keyName: vs.Key, w: w, zeroName: hash(w.NameOf(zeroBlock)),
 		dirty: make(map[uint64]blockState), dirtyFrom: noLSN, frozenFrom: noLSN, holdFrom: noLSN, published: make(chan struct{})}
 	v.fencedCtx, v.fencedCancel = context.WithCancel(context.Background())
-	return v
+	return v, nil
+}
+
+// state is what the engine records of the volume locally.
+func (v *Volume) state() volState {
+	return volState{ID: v.id, Size: v.size, Nonce: v.nonce, Created: v.created, Key: v.keyName}
 }
 
 // ID is the volume's ID.
