@@ -171,15 +171,18 @@ type tagSet struct {
 }
 
 type snapshotItem struct {
-	SnapshotID  string  `xml:"snapshotId"`
-	VolumeID    string  `xml:"volumeId"`
-	Status      string  `xml:"status"`
-	StartTime   string  `xml:"startTime"`
-	Progress    string  `xml:"progress"`
-	OwnerID     string  `xml:"ownerId"`
-	VolumeSize  int64   `xml:"volumeSize"`
-	Description string  `xml:"description"`
-	Encrypted   bool    `xml:"encrypted"`
+	SnapshotID  string `xml:"snapshotId"`
+	VolumeID    string `xml:"volumeId"`
+	Status      string `xml:"status"`
+	StartTime   string `xml:"startTime"`
+	Progress    string `xml:"progress"`
+	OwnerID     string `xml:"ownerId"`
+	VolumeSize  int64  `xml:"volumeSize"`
+	Description string `xml:"description"`
+	Encrypted   bool   `xml:"encrypted"`
+	// KmsKeyID is the key the snapshot is sealed with; EC2 sends it only
+	// for an encrypted snapshot.
+	KmsKeyID    string  `xml:"kmsKeyId,omitempty"`
 	StorageTier string  `xml:"storageTier"`
 	TagSet      *tagSet `xml:"tagSet,omitempty"`
 
@@ -318,6 +321,8 @@ func toItem(s control.Snapshot, account string) snapshotItem {
 		OwnerID:         account,
 		VolumeSize:      (s.VolumeSizeBytes + gib - 1) / gib,
 		Description:     s.Description,
+		Encrypted:       s.KMSKey != "",
+		KmsKeyID:        s.KMSKey,
 		StorageTier:     "standard",
 	}
 	if len(s.Tags) > 0 {
