@@ -171,18 +171,16 @@ type tagSet struct {
 }
 
 type snapshotItem struct {
-	SnapshotID  string `xml:"snapshotId"`
-	VolumeID    string `xml:"volumeId"`
-	Status      string `xml:"status"`
-	StartTime   string `xml:"startTime"`
-	Progress    string `xml:"progress"`
-	OwnerID     string `xml:"ownerId"`
-	VolumeSize  int64  `xml:"volumeSize"`
-	Description string `xml:"description"`
-	Encrypted   bool   `xml:"encrypted"`
-	// KmsKeyID is the key the snapshot is sealed with; EC2 sends it only
-	// for an encrypted snapshot.
-	KmsKeyID    string  `xml:"kmsKeyId,omitempty"`
+	SnapshotID  string  `xml:"snapshotId"`
+	VolumeID    string  `xml:"volumeId"`
+	Status      string  `xml:"status"`
+	StartTime   string  `xml:"startTime"`
+	Progress    string  `xml:"progress"`
+	OwnerID     string  `xml:"ownerId"`
+	VolumeSize  int64   `xml:"volumeSize"`
+	Description string  `xml:"description"`
+	Encrypted   bool    `xml:"encrypted"`
+	KmsKeyID    string  `xml:"kmsKeyId,omitempty"` // the key it is sealed with; EC2 sends it only when encrypted
 	StorageTier string  `xml:"storageTier"`
 	TagSet      *tagSet `xml:"tagSet,omitempty"`
 
