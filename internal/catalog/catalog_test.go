@@ -32,6 +32,7 @@ func TestReopenKeepsEveryKind(t *testing.T) {
 	}
 	g := testGateway()
 	v := testVolume("vol-0123456789ABCDEF0")
+	v.KMSEncrypted, v.KMSKey = true, "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 	err = db.Update(func(tx *Tx) error {
 		for _, e := range []error{
 			tx.PutActivationKey(ActivationKey{Key: "AAAAA-BBBBB", Region: "us-east-1", GatewayType: "CACHED", IssuedAt: g.CreatedAt}),
@@ -71,7 +72,8 @@ func TestReopenKeepsEveryKind(t *testing.T) {
 		if ds, err := tx.Disks(); err != nil || len(ds) != 1 || ds[0].Allocation != DiskCache {
 			t.Errorf("disks = %+v, %v", ds, err)
 		}
-		if vs, err := tx.Volumes(); err != nil || len(vs) != 1 || vs[0].TargetARN != v.TargetARN {
+		if vs, err := tx.Volumes(); err != nil || len(vs) != 1 || vs[0].TargetARN != v.TargetARN ||
+			!vs[0].KMSEncrypted || vs[0].KMSKey != v.KMSKey {
 			t.Errorf("volumes = %+v, %v", vs, err)
 		}
 		if cs, err := tx.ChapCredentials(v.TargetARN); err != nil || len(cs) != 1 || cs[0].InitiatorName != "iqn.x" {
@@ -135,6 +137,16 @@ func TestInvalidRecordsRefused(t *testing.T) {
 		}
 		if err := tx.PutVolume(Volume{ID: "vol-1"}); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("PutVolume(empty) = %v, want ErrCorrupt", err)
+		}
+		// KMSEncrypted is set exactly when there is a KMSKey.
+		keyless := testVolume("vol-2")
+		keyless.KMSEncrypted = true
+		unflagged := testVolume("vol-3")
+		unflagged.KMSKey = "alias/volumes"
+		for _, v := range []Volume{keyless, unflagged} {
+			if err := tx.PutVolume(v); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("PutVolume(KMSEncrypted %t, KMSKey %q) = %v, want ErrCorrupt", v.KMSEncrypted, v.KMSKey, err)
+			}
 		}
 		// Damage on disk: garbage, a newer version, a record that decodes but
 		// does not validate.

@@ -105,8 +105,12 @@ type Volume struct {
 	CreatedAt          time.Time
 	SourceSnapshotID   string `json:",omitempty"`
 	SourceVolumeARN    string `json:",omitempty"`
-	KMSEncrypted       bool   `json:",omitempty"`
-	KMSKey             string `json:",omitempty"`
+	// KMSKey names the key the volume's objects are sealed with (a KMS
+	// key ARN or alias as the client gave it, or the key of the snapshot
+	// or volume it was created from); KMSEncrypted is set exactly when
+	// there is one.
+	KMSEncrypted bool   `json:",omitempty"`
+	KMSKey       string `json:",omitempty"`
 	// Attachment is "" for a volume attached to this gateway, else one
 	// of the Volume* attachment states below (control/attach.go).
 	Attachment string `json:",omitempty"`
@@ -128,6 +132,9 @@ func (r *Volume) check() error {
 	}
 	if r.GatewayID == "" || r.SizeBytes <= 0 || r.TargetName == "" || r.TargetARN == "" || r.LUN < 0 {
 		return invalid("volume %s: gateway %q size %d target %q lun %d", r.ID, r.GatewayID, r.SizeBytes, r.TargetName, r.LUN)
+	}
+	if r.KMSEncrypted != (r.KMSKey != "") {
+		return invalid("volume %s: KMSEncrypted %t with KMSKey %q", r.ID, r.KMSEncrypted, r.KMSKey)
 	}
 	return nil
 }

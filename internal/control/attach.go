@@ -81,14 +81,18 @@ var errVolumeDetached = &Error{Code: CodeVolumeNotReady, Message: "The specified
 // (the engine keeps it opaque), so that AttachVolume on any gateway
 // sharing the store gives the volume back what AWS keeps with it: its
 // previous target name (TargetName is optional on AttachVolume), creation
-// date, source snapshot, tags and snapshot schedule.
+// date, source snapshot, encryption key, tags and snapshot schedule.
 type moveNote struct {
 	TargetName       string
 	CreatedAt        time.Time
 	SourceSnapshotID string `json:",omitempty"`
 	SourceVolumeARN  string `json:",omitempty"`
-	Tags             []catalog.Tag
-	Schedule         *catalog.Schedule `json:",omitempty"`
+	// KMSKey is the key the volume is sealed with ("" when not
+	// encrypted): DescribeCachediSCSIVolumes shows it wherever the volume
+	// goes, and a gateway without the key does not take the volume.
+	KMSKey   string `json:",omitempty"`
+	Tags     []catalog.Tag
+	Schedule *catalog.Schedule `json:",omitempty"`
 }
 
 func (s *Service) mover() (VolumeMover, error) {
@@ -145,7 +149,7 @@ func (s *Service) DetachVolume(ctx context.Context, volumeARN string, force bool
 		if !force && len(s.exporter.Initiators(iqnOf(v))) > 0 {
 			return errInitiatorsConnected
 		}
-		note = moveNote{TargetName: v.TargetName, CreatedAt: v.CreatedAt, SourceSnapshotID: v.SourceSnapshotID, SourceVolumeARN: v.SourceVolumeARN}
+		note = moveNote{TargetName: v.TargetName, CreatedAt: v.CreatedAt, SourceSnapshotID: v.SourceSnapshotID, SourceVolumeARN: v.SourceVolumeARN, KMSKey: v.KMSKey}
 		if note.Tags, err = tx.Tags(v.ARN); err != nil {
 			return err
 		}
@@ -288,13 +292,18 @@ func (s *Service) AttachVolume(ctx context.Context, in AttachVolumeInput) (volum
 	if targetName == "" {
 		return "", "", invalidParameters("TargetName is required: the volume has no previous target name.")
 	}
+	if note.KMSKey != "" && !s.hasKey(note.KMSKey) {
+		// Refused before its head is taken: the volume stays detached,
+		// for a gateway that has the key.
+		return "", "", errSourceKeyUnavailable("The volume "+volID, note.KMSKey)
+	}
 	now := s.now()
 	v := catalog.Volume{
 		ID: volID, ARN: g.ARN + "/volume/" + volID, GatewayID: g.ID, SizeBytes: d.SizeBytes,
 		TargetName: targetName, TargetARN: g.ARN + "/target/" + IQNPrefix + targetName,
 		NetworkInterfaceID: in.NetworkInterfaceID, LUN: volumeLUN, CreatedAt: note.CreatedAt,
 		SourceSnapshotID: note.SourceSnapshotID, SourceVolumeARN: note.SourceVolumeARN,
-		Attachment: catalog.VolumeAttaching,
+		KMSEncrypted: note.KMSKey != "", KMSKey: note.KMSKey, Attachment: catalog.VolumeAttaching,
 	}
 	if v.CreatedAt.IsZero() {
 		v.CreatedAt = now

@@ -27,6 +27,12 @@
 // same volume) or neither (a new volume; the orphan of the first attempt is
 // gone by then).
 //
+// Encryption at rest (keys.go): a volume is sealed with one key for life,
+// recorded in its catalog record and in the note a detached volume carries:
+// the request's KMSKey, or else its source's (snapshot or volume). Every
+// key a create or attach needs, to write or to read, must be one the
+// gateway has (Config.Keys) before anything is committed.
+//
 // A shut-down gateway answers GatewayNotConnected to everything but
 // DescribeGatewayInformation, StartGateway, DeleteGateway and ListGateways:
 // every lookup of a gateway, volume, target or taggable resource for a

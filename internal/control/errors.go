@@ -145,6 +145,8 @@ func engineError(err error) error {
 		return &Error{Code: CodeVolumeNotReady, Message: messages[CodeVolumeNotReady], Err: err}
 	case errors.Is(err, ErrNoDisks):
 		return &Error{Code: errNoDisks.Code, Message: errNoDisks.Message, Err: err}
+	case errors.Is(err, ErrKeyUnavailable):
+		return &Error{Code: errKeyUnavailable.Code, Message: errKeyUnavailable.Message, Err: err}
 	}
 	return err
 }

@@ -22,6 +22,7 @@ func TestEngineErrorMapping(t *testing.T) {
 		{ErrSnapshotExists, CodeInvalidParameters},
 		{ErrNoDisks, CodeInvalidParameters},
 		{ErrVolumeNotReady, CodeVolumeNotReady},
+		{ErrKeyUnavailable, CodeInvalidParameters},
 	} {
 		engineErr := fmt.Errorf("volume: creating vol-1: %w", fmt.Errorf("layer: %w", c.sentinel))
 		got := engineError(engineErr)

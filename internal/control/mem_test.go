@@ -97,7 +97,7 @@ func (e *memEngine) CreateSnapshot(ctx context.Context, req SnapshotRequest) (Sn
 	s := Snapshot{
 		ID: req.SnapshotID, VolumeID: req.VolumeID, VolumeARN: req.VolumeARN, VolumeSizeBytes: v.SizeBytes,
 		StartTime: e.now(), RecoveryPointTime: e.created[req.VolumeID], Description: req.Description, Tags: req.Tags,
-		Status: SnapshotCompleted, Progress: 100,
+		Status: SnapshotCompleted, Progress: 100, KMSKey: v.KMSKey, // sealed with its volume's key
 	}
 	if !req.FromRecoveryPoint {
 		s.RecoveryPointTime = s.StartTime

@@ -114,6 +114,10 @@ type Config struct {
 	// Bandwidth, if set, is given the rates the gateway's bandwidth
 	// limits put in force (bandwidth.go).
 	Bandwidth BandwidthLimiter
+
+	// Keys says which encryption keys the gateway has (keys.go); nil:
+	// none, and every KMSKey is refused.
+	Keys Keys
 }
 
 // Service is the control plane. Its methods are safe for concurrent use.
@@ -138,6 +142,8 @@ type Service struct {
 	// (guarded by mu).
 	bandwidth BandwidthLimiter
 	rates     [2]int64
+
+	keys Keys // nil: the gateway has no encryption keys
 
 	// mu serialises every operation that changes state, so that the checks
 	// an operation makes (TargetName unused, disk available, gateway
@@ -174,7 +180,7 @@ func New(cfg Config) (*Service, error) {
 		region: cfg.Region, account: cfg.Account,
 		iscsiAddress: cfg.ISCSIAddress, iscsiPort: cfg.ISCSIPort,
 		diskDir: cfg.DiskDir, cacheSize: cfg.CacheDiskSize, uploadBuffer: cfg.UploadBufferDiskSize,
-		softwareVersion: cfg.SoftwareVersion, bandwidth: cfg.Bandwidth,
+		softwareVersion: cfg.SoftwareVersion, bandwidth: cfg.Bandwidth, keys: cfg.Keys,
 	}
 	if s.now == nil {
 		s.now = time.Now

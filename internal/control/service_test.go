@@ -37,7 +37,9 @@ type fixture struct {
 	clock    *fakeClock
 	// limiter, when set, is the service's BandwidthLimiter.
 	limiter BandwidthLimiter
-	svc     *Service
+	// keys, when set, are the encryption keys the gateway has.
+	keys Keys
+	svc  *Service
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -78,7 +80,7 @@ func (f *fixture) open(seed int64) {
 		Catalog: cat, Engine: engine, Exporter: f.exporter, Now: f.clock.now,
 		Rand: mathrand.New(mathrand.NewSource(seed)), Region: testRegion, Account: testAccount,
 		ISCSIAddress: "127.0.0.1", ISCSIPort: 3260, DiskDir: filepath.Join(f.dir, "disks"),
-		CacheDiskSize: 4 * gib, UploadBufferDiskSize: 2 * gib, Bandwidth: f.limiter,
+		CacheDiskSize: 4 * gib, UploadBufferDiskSize: 2 * gib, Bandwidth: f.limiter, Keys: f.keys,
 	})
 	if err != nil {
 		f.t.Fatal(err)
@@ -286,7 +288,7 @@ func TestVolumesLifecycle(t *testing.T) {
 		wantCode(t, err, CodeInvalidParameters)
 	}
 	_, _, err = f.svc.CreateCachediSCSIVolume(ctx, CreateCachediSCSIVolumeInput{GatewayARN: gw, VolumeSizeInBytes: gib, TargetName: "x", NetworkInterfaceID: "127.0.0.1", KMSEncrypted: true})
-	wantCode(t, err, CodeNotSupported)
+	wantCode(t, err, CodeInvalidParameters)
 	_, _, err = f.svc.CreateCachediSCSIVolume(ctx, CreateCachediSCSIVolumeInput{GatewayARN: gw, VolumeSizeInBytes: gib, TargetName: "x", NetworkInterfaceID: "127.0.0.1", SnapshotID: "snap-0123456789abcdef0"})
 	wantCode(t, err, CodeSnapshotNotFound)
 

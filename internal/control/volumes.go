@@ -143,6 +143,9 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 	var g catalog.Gateway
 	var source VolumeSource
 	var sourceSize int64
+	// sourceKey is the key the source's data is sealed with ("" when it
+	// is not encrypted); sourceWhat names the source for a message.
+	var sourceKey, sourceWhat string
 	scope := "CreateCachediSCSIVolume/"
 	err = s.view(func(tx *catalog.Tx) error {
 		var err error
@@ -183,10 +186,8 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		if in.VolumeSizeInBytes%SectorSize != 0 {
 			return errVolumeSizeSectors
 		}
-		if in.KMSEncrypted || in.KMSKey != "" {
-			// volgw has no KMS; accepting the flag would promise
-			// encryption that does not happen.
-			return &Error{Code: CodeNotSupported, Message: "KMS encryption is not supported by this gateway."}
+		if err := checkKMSParameters(in.KMSEncrypted, in.KMSKey); err != nil {
+			return err
 		}
 		if in.NetworkInterfaceID != s.iscsiAddress {
 			return invalidParameters("The specified network interface is not a network interface of the gateway.")
@@ -212,6 +213,7 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 				return err
 			}
 			source.SourceVolumeID, sourceSize = src.ID, src.SizeBytes
+			sourceKey, sourceWhat = src.KMSKey, "The source volume "+src.ID
 		case in.SnapshotID != "":
 			source.SnapshotID = in.SnapshotID
 		}
@@ -226,9 +228,14 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 			return "", "", engineError(err)
 		}
 		sourceSize = snap.VolumeSizeBytes
+		sourceKey, sourceWhat = snap.KMSKey, "The snapshot "+snap.ID
 	}
 	if in.VolumeSizeInBytes < sourceSize {
 		return "", "", errVolumeTooSmall
+	}
+	key, err := s.volumeKey(in.KMSKey, sourceKey, sourceWhat)
+	if err != nil {
+		return "", "", err
 	}
 
 	id, err := s.ids.volumeID()
@@ -241,10 +248,10 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		TargetName: in.TargetName, TargetARN: g.ARN + "/target/" + IQNPrefix + in.TargetName,
 		NetworkInterfaceID: in.NetworkInterfaceID, LUN: volumeLUN, CreatedAt: now,
 		SourceSnapshotID: in.SnapshotID, SourceVolumeARN: in.SourceVolumeARN,
-		KMSEncrypted: in.KMSEncrypted, KMSKey: in.KMSKey,
+		KMSEncrypted: key != "", KMSKey: key,
 	}
 	// Outside-in: engine, then the wire, then the catalog names it.
-	if err := s.engine.CreateVolume(ctx, VolumeSpec{VolumeID: id, SizeBytes: v.SizeBytes, Source: source}); err != nil {
+	if err := s.engine.CreateVolume(ctx, VolumeSpec{VolumeID: id, SizeBytes: v.SizeBytes, Source: source, KMSKey: key}); err != nil {
 		if source.SourceVolumeID != "" && (errors.Is(err, ErrVolumeNotFound) || errors.Is(err, ErrVolumeNotReady)) {
 			// The catalog names the source: an engine that does not
 			// hold it, or refuses it, has a source that is not ready.
@@ -294,6 +301,30 @@ func (s *Service) CreateCachediSCSIVolume(ctx context.Context, in CreateCachediS
 		return "", "", err
 	}
 	return v.ARN, v.TargetARN, nil
+}
+
+// volumeKey is the key a new volume is sealed with: the request's KMSKey
+// if it gives one, otherwise the key of the snapshot or volume it is
+// created from, so that data encrypted with a key stays encrypted with it
+// ("" when neither has one: the engine then uses the gateway's default
+// key, if any). AWS Storage Gateway says only that a volume's key cannot
+// change once it is created; the rule is EBS's, whose snapshots these
+// are: a volume restored from an encrypted snapshot is encrypted, with the
+// snapshot's key unless the request names another (EBS User Guide,
+// "Amazon EBS encryption examples" and the encryption outcomes of the EBS
+// direct APIs). Both keys must be ones the gateway has: the source's to
+// read its data, the new volume's to write.
+func (s *Service) volumeKey(requested, sourceKey, sourceWhat string) (string, error) {
+	if requested != "" && !s.hasKey(requested) {
+		return "", errKeyNotFound(requested)
+	}
+	if sourceKey != "" && !s.hasKey(sourceKey) {
+		return "", errSourceKeyUnavailable(sourceWhat, sourceKey)
+	}
+	if requested != "" {
+		return requested, nil
+	}
+	return sourceKey, nil
 }
 
 func (s *Service) isVolumeARN(arn string) bool {

@@ -180,6 +180,7 @@ type snapshotItem struct {
 	VolumeSize  int64   `xml:"volumeSize"`
 	Description string  `xml:"description"`
 	Encrypted   bool    `xml:"encrypted"`
+	KmsKeyID    string  `xml:"kmsKeyId,omitempty"` // the key it is sealed with; EC2 sends it only when encrypted
 	StorageTier string  `xml:"storageTier"`
 	TagSet      *tagSet `xml:"tagSet,omitempty"`
 
@@ -318,6 +319,8 @@ func toItem(s control.Snapshot, account string) snapshotItem {
 		OwnerID:         account,
 		VolumeSize:      (s.VolumeSizeBytes + gib - 1) / gib,
 		Description:     s.Description,
+		Encrypted:       s.KMSKey != "",
+		KmsKeyID:        s.KMSKey,
 		StorageTier:     "standard",
 	}
 	if len(s.Tags) > 0 {

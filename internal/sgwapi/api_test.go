@@ -117,7 +117,11 @@ func newStack(t *testing.T) *stack { return newStackOn(t, filepath.Join(t.TempDi
 
 // newStackOn runs a gateway with its own data dir on the object store in
 // storeDir, which other stacks may share.
-func newStackOn(t *testing.T, storeDir string) *stack {
+func newStackOn(t *testing.T, storeDir string) *stack { return newStackWithKeys(t, storeDir, nil) }
+
+// newStackWithKeys is newStackOn for a gateway that has the encryption
+// keys keys (nil: none).
+func newStackWithKeys(t *testing.T, storeDir string, keys control.Keys) *stack {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -153,6 +157,7 @@ func newStackOn(t *testing.T, storeDir string) *stack {
 		Catalog: cat, Engine: engine, Exporter: &iscsiExporter{srv: srv, engine: engine, exported: map[string]bool{}},
 		Logger: log, Region: region, Account: account, ISCSIAddress: addr.IP.String(), ISCSIPort: addr.Port,
 		DiskDir: filepath.Join(dir, "disks"), CacheDiskSize: 1 << 30, UploadBufferDiskSize: 1 << 30,
+		Keys: keys,
 	})
 	if err != nil {
 		t.Fatal(err)
