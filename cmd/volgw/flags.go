@@ -37,6 +37,13 @@ type serveOptions struct {
 	// RecoveryPointRetention keeps every recovery point of a volume for
 	// this long (volume.Config.RecoveryPointRetention); 0: only the latest.
 	RecoveryPointRetention time.Duration
+	// EncryptionKeys is the keyring file (internal/seal); "" reads the
+	// keyring from $VOLGW_ENCRYPTION_KEYS, if set. EncryptionDefaultKey
+	// names the key volumes created without KMSKey are sealed with.
+	EncryptionKeys       string
+	EncryptionDefaultKey string
+	// Compress compresses blocks and pages before upload.
+	Compress bool
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit when
@@ -65,6 +72,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory (GC target), e.g. 128MiB")
 	fs.DurationVar(&o.StatusSampleInterval, "status-sample-interval", 10*time.Second, "how often the status page (/status) samples each volume's recovery-point lag for its one-hour chart (1s to 1m)")
 	fs.DurationVar(&o.RecoveryPointRetention, "recovery-point-retention", 0, "keep every recovery point of a volume this long, e.g. 24h, to snapshot any of them (volgw recovery-points); 0 keeps only the latest, as AWS does")
+	fs.StringVar(&o.EncryptionKeys, "encryption-keys", "", "keyring file (mode 0600) of the keys volumes are sealed with, one \"<name> <base64 32 bytes>\" per line (volgw key new NAME makes one); default: $"+envEncryptionKeys)
+	fs.StringVar(&o.EncryptionDefaultKey, "encryption-default-key", "", "seal volumes created without a KMSKey with this key of the keyring (default: such volumes are stored unsealed)")
+	fs.BoolVar(&o.Compress, "compress", false, "compress blocks and pages (zstd) before they are uploaded, when that saves at least 1/32")
 	level := "info"
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

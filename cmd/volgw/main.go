@@ -37,13 +37,14 @@ const usage = `usage:
               [--region us-east-1] [--account-id 123456789012] [--store URL]
               [--cache-disk-size 10GiB] [--upload-buffer-disk-size 5GiB] [--log-level info]
               [--memory-limit 192MiB] [--pprof-listen 127.0.0.1:6060] [--recovery-point-retention 0]
-              [--status-sample-interval 10s]
+              [--status-sample-interval 10s] [--encryption-keys FILE] [--encryption-default-key NAME] [--compress]
   volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…]
   volgw status [--endpoint http://127.0.0.1:8080] [--data-dir ./volgw-data] [--region us-east-1]
   volgw snapshot export [--endpoint URL] [--force] SNAPSHOT_ID FILE
   volgw snapshot import [--endpoint URL] [--description TEXT] [--parent SNAPSHOT_ID] FILE
   volgw recovery-points list --volume ARN|vol-… [--endpoint …] [--data-dir …] [--region …]
   volgw recovery-points snapshot --volume ARN|vol-… --at TIME|--seq N [--description TEXT] [--endpoint …] …
+  volgw key new NAME          print a new keyring line for --encryption-keys
   volgw version
 `
 
@@ -77,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return snapshotCommand(ctx, args[1:], stdout, stderr, getenv)
 	case "recovery-points":
 		return recoveryPoints(ctx, args[1:], stdout, stderr, getenv)
+	case "key":
+		return keyCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "volgw %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil

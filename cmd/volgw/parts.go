@@ -8,6 +8,7 @@ import (
 
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/scsi"
+	"github.com/volgw/volgw/internal/seal"
 	"github.com/volgw/volgw/internal/volume"
 )
 
@@ -23,6 +24,8 @@ const engineGCInterval = 15 * time.Minute
 type engineOptions struct {
 	DataDir                string
 	RecoveryPointRetention time.Duration // --recovery-point-retention
+	Keys                   *seal.Keyring  // --encryption-keys
+	Compress               bool           // --compress
 }
 
 // openVolumeEngine opens the block engine in <data-dir>/engine over store.
@@ -42,6 +45,8 @@ func engineConfig(eo engineOptions, store blob.Store, log *slog.Logger) volume.C
 		GCInterval:             engineGCInterval,
 		Logger:                 log,
 		RecoveryPointRetention: eo.RecoveryPointRetention,
+		Keys:                   eo.Keys,
+		Compress:               eo.Compress,
 	}
 }
 

@@ -140,7 +140,11 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if p.openEngine == nil || p.newExporter == nil {
 		return nil, errors.New("this build has no block engine or iSCSI target wired in")
 	}
-	engine, err := p.openEngine(ctx, engineOptions{DataDir: o.DataDir, RecoveryPointRetention: o.RecoveryPointRetention}, store, log)
+	keys, err := loadKeyring(o, getenv, log)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := p.openEngine(ctx, engineOptions{DataDir: o.DataDir, RecoveryPointRetention: o.RecoveryPointRetention, Keys: keys, Compress: o.Compress}, store, log)
 	if err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)
 	}
@@ -167,6 +171,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		DiskDir:       filepath.Join(o.DataDir, "disks"),
 		CacheDiskSize: o.CacheDiskSize, UploadBufferDiskSize: o.UploadBufferDiskSize,
 		SoftwareVersion: buildVersion(), Bandwidth: limits,
+		Keys: keys,
 	})
 	if err != nil {
 		return nil, err

@@ -276,10 +276,13 @@ func (s *Service) AttachVolume(ctx context.Context, in AttachVolumeInput) (volum
 		return "", "", err
 	}
 	d, err := m.DetachedVolume(ctx, volID)
+	var note moveNote
+	if errors.Is(err, ErrKeyUnavailable) && json.Unmarshal(d.Note, &note) == nil && note.KMSKey != "" {
+		return "", "", errSourceKeyUnavailable("The volume "+volID, note.KMSKey)
+	}
 	if err != nil {
 		return "", "", moveError(err)
 	}
-	var note moveNote
 	if len(d.Note) > 0 {
 		if err := json.Unmarshal(d.Note, &note); err != nil {
 			s.log.Warn("attach volume: the detached volume's note is unreadable; attaching without it", "volume", volID, "err", err)

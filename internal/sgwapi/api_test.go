@@ -33,6 +33,7 @@ import (
 	"github.com/volgw/volgw/internal/ec2api"
 	"github.com/volgw/volgw/internal/iscsi"
 	"github.com/volgw/volgw/internal/scsi"
+	"github.com/volgw/volgw/internal/seal"
 	"github.com/volgw/volgw/internal/sgwapi"
 	"github.com/volgw/volgw/internal/volume"
 )
@@ -120,8 +121,9 @@ func newStack(t *testing.T) *stack { return newStackOn(t, filepath.Join(t.TempDi
 func newStackOn(t *testing.T, storeDir string) *stack { return newStackWithKeys(t, storeDir, nil) }
 
 // newStackWithKeys is newStackOn for a gateway that has the encryption
-// keys keys (nil: none).
-func newStackWithKeys(t *testing.T, storeDir string, keys control.Keys) *stack {
+// keys keys (nil: none): its engine seals with them and its control plane
+// accepts their names.
+func newStackWithKeys(t *testing.T, storeDir string, keys *seal.Keyring) *stack {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -137,7 +139,7 @@ func newStackWithKeys(t *testing.T, storeDir string, keys control.Keys) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := volume.Open(ctx, volume.Config{Dir: filepath.Join(dir, "engine"), Store: store, Logger: log})
+	engine, err := volume.Open(ctx, volume.Config{Dir: filepath.Join(dir, "engine"), Store: store, Logger: log, Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,12 +155,15 @@ func newStackWithKeys(t *testing.T, storeDir string, keys control.Keys) *stack {
 	t.Cleanup(func() { srv.Close(); cancel(); <-served })
 	addr := ln.Addr().(*net.TCPAddr)
 
-	svc, err := control.New(control.Config{
+	cfg := control.Config{
 		Catalog: cat, Engine: engine, Exporter: &iscsiExporter{srv: srv, engine: engine, exported: map[string]bool{}},
 		Logger: log, Region: region, Account: account, ISCSIAddress: addr.IP.String(), ISCSIPort: addr.Port,
 		DiskDir: filepath.Join(dir, "disks"), CacheDiskSize: 1 << 30, UploadBufferDiskSize: 1 << 30,
-		Keys: keys,
-	})
+	}
+	if keys != nil {
+		cfg.Keys = keys
+	}
+	svc, err := control.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,16 @@
 package sgwapi_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -14,13 +19,27 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/storagegateway"
 	sgwtypes "github.com/aws/aws-sdk-go-v2/service/storagegateway/types"
 	"github.com/aws/smithy-go"
+	"github.com/volgw/volgw/internal/seal"
 )
 
-// keyring is control.Keys over a set of names, standing in for the
-// gateway's keyring (internal/seal).
-type keyring map[string]bool
-
-func (k keyring) Has(name string) bool { return k[name] }
+// keyring is a gateway keyring (internal/seal) with a new random key for
+// each name. Gateways that share a store share one keyring value.
+func keyring(t *testing.T, names ...string) *seal.Keyring {
+	t.Helper()
+	var lines []string
+	for _, n := range names {
+		l, err := seal.NewKeyLine(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	kr, err := seal.ParseKeyring(strings.NewReader(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
 
 const (
 	kmsKey   = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -58,7 +77,7 @@ func answerOf(t *testing.T, err error) apiError {
 // restored with another key) that DescribeCachediSCSIVolumes shows with
 // their KMSKey, and the EC2 view of an unencrypted snapshot.
 func TestKMSEncryptionOverSignedHTTP(t *testing.T) {
-	s := newStackWithKeys(t, filepath.Join(t.TempDir(), "store"), keyring{kmsKey: true, kmsAlias: true})
+	s := newStackWithKeys(t, filepath.Join(t.TempDir(), "store"), keyring(t, kmsKey, kmsAlias))
 	ctx := context.Background()
 	gw, nic := s.readyGateway(t, "gw")
 	in := func(target string, encrypted *bool, key string) *storagegateway.CreateCachediSCSIVolumeInput {
@@ -151,9 +170,10 @@ func TestKMSEncryptionOverSignedHTTP(t *testing.T) {
 // key.
 func TestEncryptedVolumeMovesWithItsKey(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
-	first := newStackWithKeys(t, store, keyring{kmsKey: true})
+	keys := keyring(t, kmsKey)
+	first := newStackWithKeys(t, store, keys)
 	keyless := newStackWithKeys(t, store, nil)
-	keyed := newStackWithKeys(t, store, keyring{kmsKey: true})
+	keyed := newStackWithKeys(t, store, keys)
 	ctx := context.Background()
 	gw1, nic := first.readyGateway(t, "first")
 	in := createInput(gw1, nic, "enc")
@@ -184,5 +204,117 @@ func TestEncryptedVolumeMovesWithItsKey(t *testing.T) {
 	desc, err := keyed.sgw.DescribeCachediSCSIVolumes(ctx, &storagegateway.DescribeCachediSCSIVolumesInput{VolumeARNs: []string{aws.ToString(out.VolumeARN)}})
 	if err != nil || len(desc.CachediSCSIVolumes) != 1 || aws.ToString(desc.CachediSCSIVolumes[0].KMSKey) != kmsKey {
 		t.Fatalf("attached volume: %+v %v", desc, err)
+	}
+}
+
+// TestEncryptedSnapshotRestore is the disaster-recovery path with
+// encryption, through the AWS SDK and iSCSI (qemu-io): data written to a
+// KMS-encrypted volume, a snapshot of it that EC2 shows encrypted with its
+// key, the bucket read byte by byte (no block, page, root, description or
+// tag in the clear), a restore on a second gateway with the key that keeps
+// the key and reads the data, and a third gateway without the key that
+// lists the snapshot but cannot restore it.
+func TestEncryptedSnapshotRestore(t *testing.T) {
+	if _, err := exec.LookPath("qemu-io"); err != nil {
+		t.Fatalf("qemu-io is needed: run scripts/install-test-deps.sh: %v", err)
+	}
+	ctx := context.Background()
+	storeDir := filepath.Join(t.TempDir(), "store")
+	keys := keyring(t, kmsKey)
+	first := newStackWithKeys(t, storeDir, keys)
+	gw, nic := first.readyGateway(t, "first")
+	in := createInput(gw, nic, "secret")
+	in.KMSEncrypted, in.KMSKey = aws.Bool(true), aws.String(kmsKey)
+	vol := first.createVolume(t, in)
+	// 0x53 0x45 ("SE") repeated: a pattern easy to look for in the bucket.
+	first.qemuIO(t, "secret", "write -P 0x53 0 1M", "write -P 0x45 300M 512k", "flush")
+	const description, tagValue = "finance-ledger-before-migration", "cost-centre-4711"
+	snap, err := first.sgw.CreateSnapshot(ctx, &storagegateway.CreateSnapshotInput{
+		VolumeARN: aws.String(vol), SnapshotDescription: aws.String(description),
+		Tags: []sgwtypes.Tag{{Key: aws.String("owner"), Value: aws.String(tagValue)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapID := aws.ToString(snap.SnapshotId)
+	for i := 0; ; i++ {
+		ds, err := first.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{snapID}})
+		if err != nil || len(ds.Snapshots) != 1 {
+			t.Fatalf("DescribeSnapshots: %+v %v", ds, err)
+		}
+		got := ds.Snapshots[0]
+		if got.State == ec2types.SnapshotStateCompleted {
+			if !aws.ToBool(got.Encrypted) || aws.ToString(got.KmsKeyId) != kmsKey || aws.ToString(got.Description) != description {
+				t.Fatalf("encrypted snapshot in EC2: Encrypted %v KmsKeyId %q Description %q", aws.ToBool(got.Encrypted), aws.ToString(got.KmsKeyId), aws.ToString(got.Description))
+			}
+			break
+		}
+		if i == 600 {
+			t.Fatalf("snapshot still %s", got.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	enc, err := first.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{Filters: []ec2types.Filter{{Name: aws.String("encrypted"), Values: []string{"true"}}}})
+	if err != nil || len(enc.Snapshots) != 1 {
+		t.Fatalf("encrypted=true filter: %+v %v", enc, err)
+	}
+
+	// The bucket, byte by byte.
+	pattern := func(b byte) []byte { return bytes.Repeat([]byte{b}, 64) }
+	objects := 0
+	err = filepath.WalkDir(storeDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(storeDir, p)
+		rel = filepath.ToSlash(rel)
+		for _, secret := range [][]byte{pattern(0x53), pattern(0x45), []byte(description), []byte(tagValue)} {
+			if bytes.Contains(b, secret) {
+				t.Errorf("%s holds %q in the clear", rel, secret[:min(len(secret), 16)])
+			}
+		}
+		if (strings.HasPrefix(rel, "blocks/") || strings.HasPrefix(rel, "pages/") || strings.Contains(rel, "/roots/")) && !bytes.HasPrefix(b, []byte("VGE1")) {
+			t.Errorf("%s is not sealed", rel)
+		}
+		objects++
+		return nil
+	})
+	if err != nil || objects == 0 {
+		t.Fatalf("walking the store: %d objects, %v", objects, err)
+	}
+
+	// A second gateway with the key: the restore keeps the snapshot's key
+	// and reads the data.
+	second := newStackWithKeys(t, storeDir, keys)
+	gw2, nic2 := second.readyGateway(t, "second")
+	rin := createInput(gw2, nic2, "restored")
+	rin.SnapshotId = aws.String(snapID)
+	restored := second.createVolume(t, rin)
+	desc, err := second.sgw.DescribeCachediSCSIVolumes(ctx, &storagegateway.DescribeCachediSCSIVolumesInput{VolumeARNs: []string{restored}})
+	if err != nil || len(desc.CachediSCSIVolumes) != 1 || aws.ToString(desc.CachediSCSIVolumes[0].KMSKey) != kmsKey {
+		t.Fatalf("restored volume: %+v %v", desc, err)
+	}
+	second.qemuIO(t, "restored", "read -P 0x53 0 1M", "read -P 0x45 300M 512k", "read -P 0 1M 1M")
+
+	// A third gateway without the key: the snapshot is listed (encrypted,
+	// its key named, its description unreadable), the restore refused.
+	third := newStackOn(t, storeDir)
+	gw3, nic3 := third.readyGateway(t, "third")
+	ds, err := third.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{snapID}})
+	if err != nil || len(ds.Snapshots) != 1 || !aws.ToBool(ds.Snapshots[0].Encrypted) || aws.ToString(ds.Snapshots[0].KmsKeyId) != kmsKey {
+		t.Fatalf("snapshot seen without the key: %+v %v", ds, err)
+	}
+	tin := createInput(gw3, nic3, "nokey")
+	tin.SnapshotId = aws.String(snapID)
+	tin.ClientToken = aws.String("token-nokey")
+	_, err = third.sgw.CreateCachediSCSIVolume(ctx, &tin)
+	want := apiError{400, "InvalidGatewayRequestException",
+		"The snapshot " + snapID + " is encrypted with KMS key " + kmsKey + ", which the gateway does not have.", "InvalidParameters"}
+	if got := answerOf(t, err); got != want {
+		t.Fatalf("restore without the key:\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -178,6 +178,11 @@ func (e *Engine) detachedHead(ctx context.Context, volumeID string) (control.Det
 		return control.DetachedVolume{}, h, "", fmt.Errorf("%w: %s is attached (head seq %d written by %q)", control.ErrVolumeInUse, volumeID, h.Seq, h.Owner)
 	}
 	r, err := e.loadRoot(ctx, h.rootKey(volumeID))
+	if errors.Is(err, control.ErrKeyUnavailable) {
+		// Sealed with a key this gateway lacks: the note (clear, in the
+		// head) still says which, for the refusal.
+		return control.DetachedVolume{DetachedAt: h.DetachedAt, DetachedBy: h.Owner, Note: h.Note}, h, "", err
+	}
 	if err != nil {
 		return control.DetachedVolume{}, h, "", err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/volgw/volgw/internal/blob"
@@ -119,5 +121,31 @@ func TestPresetSHA256(t *testing.T) {
 	}
 	if _, err := s.Stat(ctx, "blocks/bad"); !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("Put with a wrong SHA-256 stored the object (Stat err = %v)", err)
+	}
+}
+
+// TestServerSideEncryptionHeaders: with SSE configured every PUT asks the
+// store for it, in the headers AWS S3 reads (SSE-S3 and SSE-KMS).
+func TestServerSideEncryptionHeaders(t *testing.T) {
+	for _, c := range []struct{ sse, kmsKey string }{{"AES256", ""}, {"aws:kms", "arn:aws:kms:us-east-1:123456789012:key/k1"}, {"aws:kms", ""}} {
+		var got http.Header
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut {
+				got = r.Header.Clone()
+			}
+			w.Header().Set("ETag", `"d41d8cd98f00b204e9800998ecf8427e"`)
+		}))
+		st, err := s3.New(context.Background(), s3.Config{Endpoint: srv.URL, Bucket: "b", Region: "us-east-1", PathStyle: true,
+			AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "secret", ServerSideEncryption: c.sse, SSEKMSKeyID: c.kmsKey, MaxAttempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Put(context.Background(), "k", []byte("x"), blob.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+		if got.Get("X-Amz-Server-Side-Encryption") != c.sse || got.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id") != c.kmsKey {
+			t.Fatalf("%+v: PUT sent sse %q key %q", c, got.Get("X-Amz-Server-Side-Encryption"), got.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"))
+		}
 	}
 }

@@ -128,9 +128,22 @@ func parseS3(rawURL string, u *url.URL) (Target, error) {
 				return Target{}, fmt.Errorf("%w: %q: path_style=%q is not a boolean", ErrBadURL, rawURL, v)
 			}
 			cfg.PathStyle = b
+		case "sse":
+			if v != "AES256" && v != "aws:kms" {
+				return Target{}, fmt.Errorf("%w: %q: sse=%q (want AES256 or aws:kms)", ErrBadURL, rawURL, v)
+			}
+			cfg.ServerSideEncryption = v
+		case "sse_kms_key_id":
+			if v == "" {
+				return Target{}, fmt.Errorf("%w: %q: empty sse_kms_key_id", ErrBadURL, rawURL)
+			}
+			cfg.SSEKMSKeyID = v
 		default:
-			return Target{}, fmt.Errorf("%w: %q: unknown parameter %q (want endpoint, region, path_style)", ErrBadURL, rawURL, name)
+			return Target{}, fmt.Errorf("%w: %q: unknown parameter %q (want endpoint, region, path_style, sse, sse_kms_key_id)", ErrBadURL, rawURL, name)
 		}
+	}
+	if cfg.SSEKMSKeyID != "" && cfg.ServerSideEncryption != "aws:kms" {
+		return Target{}, fmt.Errorf("%w: %q: sse_kms_key_id needs sse=aws:kms", ErrBadURL, rawURL)
 	}
 	return Target{S3: cfg}, nil
 }
