@@ -24,8 +24,8 @@ const engineGCInterval = 15 * time.Minute
 type engineOptions struct {
 	DataDir                string
 	RecoveryPointRetention time.Duration // --recovery-point-retention
-	Keys                   *seal.Keyring  // --encryption-keys
-	Compress               bool           // --compress
+	Keys                   *seal.Keyring // --encryption-keys
+	Compress               bool          // --compress
 }
 
 // openVolumeEngine opens the block engine in <data-dir>/engine over store.
