@@ -13,19 +13,30 @@ import (
 // newlines or ';') when --encryption-keys is not given.
 const envEncryptionKeys = "VOLGW_ENCRYPTION_KEYS"
 
-// loadKeyring reads the keyring serve seals volumes with: nil when none is
-// configured. Only names and key IDs are logged, never secrets.
-func loadKeyring(o serveOptions, getenv func(string) string, log *slog.Logger) (*seal.Keyring, error) {
+// readKeyring reads the keyring from path (--encryption-keys), else from
+// $VOLGW_ENCRYPTION_KEYS: nil when neither is set.
+func readKeyring(path string, getenv func(string) string) (*seal.Keyring, error) {
 	var kr *seal.Keyring
 	var err error
 	switch env := getenv(envEncryptionKeys); {
-	case o.EncryptionKeys != "":
-		kr, err = seal.LoadKeyring(o.EncryptionKeys)
+	case path != "":
+		kr, err = seal.LoadKeyring(path)
 	case env != "":
 		kr, err = seal.ParseKeyring(strings.NewReader(env))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("encryption keys: %w", err)
+	}
+	return kr, nil
+}
+
+// loadKeyring reads the keyring serve seals volumes and the catalog's copy
+// with: nil when none is configured. Only names and key IDs are logged,
+// never secrets.
+func loadKeyring(o serveOptions, getenv func(string) string, log *slog.Logger) (*seal.Keyring, error) {
+	kr, err := readKeyring(o.EncryptionKeys, getenv)
+	if err != nil {
+		return nil, err
 	}
 	if o.EncryptionDefaultKey != "" {
 		if err := kr.SetDefault(o.EncryptionDefaultKey); err != nil {

@@ -38,7 +38,7 @@ const usage = `usage:
               [--cache-disk-size 10GiB] [--upload-buffer-disk-size 5GiB] [--log-level info]
               [--memory-limit 192MiB] [--pprof-listen 127.0.0.1:6060] [--recovery-point-retention 0]
               [--status-sample-interval 10s] [--encryption-keys FILE] [--encryption-default-key NAME] [--compress]
-  volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…]
+  volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…] [--encryption-keys FILE]
   volgw status [--endpoint http://127.0.0.1:8080] [--data-dir ./volgw-data] [--region us-east-1]
   volgw snapshot export [--endpoint URL] [--force] SNAPSHOT_ID FILE
   volgw snapshot import [--endpoint URL] [--description TEXT] [--parent SNAPSHOT_ID] FILE

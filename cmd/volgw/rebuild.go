@@ -16,6 +16,7 @@ import (
 	"github.com/volgw/volgw/internal/blob/storeurl"
 	"github.com/volgw/volgw/internal/catalog"
 	"github.com/volgw/volgw/internal/catalogmirror"
+	"github.com/volgw/volgw/internal/seal"
 )
 
 // dataDirState are the data dir's entries besides the catalog. If one of
@@ -26,8 +27,9 @@ var dataDirState = []string{"engine", "disks", credentialsFile, "store"}
 // openCatalog opens the data dir's catalog for serve. A catalog it refuses
 // (damaged, empty, missing from a used data dir) comes back as an error
 // that says what is wrong with which file and how to rebuild it from the
-// object store.
-func openCatalog(dataDir, storeFlag string) (*catalog.DB, error) {
+// object store; args are rebuild-catalog's flags besides --data-dir
+// (recoveryArgs).
+func openCatalog(dataDir, args string) (*catalog.DB, error) {
 	db, err := catalog.OpenWith(dataDir, catalog.Options{StateEntries: dataDirState})
 	if err == nil {
 		return db, nil
@@ -40,45 +42,62 @@ func openCatalog(dataDir, storeFlag string) (*catalog.DB, error) {
 	if _, serr := os.Lstat(path); serr == nil {
 		fmt.Fprintf(&steps, "  mv %s %s.damaged\n", path, path)
 	}
-	fmt.Fprintf(&steps, "  volgw rebuild-catalog --data-dir %s%s\n", dataDir, storeArg(storeFlag))
+	fmt.Fprintf(&steps, "  volgw rebuild-catalog --data-dir %s%s\n", dataDir, args)
 	return nil, fmt.Errorf("%w\nvolgw will not start on a catalog it cannot trust. The object store keeps a copy of the catalog; "+
 		"to rebuild it from there:\n%sthen start volgw serve again (see \"Disaster recovery\" in README.md)", err, steps.String())
 }
 
-func storeArg(storeFlag string) string {
-	if storeFlag == "" {
-		return ""
+// recoveryArgs are the flags, besides --data-dir, that rebuild-catalog and
+// serve need again to reach the same copy: the store, and the keyring file
+// that opens a sealed copy ($VOLGW_ENCRYPTION_KEYS, if that is where the
+// keyring came from, is read by both).
+func recoveryArgs(storeFlag, keysFlag string) string {
+	var b strings.Builder
+	if storeFlag != "" {
+		b.WriteString(" --store '" + storeFlag + "'")
 	}
-	return " --store '" + storeFlag + "'"
+	if keysFlag != "" {
+		b.WriteString(" --encryption-keys '" + keysFlag + "'")
+	}
+	return b.String()
 }
 
 // mirrorCatalog wraps the catalog so that every change is copied to the
-// store before it commits, and writes the copy of the catalog as it is now.
-func mirrorCatalog(ctx context.Context, db *catalog.DB, store blob.Store, creds apiCredentials, dataDir, storeFlag string, log *slog.Logger) (*catalogmirror.Mirror, error) {
-	m, err := catalogmirror.New(catalogmirror.Config{DB: db, Store: store,
+// store before it commits (sealed with the keyring's default key, if it has
+// one), and writes the copy of the catalog as it is now.
+func mirrorCatalog(ctx context.Context, db *catalog.DB, store blob.Store, keys *seal.Keyring, creds apiCredentials, o serveOptions, log *slog.Logger) (*catalogmirror.Mirror, error) {
+	m, err := catalogmirror.New(catalogmirror.Config{DB: db, Store: store, Keys: keys,
 		Secret: []byte(creds.SecretAccessKey), AccessKeyID: creds.AccessKeyID, Logger: log})
 	if err != nil {
 		return nil, err
 	}
+	dataDir := o.DataDir
 	if err := m.Sync(ctx); err != nil {
+		var nokey *catalogmirror.NoKeyError
+		if errors.As(err, &nokey) {
+			return nil, fmt.Errorf("%w. volgw serve reads the copy before writing over it, to check that the catalog is not older than it: "+
+				"start it with --encryption-keys FILE (or $%s) holding that key", err, envEncryptionKeys)
+		}
 		if errors.Is(err, catalogmirror.ErrCatalogBehind) {
 			return nil, fmt.Errorf("the catalog %s is older than its copy in the object store (%w): it was put back from a backup or rolled back, "+
 				"and starting on it would lose the changes made since. To start from the copy:\n"+
 				"  mv %s %s.old\n  volgw rebuild-catalog --data-dir %s%s\nthen start volgw serve again (see \"Disaster recovery\" in README.md)",
 				filepath.Join(dataDir, catalog.FileName), err, filepath.Join(dataDir, catalog.FileName), filepath.Join(dataDir, catalog.FileName),
-				dataDir, storeArg(storeFlag))
+				dataDir, recoveryArgs(o.Store, o.EncryptionKeys))
 		}
 		return nil, fmt.Errorf("copy the catalog to the object store: %w", err)
 	}
 	return m, nil
 }
 
-const rebuildUsage = `usage: volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…]
+const rebuildUsage = `usage: volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…] [--encryption-keys FILE]
 
 Rebuilds <data-dir>/catalog.db from the copy volgw serve keeps in the object store
 (gateways/<gateway-id>/catalog.json). It never replaces an existing catalog.db: move a
 damaged one aside first. CHAP secrets in the copy are sealed with the API secret access key
 (VOLGW_SECRET_ACCESS_KEY, else <data-dir>/credentials); without it, CHAP credentials are left out.
+When volgw serve ran with --encryption-default-key, the whole copy is sealed with that key:
+give the keyring serve used (--encryption-keys FILE, else $VOLGW_ENCRYPTION_KEYS).
 `
 
 // rebuildCatalog is `volgw rebuild-catalog`.
@@ -89,6 +108,7 @@ func rebuildCatalog(ctx context.Context, args []string, stdout, stderr io.Writer
 	dataDir := fl.String("data-dir", "./volgw-data", "the data dir whose catalog to rebuild")
 	storeFlag := fl.String("store", "", "the object store volgw serve used (default file://<data-dir>/store)")
 	gatewayID := fl.String("gateway-id", "", "whose copy to restore, when the store holds several")
+	keysFlag := fl.String("encryption-keys", "", "the keyring file volgw serve used, to open a sealed copy (default: $"+envEncryptionKeys+")")
 	if err := fl.Parse(args); err != nil {
 		return errUsage
 	}
@@ -104,6 +124,10 @@ func rebuildCatalog(ctx context.Context, args []string, stdout, stderr io.Writer
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("%s exists; rebuild-catalog never replaces a catalog. If volgw serve refuses it as damaged, move it aside first:\n  mv %s %s.damaged",
 			path, path, path)
+	}
+	keys, err := readKeyring(*keysFlag, getenv)
+	if err != nil {
+		return err
 	}
 	storeURL := *storeFlag
 	if storeURL == "" {
@@ -133,7 +157,19 @@ func rebuildCatalog(ctx context.Context, args []string, stdout, stderr io.Writer
 			return fmt.Errorf("the store %s holds the catalogs of several gateways; choose one with --gateway-id:\n%s", storeURL, strings.TrimRight(list.String(), "\n"))
 		}
 	}
-	cp, err := catalogmirror.Load(ctx, store, id, rebuildSecret(dir, getenv))
+	cp, err := catalogmirror.Load(ctx, store, id, rebuildSecret(dir, getenv), keys)
+	var nokey *catalogmirror.NoKeyError
+	if errors.As(err, &nokey) {
+		given := "no keyring was given"
+		switch {
+		case *keysFlag != "":
+			given = "the keyring read from " + *keysFlag
+		case getenv(envEncryptionKeys) != "":
+			given = "the keyring read from $" + envEncryptionKeys
+		}
+		return fmt.Errorf("%w (%s). Pass --encryption-keys FILE (or set $%s) with the keyring volgw serve used, the one holding that key",
+			err, given, envEncryptionKeys)
+	}
 	if err != nil {
 		return err
 	}
@@ -158,7 +194,12 @@ func rebuildCatalog(ctx context.Context, args []string, stdout, stderr io.Writer
 			fmt.Fprintf(stdout, "  %s\n", l)
 		}
 	}
-	fmt.Fprintf(stdout, "volgw: start volgw serve --data-dir %s%s again\n", dir, storeArg(*storeFlag))
+	again := recoveryArgs(*storeFlag, *keysFlag)
+	if k := cp.SealedWith; k != nil {
+		fmt.Fprintf(stdout, "volgw: the copy was sealed with encryption key %s\n", k)
+		again += " --encryption-default-key '" + k.Name() + "'"
+	}
+	fmt.Fprintf(stdout, "volgw: start volgw serve --data-dir %s%s again\n", dir, again)
 	return nil
 }
 

@@ -112,7 +112,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	}
 	// The catalog first: it takes the data dir's lock, and it must judge
 	// the data dir before anything (credentials) is created in it.
-	db, err := openCatalog(o.DataDir, o.Store)
+	db, err := openCatalog(o.DataDir, recoveryArgs(o.Store, o.EncryptionKeys))
 	if err != nil {
 		return nil, err
 	}
@@ -132,17 +132,18 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	// Every object sent or fetched passes the bandwidth limits (bandwidth.go).
 	limits := newStoreLimits()
 	store = limits.wrap(store)
-	cat, err := mirrorCatalog(ctx, db, store, a.creds, o.DataDir, o.Store, log)
+	// The keyring before the catalog's copy: the default key seals it too.
+	keys, err := loadKeyring(o, getenv, log)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := mirrorCatalog(ctx, db, store, keys, a.creds, o, log)
 	if err != nil {
 		return nil, err
 	}
 
 	if p.openEngine == nil || p.newExporter == nil {
 		return nil, errors.New("this build has no block engine or iSCSI target wired in")
-	}
-	keys, err := loadKeyring(o, getenv, log)
-	if err != nil {
-		return nil, err
 	}
 	engine, err := p.openEngine(ctx, engineOptions{DataDir: o.DataDir, RecoveryPointRetention: o.RecoveryPointRetention, Keys: keys, Compress: o.Compress}, store, log)
 	if err != nil {

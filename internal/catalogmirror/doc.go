@@ -20,7 +20,23 @@
 // document is deleted when the gateway is, so a rebuild never brings a
 // deleted gateway back.
 //
-// CHAP secrets are never in clear: each is sealed with AES-256-GCM under a
+// When the gateway has a default encryption key (volgw serve
+// --encryption-default-key), the whole document is sealed with it
+// (internal/seal: AES-256-GCM, bound to the document's key in the store, so
+// a copy moved under another gateway's name does not open): the bucket
+// owner learns nothing from it — not the gateway's name, volume and target
+// names, tags, schedule descriptions, disk paths, nor even the generation
+// or when it was written; only its size, its name (the gateway ID) and the
+// sealing key's ID. Any key of the keyring opens it, so it survives the
+// default key's rotation (the old secret stays in the keyring) and a change
+// of default key (the next write seals it with the new one). Without a
+// default key the document is written in clear, as before copies were
+// sealed, and a copy in clear is always read. A copy sealed with a key the
+// keyring lacks is a *NoKeyError naming the key's ID: rebuild-catalog needs
+// the keyring serve used, and Sync refuses to start over such a copy, since
+// it could not tell whether the catalog is behind it.
+//
+// CHAP secrets are never in clear, sealed document or not: each is sealed with AES-256-GCM under a
 // key derived (HKDF-SHA256, random salt kept in the document) from the API
 // secret access key, which the user keeps outside the data dir (they set
 // it, or were shown it at first start) and which a rebuild asks for. The

@@ -17,6 +17,7 @@ import (
 
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/catalog"
+	"github.com/volgw/volgw/internal/seal"
 )
 
 // Errors of Load and List.
@@ -34,6 +35,19 @@ var (
 	ErrCatalogBehind = errors.New("catalogmirror: the catalog is older than its copy")
 )
 
+// NoKeyError is what Load and Sync return (wrapping seal.ErrNoKey) for a
+// copy sealed with a key the keyring does not hold.
+type NoKeyError struct {
+	Key   string // the copy's key in the store
+	KeyID string // the ID of the key that sealed it (hex), as the copy records it
+}
+
+func (e *NoKeyError) Error() string {
+	return fmt.Sprintf("the catalog copy %s is sealed with the encryption key of ID %s, which the keyring does not hold", e.Key, e.KeyID)
+}
+
+func (e *NoKeyError) Unwrap() error { return seal.ErrNoKey }
+
 const (
 	format = "volgw-catalog-copy"
 	// version is the envelope's version; bump it when the body's shape
@@ -44,6 +58,10 @@ const (
 
 	infoSeal  = "volgw catalog copy: CHAP secrets"
 	infoCheck = "volgw catalog copy: key check"
+
+	// maxDocument bounds what a copy that claims to be compressed may
+	// decompress to: far above any catalog (a few KiB per volume).
+	maxDocument = 1 << 30
 )
 
 // Key is where a gateway's copy lives in the store.
@@ -187,6 +205,45 @@ func encode(gatewayID string, c catalog.Contents, s *sealer, now time.Time) ([]b
 		GatewayID: gatewayID, Generation: c.Generation, WrittenAt: now.UTC(), SHA256: hex.EncodeToString(sum[:]), Body: raw})
 }
 
+// sealDocument seals a whole document under k, bound to its key in the
+// store (a copy moved under another gateway's key does not open); with no
+// key, the document is stored as it is.
+func sealDocument(gatewayID string, doc []byte, k *seal.Key) ([]byte, error) {
+	if k == nil {
+		return doc, nil
+	}
+	out, err := seal.Writer{Key: k}.Seal(nil, Key(gatewayID), doc, -1)
+	if err != nil {
+		return nil, fmt.Errorf("catalogmirror: seal %s: %w", Key(gatewayID), err)
+	}
+	return out, nil
+}
+
+// openDocument returns the document in raw and the key that sealed it (nil:
+// it was stored in clear, as volgw wrote it before copies were sealed, or
+// without a default key). A sealed copy whose key keys lacks is a
+// *NoKeyError; one that fails to open is ErrInvalid.
+func openDocument(gatewayID string, raw []byte, keys *seal.Keyring) ([]byte, *seal.Key, error) {
+	doc, k, err := keys.Open(Key(gatewayID), raw, -1, maxDocument)
+	switch {
+	case errors.Is(err, seal.ErrNoKey):
+		return nil, nil, &NoKeyError{Key: Key(gatewayID), KeyID: sealedKeyID(raw)}
+	case err != nil:
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return doc, k, nil
+}
+
+// sealedKeyID reads the key ID from the header of a sealed object ("VGE1"
+// then the 8-byte key ID, see internal/seal/doc.go), to name the missing
+// key; the seal package says it only inside its error's text.
+func sealedKeyID(obj []byte) string {
+	if len(obj) < 12 {
+		return "(unreadable)"
+	}
+	return hex.EncodeToString(obj[4:12])
+}
+
 // Copy is a gateway's catalog as read back from the store.
 type Copy struct {
 	GatewayID string
@@ -197,6 +254,9 @@ type Copy struct {
 	// out).
 	ChapLeftOut []string
 	ChapReason  string
+	// SealedWith is the key the copy was sealed with (nil: stored in
+	// clear).
+	SealedWith *seal.Key
 }
 
 // decode verifies a document and opens its CHAP secrets with a key derived
@@ -293,8 +353,10 @@ func List(ctx context.Context, store blob.Store) ([]Entry, error) {
 }
 
 // Load reads and verifies gatewayID's copy from store; secret is the API
-// secret access key that sealed its CHAP secrets (nil if unknown).
-func Load(ctx context.Context, store blob.Store, gatewayID string, secret []byte) (Copy, error) {
+// secret access key that sealed its CHAP secrets (nil if unknown), keys the
+// keyring that opens a sealed copy (nil opens only a copy in clear; a copy
+// sealed with a key it lacks is a *NoKeyError).
+func Load(ctx context.Context, store blob.Store, gatewayID string, secret []byte, keys *seal.Keyring) (Copy, error) {
 	raw, err := store.Get(ctx, Key(gatewayID))
 	if errors.Is(err, blob.ErrNotFound) {
 		return Copy{}, fmt.Errorf("%w: %s", ErrNoCopy, Key(gatewayID))
@@ -302,9 +364,17 @@ func Load(ctx context.Context, store blob.Store, gatewayID string, secret []byte
 	if err != nil {
 		return Copy{}, fmt.Errorf("catalogmirror: read %s: %w", Key(gatewayID), err)
 	}
-	cp, err := decode(gatewayID, raw, secret)
-	if err != nil {
-		return Copy{}, fmt.Errorf("%s: %w", Key(gatewayID), err)
+	doc, k, err := openDocument(gatewayID, raw, keys)
+	var nokey *NoKeyError
+	if errors.As(err, &nokey) {
+		return Copy{}, err
 	}
-	return cp, nil
+	if err == nil {
+		var cp Copy
+		if cp, err = decode(gatewayID, doc, secret); err == nil {
+			cp.SealedWith = k
+			return cp, nil
+		}
+	}
+	return Copy{}, fmt.Errorf("%s: %w", Key(gatewayID), err)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/catalog"
+	"github.com/volgw/volgw/internal/seal"
 )
 
 // DB is the catalog as the mirror needs it; *catalog.DB implements it.
@@ -29,6 +30,10 @@ type Config struct {
 	// them, to tell a rebuild whose secret it needs.
 	Secret      []byte
 	AccessKeyID string
+	// Keys is the gateway's keyring. When it has a default key, the whole
+	// copy is sealed with it; any key of it opens a sealed copy. Nil, or no
+	// default key: the copy is written in clear (CHAP secrets aside).
+	Keys *seal.Keyring
 	// Timeout bounds each write of the copy (Update has no context of its
 	// own); 0 means one minute.
 	Timeout time.Duration
@@ -43,6 +48,7 @@ type Mirror struct {
 	db      DB
 	store   blob.Store
 	seal    *sealer
+	keys    *seal.Keyring
 	timeout time.Duration
 	now     func() time.Time
 	log     *slog.Logger
@@ -66,7 +72,7 @@ func New(cfg Config) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mirror{db: cfg.DB, store: cfg.Store, seal: s, timeout: cfg.Timeout, now: cfg.Now, log: cfg.Logger,
+	m := &Mirror{db: cfg.DB, store: cfg.Store, seal: s, keys: cfg.Keys, timeout: cfg.Timeout, now: cfg.Now, log: cfg.Logger,
 		written: map[string][32]byte{}}
 	if m.timeout <= 0 {
 		m.timeout = time.Minute
@@ -221,7 +227,9 @@ func (e *BehindError) Unwrap() error { return ErrCatalogBehind }
 // checkNotBehind refuses to overwrite a copy that holds changes the
 // catalog does not. A copy exactly one generation ahead is the change that
 // was in flight when a commit failed or the process died: it was never
-// acknowledged, and the catalog's state replaces it.
+// acknowledged, and the catalog's state replaces it. A copy sealed with a
+// key the keyring lacks is refused too (*NoKeyError): it cannot be checked,
+// and overwriting it unchecked could erase the copy of changes made since.
 func (m *Mirror) checkNotBehind(ctx context.Context, gatewayID string, generation uint64) error {
 	raw, err := m.store.Get(ctx, Key(gatewayID))
 	if errors.Is(err, blob.ErrNotFound) {
@@ -230,8 +238,20 @@ func (m *Mirror) checkNotBehind(ctx context.Context, gatewayID string, generatio
 	if err != nil {
 		return fmt.Errorf("catalogmirror: read %s: %w", Key(gatewayID), err)
 	}
+	doc, k, err := openDocument(gatewayID, raw, m.keys)
+	var nokey *NoKeyError
+	switch {
+	case errors.As(err, &nokey):
+		return err
+	case err != nil:
+		m.log.Warn("the catalog's copy in the store does not open; writing it again from the catalog", "key", Key(gatewayID), "err", err)
+		return nil
+	case k != nil && m.keys.Default() == nil:
+		m.log.Warn("the catalog's copy was sealed, and no default encryption key is set now: it is written in clear from now on",
+			"key", Key(gatewayID), "sealed_with", k.String())
+	}
 	var env envelope
-	if err := json.Unmarshal(raw, &env); err != nil || env.Format != format {
+	if err := json.Unmarshal(doc, &env); err != nil || env.Format != format {
 		m.log.Warn("the catalog's copy in the store does not decode; writing it again from the catalog", "key", Key(gatewayID), "err", err)
 		return nil
 	}
@@ -248,6 +268,9 @@ func (m *Mirror) checkNotBehind(ctx context.Context, gatewayID string, generatio
 func (m *Mirror) put(ctx context.Context, gatewayID string, c catalog.Contents) error {
 	raw, err := encode(gatewayID, c, m.seal, m.now())
 	if err != nil {
+		return err
+	}
+	if raw, err = sealDocument(gatewayID, raw, m.keys.Default()); err != nil {
 		return err
 	}
 	if _, err := m.store.Put(ctx, Key(gatewayID), raw, blob.PutOptions{}); err != nil {

@@ -130,7 +130,7 @@ func TestCopyHoldsEveryCommittedRecord(t *testing.T) {
 			t.Fatalf("the copy holds %q in clear", secret)
 		}
 	}
-	cp, err := Load(ctx, f.store, gwID, []byte(testSecret))
+	cp, err := Load(ctx, f.store, gwID, []byte(testSecret), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestCopyHoldsEveryCommittedRecord(t *testing.T) {
 
 	// Without the API secret, or with another one, everything but CHAP.
 	for _, secret := range [][]byte{nil, []byte("another-secret")} {
-		cp, err := Load(ctx, f.store, gwID, secret)
+		cp, err := Load(ctx, f.store, gwID, secret, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +170,7 @@ func TestCopyHoldsEveryCommittedRecord(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(ctx, f.store, gwID, nil); !errors.Is(err, ErrNoCopy) {
+	if _, err := Load(ctx, f.store, gwID, nil, nil); !errors.Is(err, ErrNoCopy) {
 		t.Fatalf("Load after DeleteGateway = %v, want ErrNoCopy", err)
 	}
 }
@@ -193,7 +193,7 @@ func TestStoreFailureCommitsNothing(t *testing.T) {
 	if err := f.m.Update(populate); err != nil {
 		t.Fatal(err)
 	}
-	cp, err := Load(context.Background(), f.store, gwID, []byte(testSecret))
+	cp, err := Load(context.Background(), f.store, gwID, []byte(testSecret), nil)
 	if err != nil || !reflect.DeepEqual(cp.Contents, f.contents(t)) {
 		t.Fatalf("copy after recovery: %+v, %v", cp, err)
 	}
@@ -242,7 +242,7 @@ func TestDamagedCopyRefused(t *testing.T) {
 		if _, err := f.store.Put(ctx, Key(gwID), c.raw, blob.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Load(ctx, f.store, gwID, []byte(testSecret)); !errors.Is(err, c.want) {
+		if _, err := Load(ctx, f.store, gwID, []byte(testSecret), nil); !errors.Is(err, c.want) {
 			t.Errorf("%s: Load = %v, want %v", name, err, c.want)
 		}
 	}
@@ -288,7 +288,7 @@ func TestSyncRefusesCatalogOlderThanItsCopy(t *testing.T) {
 	if err := start(old); !errors.Is(err, ErrCatalogBehind) {
 		t.Fatalf("Sync of a catalog two changes behind its copy = %v, want ErrCatalogBehind", err)
 	}
-	if cp, err := Load(ctx, f.store, gwID, []byte(testSecret)); err != nil || cp.Contents.Generation != old.Generation+2 {
+	if cp, err := Load(ctx, f.store, gwID, []byte(testSecret), nil); err != nil || cp.Contents.Generation != old.Generation+2 {
 		t.Fatalf("the refused Sync changed the copy: %+v, %v", cp.Contents.Generation, err)
 	}
 	oneBehind := f.contents(t)
@@ -296,7 +296,7 @@ func TestSyncRefusesCatalogOlderThanItsCopy(t *testing.T) {
 	if err := start(oneBehind); err != nil {
 		t.Fatalf("Sync of a catalog one change behind its copy: %v", err)
 	}
-	if cp, err := Load(ctx, f.store, gwID, []byte(testSecret)); err != nil || cp.Contents.Generation != oneBehind.Generation {
+	if cp, err := Load(ctx, f.store, gwID, []byte(testSecret), nil); err != nil || cp.Contents.Generation != oneBehind.Generation {
 		t.Fatalf("copy after Sync: generation %d, %v; want %d", cp.Contents.Generation, err, oneBehind.Generation)
 	}
 }
