@@ -234,14 +234,12 @@ func openDocument(gatewayID string, raw []byte, keys *seal.Keyring) ([]byte, *se
 	return doc, k, nil
 }
 
-// sealedKeyID reads the key ID from the header of a sealed object ("VGE1"
-// then the 8-byte key ID, see internal/seal/doc.go), to name the missing
-// key; the seal package says it only inside its error's text.
+// sealedKeyID names the key a sealed object needs.
 func sealedKeyID(obj []byte) string {
-	if len(obj) < 12 {
-		return "(unreadable)"
+	if id, ok := seal.KeyIDOf(obj); ok {
+		return id
 	}
-	return hex.EncodeToString(obj[4:12])
+	return "(unreadable)"
 }
 
 // Copy is a gateway's catalog as read back from the store.

@@ -6,6 +6,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sync"
 
@@ -163,6 +164,15 @@ func (kr *Keyring) Open(ref string, obj []byte, rawLen, maxLen int) ([]byte, *Ke
 		}
 	}
 	return body, k, nil
+}
+
+// KeyIDOf returns the ID of the key obj is sealed with (as Key.ID), or
+// false if obj is not a sealed object.
+func KeyIDOf(obj []byte) (string, bool) {
+	if len(obj) < Overhead || string(obj[:4]) != magicSealed {
+		return "", false
+	}
+	return hex.EncodeToString(obj[4:12]), true
 }
 
 // Verify reports whether plain is the content named name, given the key
