@@ -255,3 +255,26 @@ func mustLine(name string) string {
 	}
 	return l
 }
+
+func BenchmarkOpen(b *testing.B) {
+	kr, _ := ParseKeyring(strings.NewReader(mustLine("k")))
+	k, _ := kr.Key("k")
+	for _, c := range []struct {
+		name string
+		w    Writer
+		p    []byte
+	}{{"sealed-random", Writer{Key: k}, randomBytes(blockSize)}, {"compressed-text", Writer{Compress: true}, text(blockSize)}, {"both-text", Writer{Key: k, Compress: true}, text(blockSize)}} {
+		obj, err := c.w.Seal(nil, "blocks/x", c.p, blockSize)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(blockSize)
+			for b.Loop() {
+				if _, _, err := kr.Open("blocks/x", obj, blockSize, blockSize); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
