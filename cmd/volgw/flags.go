@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/volgw/volgw/internal/bytesize"
+	"github.com/volgw/volgw/internal/volume"
 )
 
 // serveOptions are the flags of `volgw serve`. The flag names and defaults
@@ -37,6 +38,11 @@ type serveOptions struct {
 	// RecoveryPointRetention keeps every recovery point of a volume for
 	// this long (volume.Config.RecoveryPointRetention); 0: only the latest.
 	RecoveryPointRetention time.Duration
+	// GCGrace is the engine's GC grace period (volume.Config.GCGrace):
+	// what nothing names is reclaimed this long after it was last written.
+	GCGrace time.Duration
+	// GCInterval is how often the engine's GC runs.
+	GCInterval time.Duration
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit when
@@ -45,6 +51,14 @@ type serveOptions struct {
 // uploads. It is a target for the heap, not a cap: memory the process
 // needs is never refused, it costs GC time instead.
 const defaultMemoryLimit = 192 << 20
+
+// defaultGCInterval is how often GC runs unless --gc-interval says: a
+// superseded object is reclaimed within G plus this of being superseded.
+const defaultGCInterval = time.Minute
+
+// minGCGrace bounds --gc-grace from below: a single PUT, and a root then
+// its head, must land within half of it (the lease), on a slow store too.
+const minGCGrace = 10 * time.Second
 
 func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	o := serveOptions{}
@@ -65,6 +79,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory (GC target), e.g. 128MiB")
 	fs.DurationVar(&o.StatusSampleInterval, "status-sample-interval", 10*time.Second, "how often the status page (/status) samples each volume's recovery-point lag for its one-hour chart (1s to 1m)")
 	fs.DurationVar(&o.RecoveryPointRetention, "recovery-point-retention", 0, "keep every recovery point of a volume this long, e.g. 24h, to snapshot any of them (volgw recovery-points); 0 keeps only the latest, as AWS does")
+	fs.DurationVar(&o.GCGrace, "gc-grace", volume.DefaultGCGrace, "how long after it was last written an object nothing names (a superseded block, page or recovery point) is reclaimed from the store; every gateway sharing a store must use the same (at least 10s)")
+	fs.DurationVar(&o.GCInterval, "gc-interval", defaultGCInterval, "how often garbage collection runs (at least 1s)")
 	level := "info"
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -85,6 +101,14 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	}
 	if o.RecoveryPointRetention < 0 {
 		fmt.Fprintf(stderr, "volgw serve: --recovery-point-retention %v: must not be negative\n", o.RecoveryPointRetention)
+		return o, errUsage
+	}
+	if o.GCGrace < minGCGrace {
+		fmt.Fprintf(stderr, "volgw serve: --gc-grace %v: want at least %v\n", o.GCGrace, minGCGrace)
+		return o, errUsage
+	}
+	if o.GCInterval < time.Second {
+		fmt.Fprintf(stderr, "volgw serve: --gc-interval %v: want at least 1s\n", o.GCInterval)
 		return o, errUsage
 	}
 	if o.PprofListen != "" {

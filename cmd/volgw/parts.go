@@ -16,13 +16,12 @@ import (
 // tests run too.
 var productionParts = parts{openEngine: openVolumeEngine, newExporter: newISCSIExporter}
 
-// engineGCInterval is how often the engine's garbage collector runs.
-const engineGCInterval = 15 * time.Minute
-
 // engineOptions are the serve flags the block engine takes.
 type engineOptions struct {
 	DataDir                string
 	RecoveryPointRetention time.Duration // --recovery-point-retention
+	GCGrace                time.Duration // --gc-grace
+	GCInterval             time.Duration // --gc-interval
 }
 
 // openVolumeEngine opens the block engine in <data-dir>/engine over store.
@@ -39,7 +38,8 @@ func engineConfig(eo engineOptions, store blob.Store, log *slog.Logger) volume.C
 	return volume.Config{
 		Dir:                    filepath.Join(eo.DataDir, "engine"),
 		Store:                  store,
-		GCInterval:             engineGCInterval,
+		GCGrace:                eo.GCGrace,
+		GCInterval:             eo.GCInterval,
 		Logger:                 log,
 		RecoveryPointRetention: eo.RecoveryPointRetention,
 	}
