@@ -148,23 +148,29 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	}
 	m := e.now()
 	horizon := m.Add(-e.cfg.GCGrace)
-	live := map[string]bool{} // root keys
+	live := map[string]bool{}  // keys of roots heads and records name, and their histories
+	young := map[string]bool{} // keys of other roots younger than G
 	var oldTombstones []string
 	// Marks are keyed by hash (pages and blocks share the set: a page and a
 	// block with equal bytes are the same content), 32 bytes a entry.
-	marked := map[hash]struct{}{}
-	markRoot := func(r *root) error {
+	// marked is what heads, records, their histories, imports and cut
+	// checkpoints name; youngMarked what only young roots add (superseded
+	// recovery points still in their grace, or roots being published):
+	// both are kept, the second counted as awaiting reclaim.
+	marked, youngMarked := map[hash]struct{}{}, map[hash]struct{}{}
+	markRoot := func(into map[hash]struct{}, r *root) error {
 		for _, pr := range r.Pages {
-			if _, ok := marked[pr.Hash]; ok {
+			_, done := marked[pr.Hash]
+			if _, ok := into[pr.Hash]; ok || done {
 				continue
 			}
-			marked[pr.Hash] = struct{}{}
+			into[pr.Hash] = struct{}{}
 			p, err := e.loadPage(ctx, pr.Hash)
 			if err != nil {
 				return err
 			}
 			for _, h := range p.blocks {
-				marked[h] = struct{}{}
+				into[h] = struct{}{}
 			}
 		}
 		return nil
@@ -200,7 +206,7 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		if !h.Deleted {
 			if err := e.markHistory(ctx, h.rootKey(vol), m, func(r *root) error {
 				live[r.key()], walked[r.key()] = true, true
-				return markRoot(r)
+				return markRoot(marked, r)
 			}); err != nil {
 				return st, err
 			}
@@ -225,8 +231,8 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		switch {
 		case strings.Contains(o.Key, "/roots/"):
 			roots = append(roots, o)
-			if !o.ModTime.Before(horizon) {
-				live[o.Key] = true
+			if !o.ModTime.Before(horizon) && !live[o.Key] {
+				young[o.Key] = true
 			}
 		case isCheckpointKey(o.Key):
 			checkpoints = append(checkpoints, o)
@@ -263,27 +269,33 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			marked[h] = struct{}{}
 		}
 	}
-	for k := range live {
-		if walked[k] {
-			continue
-		}
-		r, err := e.loadRoot(ctx, k)
-		if errors.Is(err, blob.ErrNotFound) {
-			continue // a tombstone's root already swept, or a root not yet written
-		}
-		if err != nil {
-			return st, err
-		}
-		if err := markRoot(r); err != nil {
-			return st, err
+	for _, set := range []struct {
+		roots map[string]bool
+		into  map[hash]struct{}
+	}{{live, marked}, {young, youngMarked}} {
+		for k := range set.roots {
+			if walked[k] {
+				continue
+			}
+			r, err := e.loadRoot(ctx, k)
+			if errors.Is(err, blob.ErrNotFound) {
+				continue // a tombstone's root already swept, or a root not yet written
+			}
+			if err != nil {
+				return st, err
+			}
+			if err := markRoot(set.into, r); err != nil {
+				return st, err
+			}
 		}
 	}
-	st.Marked = len(marked) + len(live)
+	st.Marked = len(marked) + len(youngMarked) + len(live) + len(young)
 
 	// Sweep (G4): roots and checkpoints, pages, blocks. What is unmarked
 	// but younger than G awaits a later round (or is in flight).
 	for _, o := range append(roots, checkpoints...) {
-		// A checkpoint protects a cut's objects while young; nothing names it.
+		// A checkpoint protects a cut's objects while young; nothing names
+		// it. A young root is kept, awaiting reclaim.
 		unmarked := isCheckpointKey(o.Key) || !live[o.Key]
 		if unmarked && o.ModTime.Before(horizon) {
 			if err := e.store.Delete(ctx, o.Key); err != nil {
@@ -304,7 +316,7 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		if err := e.store.List(ctx, pfx, func(o blob.ObjectInfo) error {
 			unmarked := !isMarked(marked, o.Key)
 			switch {
-			case unmarked && o.ModTime.Before(horizon):
+			case unmarked && !isMarked(youngMarked, o.Key) && o.ModTime.Before(horizon):
 				doomed = append(doomed, o)
 				return nil
 			case pfx == "blocks/":

@@ -39,10 +39,14 @@ type cutLease struct {
 	reuse  time.Duration // an object older than this is stored again, not reused
 	store  blob.Store    // the engine's store
 	prefix string        // volumes/<volume>/cuts/<seq>-<nonce>-
+	ctx    context.Context // the cut's, without the lease: checkpoints' PUTs
 	cancel context.CancelCauseFunc
-	kick   chan struct{}
 	quit   chan struct{}
 	done   chan struct{}
+	// ckMu is held while a checkpoint is considered and written; stopped
+	// (under it) ends them.
+	ckMu    sync.Mutex
+	stopped bool
 
 	mu      sync.Mutex
 	seen    map[hash]bool
@@ -61,8 +65,8 @@ func (e *Engine) startCutLease(ctx context.Context, vol string, seq uint64) (con
 	l := e.lease()
 	cl := &cutLease{now: e.now, grace: e.cfg.GCGrace, margin: e.gcSkewLimit(), reuse: l - e.gcSkewLimit(),
 		store: e.store, prefix: fmt.Sprintf("volumes/%s/cuts/%016x-%s-", vol, seq, randomHex(4)),
-		cancel: cancel, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), seen: map[hash]bool{}}
-	go cl.run(ctx, max(10*time.Millisecond, l/8))
+		ctx: ctx, cancel: cancel, quit: make(chan struct{}), done: make(chan struct{}), seen: map[hash]bool{}}
+	go cl.run(max(10*time.Millisecond, l/8))
 	return context.WithValue(ctx, cutLeaseKey{}, cl), cl
 }
 
@@ -80,10 +84,7 @@ func (cl *cutLease) record(key string, f time.Time) {
 		cl.fresh = append(cl.fresh, f)
 	}
 	cl.mu.Unlock()
-	select {
-	case cl.kick <- struct{}{}:
-	default:
-	}
+	cl.maybeCheckpoint()
 }
 
 // expiry is when the oldest protection the cut holds runs out (zero if it
@@ -105,10 +106,9 @@ func (cl *cutLease) expiry() time.Time {
 	return oldest.Add(cl.grace - cl.margin)
 }
 
-// run writes a checkpoint whenever the oldest protection is within L/2 of
-// running out, looking at every record (so a test's clock is followed)
-// and every tick, until stop.
-func (cl *cutLease) run(ctx context.Context, tick time.Duration) {
+// run looks for a checkpoint to write every tick, until stop: the cut may
+// be waiting on a PUT, recording nothing, while its protection runs out.
+func (cl *cutLease) run(tick time.Duration) {
 	defer close(cl.done)
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -116,21 +116,35 @@ func (cl *cutLease) run(ctx context.Context, tick time.Duration) {
 		select {
 		case <-cl.quit:
 			return
-		case <-ctx.Done():
+		case <-cl.ctx.Done():
 			return
 		case <-t.C:
-		case <-cl.kick:
+			cl.maybeCheckpoint()
 		}
-		cl.mu.Lock()
-		exp := cl.expiry()
-		cl.mu.Unlock()
-		if exp.IsZero() || cl.now().Before(exp.Add(-cl.grace/4)) {
-			continue
-		}
-		if err := cl.checkpoint(ctx); err != nil {
-			cl.cancel(err)
-			return
-		}
+	}
+}
+
+// maybeCheckpoint writes a checkpoint if the oldest protection the cut
+// holds is within L/2 of running out. It runs at each record, in the
+// recording PUT's goroutine (so a cut's progress, or a test's clock, is
+// followed without a goroutine's delay), and at each tick. A checkpoint
+// that fails cancels the cut.
+func (cl *cutLease) maybeCheckpoint() {
+	if !cl.ckMu.TryLock() {
+		return // one being written
+	}
+	defer cl.ckMu.Unlock()
+	if cl.stopped || cl.ctx.Err() != nil {
+		return
+	}
+	cl.mu.Lock()
+	exp := cl.expiry()
+	cl.mu.Unlock()
+	if exp.IsZero() || cl.now().Before(exp.Add(-cl.grace/4)) {
+		return
+	}
+	if err := cl.checkpoint(cl.ctx); err != nil {
+		cl.cancel(err)
 	}
 }
 
@@ -142,6 +156,9 @@ func (cl *cutLease) stop() {
 		close(cl.quit)
 	}
 	<-cl.done
+	cl.ckMu.Lock()
+	cl.stopped = true
+	cl.ckMu.Unlock()
 }
 
 // end stops the checkpoints and lets the context go. Once the cut is
