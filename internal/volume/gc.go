@@ -55,7 +55,12 @@ import (
 //	     end the root, must land (its PUT return) before it ran out, or the
 //	     cut is abandoned; the head is PUT within L-S of the root's PUT
 //	     start. A cut therefore runs as long as it needs to, writing a
-//	     checkpoint about every L once it has run about G-L/2.
+//	     checkpoint about every L once it has run about G-L/2. What the
+//	     new root names that the cut did not record is named by its base
+//	     root, which stays the head (G3a). An import's completion keeps the
+//	     same lease for its pages (its blocks are named by its entries
+//	     while it is pending; its parent's pages by the parent's record,
+//	     read again within L of the root's PUT: G3b).
 //	G3d. with a retention window W (retention.go): G2 also marks, for every
 //	     head that is not a tombstone, the roots of its history (parents
 //	     followed from its root) whose child was cut at or after M-W-L, W

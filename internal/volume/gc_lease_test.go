@@ -394,7 +394,7 @@ func TestGCRefusesOnClockSkew(t *testing.T) {
 // default).
 func TestGCClockProbeWithinLimit(t *testing.T) {
 	ctx := context.Background()
-	for name, newStore := range map[string]func(testing.TB) blob.Store{"fs": blobtest.NewFS} {
+	for name, newStore := range map[string]func(testing.TB) blob.Store{"fs": blobtest.NewFS, "s3": blobtest.NewS3} {
 		t.Run(name, func(t *testing.T) {
 			te := newTestEngine(t, newStore(t), engineOpts{grace: time.Minute})
 			if te.cfg.GCClockSkew != 0 || te.Engine.cfg.GCClockSkew != 6*time.Second {
@@ -415,5 +415,94 @@ func TestGCClockSkewLimitValidated(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil || !strings.Contains(err.Error(), "GCClockSkew") {
 		t.Fatalf("Open with a skew limit of half the grace: %v; want refused", err)
+	}
+}
+
+// TestGCImportCompletionOutlivesLease: completing an imported snapshot
+// whose pages take several grace periods to write (each page's PUT moves
+// the clock by G/8, a GC round after each) succeeds, and the snapshot, on
+// top of its parent, reads back whole after rounds past the grace.
+func TestGCImportCompletionOutlivesLease(t *testing.T) {
+	ctx := context.Background()
+	const grace = 4 * time.Minute
+	const pages = 24 // 24 × G/8: the completion runs 3 G
+	clock := newFakeClock()
+	store := newClockStore(blobtest.NewFS(t), clock)
+	te := newClockedEngine(t, store, clock, grace)
+	size := int64(pages) * pageBlocks * BlockSize
+	put := func(id string, index int64, seed byte) {
+		t.Helper()
+		data := pattern(seed, BlockSize)
+		if err := te.PutImportBlock(ctx, id, index, data, sha256.Sum256(data), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := te.StartImport(ctx, ImportRequest{SnapshotID: "snap-p", SizeBytes: size, Timeout: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range int64(pages) {
+		put("snap-p", i*pageBlocks+1, byte(100+i))
+	}
+	if _, err := te.CompleteImport(ctx, "snap-p", pages, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.StartImport(ctx, ImportRequest{SnapshotID: "snap-c", SizeBytes: size, ParentID: "snap-p", Timeout: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range int64(pages) {
+		put("snap-c", i*pageBlocks+2, byte(i))
+	}
+	var rounds atomic.Int64
+	store.before = func(key string) {
+		if strings.HasPrefix(key, "pages/") {
+			clock.advance(grace / 8)
+			if _, err := te.GC(ctx); err != nil && !strings.Contains(err.Error(), "went away during the round") {
+				t.Errorf("GC during the completion: %v", err)
+			}
+			rounds.Add(1)
+		}
+	}
+	if _, err := te.CompleteImport(ctx, "snap-c", pages, nil); err != nil {
+		t.Fatalf("a completion longer than its lease: %v", err)
+	}
+	store.before = nil
+	if rounds.Load() < pages {
+		t.Fatalf("%d GC rounds during the completion", rounds.Load())
+	}
+	clock.advance(2 * grace)
+	if _, err := te.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := te.OpenSnapshotTree(ctx, "snap-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for from := int64(0); from >= 0; {
+		refs, next, err := tree.Blocks(ctx, from, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range refs {
+			b, err := tree.Block(ctx, r.Index, r.Hash)
+			if err != nil {
+				t.Fatalf("block %d: %v", r.Index, err)
+			}
+			seed := byte(r.Index / pageBlocks)
+			if r.Index%pageBlocks == 1 {
+				seed += 100
+			}
+			if !bytes.Equal(b, pattern(seed, BlockSize)) {
+				t.Fatalf("block %d differs", r.Index)
+			}
+			n++
+		}
+		from = next
+	}
+	if n != 2*pages {
+		t.Fatalf("the snapshot has %d blocks; want %d (its own and its parent's)", n, 2*pages)
 	}
 }

@@ -27,6 +27,14 @@ import (
 //
 // The recording happens in the engine's store (leaseStore), through the
 // context, so the upload pipeline needs no part in it.
+//
+// Cuts and import completions (CompleteImport: a page per 2 GiB of the
+// snapshot) are the operations whose length grows with a volume and the
+// store's speed. The other users of the plain lease (lease()) do a fixed,
+// small amount of work between the read they depend on and their PUT, so
+// L (minutes) is ample: creating or cloning a volume and attaching one
+// (one root PUT), putting an imported block (one block PUT), snapshotting
+// a retained recovery point (one record PUT after its history walk).
 
 // cutLeaseKey is the context key of the lease of the cut in progress.
 type cutLeaseKey struct{}
@@ -34,11 +42,11 @@ type cutLeaseKey struct{}
 // cutLease is one attempt of one cut.
 type cutLease struct {
 	now    func() time.Time
-	grace  time.Duration // G
-	margin time.Duration // taken off every bound, for clock skew (gcSkewLimit)
-	reuse  time.Duration // an object older than this is stored again, not reused
-	store  blob.Store    // the engine's store
-	prefix string        // volumes/<volume>/cuts/<seq>-<nonce>-
+	grace  time.Duration   // G
+	margin time.Duration   // taken off every bound, for clock skew (gcSkewLimit)
+	reuse  time.Duration   // an object older than this is stored again, not reused
+	store  blob.Store      // the engine's store
+	prefix string          // volumes/<volume>/cuts/<seq>-<nonce>-
 	ctx    context.Context // the cut's, without the lease: checkpoints' PUTs
 	cancel context.CancelCauseFunc
 	quit   chan struct{}
