@@ -56,6 +56,10 @@ const defaultMemoryLimit = 192 << 20
 // superseded object is reclaimed within G plus this of being superseded.
 const defaultGCInterval = time.Minute
 
+// retentionGCInterval is the GC interval with recovery-point retention
+// on, unless --gc-interval says.
+const retentionGCInterval = 15 * time.Minute
+
 // minGCGrace bounds --gc-grace from below: a single PUT, and a root then
 // its head, must land within half of it (the lease), on a slow store too.
 const minGCGrace = 10 * time.Second
@@ -80,7 +84,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.DurationVar(&o.StatusSampleInterval, "status-sample-interval", 10*time.Second, "how often the status page (/status) samples each volume's recovery-point lag for its one-hour chart (1s to 1m)")
 	fs.DurationVar(&o.RecoveryPointRetention, "recovery-point-retention", 0, "keep every recovery point of a volume this long, e.g. 24h, to snapshot any of them (volgw recovery-points); 0 keeps only the latest, as AWS does")
 	fs.DurationVar(&o.GCGrace, "gc-grace", volume.DefaultGCGrace, "how long after it was last written an object nothing names (a superseded block, page or recovery point) is reclaimed from the store; every gateway sharing a store must use the same (at least 10s)")
-	fs.DurationVar(&o.GCInterval, "gc-interval", defaultGCInterval, "how often garbage collection runs (at least 1s)")
+	fs.DurationVar(&o.GCInterval, "gc-interval", defaultGCInterval, "how often garbage collection runs (at least 1s; default 15m with --recovery-point-retention, whose every retained point a round reads)")
 	level := "info"
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -102,6 +106,14 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	if o.RecoveryPointRetention < 0 {
 		fmt.Fprintf(stderr, "volgw serve: --recovery-point-retention %v: must not be negative\n", o.RecoveryPointRetention)
 		return o, errUsage
+	}
+	gcIntervalSet := false
+	fs.Visit(func(f *flag.Flag) { gcIntervalSet = gcIntervalSet || f.Name == "gc-interval" })
+	if !gcIntervalSet && o.RecoveryPointRetention > 0 {
+		// A round reads one root per retained point (a day of them is
+		// thousands a volume): what retention keeps is reclaimed only as
+		// it leaves the window anyway, so rounds need not be frequent.
+		o.GCInterval = retentionGCInterval
 	}
 	if o.GCGrace < minGCGrace {
 		fmt.Fprintf(stderr, "volgw serve: --gc-grace %v: want at least %v\n", o.GCGrace, minGCGrace)

@@ -27,6 +27,14 @@ func TestGCFlags(t *testing.T) {
 	if cfg.GCGrace != 3*time.Minute || cfg.GCInterval != 20*time.Second {
 		t.Fatalf("engine config: grace %v, interval %v; want 3m and 20s", cfg.GCGrace, cfg.GCInterval)
 	}
+	o, err = parseServeFlags([]string{"--recovery-point-retention", "24h"}, io.Discard)
+	if err != nil || o.GCInterval != retentionGCInterval {
+		t.Fatalf("with retention: interval %v (%v); want %v: a round reads every retained point", o.GCInterval, err, retentionGCInterval)
+	}
+	o, err = parseServeFlags([]string{"--recovery-point-retention", "24h", "--gc-interval", "2m"}, io.Discard)
+	if err != nil || o.GCInterval != 2*time.Minute {
+		t.Fatalf("with retention and --gc-interval 2m: interval %v (%v)", o.GCInterval, err)
+	}
 	for _, args := range [][]string{{"--gc-grace", "5s"}, {"--gc-interval", "100ms"}, {"--gc-grace", "-1m"}} {
 		if _, err := parseServeFlags(args, io.Discard); err == nil {
 			t.Errorf("parseServeFlags(%q) accepted", args)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/volgw/volgw/internal/blob"
@@ -56,11 +57,14 @@ type cutLease struct {
 	ckMu    sync.Mutex
 	stopped bool
 
+	ended atomic.Bool // set by stop: the store no longer applies the lease
+
 	mu      sync.Mutex
 	seen    map[hash]bool
 	all     []hash      // every object recorded, in order
 	fresh   []time.Time // fresh[i] is all[i]'s freshness
 	covered int         // all[:covered] is in the last landed checkpoint
+	oldest  time.Time   // the least of fresh[covered:] (zero: none)
 	last    time.Time   // when that checkpoint's PUT started (zero: none yet)
 	n       int         // checkpoints written
 }
@@ -90,6 +94,9 @@ func (cl *cutLease) record(key string, f time.Time) {
 		cl.seen[h] = true
 		cl.all = append(cl.all, h)
 		cl.fresh = append(cl.fresh, f)
+		if cl.oldest.IsZero() || f.Before(cl.oldest) {
+			cl.oldest = f
+		}
 	}
 	cl.mu.Unlock()
 	cl.maybeCheckpoint()
@@ -99,14 +106,9 @@ func (cl *cutLease) record(key string, f time.Time) {
 // holds none): a round starting after it may sweep what it covers.
 // cl.mu held.
 func (cl *cutLease) expiry() time.Time {
-	var oldest time.Time
-	if !cl.last.IsZero() {
+	oldest := cl.oldest
+	if !cl.last.IsZero() && (oldest.IsZero() || cl.last.Before(oldest)) {
 		oldest = cl.last
-	}
-	for _, f := range cl.fresh[cl.covered:] {
-		if oldest.IsZero() || f.Before(oldest) {
-			oldest = f
-		}
 	}
 	if oldest.IsZero() {
 		return oldest
@@ -167,6 +169,7 @@ func (cl *cutLease) stop() {
 	cl.ckMu.Lock()
 	cl.stopped = true
 	cl.ckMu.Unlock()
+	cl.ended.Store(true)
 }
 
 // end stops the checkpoints and lets the context go. Once the cut is
@@ -226,7 +229,12 @@ func (cl *cutLease) landed(start, end time.Time, n int) error {
 	}
 	// all[n:] stays protected by its own freshness; the checkpoint for
 	// it is checked when it lands.
-	cl.covered, cl.last = n, start
+	cl.covered, cl.last, cl.oldest = n, start, time.Time{}
+	for _, f := range cl.fresh[n:] {
+		if cl.oldest.IsZero() || f.Before(cl.oldest) {
+			cl.oldest = f
+		}
+	}
 	return nil
 }
 
@@ -274,7 +282,7 @@ type leaseStore struct{ blob.Store }
 
 func (s leaseStore) Put(ctx context.Context, key string, data []byte, o blob.PutOptions) (blob.ObjectInfo, error) {
 	cl, _ := ctx.Value(cutLeaseKey{}).(*cutLease)
-	if cl == nil {
+	if cl == nil || cl.ended.Load() {
 		return s.Store.Put(ctx, key, data, o)
 	}
 	sent := cl.now()
@@ -288,7 +296,7 @@ func (s leaseStore) Put(ctx context.Context, key string, data []byte, o blob.Put
 func (s leaseStore) Stat(ctx context.Context, key string) (blob.ObjectInfo, error) {
 	info, err := s.Store.Stat(ctx, key)
 	cl, _ := ctx.Value(cutLeaseKey{}).(*cutLease)
-	if err != nil || cl == nil {
+	if err != nil || cl == nil || cl.ended.Load() {
 		return info, err
 	}
 	if _, ok := contentHash(key); !ok {
