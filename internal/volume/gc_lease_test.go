@@ -156,6 +156,24 @@ func TestGCReclaimsZeroedAndUnmappedBlocks(t *testing.T) {
 	if st.DeletedBlocks != 0 || st.Awaiting.Blocks != 2 || st.Awaiting.BlockBytes != 2*BlockSize {
 		t.Fatalf("GC before the grace ran out: deleted %d blocks, awaiting %+v; want 0 deleted, the 2 superseded awaiting", st.DeletedBlocks, st.Awaiting)
 	}
+	awaiting := func() (objs, bytes float64) {
+		t.Helper()
+		m := gather(t, te.Engine)
+		for _, o := range m["volgw_store_awaiting_reclaim_objects"] {
+			if o.GetLabel()[0].GetValue() == "block" {
+				objs = o.GetGauge().GetValue()
+			}
+		}
+		for _, o := range m["volgw_store_awaiting_reclaim_bytes"] {
+			if o.GetLabel()[0].GetValue() == "block" {
+				bytes = o.GetGauge().GetValue()
+			}
+		}
+		return objs, bytes
+	}
+	if objs, bytes := awaiting(); objs != 2 || bytes != 2*BlockSize {
+		t.Fatalf("metrics: %v blocks, %v bytes awaiting reclaim; want 2 blocks", objs, bytes)
+	}
 	clock.advance(2 * time.Minute)
 	st, err = te.GC(ctx)
 	if err != nil {
@@ -163,6 +181,9 @@ func TestGCReclaimsZeroedAndUnmappedBlocks(t *testing.T) {
 	}
 	if st.DeletedBlocks != 2 || st.ReclaimedBlockBytes != 2*BlockSize || st.Awaiting.Blocks != 0 {
 		t.Fatalf("GC after the grace: %+v; want the 2 superseded blocks deleted", st)
+	}
+	if objs, bytes := awaiting(); objs != 0 || bytes != 0 {
+		t.Fatalf("metrics after reclaim: %v blocks, %v bytes awaiting", objs, bytes)
 	}
 	for _, c := range []struct {
 		p    []byte
