@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/volgw/volgw/internal/bytesize"
+	"github.com/volgw/volgw/internal/volume"
 )
 
 // serveOptions are the flags of `volgw serve`. The flag names and defaults
@@ -44,6 +45,11 @@ type serveOptions struct {
 	EncryptionDefaultKey string
 	// Compress compresses blocks and pages before upload.
 	Compress bool
+	// GCGrace is the engine's GC grace period (volume.Config.GCGrace):
+	// what nothing names is reclaimed this long after it was last written.
+	GCGrace time.Duration
+	// GCInterval is how often the engine's GC runs.
+	GCInterval time.Duration
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit when
@@ -52,6 +58,18 @@ type serveOptions struct {
 // uploads. It is a target for the heap, not a cap: memory the process
 // needs is never refused, it costs GC time instead.
 const defaultMemoryLimit = 192 << 20
+
+// defaultGCInterval is how often GC runs unless --gc-interval says: a
+// superseded object is reclaimed within G plus this of being superseded.
+const defaultGCInterval = time.Minute
+
+// retentionGCInterval is the GC interval with recovery-point retention
+// on, unless --gc-interval says.
+const retentionGCInterval = 15 * time.Minute
+
+// minGCGrace bounds --gc-grace from below: a single PUT, and a root then
+// its head, must land within half of it (the lease), on a slow store too.
+const minGCGrace = 10 * time.Second
 
 func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	o := serveOptions{}
@@ -75,6 +93,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.EncryptionKeys, "encryption-keys", "", "keyring file (mode 0600) of the keys volumes are sealed with, one \"<name> <base64 32 bytes>\" per line (volgw key new NAME makes one); default: $"+envEncryptionKeys)
 	fs.StringVar(&o.EncryptionDefaultKey, "encryption-default-key", "", "seal volumes created without a KMSKey with this key of the keyring (default: such volumes are stored unsealed)")
 	fs.BoolVar(&o.Compress, "compress", false, "compress blocks and pages (zstd) before they are uploaded, when that saves at least 1/32")
+	fs.DurationVar(&o.GCGrace, "gc-grace", volume.DefaultGCGrace, "how long after it was last written an object nothing names (a superseded block, page or recovery point) is reclaimed from the store; every gateway sharing a store must use the same (at least 10s)")
+	fs.DurationVar(&o.GCInterval, "gc-interval", defaultGCInterval, "how often garbage collection runs (at least 1s; default 15m with --recovery-point-retention, whose every retained point a round reads)")
 	level := "info"
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +115,22 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	}
 	if o.RecoveryPointRetention < 0 {
 		fmt.Fprintf(stderr, "volgw serve: --recovery-point-retention %v: must not be negative\n", o.RecoveryPointRetention)
+		return o, errUsage
+	}
+	gcIntervalSet := false
+	fs.Visit(func(f *flag.Flag) { gcIntervalSet = gcIntervalSet || f.Name == "gc-interval" })
+	if !gcIntervalSet && o.RecoveryPointRetention > 0 {
+		// A round reads one root per retained point (a day of them is
+		// thousands a volume): what retention keeps is reclaimed only as
+		// it leaves the window anyway, so rounds need not be frequent.
+		o.GCInterval = retentionGCInterval
+	}
+	if o.GCGrace < minGCGrace {
+		fmt.Fprintf(stderr, "volgw serve: --gc-grace %v: want at least %v\n", o.GCGrace, minGCGrace)
+		return o, errUsage
+	}
+	if o.GCInterval < time.Second {
+		fmt.Fprintf(stderr, "volgw serve: --gc-interval %v: want at least 1s\n", o.GCInterval)
 		return o, errUsage
 	}
 	if o.PprofListen != "" {

@@ -37,7 +37,8 @@ const usage = `usage:
               [--region us-east-1] [--account-id 123456789012] [--store URL]
               [--cache-disk-size 10GiB] [--upload-buffer-disk-size 5GiB] [--log-level info]
               [--memory-limit 192MiB] [--pprof-listen 127.0.0.1:6060] [--recovery-point-retention 0]
-              [--status-sample-interval 10s] [--encryption-keys FILE] [--encryption-default-key NAME] [--compress]
+              [--status-sample-interval 10s] [--gc-grace 5m] [--gc-interval 1m]
+              [--encryption-keys FILE] [--encryption-default-key NAME] [--compress]
   volgw rebuild-catalog [--data-dir ./volgw-data] [--store URL] [--gateway-id sgw-…] [--encryption-keys FILE]
   volgw status [--endpoint http://127.0.0.1:8080] [--data-dir ./volgw-data] [--region us-east-1]
   volgw snapshot export [--endpoint URL] [--force] SNAPSHOT_ID FILE

@@ -17,15 +17,14 @@ import (
 // tests run too.
 var productionParts = parts{openEngine: openVolumeEngine, newExporter: newISCSIExporter}
 
-// engineGCInterval is how often the engine's garbage collector runs.
-const engineGCInterval = 15 * time.Minute
-
 // engineOptions are the serve flags the block engine takes.
 type engineOptions struct {
 	DataDir                string
 	RecoveryPointRetention time.Duration // --recovery-point-retention
 	Keys                   *seal.Keyring // --encryption-keys
 	Compress               bool          // --compress
+	GCGrace                time.Duration // --gc-grace
+	GCInterval             time.Duration // --gc-interval
 }
 
 // openVolumeEngine opens the block engine in <data-dir>/engine over store.
@@ -42,7 +41,8 @@ func engineConfig(eo engineOptions, store blob.Store, log *slog.Logger) volume.C
 	return volume.Config{
 		Dir:                    filepath.Join(eo.DataDir, "engine"),
 		Store:                  store,
-		GCInterval:             engineGCInterval,
+		GCGrace:                eo.GCGrace,
+		GCInterval:             eo.GCInterval,
 		Logger:                 log,
 		RecoveryPointRetention: eo.RecoveryPointRetention,
 		Keys:                   eo.Keys,

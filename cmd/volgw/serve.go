@@ -145,7 +145,8 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if p.openEngine == nil || p.newExporter == nil {
 		return nil, errors.New("this build has no block engine or iSCSI target wired in")
 	}
-	engine, err := p.openEngine(ctx, engineOptions{DataDir: o.DataDir, RecoveryPointRetention: o.RecoveryPointRetention, Keys: keys, Compress: o.Compress}, store, log)
+	engine, err := p.openEngine(ctx, engineOptions{DataDir: o.DataDir, RecoveryPointRetention: o.RecoveryPointRetention,
+		GCGrace: o.GCGrace, GCInterval: o.GCInterval, Keys: keys, Compress: o.Compress}, store, log)
 	if err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)
 	}

@@ -41,12 +41,23 @@ type Config struct {
 	// DirtyBlocksCut starts a cut when a volume has this many dirty blocks.
 	// Zero means a quarter of the cache slots.
 	DirtyBlocksCut int
-	// GCGrace is the garbage collector's grace period G (see gc.go). Zero
-	// means one hour. Operations that name existing objects must finish
-	// within G/2 (their lease) or are abandoned and retried.
+	// GCGrace is the garbage collector's grace period G (see gc.go): an
+	// object named by nothing is reclaimed by the first round at least G
+	// after it was last written. Zero means DefaultGCGrace. Operations
+	// that name existing objects must finish within G/2 (their lease) or
+	// are abandoned and retried, except cuts, which keep their objects
+	// protected by checkpoints however long they run (gclease.go). Every
+	// gateway sharing a store must use the same G: a round with a shorter
+	// one than another gateway's leases assume may sweep its work.
 	GCGrace time.Duration
 	// GCInterval runs GC in the background this often; zero disables it.
 	GCInterval time.Duration
+	// GCClockSkew is how far the store's clock (its objects' ModTimes) and
+	// the engine's may disagree before a GC round refuses to delete
+	// anything (gc.go). Zero means G/10 when Now is the real clock; with
+	// an injected Now (simulations age objects by moving it) the check is
+	// off unless this is set. Negative turns it off.
+	GCClockSkew time.Duration
 	// UploadConcurrency bounds the PUTs of blocks and pages in flight,
 	// for the whole engine: every cut of every volume shares it, and so
 	// does the memory of the uploads (one 512 KiB buffer per PUT, plus
@@ -162,6 +173,12 @@ type Engine struct {
 	// uploadedPlain and uploadedStored count the blocks and pages this
 	// engine uploaded, as written and as stored (compressed, sealed).
 	uploadedPlain, uploadedStored atomic.Int64
+	// gcRefused counts GC rounds that deleted nothing because the store's
+	// clock and the engine's disagreed (gc.go); gcSkew is the last
+	// disagreement measured, in nanoseconds (store minus engine).
+	gcRefused atomic.Int64
+	gcSkew    atomic.Int64
+	gcSkewSet atomic.Bool
 }
 
 var (
@@ -225,7 +242,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg.CutInterval = 5 * time.Second
 	}
 	if cfg.GCGrace <= 0 {
-		cfg.GCGrace = time.Hour
+		cfg.GCGrace = DefaultGCGrace
+	}
+	if cfg.GCClockSkew == 0 && cfg.Now == nil {
+		cfg.GCClockSkew = cfg.GCGrace / 10
+	}
+	if cfg.GCClockSkew > cfg.GCGrace/5 {
+		// The cuts' margins (gclease.go) would not cover it.
+		return nil, fmt.Errorf("volume: GCClockSkew %v is over a fifth of GCGrace %v", cfg.GCClockSkew, cfg.GCGrace)
 	}
 	if cfg.UploadConcurrency <= 0 {
 		cfg.UploadConcurrency = 8
@@ -243,7 +267,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("volume: state dir: %w", err)
 	}
 	e := &Engine{
-		cfg: cfg, store: prefixed{cfg.Store, cfg.Prefix}, log: cfg.Logger, now: cfg.Now,
+		cfg: cfg, store: leaseStore{prefixed{cfg.Store, cfg.Prefix}}, log: cfg.Logger, now: cfg.Now,
 		cache: newCache(), pages: newPageCache(128), vols: make(map[string]*Volume), uploads: newUploadPool(cfg.UploadConcurrency),
 		kick: make(chan struct{}, 1), pressure: make(chan struct{}, 1), done: make(chan struct{}),
 		raSem: make(chan struct{}, raFetches),
@@ -866,7 +890,20 @@ func (e *Engine) Cut(ctx context.Context, volumeID string) error {
 	return e.cutVolume(ctx, v, false)
 }
 
+// DefaultGCGrace is the grace period G when Config.GCGrace is zero: an
+// object nothing names is reclaimed minutes after it was superseded, while
+// a single PUT or a publication (a root then its head) has L = G/2 to land.
+const DefaultGCGrace = 5 * time.Minute
+
 func (e *Engine) lease() time.Duration { return e.cfg.GCGrace / 2 }
+
+// gcSkewLimit is the disagreement between the store's clock and the
+// engine's that the GC rules absorb: the clock check refuses rounds beyond
+// it, and a cut's lease checks keep it as a margin (gclease.go). At least
+// G/10 even when the check is off, so a cut's checks keep a margin.
+func (e *Engine) gcSkewLimit() time.Duration {
+	return max(e.cfg.GCClockSkew, e.cfg.GCGrace/10)
+}
 
 // releaseJournal moves the journal tail to the oldest record some volume
 // still needs. The head is read first: a record appended after that read has

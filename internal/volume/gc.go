@@ -16,16 +16,25 @@ import (
 //
 // The rule (GC safety) that keeps a block or page from being swept while a
 // root that names it is being built or published. Let G be the grace period
-// (Config.GCGrace) and L = G/2 the lease. A round that starts at time M:
+// (Config.GCGrace, minutes by default: what nothing names is reclaimed by
+// the first round G after it was last written), L = G/2 the lease and S the
+// clock-skew limit (Engine.gcSkewLimit, G/10 by default). A round that
+// starts at time M:
 //
-//	G1. lists heads, then snapshot records, then roots, in that order;
+//	G0. first checks the clocks: it PUTs an object of its own and compares
+//	    the store's ModTime for it with the engine's clock around the PUT;
+//	    if they disagree by more than S it deletes nothing (ErrClockSkew);
+//	G1. lists heads, then snapshot records, then roots and cut checkpoints
+//	    (one listing), in that order;
 //	G2. marks from: every head's root (a deleted volume's tombstone head for
 //	    G after deletion), every snapshot record's root (a deleted one's
-//	    tombstone for G after deletion), and every root whose ModTime is
-//	    after M-G (recently written roots, published or in flight);
-//	G4. deletes, roots first, then pages, then blocks, only what is unmarked
-//	    and has a ModTime before M-G. So a crash mid-sweep never leaves a
-//	    root naming a deleted page.
+//	    tombstone for G after deletion), every root whose ModTime is
+//	    after M-G (recently written roots, published or in flight), and
+//	    every hash in a cut checkpoint whose ModTime is after M-G; a
+//	    checkpoint listed but gone when read fails the round;
+//	G4. deletes, roots and checkpoints first, then pages, then blocks, only
+//	    what is unmarked and has a ModTime before M-G. So a crash mid-sweep
+//	    never leaves a root naming a deleted page.
 //
 // and every writer of a reference keeps:
 //
@@ -35,9 +44,23 @@ import (
 //	     the head until the new reference exists;
 //	G3b. a clone of a snapshot publishes within L of reading the record; a
 //	     deletion leaves a tombstone marked for G > L;
-//	G3c. a cut reuses an existing block or page only if its ModTime is no
-//	     older than the cut's start minus L, else writes it again (which
-//	     refreshes it), and abandons the cut if it has run longer than L.
+//	G3c. a cut (gclease.go) records each block and page it stores or reuses
+//	     with its freshness f: when its PUT was sent, or for a reuse the
+//	     ModTime found, which must be after now-(L-S) (else the object is
+//	     written again, which refreshes it). What it has recorded is
+//	     "protected until" the earliest of: f+G-S of every object not yet in
+//	     a landed checkpoint, and the last landed checkpoint's PUT start
+//	     plus G-S. Before that runs out it writes a checkpoint (a new object
+//	     listing every hash recorded so far); each checkpoint, and at the
+//	     end the root, must land (its PUT return) before it ran out, or the
+//	     cut is abandoned; the head is PUT within L-S of the root's PUT
+//	     start. A cut therefore runs as long as it needs to, writing a
+//	     checkpoint about every L once it has run about G-L/2. What the
+//	     new root names that the cut did not record is named by its base
+//	     root, which stays the head (G3a). An import's completion keeps the
+//	     same lease for its pages (its blocks are named by its entries
+//	     while it is pending; its parent's pages by the parent's record,
+//	     read again within L of the root's PUT: G3b).
 //	G3d. with a retention window W (retention.go): G2 also marks, for every
 //	     head that is not a tombstone, the roots of its history (parents
 //	     followed from its root) whose child was cut at or after M-W-L, W
@@ -49,11 +72,25 @@ import (
 // listed that root's head or record is marked through it (G3a/G3b keep a
 // live reference across the hand-over; tombstones cover a deletion racing
 // a clone); a root published after M is itself recent and marked (G2), and
-// anything it reuses is fresh (G3c: ModTime after start-L > M-G) or reached
-// through a chain of such roots back to one the round marked.
+// anything it reuses is fresh or reached through a chain of such roots back
+// to one the round marked. For a cut's object O (G3c): a round sweeps O only
+// if O is unmarked and f < M-G. If the round listed before the first
+// checkpoint naming O (or the root) landed, then M is before that landing,
+// which was before f+G-S, so f > M-G: O is kept. Otherwise its listing (at
+// T >= M) saw a checkpoint naming O, or the root: the last one landed by T
+// started after T-(G-S) (each landed before its predecessor's start plus
+// G-S ran out), so its ModTime is after M-G and it marks O. The root is
+// recent for every round until it started plus G, and the head lands
+// before then (it is PUT within L-S of the root, and a PUT takes less
+// than L). Checkpoints live under their own keys, so a late PUT of an
+// old one cannot replace a newer one's list; one removed by its cut
+// while a round reads it fails that round rather than leave O unmarked.
 //
-// Clocks: ModTimes are the store's; M is the engine's clock; they must agree
-// to well within G.
+// Clocks: ModTimes are the store's; M and every lease are the engine's.
+// G0 keeps them within S of each other on the gateway that deletes, and
+// the margin S in G3c absorbs that much on the gateway that cuts (G3a,
+// G3b and G3d have no such margin: their operations are short). Gateways
+// sharing a store must use the same G.
 
 // GCStats reports one GC round.
 type GCStats struct {
@@ -66,12 +103,18 @@ type GCStats struct {
 	ReclaimedBlockBytes int64
 	// Kept is what the store holds after the sweep.
 	Kept StoreUsage
+	// Awaiting is the part of Kept that nothing named but was younger
+	// than G: superseded (reclaimed by a round G after it was last
+	// written), or stored by a cut not yet published.
+	Awaiting StoreUsage
 }
 
 // StoreUsage is the engine's objects in the store by kind: what the
 // bucket's owner pays to keep. Objects named by nothing yet younger than
 // the grace period (superseded, or in flight) are in it until a later
 // round reclaims them.
+//
+// Roots counts the cuts' checkpoints (gclease.go) too.
 type StoreUsage struct {
 	Blocks, Pages, Roots             int
 	BlockBytes, PageBytes, RootBytes int64
@@ -79,8 +122,8 @@ type StoreUsage struct {
 
 // gcRound is a completed GC round, for the metrics.
 type gcRound struct {
-	at   time.Time
-	kept StoreUsage
+	at             time.Time
+	kept, awaiting StoreUsage
 }
 
 func (e *Engine) gcLoop(ctx context.Context) {
@@ -105,25 +148,34 @@ func (e *Engine) gcLoop(ctx context.Context) {
 // concurrently with I/O, cuts, snapshots and other gateways' rounds.
 func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	var st GCStats
+	if err := e.checkClock(ctx); err != nil {
+		return st, err
+	}
 	m := e.now()
 	horizon := m.Add(-e.cfg.GCGrace)
-	live := map[string]bool{} // root keys
+	live := map[string]bool{}  // keys of roots heads and records name, and their histories
+	young := map[string]bool{} // keys of other roots younger than G
 	var oldTombstones []string
 	// Marks are keyed by hash (pages and blocks share the set: a page and a
 	// block with equal bytes are the same content), 32 bytes a entry.
-	marked := map[hash]struct{}{}
-	markRoot := func(r *root) error {
+	// marked is what heads, records, their histories, imports and cut
+	// checkpoints name; youngMarked what only young roots add (superseded
+	// recovery points still in their grace, or roots being published):
+	// both are kept, the second counted as awaiting reclaim.
+	marked, youngMarked := map[hash]struct{}{}, map[hash]struct{}{}
+	markRoot := func(into map[hash]struct{}, r *root) error {
 		for _, pr := range r.Pages {
-			if _, ok := marked[pr.Hash]; ok {
+			_, done := marked[pr.Hash]
+			if _, ok := into[pr.Hash]; ok || done {
 				continue
 			}
-			marked[pr.Hash] = struct{}{}
+			into[pr.Hash] = struct{}{}
 			p, err := e.loadPage(ctx, pr.Hash)
 			if err != nil {
 				return err
 			}
 			for _, h := range p.blocks {
-				marked[h] = struct{}{}
+				into[h] = struct{}{}
 			}
 		}
 		return nil
@@ -159,7 +211,7 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		if !h.Deleted {
 			if err := e.markHistory(ctx, h.rootKey(vol), m, func(r *root) error {
 				live[r.key()], walked[r.key()] = true, true
-				return markRoot(r)
+				return markRoot(marked, r)
 			}); err != nil {
 				return st, err
 			}
@@ -178,13 +230,17 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			live[r.Root] = true
 		}
 	}
-	var roots []blob.ObjectInfo
+	// Roots and cut checkpoints (gclease.go), in one listing.
+	var roots, checkpoints []blob.ObjectInfo
 	if err := e.store.List(ctx, "volumes/", func(o blob.ObjectInfo) error {
-		if strings.Contains(o.Key, "/roots/") {
+		switch {
+		case strings.Contains(o.Key, "/roots/"):
 			roots = append(roots, o)
-			if !o.ModTime.Before(horizon) {
-				live[o.Key] = true
+			if !o.ModTime.Before(horizon) && !live[o.Key] {
+				young[o.Key] = true
 			}
+		case isCheckpointKey(o.Key):
+			checkpoints = append(checkpoints, o)
 		}
 		return nil
 	}); err != nil {
@@ -196,26 +252,57 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	if err := e.markImports(ctx, recs, marked); err != nil {
 		return st, err
 	}
-	for k := range live {
-		if walked[k] {
+	// What cuts in flight store or reuse (G3c).
+	for _, o := range checkpoints {
+		if o.ModTime.Before(horizon) {
 			continue
 		}
-		r, err := e.loadRoot(ctx, k)
+		b, err := e.store.Get(ctx, o.Key)
 		if errors.Is(err, blob.ErrNotFound) {
-			continue // a tombstone's root already swept, or a root not yet written
+			// Superseded, or its cut published, after the listing: what it
+			// named may be in a root or checkpoint this round did not list.
+			return st, fmt.Errorf("volume: gc: cut checkpoint %s went away during the round; the next round will see what replaced it", o.Key)
 		}
 		if err != nil {
-			return st, err
+			return st, fmt.Errorf("volume: gc: %w", err)
 		}
-		if err := markRoot(r); err != nil {
-			return st, err
+		hs, err := decodeCheckpoint(b)
+		if err != nil {
+			return st, fmt.Errorf("volume: gc: %s: %w", o.Key, err)
+		}
+		for _, h := range hs {
+			marked[h] = struct{}{}
 		}
 	}
-	st.Marked = len(marked) + len(live)
+	for _, set := range []struct {
+		roots map[string]bool
+		into  map[hash]struct{}
+	}{{live, marked}, {young, youngMarked}} {
+		for k := range set.roots {
+			if walked[k] {
+				continue
+			}
+			r, err := e.loadRoot(ctx, k)
+			if errors.Is(err, blob.ErrNotFound) {
+				continue // a tombstone's root already swept, or a root not yet written
+			}
+			if err != nil {
+				return st, err
+			}
+			if err := markRoot(set.into, r); err != nil {
+				return st, err
+			}
+		}
+	}
+	st.Marked = len(marked) + len(youngMarked) + len(live) + len(young)
 
-	// Sweep (G4): roots, pages, blocks.
-	for _, o := range roots {
-		if !live[o.Key] && o.ModTime.Before(horizon) {
+	// Sweep (G4): roots and checkpoints, pages, blocks. What is unmarked
+	// but younger than G awaits a later round (or is in flight).
+	for _, o := range append(roots, checkpoints...) {
+		// A checkpoint protects a cut's objects while young; nothing names
+		// it. A young root is kept, awaiting reclaim.
+		unmarked := isCheckpointKey(o.Key) || !live[o.Key]
+		if unmarked && o.ModTime.Before(horizon) {
 			if err := e.store.Delete(ctx, o.Key); err != nil {
 				return st, fmt.Errorf("volume: gc: %w", err)
 			}
@@ -224,19 +311,33 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 		}
 		st.Kept.Roots++
 		st.Kept.RootBytes += o.Size
+		if unmarked {
+			st.Awaiting.Roots++
+			st.Awaiting.RootBytes += o.Size
+		}
 	}
 	for _, pfx := range []string{"pages/", "blocks/"} {
 		var doomed []blob.ObjectInfo
 		if err := e.store.List(ctx, pfx, func(o blob.ObjectInfo) error {
+			unmarked := !isMarked(marked, o.Key)
 			switch {
-			case !isMarked(marked, o.Key) && o.ModTime.Before(horizon):
+			case unmarked && !isMarked(youngMarked, o.Key) && o.ModTime.Before(horizon):
 				doomed = append(doomed, o)
+				return nil
 			case pfx == "blocks/":
 				st.Kept.Blocks++
 				st.Kept.BlockBytes += o.Size
+				if unmarked {
+					st.Awaiting.Blocks++
+					st.Awaiting.BlockBytes += o.Size
+				}
 			default:
 				st.Kept.Pages++
 				st.Kept.PageBytes += o.Size
+				if unmarked {
+					st.Awaiting.Pages++
+					st.Awaiting.PageBytes += o.Size
+				}
 			}
 			return nil
 		}); err != nil {
@@ -264,9 +365,54 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 	n, err := e.sweepImportTokens(ctx, recs, horizon)
 	st.DeletedImportTokens = n
 	if err == nil {
-		e.lastGC.Store(&gcRound{at: m, kept: st.Kept})
+		e.lastGC.Store(&gcRound{at: m, kept: st.Kept, awaiting: st.Awaiting})
 	}
 	return st, err
+}
+
+// ErrClockSkew: a GC round found the store's clock and the engine's too far
+// apart to trust object ages, and deleted nothing.
+var ErrClockSkew = errors.New("volume: the object store's clock and this gateway's disagree")
+
+// clockProbeSize is the probe's size: an object of its own, small.
+const clockProbeSize = 16
+
+// checkClock is the clock rule: it PUTs a small object of this engine's
+// and compares its ModTime, the store's clock, with the engine's clock
+// around the PUT. A store stamping times to the second (S3) may read up to
+// a second early. It records the disagreement for the metrics, and returns
+// ErrClockSkew past the limit.
+func (e *Engine) checkClock(ctx context.Context) error {
+	limit := e.cfg.GCClockSkew
+	if limit <= 0 {
+		return nil
+	}
+	key := "gc/clock/" + e.state.Owner
+	before := e.now()
+	if err := e.put(ctx, key, make([]byte, clockProbeSize), blob.PutOptions{}); err != nil {
+		return fmt.Errorf("volume: gc clock probe: %w", err)
+	}
+	after := e.now()
+	info, err := e.store.Stat(ctx, key)
+	if err != nil {
+		return fmt.Errorf("volume: gc clock probe: %w", err)
+	}
+	var skew time.Duration // store minus engine, 0 inside [before-1s, after]
+	switch t := info.ModTime; {
+	case t.Before(before.Add(-time.Second)):
+		skew = t.Sub(before.Add(-time.Second))
+	case t.After(after):
+		skew = t.Sub(after)
+	}
+	e.gcSkew.Store(int64(skew))
+	e.gcSkewSet.Store(true)
+	if skew.Abs() > limit {
+		e.gcRefused.Add(1)
+		e.log.Error("volume: GC deletes nothing: the object store's clock and this gateway's disagree by more than the GC rules allow; fix the clocks (NTP)",
+			"store_minus_gateway", skew, "limit", limit, "grace", e.cfg.GCGrace)
+		return fmt.Errorf("%w by %v (limit %v)", ErrClockSkew, skew, limit)
+	}
+	return nil
 }
 
 // markHistory visits the retained history of the volume whose head names
@@ -467,6 +613,15 @@ var (
 		"When the last completed GC round started (Unix time).", nil, nil)
 	descGCReclaimed = prometheus.NewDesc("volgw_gc_reclaimed_block_bytes_total",
 		"Bytes of blocks GC deleted since volgw started.", nil, nil)
+	descAwaitingObjects = prometheus.NewDesc("volgw_store_awaiting_reclaim_objects",
+		"Of volgw_store_objects, those named by nothing but younger than the GC grace period at the last round, by kind: superseded (a later round reclaims them) or stored by a cut not yet published.",
+		[]string{"kind"}, nil)
+	descAwaitingBytes = prometheus.NewDesc("volgw_store_awaiting_reclaim_bytes",
+		"Bytes of volgw_store_awaiting_reclaim_objects, by kind.", []string{"kind"}, nil)
+	descGCRefused = prometheus.NewDesc("volgw_gc_refused_rounds_total",
+		"GC rounds that deleted nothing because the object store's clock and this gateway's disagreed by more than the GC rules allow.", nil, nil)
+	descGCSkew = prometheus.NewDesc("volgw_gc_clock_skew_seconds",
+		"The object store's clock minus this gateway's, as the last GC round measured it (0 within a second's rounding; absent before a round or with the check off).", nil, nil)
 )
 
 func describeGC(ch chan<- *prometheus.Desc) {
@@ -474,10 +629,18 @@ func describeGC(ch chan<- *prometheus.Desc) {
 	ch <- descStoreBytes
 	ch <- descGCLast
 	ch <- descGCReclaimed
+	ch <- descAwaitingObjects
+	ch <- descAwaitingBytes
+	ch <- descGCRefused
+	ch <- descGCSkew
 }
 
 func (e *Engine) collectGC(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descGCReclaimed, prometheus.CounterValue, float64(e.gcReclaimed.Load()))
+	ch <- prometheus.MustNewConstMetric(descGCRefused, prometheus.CounterValue, float64(e.gcRefused.Load()))
+	if e.gcSkewSet.Load() {
+		ch <- prometheus.MustNewConstMetric(descGCSkew, prometheus.GaugeValue, time.Duration(e.gcSkew.Load()).Seconds())
+	}
 	r := e.lastGC.Load()
 	if r == nil {
 		return
@@ -490,5 +653,13 @@ func (e *Engine) collectGC(ch chan<- prometheus.Metric) {
 	}{{"block", r.kept.Blocks, r.kept.BlockBytes}, {"page", r.kept.Pages, r.kept.PageBytes}, {"root", r.kept.Roots, r.kept.RootBytes}} {
 		ch <- prometheus.MustNewConstMetric(descStoreObjects, prometheus.GaugeValue, float64(k.n), k.kind)
 		ch <- prometheus.MustNewConstMetric(descStoreBytes, prometheus.GaugeValue, float64(k.bytes), k.kind)
+	}
+	for _, k := range []struct {
+		kind  string
+		n     int
+		bytes int64
+	}{{"block", r.awaiting.Blocks, r.awaiting.BlockBytes}, {"page", r.awaiting.Pages, r.awaiting.PageBytes}, {"root", r.awaiting.Roots, r.awaiting.RootBytes}} {
+		ch <- prometheus.MustNewConstMetric(descAwaitingObjects, prometheus.GaugeValue, float64(k.n), k.kind)
+		ch <- prometheus.MustNewConstMetric(descAwaitingBytes, prometheus.GaugeValue, float64(k.bytes), k.kind)
 	}
 }

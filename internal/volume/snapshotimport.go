@@ -354,6 +354,10 @@ func (e *Engine) CompleteImport(ctx context.Context, id string, changed int, agg
 		}
 		maps.Copy(pages, parent.r.Pages)
 	}
+	// GC rule G3c: the pages written or reused below are protected by a
+	// lease with checkpoints (gclease.go), however many there are.
+	ctx, lease := e.startCutLease(ctx, id, 0)
+	defer lease.end(ctx, false)
 	byPage := map[uint32][]int64{}
 	for i := range byIndex {
 		byPage[uint32(i/pageBlocks)] = append(byPage[uint32(i/pageBlocks)], i)
@@ -385,17 +389,28 @@ func (e *Engine) CompleteImport(ctx context.Context, id string, changed int, agg
 		}
 		pages[pi] = pageRef{Hash: sum, Blocks: len(p.blocks), Touched: p.touched()}
 	}
+	lease.stop()
+	var parentRead time.Time
+	if rec.Import.Parent != "" {
+		// GC rule G3b, for the parent's pages the root names: the root is
+		// written within the lease of this read of the parent's record.
+		if _, err := e.OpenSnapshotTree(ctx, rec.Import.Parent); err != nil {
+			return control.Snapshot{}, fmt.Errorf("%w: %s: %v", ErrParentNotFound, rec.Import.Parent, err)
+		}
+		parentRead = e.now()
+	}
 	now := e.now()
 	r := &root{Volume: id, Size: rec.SizeBytes, CutTime: now.UTC(), Owner: e.state.Owner, Token: newToken(), Pages: pages}
-	// GC rules G3b and G3c: the root is written within the lease of the
-	// parent's record read and of the pages' reuse, or not at all.
-	if now.Sub(start) > e.lease() {
-		return control.Snapshot{}, fmt.Errorf("%w: completing %s", ErrLeaseExpired, id)
-	}
 	if err := e.putRoot(ctx, e.importWriter(), r, blob.PutOptions{IfNoneMatch: true}); err != nil {
 		return control.Snapshot{}, fmt.Errorf("volume: root of %s: %w", id, err)
 	}
-	if e.now().Sub(start) > e.lease() {
+	// GC rules G3b and G3c: the root landed within the lease of the
+	// parent's read and before the pages' protection ran out, and the
+	// record names it while it is young enough to be marked.
+	if err := lease.landedAll(now, e.now()); err != nil {
+		return control.Snapshot{}, fmt.Errorf("completing %s: %w", id, err)
+	}
+	if !parentRead.IsZero() && e.now().Sub(parentRead) > e.lease() || e.now().Sub(now) > e.lease()-e.gcSkewLimit() {
 		return control.Snapshot{}, fmt.Errorf("%w: completing %s", ErrLeaseExpired, id)
 	}
 	var out control.Snapshot

@@ -297,10 +297,16 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	}
 	v.mu.Unlock()
 
-	newRoot, crcs, start, err := e.upload(ctx, v, base, cut, frozen)
+	// GC rule G3c: the lease protects what the cut stores or reuses, by
+	// checkpoints while it runs, until its root lands (gclease.go).
+	ctx, lease := e.startCutLease(ctx, v.id, base.Seq+1)
+	defer func() { lease.end(ctx, err == nil) }()
+	newRoot, crcs, _, err := e.upload(ctx, v, base, cut, frozen)
+	lease.stop()
 	if err != nil {
 		return retried, err
 	}
+	rootStart := e.now()
 	// The root (its key carries the cut's token, so no other writer's root
 	// is replaced; an earlier attempt of this same cut wrote the same
 	// bytes) and, at the same time, the fencing record (fence.go): the
@@ -313,9 +319,13 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	if err := errors.Join(<-rootDone, noteErr); err != nil {
 		return retried, err
 	}
-	// GC rule G3c: the objects reused above are safe only for the lease.
-	if e.now().Sub(start) > e.lease() {
-		return retried, fmt.Errorf("%w: cut of %s took %v", ErrLeaseExpired, v.id, e.now().Sub(start))
+	// GC rule G3c: the root took over from the checkpoints in time, and
+	// the head lands while the root is young enough to be marked.
+	if err := lease.landedAll(rootStart, e.now()); err != nil {
+		return retried, fmt.Errorf("cut of %s: %w", v.id, err)
+	}
+	if d := e.now().Sub(rootStart); d > e.lease()-e.gcSkewLimit() {
+		return retried, fmt.Errorf("%w: cut of %s: its root was written %v ago", ErrLeaseExpired, v.id, d)
 	}
 	hb, _ := json.Marshal(head{Seq: newRoot.Seq, Owner: e.state.Owner, Token: newRoot.Token})
 	info, err := e.store.Put(ctx, headKey(v.id), hb, blob.PutOptions{IfMatch: etag})
