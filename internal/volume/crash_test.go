@@ -28,6 +28,7 @@ import (
 	"github.com/volgw/volgw/internal/blob/fs"
 	"github.com/volgw/volgw/internal/blob/s3"
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/seal"
 )
 
 // The crash test re-executes the test binary as a child that runs a
@@ -175,6 +176,14 @@ type crashEnv struct {
 	// after Move-1 operations. A child that finds the volume detached
 	// attaches it first.
 	Move int
+	// Keyring, if set, is a keyring (seal.ParseKeyring) whose key "crash"
+	// is the default: every volume is sealed. Compress compresses.
+	Keyring  string
+	Compress bool
+	// ChildGC runs GC in the child too, every ChildGC, with the verifier's
+	// short grace, so that kills land in the middle of GC rounds racing
+	// cuts and snapshots.
+	ChildGC time.Duration
 }
 
 func (c *crashEnv) store(t testing.TB) blob.Store {
@@ -238,13 +247,31 @@ func (c *crashEnv) config(store blob.Store, verifier bool) Config {
 		// Retention on, short: a few cycles' points are retained, so
 		// checkRetained sees points of earlier children too.
 		RecoveryPointRetention: crashRetention}
+	if c.Keyring != "" {
+		kr, err := seal.ParseKeyring(strings.NewReader(c.Keyring))
+		if err != nil {
+			panic(err)
+		}
+		if err := kr.SetDefault("crash"); err != nil {
+			panic(err)
+		}
+		cfg.Keys = kr
+	}
+	cfg.Compress = c.Compress
+	if c.ChildGC > 0 {
+		cfg.GCGrace, cfg.GCInterval = crashGCGrace, c.ChildGC
+	}
 	if verifier {
 		// A short grace so that GC after each cycle keeps the store (and
 		// Check's walk of it) small. Safe: the child is dead meanwhile.
-		cfg.CutInterval, cfg.DirtyBlocksCut, cfg.GCGrace = -1, 1<<30, 2*time.Second
+		cfg.CutInterval, cfg.DirtyBlocksCut, cfg.GCGrace, cfg.GCInterval = -1, 1<<30, crashGCGrace, 0
 	}
 	return cfg
 }
+
+// crashGCGrace is the GC grace of the verifier, and of a child that runs
+// GC: short, so that rounds reclaim within the test.
+const crashGCGrace = 2 * time.Second
 
 func (c *crashEnv) disks() []control.Disk {
 	return []control.Disk{
@@ -290,6 +317,11 @@ func TestCrashChild(t *testing.T) {
 	}
 	if c.Companion {
 		startCompanion(ctx, t, e, c.Start)
+	}
+	// Open and recovery are done: the parent may now time its kill from
+	// here (killCrashChild).
+	if err := os.WriteFile(filepath.Join(c.Dir, "ready"), nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	progress, err := os.OpenFile(filepath.Join(c.Dir, "progress"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -415,6 +447,30 @@ func TestCrash(t *testing.T) {
 		c := crashEnv{Dir: t.TempDir(), Store: "fs", FSDir: t.TempDir(), Companion: true}
 		runCrash(t, c, cycles/4)
 	})
+	// Sealed and compressed, with GC running in the child too: kills
+	// land in GC rounds racing cuts and snapshots, on objects only the
+	// key opens.
+	t.Run("fs-sealed-gc", func(t *testing.T) {
+		line, err := seal.NewKeyLine("crash")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := crashEnv{Dir: t.TempDir(), Store: "fs", FSDir: t.TempDir(), Keyring: line, Compress: true, ChildGC: 50 * time.Millisecond}
+		runCrash(t, c, cycles/4)
+		sealed := 0
+		for name, b := range storeFiles(t, c.FSDir) {
+			if strings.Contains(name, "/.volgw-tmp-") {
+				continue // a PUT the kill cut short (blob/fs): never an object
+			}
+			if strings.HasPrefix(name, "blocks/") || strings.HasPrefix(name, "pages/") || strings.Contains(name, "/roots/") {
+				if !bytes.HasPrefix(b, []byte("VGE1")) {
+					t.Errorf("%s is not sealed", name)
+				}
+				sealed++
+			}
+		}
+		t.Logf("%d sealed objects in the store at the end", sealed)
+	})
 }
 
 func runCrash(t *testing.T, c crashEnv, cycles int) {
@@ -461,7 +517,11 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		c.Start = at
 		// Kill at a random instant: sometimes during Open and replay, mostly
 		// in the middle of writes, flushes, cuts and snapshots.
-		killCrashChild(t, c, time.Duration(rng.IntN(150))*time.Millisecond, fmt.Sprintf("cycle %d", cycle))
+		// Kill at a random instant: in one cycle of four from the child's
+		// start (sometimes during Open and replay), in the others once it
+		// is ready, so that a slow, loaded machine still lets children
+		// make progress.
+		killCrashChild(t, c, rng.IntN(4) != 0, time.Duration(rng.IntN(150))*time.Millisecond, fmt.Sprintf("cycle %d", cycle))
 
 		var acked, issued int
 		if b, err := os.ReadFile(filepath.Join(c.Dir, "progress")); err == nil && len(b) == 16 {
@@ -1055,7 +1115,7 @@ func crashMove(t *testing.T, c crashEnv, store blob.Store, m *crashModel, at, cy
 		}
 		cc := c
 		cc.Start, cc.Move = at, 1+rng.IntN(30)
-		killCrashChild(t, cc, time.Duration(cycle%12)*12*time.Millisecond+time.Duration(rng.IntN(25))*time.Millisecond, fmt.Sprintf("move cycle %d", cycle))
+		killCrashChild(t, cc, false, time.Duration(cycle%12)*12*time.Millisecond+time.Duration(rng.IntN(25))*time.Millisecond, fmt.Sprintf("move cycle %d", cycle))
 		var acked, issued, detachAt, detached int
 		if b, err := os.ReadFile(progressPath); err == nil && len(b) == 32 {
 			acked, issued = int(binary.LittleEndian.Uint64(b)), int(binary.LittleEndian.Uint64(b[8:]))
@@ -1184,8 +1244,12 @@ func verifyCrashPrefix(ctx context.Context, e *Engine, v *Volume, m *crashModel,
 // killCrashChild runs TestCrashChild on c and SIGKILLs it after d. Only
 // that SIGKILL may end the child: a panic (in any goroutine) or an exit
 // is a failure, whatever its output says.
-func killCrashChild(t *testing.T, c crashEnv, d time.Duration, what string) {
+func killCrashChild(t *testing.T, c crashEnv, afterReady bool, d time.Duration, what string) {
 	env, _ := json.Marshal(c)
+	ready := filepath.Join(c.Dir, "ready")
+	if err := os.Remove(ready); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "VOLGW_CRASH_CHILD="+string(env))
 	var out bytes.Buffer
@@ -1194,9 +1258,23 @@ func killCrashChild(t *testing.T, c crashEnv, d time.Duration, what string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	// After ready, or after a minute: a child stuck in Open is killed
+	// there, and the cycle checks what it left.
+	for deadline := time.Now().Add(time.Minute); afterReady && time.Now().Before(deadline); {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s: child ended by itself before it was ready:\n%s", what, out.Bytes())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 	time.Sleep(d)
 	cmd.Process.Kill()
-	cmd.Wait()
+	<-exited
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("%s: child ended by itself (%v), not by the kill:\n%s", what, cmd.ProcessState, out.Bytes())
 	}
