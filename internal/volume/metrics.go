@@ -59,6 +59,7 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.e.syncSeconds.Describe(ch)
 	describeMaintenance(ch)
 	describeGC(ch)
+	ch <- descUploaded
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -96,6 +97,8 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	e.syncSeconds.Collect(ch)
 	e.collectMaintenance(ch)
 	e.collectGC(ch)
+	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(e.uploadedPlain.Load()), "written")
+	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(e.uploadedStored.Load()), "stored")
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descVolumes, prometheus.GaugeValue, float64(n), st)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/control"
 	"github.com/volgw/volgw/internal/seal"
@@ -39,6 +40,13 @@ import (
 // key the keyring lacks is control.ErrKeyUnavailable, so a GC round that
 // meets one deletes nothing, a restore is refused, and Open refuses a
 // local volume whose key is gone.
+
+// descUploaded counts blocks and pages uploaded as written and as stored:
+// stored ÷ written is what compression (and sealing's 73 bytes an
+// object) made of them.
+var descUploaded = prometheus.NewDesc("volgw_store_uploaded_bytes_total",
+	"Bytes of the blocks and pages this gateway uploaded: form=\"written\" as the volumes hold them, form=\"stored\" as the store keeps them (compressed with --compress, sealed with a key); stored/written is the compression ratio.",
+	[]string{"form"}, nil)
 
 // maxRootBytes bounds what a root or record may decompress to: a root of a
 // 32 TiB volume lists 16384 pages of ~100 bytes.

@@ -254,6 +254,14 @@ func TestCompressedVolume(t *testing.T) {
 	if zipped != 1 || raw != 1 {
 		t.Fatalf("%d compressed and %d raw blocks, want 1 and 1", zipped, raw)
 	}
+	// The metrics say what compression made of the uploads.
+	forms := map[string]float64{}
+	for _, m := range gather(t, te.Engine)["volgw_store_uploaded_bytes_total"] {
+		forms[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	if forms["written"] < 2*BlockSize || forms["stored"] >= forms["written"]*0.6 || forms["stored"] < BlockSize {
+		t.Fatalf("uploaded bytes %v: want two blocks written, one of them stored compressed", forms)
+	}
 	// A gateway that does not compress reads them: the format is in the
 	// object, not in the configuration.
 	other := newTestEngine(t, fsStoreAt(t, dir), engineOpts{})
