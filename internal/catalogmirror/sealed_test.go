@@ -11,30 +11,19 @@ import (
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/catalog"
 	"github.com/volgw/volgw/internal/seal"
+	"github.com/volgw/volgw/internal/seal/sealtest"
 )
 
 // keyring parses keyring lines and sets def as the default key ("" none).
 func keyring(t *testing.T, def string, lines ...string) *seal.Keyring {
 	t.Helper()
-	kr, err := seal.ParseKeyring(strings.NewReader(strings.Join(lines, "\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kr := sealtest.Parse(t, lines...)
 	if def != "" {
 		if err := kr.SetDefault(def); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return kr
-}
-
-func keyLine(t *testing.T, name string) string {
-	t.Helper()
-	l, err := seal.NewKeyLine(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 // Values long and random-looking enough that ciphertext never holds them
@@ -93,7 +82,7 @@ func TestSealedCopy(t *testing.T) {
 		}
 	}
 
-	catKey, other := keyLine(t, "catalog-key"), keyLine(t, "other")
+	catKey, other := sealtest.Line(t, "catalog-key"), sealtest.Line(t, "other")
 	kr := keyring(t, "catalog-key", catKey, other)
 	start := func(keys *seal.Keyring) (*Mirror, error) {
 		m, err := New(Config{DB: f.db, Store: f.store, Secret: []byte(testSecret), AccessKeyID: "AKIAEXAMPLE", Keys: keys})
@@ -164,7 +153,7 @@ func TestSealedCopy(t *testing.T) {
 
 	// The default key rotated (its old secret kept for reading): the copy
 	// opens, and is sealed with the new secret.
-	newSecret := keyLine(t, "catalog-key")
+	newSecret := sealtest.Line(t, "catalog-key")
 	rotated := keyring(t, "catalog-key", catKey, newSecret)
 	if _, err := start(rotated); err != nil {
 		t.Fatalf("Sync after the default key's rotation: %v", err)

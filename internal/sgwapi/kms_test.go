@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,27 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/storagegateway"
 	sgwtypes "github.com/aws/aws-sdk-go-v2/service/storagegateway/types"
 	"github.com/aws/smithy-go"
-	"github.com/volgw/volgw/internal/seal"
+	"github.com/volgw/volgw/internal/blob/blobtest"
+	"github.com/volgw/volgw/internal/seal/sealtest"
 )
-
-// keyring is a gateway keyring (internal/seal) with a new random key for
-// each name. Gateways that share a store share one keyring value.
-func keyring(t *testing.T, names ...string) *seal.Keyring {
-	t.Helper()
-	var lines []string
-	for _, n := range names {
-		l, err := seal.NewKeyLine(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, l)
-	}
-	kr, err := seal.ParseKeyring(strings.NewReader(strings.Join(lines, "\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
 
 const (
 	kmsKey   = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -77,7 +57,7 @@ func answerOf(t *testing.T, err error) apiError {
 // restored with another key) that DescribeCachediSCSIVolumes shows with
 // their KMSKey, and the EC2 view of an unencrypted snapshot.
 func TestKMSEncryptionOverSignedHTTP(t *testing.T) {
-	s := newStackWithKeys(t, filepath.Join(t.TempDir(), "store"), keyring(t, kmsKey, kmsAlias))
+	s := newStackWithKeys(t, filepath.Join(t.TempDir(), "store"), sealtest.New(t, kmsKey, kmsAlias))
 	ctx := context.Background()
 	gw, nic := s.readyGateway(t, "gw")
 	in := func(target string, encrypted *bool, key string) *storagegateway.CreateCachediSCSIVolumeInput {
@@ -170,7 +150,7 @@ func TestKMSEncryptionOverSignedHTTP(t *testing.T) {
 // key.
 func TestEncryptedVolumeMovesWithItsKey(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "store")
-	keys := keyring(t, kmsKey)
+	keys := sealtest.New(t, kmsKey)
 	first := newStackWithKeys(t, store, keys)
 	keyless := newStackWithKeys(t, store, nil)
 	keyed := newStackWithKeys(t, store, keys)
@@ -220,7 +200,7 @@ func TestEncryptedSnapshotRestore(t *testing.T) {
 	}
 	ctx := context.Background()
 	storeDir := filepath.Join(t.TempDir(), "store")
-	keys := keyring(t, kmsKey)
+	keys := sealtest.New(t, kmsKey)
 	first := newStackWithKeys(t, storeDir, keys)
 	gw, nic := first.readyGateway(t, "first")
 	in := createInput(gw, nic, "secret")
@@ -261,17 +241,11 @@ func TestEncryptedSnapshotRestore(t *testing.T) {
 
 	// The bucket, byte by byte.
 	pattern := func(b byte) []byte { return bytes.Repeat([]byte{b}, 64) }
-	objects := 0
-	err = filepath.WalkDir(storeDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(storeDir, p)
-		rel = filepath.ToSlash(rel)
+	files := blobtest.Files(t, storeDir)
+	if len(files) == 0 {
+		t.Fatal("the store is empty")
+	}
+	for rel, b := range files {
 		for _, secret := range [][]byte{pattern(0x53), pattern(0x45), []byte(description), []byte(tagValue)} {
 			if bytes.Contains(b, secret) {
 				t.Errorf("%s holds %q in the clear", rel, secret[:min(len(secret), 16)])
@@ -280,11 +254,6 @@ func TestEncryptedSnapshotRestore(t *testing.T) {
 		if (strings.HasPrefix(rel, "blocks/") || strings.HasPrefix(rel, "pages/") || strings.Contains(rel, "/roots/")) && !bytes.HasPrefix(b, []byte("VGE1")) {
 			t.Errorf("%s is not sealed", rel)
 		}
-		objects++
-		return nil
-	})
-	if err != nil || objects == 0 {
-		t.Fatalf("walking the store: %d objects, %v", objects, err)
 	}
 
 	// A second gateway with the key: the restore keeps the snapshot's key

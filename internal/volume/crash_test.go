@@ -29,6 +29,7 @@ import (
 	"github.com/volgw/volgw/internal/blob/s3"
 	"github.com/volgw/volgw/internal/control"
 	"github.com/volgw/volgw/internal/seal"
+	"github.com/volgw/volgw/internal/seal/sealtest"
 )
 
 // The crash test re-executes the test binary as a child that runs a
@@ -451,14 +452,10 @@ func TestCrash(t *testing.T) {
 	// land in GC rounds racing cuts and snapshots, on objects only the
 	// key opens.
 	t.Run("fs-sealed-gc", func(t *testing.T) {
-		line, err := seal.NewKeyLine("crash")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := crashEnv{Dir: t.TempDir(), Store: "fs", FSDir: t.TempDir(), Keyring: line, Compress: true, ChildGC: 50 * time.Millisecond}
+		c := crashEnv{Dir: t.TempDir(), Store: "fs", FSDir: t.TempDir(), Keyring: sealtest.Line(t, "crash"), Compress: true, ChildGC: 50 * time.Millisecond}
 		runCrash(t, c, cycles/4)
 		sealed := 0
-		for name, b := range storeFiles(t, c.FSDir) {
+		for name, b := range blobtest.Files(t, c.FSDir) {
 			if strings.Contains(name, "/.volgw-tmp-") {
 				continue // a PUT the kill cut short (blob/fs): never an object
 			}

@@ -646,20 +646,18 @@ func (e *Engine) collectGC(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descGCLast, prometheus.GaugeValue, float64(r.at.UnixNano())/1e9)
+	r.kept.emit(ch, descStoreObjects, descStoreBytes)
+	r.awaiting.emit(ch, descAwaitingObjects, descAwaitingBytes)
+}
+
+// emit sends u as one gauge of objects and one of bytes per kind.
+func (u StoreUsage) emit(ch chan<- prometheus.Metric, objects, bytes *prometheus.Desc) {
 	for _, k := range []struct {
 		kind  string
 		n     int
 		bytes int64
-	}{{"block", r.kept.Blocks, r.kept.BlockBytes}, {"page", r.kept.Pages, r.kept.PageBytes}, {"root", r.kept.Roots, r.kept.RootBytes}} {
-		ch <- prometheus.MustNewConstMetric(descStoreObjects, prometheus.GaugeValue, float64(k.n), k.kind)
-		ch <- prometheus.MustNewConstMetric(descStoreBytes, prometheus.GaugeValue, float64(k.bytes), k.kind)
-	}
-	for _, k := range []struct {
-		kind  string
-		n     int
-		bytes int64
-	}{{"block", r.awaiting.Blocks, r.awaiting.BlockBytes}, {"page", r.awaiting.Pages, r.awaiting.PageBytes}, {"root", r.awaiting.Roots, r.awaiting.RootBytes}} {
-		ch <- prometheus.MustNewConstMetric(descAwaitingObjects, prometheus.GaugeValue, float64(k.n), k.kind)
-		ch <- prometheus.MustNewConstMetric(descAwaitingBytes, prometheus.GaugeValue, float64(k.bytes), k.kind)
+	}{{"block", u.Blocks, u.BlockBytes}, {"page", u.Pages, u.PageBytes}, {"root", u.Roots, u.RootBytes}} {
+		ch <- prometheus.MustNewConstMetric(objects, prometheus.GaugeValue, float64(k.n), k.kind)
+		ch <- prometheus.MustNewConstMetric(bytes, prometheus.GaugeValue, float64(k.bytes), k.kind)
 	}
 }

@@ -6,15 +6,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/volgw/volgw/internal/blob/blobtest"
 	blobfs "github.com/volgw/volgw/internal/blob/fs"
 	"github.com/volgw/volgw/internal/control"
-	"github.com/volgw/volgw/internal/seal"
+	"github.com/volgw/volgw/internal/seal/sealtest"
 )
 
 const (
@@ -22,24 +20,6 @@ const (
 	sealDescription = "payroll-database-nightly"
 	sealTagValue    = "tag-value-7c21"
 )
-
-func keyring(t *testing.T, lines ...string) *seal.Keyring {
-	t.Helper()
-	kr, err := seal.ParseKeyring(strings.NewReader(strings.Join(lines, "\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
-
-func keyLine(t *testing.T, name string) string {
-	t.Helper()
-	l, err := seal.NewKeyLine(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
 
 // markedBlock is compressible content that carries the marker throughout.
 func markedBlock(seed int) []byte {
@@ -58,28 +38,6 @@ func randomBlock(seed byte) []byte {
 	return b
 }
 
-// storeFiles reads every object under dir: the bucket, byte by byte.
-func storeFiles(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		out[filepath.ToSlash(rel)] = b
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func fsStoreAt(t *testing.T, dir string) *blobfs.Store {
 	t.Helper()
 	s, err := blobfs.New(dir)
@@ -96,10 +54,10 @@ func fsStoreAt(t *testing.T, dir string) *blobfs.Store {
 func TestSealedVolume(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	line := keyLine(t, "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+	line := sealtest.Line(t, "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
 	arn := strings.Fields(line)[0]
 	te := newTestEngine(t, fsStoreAt(t, dir), engineOpts{})
-	te.cfg.Keys, te.cfg.Compress = keyring(t, line), true
+	te.cfg.Keys, te.cfg.Compress = sealtest.Parse(t, line), true
 	te.reopen()
 
 	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-sealed", SizeBytes: gib, KMSKey: "arn:aws:kms:us-east-1:123456789012:key/unknown"}); !errors.Is(err, control.ErrKeyUnavailable) {
@@ -129,7 +87,7 @@ func TestSealedVolume(t *testing.T) {
 		t.Fatalf("snapshot key %q, want %q", snap.KMSKey, arn)
 	}
 
-	files := storeFiles(t, dir)
+	files := blobtest.Files(t, dir)
 	kinds := map[string]int{}
 	for name, b := range files {
 		for _, secret := range []string{sealMarker, sealDescription, sealTagValue, "team", arn[len(arn)-12:] + `"`} {
@@ -171,7 +129,7 @@ func TestSealedVolume(t *testing.T) {
 	// A second gateway with the key restores the snapshot and sees its
 	// description; one without it lists the snapshot but cannot restore.
 	with := newTestEngine(t, fsStoreAt(t, dir), engineOpts{})
-	with.cfg.Keys = keyring(t, line)
+	with.cfg.Keys = sealtest.Parse(t, line)
 	with.reopen()
 	s, err := with.Snapshot(ctx, snap.ID)
 	if err != nil || s.Description != sealDescription || len(s.Tags) != 1 || s.Tags[0].Value != sealTagValue {
@@ -195,11 +153,11 @@ func TestSealedVolume(t *testing.T) {
 	}
 	// Deleting the volume leaves the snapshot; GC on the gateway without
 	// the key cannot open its root, so it must not delete anything.
-	before := len(storeFiles(t, dir))
+	before := len(blobtest.Files(t, dir))
 	if _, err := without.GC(ctx); !errors.Is(err, control.ErrKeyUnavailable) {
 		t.Fatalf("GC without the key: %v, want ErrKeyUnavailable", err)
 	}
-	if after := len(storeFiles(t, dir)); after != before {
+	if after := len(blobtest.Files(t, dir)); after != before {
 		t.Fatalf("GC without the key changed the store: %d objects, then %d", before, after)
 	}
 	// Tags change on a gateway without the key: the sealed part stays.
@@ -238,7 +196,7 @@ func TestCompressedVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	var zipped, raw int
-	for name, b := range storeFiles(t, dir) {
+	for name, b := range blobtest.Files(t, dir) {
 		if !strings.HasPrefix(name, "blocks/") {
 			continue
 		}
@@ -281,10 +239,10 @@ func TestCompressedVolume(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	l1, l2 := keyLine(t, "vol-key"), keyLine(t, "vol-key")
+	l1, l2 := sealtest.Line(t, "vol-key"), sealtest.Line(t, "vol-key")
 	l2 = "vol-key " + strings.Fields(l2)[1]
 	te := newTestEngine(t, fsStoreAt(t, dir), engineOpts{})
-	te.cfg.Keys = keyring(t, l1)
+	te.cfg.Keys = sealtest.Parse(t, l1)
 	te.reopen()
 	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-rot", SizeBytes: gib, KMSKey: "vol-key"}); err != nil {
 		t.Fatal(err)
@@ -297,7 +255,7 @@ func TestKeyRotation(t *testing.T) {
 	if err := te.Cut(ctx, "vol-rot"); err != nil {
 		t.Fatal(err)
 	}
-	te.cfg.Keys = keyring(t, l1, l2) // rotated: l2 is current
+	te.cfg.Keys = sealtest.Parse(t, l1, l2) // rotated: l2 is current
 	te.reopen()
 	v = te.vol("vol-rot")
 	if err := v.WriteAt(ctx, second, BlockSize); err != nil {
@@ -307,7 +265,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := map[string]int{}
-	for name, b := range storeFiles(t, dir) {
+	for name, b := range blobtest.Files(t, dir) {
 		if strings.HasPrefix(name, "blocks/") {
 			ids[string(b[4:12])]++
 		}
@@ -324,7 +282,7 @@ func TestKeyRotation(t *testing.T) {
 	}{{[]string{l1, l2}, true}, {[]string{l2}, false}} {
 		id := fmt.Sprintf("vol-r%d", i)
 		o := newTestEngine(t, fsStoreAt(t, dir), engineOpts{})
-		o.cfg.Keys = keyring(t, c.lines...)
+		o.cfg.Keys = sealtest.Parse(t, c.lines...)
 		o.reopen()
 		err := o.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: gib, Source: control.VolumeSource{SnapshotID: "snap-0000000000000000a"}})
 		if err != nil {
