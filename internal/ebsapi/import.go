@@ -70,7 +70,7 @@ func (s *Service) startSnapshot(q *request) error {
 	// volgw stores blocks as they are (the object store's own encryption
 	// applies); it does not accept an encryption it would not perform.
 	if (in.Encrypted != nil && *in.Encrypted) || in.KmsKeyArn != "" {
-		return validation(reasonInvalidParameter, "volgw does not encrypt snapshots: Encrypted and KmsKeyArn are not supported.")
+		return validation(reasonInvalidParameter, "volgw does not encrypt snapshots imported through the EBS direct APIs (it seals volumes created with KMSEncrypted): Encrypted and KmsKeyArn are not supported.")
 	}
 	timeout := defaultTimeout
 	if in.Timeout != nil {
