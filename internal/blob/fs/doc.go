@@ -10,7 +10,9 @@
 // blob.ReservedSegmentPrefix, skipped by List) in the key's directory,
 // fsyncs it, renames it over the key and fsyncs the directory; directories
 // it creates are fsynced into their parents. A crash can leave a temporary
-// file behind; it is never visible as an object. Directory fsyncs are
+// file behind; it is never visible as an object, and a List through its
+// directory removes it once it is an hour old (GC lists every minute).
+// Directory fsyncs are
 // shared by concurrent Puts (a Put renaming while one runs waits for the
 // next, which covers it); a create-only Put of an existing key fails
 // before writing anything.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/volgw/volgw/internal/blob"
 )
@@ -464,6 +465,23 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(blob.ObjectInfo
 	return s.walk(ctx, start, prefix, fn)
 }
 
+// staleTempAge is how old a temporary file must be for List to remove it.
+// A Put renames its temporary file moments after writing it; one this old
+// was left by a process that died in the middle of a Put, and would
+// otherwise take space forever (List, and so GC and its counts, never see
+// it). Removing one that a stalled Put still means to rename costs that
+// Put an error (its caller retries), never data: the object was not
+// stored yet.
+const staleTempAge = time.Hour
+
+// removeStaleTemp removes e, a temporary file in dir, if it is stale. Best
+// effort: listing goes on whatever happens.
+func removeStaleTemp(dir string, e fs.DirEntry) {
+	if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTempAge {
+		os.Remove(filepath.Join(dir, e.Name()))
+	}
+}
+
 // walk lists directory dirKey ("" for the root). It orders entries by the
 // key they stand for, a directory "d" counting as "d/": then every key under
 // "d" sorts exactly where "d/" does among its siblings, and a depth-first
@@ -488,6 +506,9 @@ func (s *Store) walk(ctx context.Context, dirKey, prefix string, fn func(blob.Ob
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, blob.ReservedSegmentPrefix) {
+			if strings.HasPrefix(name, tempPrefix) {
+				removeStaleTemp(dir, e)
+			}
 			continue // temporary files and anything else of ours
 		}
 		key := name

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/volgw/volgw/internal/blob"
 	"github.com/volgw/volgw/internal/blob/blobtest"
@@ -89,6 +90,41 @@ func TestTempFilesInvisible(t *testing.T) {
 		if strings.HasPrefix(e.Name(), blob.ReservedSegmentPrefix) && e.Name() != blob.ReservedSegmentPrefix+"tmp-123" {
 			t.Errorf("Put left temporary file %s", e.Name())
 		}
+	}
+}
+
+// TestListRemovesStaleTemporaryFiles: a temporary file a crash left in the
+// middle of a Put is removed by a later List once it is an hour old; a
+// younger one (a Put in flight) is left alone.
+func TestListRemovesStaleTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "blocks/aa/x", []byte("x"), blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "blocks", "aa", blob.ReservedSegmentPrefix+"tmp-1")
+	fresh := filepath.Join(dir, "blocks", "aa", blob.ReservedSegmentPrefix+"tmp-2")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("half an object"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.List(ctx, "blocks/", func(blob.ObjectInfo) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh temporary file removed: %v", err)
 	}
 }
 
