@@ -136,13 +136,23 @@ func (g *gateway) activate(ctx context.Context) error {
 // createVolume creates the gateway's one cached volume and finds its LUN
 // as an initiator would, from DescribeCachediSCSIVolumes.
 func (g *gateway) createVolume(ctx context.Context, size int64, name string) error {
+	return g.createVolumeFrom(ctx, size, name, "")
+}
+
+// createVolumeFrom is createVolume from a snapshot (a restore) when
+// snapshotID is set; the new volume becomes the gateway's volume.
+func (g *gateway) createVolumeFrom(ctx context.Context, size int64, name, snapshotID string) error {
 	info, err := g.sgw.DescribeGatewayInformation(ctx, &storagegateway.DescribeGatewayInformationInput{GatewayARN: aws.String(g.gwARN)})
 	if err != nil || len(info.GatewayNetworkInterfaces) == 0 {
 		return fmt.Errorf("DescribeGatewayInformation: %+v %w", info, err)
 	}
-	vol, err := g.sgw.CreateCachediSCSIVolume(ctx, &storagegateway.CreateCachediSCSIVolumeInput{
+	in := &storagegateway.CreateCachediSCSIVolumeInput{
 		GatewayARN: aws.String(g.gwARN), VolumeSizeInBytes: size, TargetName: aws.String(name),
-		NetworkInterfaceId: info.GatewayNetworkInterfaces[0].Ipv4Address, ClientToken: aws.String("bench-token-" + name)})
+		NetworkInterfaceId: info.GatewayNetworkInterfaces[0].Ipv4Address, ClientToken: aws.String("bench-token-" + name)}
+	if snapshotID != "" {
+		in.SnapshotId = aws.String(snapshotID)
+	}
+	vol, err := g.sgw.CreateCachediSCSIVolume(ctx, in)
 	if err != nil {
 		return fmt.Errorf("CreateCachediSCSIVolume: %w", err)
 	}
