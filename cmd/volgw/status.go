@@ -30,7 +30,8 @@ type statusVolume struct {
 
 // status prints every gateway of the server at endpoint: its state, cache
 // and upload buffer, and for each volume its status, size, use, recovery
-// point and how far behind it is.
+// point and how far behind it is; then the object store's size, what of it
+// GC will reclaim, and what compression made of the uploads.
 func status(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -127,5 +128,11 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		}
 		tw.Flush()
 	}
+	// The store is the engine's, shared by the server's gateways.
+	f, err := readStoreFigures(ctx, api.http, api.endpoint)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, f.line(time.Now()))
 	return nil
 }

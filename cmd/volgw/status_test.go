@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/storagegateway"
@@ -55,6 +56,8 @@ func TestStatusCommand(t *testing.T) {
 		regexp.MustCompile(`(?m)^cache \S+ \S+, [0-9.]+% used, [0-9.]+% dirty; upload buffer .* not yet uploaded$`),
 		regexp.MustCompile(`(?m)^VOLUME +STATUS +SIZE +USED +RECOVERY POINT +BEHIND +TARGET$`),
 		regexp.MustCompile(`(?m)^` + id + ` +AVAILABLE +1\.0 GiB +0 B +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z +\S+ +iqn\.1997-05\.com\.amazon:status-e2e$`),
+		// The store: no GC round yet, unless the test ran past the first.
+		regexp.MustCompile(`(?m)^store(: no GC round yet| \S+ \S+ in \d+ objects, .* awaiting reclaim \(GC \S+ ago\))$`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("status output lacks %s:\n%s", want, out)
@@ -69,5 +72,33 @@ func TestStatusCommand(t *testing.T) {
 	// No credentials at all.
 	if _, err := status(nil, "--data-dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no API credentials") {
 		t.Fatalf("no credentials: %v", err)
+	}
+}
+
+// TestStoreFiguresLine: the store line sums the store's metrics over their
+// kinds, as /metrics exports them.
+func TestStoreFiguresLine(t *testing.T) {
+	const metrics = `# HELP volgw_store_objects …
+# TYPE volgw_store_objects gauge
+volgw_store_objects{kind="block"} 2030
+volgw_store_objects{kind="page"} 2
+volgw_store_objects{kind="root"} 3
+volgw_store_bytes{kind="block"} 1.06430464e+09
+volgw_store_bytes{kind="page"} 70000
+volgw_store_bytes{kind="root"} 1500
+volgw_store_awaiting_reclaim_objects{kind="block"} 24
+volgw_store_awaiting_reclaim_bytes{kind="block"} 1.2582912e+07
+volgw_gc_last_round_timestamp_seconds 1.7651e+09
+volgw_store_uploaded_bytes_total{form="written"} 1.073741824e+09
+volgw_store_uploaded_bytes_total{form="stored"} 4.08e+08
+`
+	f, err := parseStoreFigures(strings.NewReader(metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.line(time.Unix(1765100042, 0))
+	want := "store 1015.1 MiB in 2035 objects, 12.0 MiB of them awaiting reclaim (GC 42s ago); uploaded 1.0 GiB as 389.1 MiB (0.38)"
+	if got != want {
+		t.Fatalf("line:\n got %q\nwant %q", got, want)
 	}
 }
