@@ -330,12 +330,25 @@ func snapshotImage(t *testing.T, e *Engine, vol, id string, n int) []byte {
 // returns the snapshot's first n bytes.
 func readSnapshotImage(t *testing.T, e *Engine, id string, n int) []byte {
 	t.Helper()
+	img := make([]byte, n)
+	eachSnapshotBlock(t, e, id, func(index int64, b []byte) {
+		if off := index * BlockSize; off < int64(n) {
+			copy(img[off:], b)
+		}
+	})
+	return img
+}
+
+// eachSnapshotBlock calls fn with each non-zero block of snapshot id, read
+// from the store (through the EBS direct APIs' tree) and checked against
+// its name.
+func eachSnapshotBlock(t *testing.T, e *Engine, id string, fn func(index int64, b []byte)) {
+	t.Helper()
 	ctx := context.Background()
 	tree, err := e.OpenSnapshotTree(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := make([]byte, n)
 	for from := int64(0); from >= 0; {
 		refs, next, err := tree.Blocks(ctx, from, 256)
 		if err != nil {
@@ -346,13 +359,10 @@ func readSnapshotImage(t *testing.T, e *Engine, id string, n int) []byte {
 			if err != nil {
 				t.Fatalf("snapshot %s block %d: %v", id, r.Index, err)
 			}
-			if off := r.Index * BlockSize; off < int64(n) {
-				copy(img[off:], b)
-			}
+			fn(r.Index, b)
 		}
 		from = next
 	}
-	return img
 }
 
 // TestGCRefusesOnClockSkew: with the engine's clock ahead of the store's
@@ -497,32 +507,17 @@ func TestGCImportCompletionOutlivesLease(t *testing.T) {
 	if err := te.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tree, err := te.OpenSnapshotTree(ctx, "snap-c")
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for from := int64(0); from >= 0; {
-		refs, next, err := tree.Blocks(ctx, from, 256)
-		if err != nil {
-			t.Fatal(err)
+	eachSnapshotBlock(t, te.Engine, "snap-c", func(index int64, b []byte) {
+		seed := byte(index / pageBlocks)
+		if index%pageBlocks == 1 {
+			seed += 100
 		}
-		for _, r := range refs {
-			b, err := tree.Block(ctx, r.Index, r.Hash)
-			if err != nil {
-				t.Fatalf("block %d: %v", r.Index, err)
-			}
-			seed := byte(r.Index / pageBlocks)
-			if r.Index%pageBlocks == 1 {
-				seed += 100
-			}
-			if !bytes.Equal(b, pattern(seed, BlockSize)) {
-				t.Fatalf("block %d differs", r.Index)
-			}
-			n++
+		if !bytes.Equal(b, pattern(seed, BlockSize)) {
+			t.Fatalf("block %d differs", index)
 		}
-		from = next
-	}
+		n++
+	})
 	if n != 2*pages {
 		t.Fatalf("the snapshot has %d blocks; want %d (its own and its parent's)", n, 2*pages)
 	}
