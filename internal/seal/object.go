@@ -189,7 +189,10 @@ func decompress(z []byte, maxLen int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := d.DecodeAll(z, make([]byte, 0, min(maxLen, 1<<20)))
+	// The decoder uses its unchecked-copy loop only when the output has
+	// room for a whole zstd block (128 KiB) past what it holds; with an
+	// exact-size buffer every block takes the bounds-checked ("safe") one.
+	out, err := d.DecodeAll(z, make([]byte, 0, min(maxLen, 1<<20)+128<<10+64))
 	if err != nil {
 		return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 	}
