@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -110,23 +109,17 @@ var sealedBufs = sync.Pool{New: func() any { b := make([]byte, 0, BlockSize+seal
 // w, with putContent's rules. sum is plain's SHA-256 if the caller has it,
 // passed on to the store when the object is stored as it is.
 func (e *Engine) putSealed(ctx context.Context, w seal.Writer, key string, plain []byte, rawLen int, cutStart time.Time, sum *[32]byte) (int64, error) {
-	if !w.Transforms() {
-		n, err := e.putContent(ctx, key, plain, cutStart, sum)
-		if n > 0 {
-			e.uploadedPlain.Add(n)
-			e.uploadedStored.Add(n)
+	body := plain
+	if w.Transforms() {
+		bp := sealedBufs.Get().(*[]byte)
+		defer sealedBufs.Put(bp)
+		var err error
+		if body, err = w.Seal(*bp, key, plain, rawLen); err != nil {
+			return 0, err
 		}
-		return n, err
-	}
-	bp := sealedBufs.Get().(*[]byte)
-	defer sealedBufs.Put(bp)
-	body, err := w.Seal(*bp, key, plain, rawLen)
-	if err != nil {
-		return 0, err
-	}
-	if len(body) > 0 && len(plain) > 0 && &body[0] != &plain[0] {
-		*bp = body[:0]
-		sum = nil
+		if len(body) > 0 && len(plain) > 0 && &body[0] != &plain[0] {
+			*bp, sum = body[:0], nil // sum was plain's
+		}
 	}
 	n, err := e.putContent(ctx, key, body, cutStart, sum)
 	if n > 0 {
@@ -161,7 +154,7 @@ func (e *Engine) encodeRecord(rec *snapRecord) ([]byte, error) {
 		k, err := e.cfg.Keys.Key(rec.KMSKey)
 		switch {
 		case err == nil && (rec.Sealed == nil || rec.opened):
-			priv, _ := json.Marshal(recordPrivate{rec.Description, slices.Clone(rec.Tags)})
+			priv, _ := json.Marshal(recordPrivate{rec.Description, rec.Tags})
 			if out.Sealed, err = (seal.Writer{Key: k}).Seal(nil, snapshotKey(rec.ID), priv, -1); err != nil {
 				return nil, err
 			}
