@@ -1,0 +1,51 @@
+package crc32c
+
+import "golang.org/x/sys/cpu"
+
+// foldMin is the shortest input the folding path takes: below it the setup
+// and the final reduction cost more than hash/crc32's three-way loop.
+const foldMin = 512
+
+// foldBlock is what one step of the folding loop consumes; the folding
+// path takes whole multiples of it and leaves the rest to hash/crc32.
+const foldBlock = 256
+
+func update(crc uint32, b []byte) uint32 {
+	if len(b) >= foldMin && canFold() {
+		return updateFold(crc, b)
+	}
+	return updateGeneric(crc, b)
+}
+
+// canFold reports whether this CPU (and OS, for the ZMM state) runs the
+// folding assembly: AVX-512F for the 512-bit registers and ternary logic,
+// VPCLMULQDQ for the 512-bit carry-less multiplies, SSE4.2 for the crc32
+// instruction of the final reduction.
+func canFold() bool {
+	return cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ && cpu.X86.HasSSE42
+}
+
+// updateFold folds the longest multiple of foldBlock bytes of b and hands
+// the rest to hash/crc32. The assembly works on the raw register, hence the
+// inversions around it.
+func updateFold(crc uint32, b []byte) uint32 {
+	n := len(b) &^ (foldBlock - 1)
+	if n > 0 {
+		crc = ^fold(^crc, &b[0], n)
+	}
+	return updateGeneric(crc, b[n:])
+}
+
+// fold returns the CRC-32C register after n bytes at p, starting from the
+// register value crc, without the inversions of the Castagnoli checksum.
+// n is a positive multiple of foldBlock.
+//
+//go:noescape
+func fold(crc uint32, p *byte, n int) uint32
+
+// foldConstants returns the assembly's table of constants, for
+// TestFoldConstants.
+func foldConstants() *[foldConstantWords]uint64
+
+// foldConstantWords is the size of the assembly's constant table.
+const foldConstantWords = 14

@@ -1,0 +1,5 @@
+//go:build !amd64
+
+package crc32c
+
+func update(crc uint32, b []byte) uint32 { return updateGeneric(crc, b) }
