@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/volgw/volgw/internal/control"
+	"github.com/volgw/volgw/internal/crc32c"
 )
 
 // The cache lays 512 KiB slots over the cache disk files. A slot is free,
@@ -404,9 +404,7 @@ func percent(part, whole int64) float64 { return float64(part) * 100 / float64(w
 
 func sectorCRCs(data []byte) []uint32 {
 	crc := make([]uint32, sectorsPerSlot)
-	for i := range crc {
-		crc[i] = crc32.Checksum(data[i*sectorSize:(i+1)*sectorSize], castagnoli)
-	}
+	crc32c.Sectors(data[:sectorsPerSlot*sectorSize], crc)
 	return crc
 }
 
@@ -584,7 +582,7 @@ func (c *cache) readClean(key cacheKey, p []byte, off int) (ok bool, err error) 
 // sectorsMatch reports whether each 4 KiB sector of buf has its CRC in crc.
 func sectorsMatch(buf []byte, crc []uint32) bool {
 	for i := range crc {
-		if crc32.Checksum(buf[i*sectorSize:(i+1)*sectorSize], castagnoli) != crc[i] {
+		if crc32c.Checksum(buf[i*sectorSize:(i+1)*sectorSize]) != crc[i] {
 			return false
 		}
 	}
