@@ -18,15 +18,20 @@ func Update(crc uint32, b []byte) uint32 { return update(crc, b) }
 // Sectors stores in out[i] the CRC-32C of the i-th SectorSize bytes of data.
 // len(data) must be len(out)*SectorSize.
 func Sectors(data []byte, out []uint32) {
-	sectors(data, out, update)
+	checkSectors(data, out)
+	sectorsArch(data, out)
+}
+
+func checkSectors(data []byte, out []uint32) {
+	if len(data) != len(out)*SectorSize {
+		panic(fmt.Sprintf("crc32c: %d bytes of data for %d sectors", len(data), len(out)))
+	}
 }
 
 // sectors is Sectors with the checksum function given, so that tests can run
 // every implementation through the same loop.
 func sectors(data []byte, out []uint32, update func(uint32, []byte) uint32) {
-	if len(data) != len(out)*SectorSize {
-		panic(fmt.Sprintf("crc32c: %d bytes of data for %d sectors", len(data), len(out)))
-	}
+	checkSectors(data, out)
 	for i := range out {
 		out[i] = update(0, data[i*SectorSize:(i+1)*SectorSize])
 	}

@@ -8,13 +8,37 @@ const foldMin = 512
 
 // foldBlock is what one step of the folding loop consumes; the folding
 // path takes whole multiples of it and leaves the rest to hash/crc32.
-const foldBlock = 256
+const foldBlock = 512
 
 func update(crc uint32, b []byte) uint32 {
 	if len(b) >= foldMin && canFold() {
 		return updateFold(crc, b)
 	}
 	return updateGeneric(crc, b)
+}
+
+func sectorsArch(data []byte, out []uint32) {
+	if canFold() {
+		sectorsFold(data, out)
+		return
+	}
+	sectors(data, out, updateGeneric)
+}
+
+// mixSectors is the group of sectors sectorsMix takes at a time: eight
+// folded and four in crc32 streams beside them.
+const mixSectors = 12
+
+// sectorsFold checksums whole groups of sectors with sectorsMix and the
+// sectors left over one by one.
+func sectorsFold(data []byte, out []uint32) {
+	groups := len(out) / mixSectors
+	if groups > 0 {
+		sectorsMix(&data[0], &out[0], groups)
+	}
+	for i := groups * mixSectors; i < len(out); i++ {
+		out[i] = updateFold(0, data[i*SectorSize:(i+1)*SectorSize])
+	}
 }
 
 // canFold reports whether this CPU (and OS, for the ZMM state) runs the
@@ -43,9 +67,15 @@ func updateFold(crc uint32, b []byte) uint32 {
 //go:noescape
 func fold(crc uint32, p *byte, n int) uint32
 
+// sectorsMix stores the CRC-32C of each of groups*mixSectors sectors at p
+// in out[0:groups*mixSectors].
+//
+//go:noescape
+func sectorsMix(p *byte, out *uint32, groups int)
+
 // foldConstants returns the assembly's table of constants, for
 // TestFoldConstants.
 func foldConstants() *[foldConstantWords]uint64
 
 // foldConstantWords is the size of the assembly's constant table.
-const foldConstantWords = 14
+const foldConstantWords = 16

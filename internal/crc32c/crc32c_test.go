@@ -100,8 +100,32 @@ func TestUpdateSplits(t *testing.T) {
 	}
 }
 
-// TestSectors checks every sector of random 512 KiB buffers through every
-// implementation, including buffers of all-zero and all-one sectors.
+// sectorImplementations are every path that checksums whole sectors: the
+// public function, the fallback's loop, and this architecture's own.
+func sectorImplementations() map[string]func([]byte, []uint32) {
+	m := map[string]func([]byte, []uint32){
+		"Sectors":  Sectors,
+		"fallback": func(data []byte, out []uint32) { sectors(data, out, updateGeneric) },
+	}
+	for name, f := range archSectorImplementations() {
+		m[name] = f
+	}
+	return m
+}
+
+func checkAllSectors(t *testing.T, data []byte, out []uint32) {
+	t.Helper()
+	for i, got := range out {
+		if want := reference(0, data[i*SectorSize:(i+1)*SectorSize]); got != want {
+			t.Fatalf("%d sectors: sector %d: %08x, want %08x", len(out), i, got, want)
+		}
+	}
+}
+
+// TestSectors checks every sector of random 512 KiB buffers (a cache slot),
+// of all-zero and all-one ones, of every count of sectors up to 40 (whole
+// groups of the interleaved path and every remainder) and of a buffer that
+// is not 64-byte aligned, through every implementation.
 func TestSectors(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	const size = 512 << 10
@@ -109,28 +133,18 @@ func TestSectors(t *testing.T) {
 	for range 8 {
 		bufs = append(bufs, randomBytes(rng, size))
 	}
-	for name, f := range implementations() {
+	bufs = append(bufs, randomBytes(rng, size+1)[1:])
+	for n := range 41 {
+		bufs = append(bufs, randomBytes(rng, n*SectorSize))
+	}
+	for name, f := range sectorImplementations() {
 		t.Run(name, func(t *testing.T) {
-			out := make([]uint32, size/SectorSize)
 			for _, buf := range bufs {
-				sectors(buf, out, f)
-				for i, got := range out {
-					if want := reference(0, buf[i*SectorSize:(i+1)*SectorSize]); got != want {
-						t.Fatalf("sector %d: %08x, want %08x", i, got, want)
-					}
-				}
+				out := make([]uint32, len(buf)/SectorSize)
+				f(buf, out)
+				checkAllSectors(t, buf, out)
 			}
 		})
-	}
-	// And through the public function, on a buffer that is not 64-byte
-	// aligned.
-	buf := randomBytes(rng, size+1)[1:]
-	out := make([]uint32, size/SectorSize)
-	Sectors(buf, out)
-	for i, got := range out {
-		if want := reference(0, buf[i*SectorSize:(i+1)*SectorSize]); got != want {
-			t.Fatalf("Sectors, sector %d: %08x, want %08x", i, got, want)
-		}
 	}
 }
 
@@ -158,17 +172,20 @@ func FuzzChecksum(f *testing.F) {
 }
 
 func BenchmarkSectors(b *testing.B) {
-	for _, size := range []int{SectorSize, 64 << 10, 1 << 20} {
+	for _, size := range []int{SectorSize, 64 << 10, 512 << 10, 1 << 20} {
 		data := randomBytes(rand.New(rand.NewPCG(7, 8)), size)
 		out := make([]uint32, size/SectorSize)
 		for _, impl := range []struct {
 			name string
-			f    func(uint32, []byte) uint32
-		}{{"crc32c", Update}, {"hash-crc32", reference}} {
+			f    func([]byte, []uint32)
+		}{
+			{"crc32c", Sectors},
+			{"hash-crc32", func(data []byte, out []uint32) { sectors(data, out, reference) }},
+		} {
 			b.Run(impl.name+"/"+sizeName(size), func(b *testing.B) {
 				b.SetBytes(int64(size))
 				for b.Loop() {
-					sectors(data, out, impl.f)
+					impl.f(data, out)
 				}
 			})
 		}

@@ -7,7 +7,7 @@
 // returns, and hash/crc32's SSE4.2 path (one crc32 instruction per 8 bytes,
 // three streams) is slow enough next to pread to bound a cached 1 MiB read
 // at about 0.77 of pread. On amd64 with AVX-512 and VPCLMULQDQ the data is
-// folded by carry-less multiplication, 256 bytes per step in sixteen
+// folded by carry-less multiplication, 512 bytes per step in thirty-two
 // 128-bit lanes, and only the last 16 bytes go through the crc32
 // instruction; everywhere else (other CPUs, other architectures, inputs
 // too short to fold) it is hash/crc32.
