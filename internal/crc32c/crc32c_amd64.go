@@ -2,16 +2,13 @@ package crc32c
 
 import "golang.org/x/sys/cpu"
 
-// foldMin is the shortest input the folding path takes: below it the setup
-// and the final reduction cost more than hash/crc32's three-way loop.
-const foldMin = 512
-
 // foldBlock is what one step of the folding loop consumes; the folding
-// path takes whole multiples of it and leaves the rest to hash/crc32.
+// path takes whole multiples of it (at least one) and leaves the rest to
+// hash/crc32, which is as fast as folding on shorter inputs.
 const foldBlock = 512
 
 func update(crc uint32, b []byte) uint32 {
-	if len(b) >= foldMin && canFold() {
+	if len(b) >= foldBlock && canFold() {
 		return updateFold(crc, b)
 	}
 	return updateGeneric(crc, b)
@@ -44,7 +41,8 @@ func sectorsFold(data []byte, out []uint32) {
 // canFold reports whether this CPU (and OS, for the ZMM state) runs the
 // folding assembly: AVX-512F for the 512-bit registers and ternary logic,
 // VPCLMULQDQ for the 512-bit carry-less multiplies, SSE4.2 for the crc32
-// instruction of the final reduction.
+// instruction of the final reduction and the streams. golang.org/x/sys/cpu
+// (its module is already required, for x/sys/unix) reads CPUID and XGETBV.
 func canFold() bool {
 	return cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ && cpu.X86.HasSSE42
 }

@@ -59,7 +59,3 @@ func TestFoldConstants(t *testing.T) {
 		t.Fatal("the reflected polynomial is not the reversal of the normal one")
 	}
 }
-
-func TestCanFoldReported(t *testing.T) {
-	t.Logf("folding path on this machine: %v", canFold())
-}

@@ -5,12 +5,14 @@
 //
 // It exists for speed: a cached read checks the CRC of every sector it
 // returns, and hash/crc32's SSE4.2 path (one crc32 instruction per 8 bytes,
-// three streams) is slow enough next to pread to bound a cached 1 MiB read
-// at about 0.77 of pread. On amd64 with AVX-512 and VPCLMULQDQ the data is
-// folded by carry-less multiplication, 512 bytes per step in thirty-two
+// three streams) runs at about the speed of pread itself, so the check
+// alone halved a cached read. On amd64 with AVX-512 and VPCLMULQDQ the data
+// is folded by carry-less multiplication, 512 bytes per step in thirty-two
 // 128-bit lanes, and only the last 16 bytes go through the crc32
-// instruction; everywhere else (other CPUs, other architectures, inputs
-// too short to fold) it is hash/crc32.
+// instruction; Sectors also runs plain crc32 streams over other sectors
+// beside the folds, on otherwise idle execution units. Everywhere else
+// (other CPUs, other architectures, inputs too short to fold) it is
+// hash/crc32.
 //
 // The folding constants are powers of x modulo the polynomial; how they are
 // derived is written next to them in crc32c_amd64.s, and TestFoldConstants
