@@ -84,11 +84,11 @@ func baseHash(t *testing.T, v *Volume, b uint64) hash {
 	v.mu.Lock()
 	base := v.base
 	v.mu.Unlock()
-	h, err := v.e.blockHash(context.Background(), base, b)
+	h, err := v.e.blockRef(context.Background(), base, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return h.id()
 }
 
 // TestSparseBlock: a 512-byte write into a fresh block takes a sparse slot

@@ -1,12 +1,12 @@
 package volume
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -477,9 +477,9 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		}
 	}()
 
-	// hashes[i] and crcs[i] belong to blocks[i]; each is written by one
+	// refs[i] and crcs[i] belong to blocks[i]; each is written by one
 	// goroutine and read after all are done.
-	hashes := make([]hash, len(blocks))
+	refs := make([]blockRef, len(blocks))
 	crcs := make([][]uint32, len(blocks))
 	pool := e.uploads
 	var next atomic.Int64
@@ -513,27 +513,53 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					fail(err)
 					return
 				}
-				h := hash(v.w.NameOf(buf))
 				crcs[i] = sectorCRCs(buf)
-				if h == v.zeroName {
-					// Zeros are not stored: hashes[i] stays zero.
+				// A block changed in a few sectors goes up as a patch over
+				// the block its recovery point stores whole (patch.go).
+				var body []byte
+				ref, patched := e.patchFor(st, blocks[i], oldPages, pagesDone)
+				if patched {
+					body = encodePatch(make([]byte, 0, patchHeader+ref.Mask.count()*sectorSize), ref.Base, ref.Mask, buf)
 					pool.putBuf(buf)
-					v.cutDone.Add(1)
-					continue
+					if ref.Base.isZero() && allZero(body[patchHeader:]) {
+						// Zeros are not stored: refs[i] stays zero.
+						v.cutDone.Add(1)
+						continue
+					}
+					ref.Patch = hash(v.w.NameOf(body))
+					e.patchesStored.Add(1)
+				} else {
+					body = buf
+					ref = blockRef{Base: hash(v.w.NameOf(buf))}
+					if ref.Base == v.zeroName {
+						// Zeros are not stored: refs[i] stays zero.
+						pool.putBuf(buf)
+						v.cutDone.Add(1)
+						continue
+					}
+					e.blocksStored.Add(1)
 				}
-				hashes[i] = h
+				refs[i] = ref
 				if err := pool.acquire(ctx); err != nil {
-					pool.putBuf(buf)
+					if !patched {
+						pool.putBuf(buf)
+					}
 					return
 				}
 				puts.Go(func() {
-					defer pool.putBuf(buf)
+					if !patched {
+						defer pool.putBuf(buf)
+					}
 					defer pool.release()
+					h, rawLen := ref.Base, BlockSize
+					if patched {
+						h, rawLen = ref.Patch, -1
+					}
 					var sum *[32]byte
 					if !v.w.Sealed() {
 						sum = (*[32]byte)(&h) // the name is the SHA-256
 					}
-					if _, err := e.putSealed(ctx, v.w, blockKey(h), buf, BlockSize, start, sum); err != nil {
+					if _, err := e.putSealed(ctx, v.w, blockKey(h), body, rawLen, start, sum); err != nil {
 						fail(err)
 						return
 					}
@@ -573,23 +599,17 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	var built []newPage
 	for i := 0; i < len(blocks); {
 		pi := uint32(blocks[i] / pageBlocks)
-		np := &page{blocks: map[uint16]hash{}, zeros: map[uint16]bool{}}
+		np := emptyPage()
 		if old := oldPages[pi]; old != nil {
-			maps.Copy(np.blocks, old.blocks)
-			maps.Copy(np.zeros, old.zeros)
+			np = old.clone()
 		}
 		for ; i < len(blocks) && uint32(blocks[i]/pageBlocks) == pi; i++ {
 			k := uint16(blocks[i] % pageBlocks)
-			h := hashes[i]
-			delete(np.blocks, k)
-			delete(np.zeros, k)
-			switch {
-			case frozen[blocks[i]].zero: // unmapped whole: freed, untouched
-			case h.isZero():
-				np.zeros[k] = true // written with zeros: still touched
-			default:
-				np.blocks[k] = h
+			if frozen[blocks[i]].zero {
+				np.free(k) // unmapped whole: freed, untouched
+				continue
 			}
+			np.set(k, refs[i]) // the zero ref: written with zeros, still touched
 		}
 		if np.touched() == 0 {
 			delete(r.Pages, pi)
@@ -622,7 +642,7 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	}
 	for _, np := range built {
 		e.pages.add(np.h, np.p)
-		r.Pages[np.pi] = pageRef{Hash: np.h, Blocks: len(np.p.blocks), Touched: np.p.touched()}
+		r.Pages[np.pi] = pageRef{Hash: np.h, Blocks: np.p.nonZero(), Touched: np.p.touched()}
 	}
 	byBlock := make(map[uint64][]uint32, len(blocks))
 	for i, b := range blocks {
@@ -632,3 +652,38 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 }
 
 var zeroHash = hash(sha256.Sum256(zeroBlock))
+
+// patchFor decides whether frozen block b (state st) goes up as a patch,
+// and over what: the sectors written since it became dirty, plus those of
+// the patch its recovery point already has, if together they are at most
+// maxPatchSectors (patch.go). Deciding needs the base page, which the cut
+// loads meanwhile: a block with too many sectors written for a patch is
+// decided without waiting for it.
+func (e *Engine) patchFor(st blockState, b uint64, oldPages map[uint32]*page, pagesDone <-chan struct{}) (blockRef, bool) {
+	if e.cfg.WholeBlocks || st.written.empty() || st.written.count() > maxPatchSectors {
+		return blockRef{}, false
+	}
+	ref := blockRef{Mask: st.written}
+	if !st.fromZero {
+		<-pagesDone // (on an error the cut fails after the hashers)
+		if old := oldPages[uint32(b/pageBlocks)]; old != nil {
+			was := old.ref(uint16(b % pageBlocks))
+			ref.Base, ref.Mask = was.Base, ref.Mask.union(was.Mask)
+		}
+	}
+	if ref.Mask.count() > maxPatchSectors {
+		return blockRef{}, false
+	}
+	return ref, true
+}
+
+// allZero reports whether b holds only zeros.
+func allZero(b []byte) bool {
+	for len(b) >= len(zeroBlock) {
+		if !bytes.Equal(b[:len(zeroBlock)], zeroBlock) {
+			return false
+		}
+		b = b[len(zeroBlock):]
+	}
+	return bytes.Equal(b, zeroBlock[:len(b)])
+}
