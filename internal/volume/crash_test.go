@@ -567,7 +567,7 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		}
 		// The recovery point, through a clone of it.
 		clone := fmt.Sprintf("vol-%017X", cycle+1)
-		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: clone, SizeBytes: gib, Source: control.VolumeSource{SourceVolumeID: crashVolume}}); err != nil {
+		if err := createRetrying(ctx, e, control.VolumeSpec{VolumeID: clone, SizeBytes: gib, Source: control.VolumeSource{SourceVolumeID: crashVolume}}); err != nil {
 			t.Fatalf("cycle %d: clone: %v", cycle, err)
 		}
 		cv, _ := e.Volume(clone)
@@ -605,7 +605,7 @@ func runCrash(t *testing.T, c crashEnv, cycles int) {
 		if newest.ID > lastSnap {
 			lastSnap = newest.ID
 			restored := fmt.Sprintf("vol-%017X", cycle+1+1<<40)
-			if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: restored, SizeBytes: gib, Source: control.VolumeSource{SnapshotID: newest.ID}}); err == nil {
+			if err := createRetrying(ctx, e, control.VolumeSpec{VolumeID: restored, SizeBytes: gib, Source: control.VolumeSource{SnapshotID: newest.ID}}); err == nil {
 				sv, _ := e.Volume(restored)
 				if err := sv.ReadAt(ctx, got, 0); err != nil {
 					t.Fatal(err)
@@ -1243,6 +1243,18 @@ func verifyCrashPrefix(ctx context.Context, e *Engine, v *Volume, m *crashModel,
 		return 0, false, got, fmt.Errorf("volume is not the state after any prefix in [%d, %d] (acknowledged %d; found %d)", at, issued, acked, now)
 	}
 	return now, fixed, got, nil
+}
+
+// createRetrying creates a volume, again if it outlived its GC lease (a
+// loaded machine, with the short grace some subtests run: the engine
+// abandons such a create, and a client retries it, as here).
+func createRetrying(ctx context.Context, e *Engine, spec control.VolumeSpec) error {
+	for try := 0; ; try++ {
+		err := e.CreateVolume(ctx, spec)
+		if !errors.Is(err, ErrLeaseExpired) || try == 4 {
+			return err
+		}
+	}
 }
 
 // nextSnapshotOp is the index of the first snapshot op at or after from in
