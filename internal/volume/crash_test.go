@@ -90,7 +90,7 @@ func checkCompanion(ctx context.Context, e *Engine, cycle int) error {
 		return nil // killed before it was created
 	}
 	clone := fmt.Sprintf("vol-%017X", cycle+1+2<<40)
-	if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: clone, SizeBytes: gib, Source: control.VolumeSource{SourceVolumeID: companionVolume}}); err != nil {
+	if err := createRetrying(ctx, e, control.VolumeSpec{VolumeID: clone, SizeBytes: gib, Source: control.VolumeSource{SourceVolumeID: companionVolume}}); err != nil {
 		return fmt.Errorf("companion clone: %w", err)
 	}
 	defer e.DeleteVolume(ctx, clone)
@@ -720,6 +720,9 @@ func checkRetained(ctx context.Context, e *Engine, m *crashModel, rng *rand.Rand
 		p := pts[i]
 		id := fmt.Sprintf("snap-rp%05d%d", cycle, j)
 		s, pt, err := e.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: crashVolume, Seq: p.Seq, BySeq: true})
+		for try := 0; errors.Is(err, ErrLeaseExpired) && try < 4; try++ { // abandoned on a loaded machine: retried, as by a client
+			s, pt, err = e.SnapshotRetainedRecoveryPoint(ctx, control.RetainedSnapshotRequest{SnapshotID: id, VolumeID: crashVolume, Seq: p.Seq, BySeq: true})
+		}
 		if i != len(pts)-1 && errors.Is(err, control.ErrNoRetainedRecoveryPoint) {
 			continue // it left the window since the listing
 		}
@@ -740,7 +743,7 @@ func checkRetained(ctx context.Context, e *Engine, m *crashModel, rng *rand.Rand
 		}
 		restored++
 		rv := fmt.Sprintf("vol-%017X", cycle+1+3<<40+j<<44)
-		if err := e.CreateVolume(ctx, control.VolumeSpec{VolumeID: rv, SizeBytes: gib, Source: control.VolumeSource{SnapshotID: id}}); err != nil {
+		if err := createRetrying(ctx, e, control.VolumeSpec{VolumeID: rv, SizeBytes: gib, Source: control.VolumeSource{SnapshotID: id}}); err != nil {
 			return j, len(pts), fmt.Errorf("restore of %+v: %w", p, err)
 		}
 		rvol, err := e.Volume(rv)
