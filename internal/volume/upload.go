@@ -390,17 +390,25 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 // 512 KiB buffers blocks are read into (one per PUT slot plus a few being
 // hashed ahead), allocated once and reused. Memory for uploads is
 // therefore a fixed few MiB whatever the number of volumes.
+//
+// Small objects (patches, pages: at most a quarter of a block) have PUT
+// slots of their own, smallPuts for each block slot: their cost is the
+// request, not the bytes (a file store's fsync, an S3 round trip), so a
+// cut of thousands of patches keeps many in flight, in a few MiB.
 type uploadPool struct {
-	slots chan struct{}
-	bufs  chan []byte // nil entries: not allocated yet
+	slots, small chan struct{}
+	bufs         chan []byte // nil entries: not allocated yet
 }
+
+// smallPuts is how many small PUTs may be in flight per block PUT slot.
+const smallPuts = 8
 
 // hashAhead is how many blocks beyond the PUTs in flight may be read and
 // hashed, waiting for a PUT slot: the next PUT starts as soon as one ends.
 const hashAhead = 2
 
 func newUploadPool(puts int) *uploadPool {
-	p := &uploadPool{slots: make(chan struct{}, puts), bufs: make(chan []byte, puts+hashAhead)}
+	p := &uploadPool{slots: make(chan struct{}, puts), small: make(chan struct{}, puts*smallPuts), bufs: make(chan []byte, puts+hashAhead)}
 	for range puts + hashAhead {
 		p.bufs <- nil
 	}
@@ -421,16 +429,28 @@ func (p *uploadPool) buf(ctx context.Context) ([]byte, error) {
 
 func (p *uploadPool) putBuf(b []byte) { p.bufs <- b }
 
-func (p *uploadPool) acquire(ctx context.Context) error {
+// acquire takes a PUT slot: a small one for an object of at most a
+// quarter of a block.
+func (p *uploadPool) acquire(ctx context.Context, small bool) error {
+	slots := p.slots
+	if small {
+		slots = p.small
+	}
 	select {
-	case p.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
 }
 
-func (p *uploadPool) release() { <-p.slots }
+func (p *uploadPool) release(small bool) {
+	if small {
+		<-p.small
+	} else {
+		<-p.slots
+	}
+}
 
 // upload stores the frozen blocks and the pages they change, and returns
 // the new root (not yet stored), each block's sector CRCs and when it
@@ -540,7 +560,7 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					e.blocksStored.Add(1)
 				}
 				refs[i] = ref
-				if err := pool.acquire(ctx); err != nil {
+				if err := pool.acquire(ctx, patched); err != nil {
 					if !patched {
 						pool.putBuf(buf)
 					}
@@ -550,7 +570,7 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					if !patched {
 						defer pool.putBuf(buf)
 					}
-					defer pool.release()
+					defer pool.release(patched)
 					h, rawLen := ref.Base, BlockSize
 					if patched {
 						h, rawLen = ref.Patch, -1
@@ -621,11 +641,12 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	// Pages go up at once, through the same PUT slots as blocks.
 	var pagePuts sync.WaitGroup
 	for _, np := range built {
-		if err := pool.acquire(ctx); err != nil {
+		small := len(np.data) <= BlockSize/4
+		if err := pool.acquire(ctx, small); err != nil {
 			break
 		}
 		pagePuts.Go(func() {
-			defer pool.release()
+			defer pool.release(small)
 			var sum *[32]byte
 			if !v.w.Sealed() {
 				sum = (*[32]byte)(&np.h)
