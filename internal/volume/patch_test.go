@@ -182,6 +182,13 @@ func TestPatchedBlocks(t *testing.T) {
 	if n := te.patchesStored.Load() - patches; n != 3 {
 		t.Fatalf("%d patches stored, want 3", n)
 	}
+	cutBlocks := map[string]float64{}
+	for _, m := range gather(t, te.Engine)["volgw_cut_blocks_total"] {
+		cutBlocks[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	if cutBlocks["whole"] != 2 || cutBlocks["patch"] != 3 {
+		t.Fatalf("volgw_cut_blocks_total %v, want 2 whole and 3 patches", cutBlocks)
+	}
 	// What the cut added to blocks/: the three patches, 4 sectors of data.
 	if _, after := storeBytes(t, store, "blocks/"); after-blockBytes > 4*sectorSize+3*patchHeader {
 		t.Fatalf("the cut stored %d bytes of blocks for 4 sectors written", after-blockBytes)

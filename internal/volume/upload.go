@@ -547,7 +547,6 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 						continue
 					}
 					ref.Patch = hash(v.w.NameOf(body))
-					e.patchesStored.Add(1)
 				} else {
 					body = buf
 					ref = blockRef{Base: hash(v.w.NameOf(buf))}
@@ -557,7 +556,6 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 						v.cutDone.Add(1)
 						continue
 					}
-					e.blocksStored.Add(1)
 				}
 				refs[i] = ref
 				if err := pool.acquire(ctx, patched); err != nil {
@@ -582,6 +580,11 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					if _, err := e.putSealed(ctx, v.w, blockKey(h), body, rawLen, start, sum); err != nil {
 						fail(err)
 						return
+					}
+					if patched {
+						e.patchesStored.Add(1)
+					} else {
+						e.blocksStored.Add(1)
 					}
 					v.cutDone.Add(1)
 				})
