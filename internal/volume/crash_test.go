@@ -1286,6 +1286,7 @@ func killCrashChild(t *testing.T, c crashEnv, afterReady bool, minAcked int, d t
 	cmd.Env = append(os.Environ(), "VOLGW_CRASH_CHILD="+string(env))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
