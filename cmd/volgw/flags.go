@@ -45,6 +45,8 @@ type serveOptions struct {
 	EncryptionDefaultKey string
 	// Compress compresses blocks and pages before upload.
 	Compress bool
+	// WholeBlocks uploads every changed block whole (no patches).
+	WholeBlocks bool
 	// GCGrace is the engine's GC grace period (volume.Config.GCGrace):
 	// what nothing names is reclaimed this long after it was last written.
 	GCGrace time.Duration
@@ -93,6 +95,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.EncryptionKeys, "encryption-keys", "", "keyring file (mode 0600) of the keys volumes are sealed with, one \"<name> <base64 32 bytes>\" per line (volgw key new NAME makes one); default: $"+envEncryptionKeys)
 	fs.StringVar(&o.EncryptionDefaultKey, "encryption-default-key", "", "seal volumes created without a KMSKey with this key of the keyring (default: such volumes are stored unsealed)")
 	fs.BoolVar(&o.Compress, "compress", false, "compress blocks and pages (zstd) before they are uploaded, when that saves at least 1/32")
+	fs.BoolVar(&o.WholeBlocks, "whole-blocks", false, "upload every changed 512 KiB block whole, never as a patch of its changed 4 KiB sectors (stores readable by volgw releases from before patches)")
 	fs.DurationVar(&o.GCGrace, "gc-grace", volume.DefaultGCGrace, "how long after it was last written an object nothing names (a superseded block, page or recovery point) is reclaimed from the store; every gateway sharing a store must use the same (at least 10s)")
 	fs.DurationVar(&o.GCInterval, "gc-interval", defaultGCInterval, "how often garbage collection runs (at least 1s; default 15m with --recovery-point-retention, whose every retained point a round reads)")
 	level := "info"

@@ -23,6 +23,7 @@ type engineOptions struct {
 	RecoveryPointRetention time.Duration // --recovery-point-retention
 	Keys                   *seal.Keyring // --encryption-keys
 	Compress               bool          // --compress
+	WholeBlocks            bool          // --whole-blocks
 	GCGrace                time.Duration // --gc-grace
 	GCInterval             time.Duration // --gc-interval
 }
@@ -47,6 +48,7 @@ func engineConfig(eo engineOptions, store blob.Store, log *slog.Logger) volume.C
 		RecoveryPointRetention: eo.RecoveryPointRetention,
 		Keys:                   eo.Keys,
 		Compress:               eo.Compress,
+		WholeBlocks:            eo.WholeBlocks,
 	}
 }
 

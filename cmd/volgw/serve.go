@@ -146,7 +146,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 		return nil, errors.New("this build has no block engine or iSCSI target wired in")
 	}
 	engine, err := p.openEngine(ctx, engineOptions{DataDir: o.DataDir, RecoveryPointRetention: o.RecoveryPointRetention,
-		GCGrace: o.GCGrace, GCInterval: o.GCInterval, Keys: keys, Compress: o.Compress}, store, log)
+		GCGrace: o.GCGrace, GCInterval: o.GCInterval, Keys: keys, Compress: o.Compress, WholeBlocks: o.WholeBlocks}, store, log)
 	if err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)
 	}

@@ -1,7 +1,6 @@
 package ebsapi
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -144,7 +143,7 @@ func (s *Service) listChangedBlocks(q *request) error {
 // in x-amz-Checksum. The token must name the snapshot's block at that
 // index (INVALID_BLOCK_TOKEN otherwise); the bytes are checked against
 // their content address as they come from the store, so the checksum sent
-// is the one they were stored under.
+// is that of the bytes the snapshot holds.
 func (s *Service) getSnapshotBlock(q *request) error {
 	t, err := s.openTree(q.ctx, q.snapshotID)
 	if err != nil {
@@ -165,7 +164,7 @@ func (s *Service) getSnapshotBlock(q *request) error {
 	if err != nil {
 		return validation(reasonInvalidBlockToken, "The block token is not valid.")
 	}
-	data, err := t.Block(q.ctx, index, want)
+	data, sum, err := t.Block(q.ctx, index, want)
 	switch {
 	case errors.Is(err, volume.ErrOutOfRange):
 		return validation(reasonInvalidBlock, "The block index "+q.blockIndex+" is beyond the end of the volume.")
@@ -173,14 +172,6 @@ func (s *Service) getSnapshotBlock(q *request) error {
 		return validation(reasonInvalidBlockToken, "The block token is not valid for block "+q.blockIndex+" of the snapshot.")
 	case err != nil:
 		return err
-	}
-	// The engine checked the bytes against their name (want) as they were
-	// read; the checksum is their SHA-256, which is the name only for a
-	// snapshot that is not sealed (a sealed one's names are keyed: see
-	// internal/seal).
-	sum := want
-	if !t.NamesAreSHA256() {
-		sum = sha256.Sum256(data)
 	}
 	h := q.w.Header()
 	h.Set("Content-Type", "application/octet-stream")

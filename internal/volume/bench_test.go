@@ -23,11 +23,15 @@ import (
 // "engine/peer". bench/engine.sh runs them (-benchtime=1x: each iteration
 // is a complete fixed workload) and prints the table for BENCHMARKS.md.
 
-func benchEngine(b *testing.B, store blob.Store, cacheBytes, bufferBytes int64, interval time.Duration) *Engine {
+func benchEngine(b *testing.B, store blob.Store, cacheBytes, bufferBytes int64, interval time.Duration, tweak ...func(*Config)) *Engine {
 	b.Helper()
 	dir := b.TempDir()
-	e, err := Open(context.Background(), Config{Dir: filepath.Join(dir, "engine"), Store: store, CutInterval: interval,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := Config{Dir: filepath.Join(dir, "engine"), Store: store, CutInterval: interval,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	e, err := Open(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

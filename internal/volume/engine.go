@@ -87,6 +87,9 @@ type Config struct {
 	// Compress compresses blocks and pages (zstd) before they are
 	// uploaded, when that saves at least 1/32 of them.
 	Compress bool
+	// WholeBlocks stores every changed block whole: no patches (patch.go).
+	// Pages then stay readable by volgw releases from before patches.
+	WholeBlocks bool
 }
 
 // Engine is the block engine: volumes, their journal and cache, and their
@@ -173,6 +176,9 @@ type Engine struct {
 	// uploadedPlain and uploadedStored count the blocks and pages this
 	// engine uploaded, as written and as stored (compressed, sealed).
 	uploadedPlain, uploadedStored atomic.Int64
+	// blocksStored and patchesStored count the blocks cuts stored whole
+	// and as patches (patch.go).
+	blocksStored, patchesStored atomic.Int64
 	// gcRefused counts GC rounds that deleted nothing because the store's
 	// clock and the engine's disagreed (gc.go); gcSkew is the last
 	// disagreement measured, in nanoseconds (store minus engine).

@@ -151,6 +151,7 @@ func killedChild(t *testing.T, f faultEnv) {
 	cmd.Env = append(os.Environ(), "VOLGW_FAULT_CHILD="+string(env))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,8 @@ func FuzzDecodePage(f *testing.F) {
 	f.Add([]byte("VPG1\xff\xff\xff\xff"))
 	f.Add(encodePage(&page{blocks: map[uint16]hash{7: {1}}, zeros: map[uint16]bool{0: true, 4095: true}}))
 	f.Add([]byte("VPG2\x00\x00\x00\x00\x00\x00\x00\x01\x00\x07"))
+	f.Add(encodePage(&page{blocks: map[uint16]hash{7: {1}}, patches: map[uint16]patchRef{7: {Hash: hash{2}, Mask: sectorMask{1}}, 9: {Hash: hash{3}, Mask: sectorMask{0, 1 << 63}}}}))
+	f.Add(encodePage(&page{zeros: map[uint16]bool{1: true}, patches: map[uint16]patchRef{2: {Hash: hash{2}, Mask: sectorMask{5}}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := decodePage(b)
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -176,6 +178,9 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			}
 			for _, h := range p.blocks {
 				into[h] = struct{}{}
+			}
+			for _, pt := range p.patches {
+				into[pt.Hash] = struct{}{}
 			}
 		}
 		return nil
@@ -523,10 +528,14 @@ func (e *Engine) Check(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("volume: check: root %s page %d: %w", k, pi, err)
 			}
-			if len(p.blocks) != pr.Blocks {
-				return fmt.Errorf("volume: check: root %s page %d counts %d blocks, page has %d", k, pi, pr.Blocks, len(p.blocks))
+			if p.nonZero() != pr.Blocks || p.touched() != pr.Touched {
+				return fmt.Errorf("volume: check: root %s page %d counts %d blocks (%d touched), page has %d (%d)", k, pi, pr.Blocks, pr.Touched, p.nonZero(), p.touched())
 			}
-			for _, h := range p.blocks {
+			named := slices.Collect(maps.Values(p.blocks))
+			for _, pt := range p.patches {
+				named = append(named, pt.Hash)
+			}
+			for _, h := range named {
 				if seenBlock[h] {
 					continue
 				}

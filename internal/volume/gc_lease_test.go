@@ -355,7 +355,7 @@ func eachSnapshotBlock(t *testing.T, e *Engine, id string, fn func(index int64, 
 			t.Fatal(err)
 		}
 		for _, r := range refs {
-			b, err := tree.Block(ctx, r.Index, r.Hash)
+			b, _, err := tree.Block(ctx, r.Index, r.Hash)
 			if err != nil {
 				t.Fatalf("snapshot %s block %d: %v", id, r.Index, err)
 			}

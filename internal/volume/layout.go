@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -63,33 +65,117 @@ func snapshotKey(id string) string { return "snapshots/" + id + ".json" }
 var zeroBlock = make([]byte, BlockSize)
 
 // page is the decoded form of a manifest page: block index within the page →
-// block hash of its non-zero blocks, and the blocks written (touched) that
-// read as zeros. Absent entries are zero blocks never written (or freed by
-// an unmap). Pages are immutable once loaded; a cut copies before changing
-// one.
+// block hash of its non-zero blocks, the blocks written (touched) that
+// read as zeros, and the patches of blocks stored as a base and the
+// sectors changed since (patch.go). Absent entries are zero blocks never
+// written (or freed by an unmap). Pages are immutable once loaded; a cut
+// copies before changing one.
 //
 // Touched zero blocks are kept so that VolumeUsedInBytes counts blocks
 // touched, as AWS does: writing zeros over data does not lower it. They
 // are not stored as blocks (a zero block never is).
+//
+// A patched block's base is blocks[i], or the zero block when blocks has
+// no entry i (a block first written in a few sectors); it is never also
+// in zeros.
 type page struct {
-	blocks map[uint16]hash
-	zeros  map[uint16]bool
+	blocks  map[uint16]hash
+	zeros   map[uint16]bool
+	patches map[uint16]patchRef
 }
 
-func (p *page) touched() int { return len(p.blocks) + len(p.zeros) }
+func (p *page) touched() int { return len(p.blocks) + len(p.zeros) + p.patchedZeros() }
+
+// nonZero counts the blocks stored (whole, or as a patch).
+func (p *page) nonZero() int { return len(p.blocks) + p.patchedZeros() }
+
+// patchedZeros counts the patches over the zero block.
+func (p *page) patchedZeros() int {
+	n := 0
+	for i := range p.patches {
+		if _, ok := p.blocks[i]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// ref is how the page names block i (the zero ref: a zero block).
+func (p *page) ref(i uint16) blockRef {
+	r := blockRef{Base: p.blocks[i]}
+	if pt, ok := p.patches[i]; ok {
+		r.Patch, r.Mask = pt.Hash, pt.Mask
+	}
+	return r
+}
+
+// stored returns the indexes of the page's non-zero blocks, in order.
+func (p *page) stored() []uint16 {
+	out := make([]uint16, 0, len(p.blocks)+len(p.patches))
+	for i := range p.blocks {
+		out = append(out, i)
+	}
+	for i := range p.patches {
+		if _, dup := p.blocks[i]; !dup {
+			out = append(out, i)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// clone copies p for a cut or an import to change.
+func (p *page) clone() *page {
+	np := &page{blocks: make(map[uint16]hash, len(p.blocks)), zeros: make(map[uint16]bool, len(p.zeros)), patches: make(map[uint16]patchRef, len(p.patches))}
+	maps.Copy(np.blocks, p.blocks)
+	maps.Copy(np.zeros, p.zeros)
+	maps.Copy(np.patches, p.patches)
+	return np
+}
+
+func emptyPage() *page {
+	return &page{blocks: map[uint16]hash{}, zeros: map[uint16]bool{}, patches: map[uint16]patchRef{}}
+}
+
+// set makes block i what r names (the zero ref: a touched zero block).
+func (p *page) set(i uint16, r blockRef) {
+	delete(p.blocks, i)
+	delete(p.zeros, i)
+	delete(p.patches, i)
+	switch {
+	case r.isZero():
+		p.zeros[i] = true
+	default:
+		if !r.Base.isZero() {
+			p.blocks[i] = r.Base
+		}
+		if !r.Patch.isZero() {
+			p.patches[i] = patchRef{Hash: r.Patch, Mask: r.Mask}
+		}
+	}
+}
+
+// free forgets block i: an unmapped block, untouched.
+func (p *page) free(i uint16) {
+	delete(p.blocks, i)
+	delete(p.zeros, i)
+	delete(p.patches, i)
+}
 
 // encodePage writes "VPG1", a count, then (index, hash) pairs in index order,
 // so equal pages encode to equal bytes and are stored once. A page with
 // touched zero blocks is "VPG2": the same, then a count and their indexes
 // in order. (So a page without any encodes as before and is shared with
-// roots written before VPG2.)
+// roots written before VPG2.) A page with patches is "VPG3": VPG2's
+// layout (its zero count may be 0), then a count and (index, patch hash,
+// sector mask) triples in index order.
 func encodePage(p *page) []byte {
 	idx := make([]int, 0, len(p.blocks))
 	for i := range p.blocks {
 		idx = append(idx, int(i))
 	}
 	sort.Ints(idx)
-	out := make([]byte, 8, 8+len(idx)*(2+sha256.Size)+4+2*len(p.zeros))
+	out := make([]byte, 8, 8+len(idx)*(2+sha256.Size)+4+2*len(p.zeros)+4+len(p.patches)*(2+sha256.Size+sectorMaskBytes))
 	copy(out, "VPG1")
 	binary.BigEndian.PutUint32(out[4:], uint32(len(idx)))
 	for _, i := range idx {
@@ -97,7 +183,7 @@ func encodePage(p *page) []byte {
 		out = binary.BigEndian.AppendUint16(out, uint16(i))
 		out = append(out, h[:]...)
 	}
-	if len(p.zeros) > 0 {
+	if len(p.zeros) > 0 || len(p.patches) > 0 {
 		copy(out, "VPG2")
 		zs := make([]int, 0, len(p.zeros))
 		for i := range p.zeros {
@@ -109,22 +195,41 @@ func encodePage(p *page) []byte {
 			out = binary.BigEndian.AppendUint16(out, uint16(i))
 		}
 	}
+	if len(p.patches) > 0 {
+		copy(out, "VPG3")
+		ps := make([]int, 0, len(p.patches))
+		for i := range p.patches {
+			ps = append(ps, int(i))
+		}
+		sort.Ints(ps)
+		out = binary.BigEndian.AppendUint32(out, uint32(len(ps)))
+		for _, i := range ps {
+			pt := p.patches[uint16(i)]
+			out = binary.BigEndian.AppendUint16(out, uint16(i))
+			out = append(out, pt.Hash[:]...)
+			out = pt.Mask.append(out)
+		}
+	}
 	return out
 }
 
 func decodePage(b []byte) (*page, error) {
-	if len(b) < 8 || (string(b[:4]) != "VPG1" && string(b[:4]) != "VPG2") {
+	magic := ""
+	if len(b) >= 8 {
+		magic = string(b[:4])
+	}
+	if magic != "VPG1" && magic != "VPG2" && magic != "VPG3" {
 		return nil, fmt.Errorf("%w: page header", ErrCorrupt)
 	}
-	v2 := string(b[:4]) == "VPG2"
+	v1, v3 := magic == "VPG1", magic == "VPG3"
 	n := int(binary.BigEndian.Uint32(b[4:]))
 	size := 8 + n*(2+sha256.Size)
-	if n > pageBlocks || len(b) < size || (!v2 && len(b) != size) {
+	if n > pageBlocks || len(b) < size || (v1 && len(b) != size) {
 		return nil, fmt.Errorf("%w: page of %d bytes claims %d entries", ErrCorrupt, len(b), n)
 	}
-	zeros := b[size:]
+	rest := b[size:]
 	b = b[:size]
-	p := &page{blocks: make(map[uint16]hash, n), zeros: map[uint16]bool{}}
+	p := emptyPage()
 	b = b[8:]
 	prev := -1
 	for range n {
@@ -141,26 +246,56 @@ func decodePage(b []byte) (*page, error) {
 		p.blocks[i] = h
 		b = b[2+sha256.Size:]
 	}
-	if v2 {
-		if len(zeros) < 4 {
-			return nil, fmt.Errorf("%w: page without its zero-block count", ErrCorrupt)
+	if v1 {
+		return p, nil
+	}
+	if len(rest) < 4 {
+		return nil, fmt.Errorf("%w: page without its zero-block count", ErrCorrupt)
+	}
+	z := int(binary.BigEndian.Uint32(rest))
+	if (z == 0 && !v3) || z > pageBlocks-n || len(rest) < 4+2*z || (!v3 && len(rest) != 4+2*z) {
+		return nil, fmt.Errorf("%w: page of %d bytes claims %d zero blocks", ErrCorrupt, len(rest), z)
+	}
+	prev = -1
+	for k := range z {
+		i := binary.BigEndian.Uint16(rest[4+2*k:])
+		if int(i) >= pageBlocks || int(i) <= prev {
+			return nil, fmt.Errorf("%w: page zero block %d out of range or order", ErrCorrupt, i)
 		}
-		z := int(binary.BigEndian.Uint32(zeros))
-		if z == 0 || z > pageBlocks-n || len(zeros) != 4+2*z {
-			return nil, fmt.Errorf("%w: page of %d bytes claims %d zero blocks", ErrCorrupt, len(zeros), z)
+		if _, dup := p.blocks[i]; dup {
+			return nil, fmt.Errorf("%w: page block %d both zero and not", ErrCorrupt, i)
 		}
-		prev := -1
-		for k := range z {
-			i := binary.BigEndian.Uint16(zeros[4+2*k:])
-			if int(i) >= pageBlocks || int(i) <= prev {
-				return nil, fmt.Errorf("%w: page zero block %d out of range or order", ErrCorrupt, i)
-			}
-			if _, dup := p.blocks[i]; dup {
-				return nil, fmt.Errorf("%w: page block %d both zero and not", ErrCorrupt, i)
-			}
-			prev = int(i)
-			p.zeros[i] = true
+		prev = int(i)
+		p.zeros[i] = true
+	}
+	if !v3 {
+		return p, nil
+	}
+	rest = rest[4+2*z:]
+	const entry = 2 + sha256.Size + sectorMaskBytes
+	if len(rest) < 4 {
+		return nil, fmt.Errorf("%w: page without its patch count", ErrCorrupt)
+	}
+	np := int(binary.BigEndian.Uint32(rest))
+	if np == 0 || np > pageBlocks || len(rest) != 4+np*entry {
+		return nil, fmt.Errorf("%w: page of %d bytes claims %d patches", ErrCorrupt, len(rest), np)
+	}
+	rest = rest[4:]
+	prev = -1
+	for range np {
+		i := binary.BigEndian.Uint16(rest)
+		if int(i) >= pageBlocks || int(i) <= prev || p.zeros[i] {
+			return nil, fmt.Errorf("%w: page patch %d out of range, order, or of a zero block", ErrCorrupt, i)
 		}
+		prev = int(i)
+		var pt patchRef
+		copy(pt.Hash[:], rest[2:])
+		pt.Mask = readSectorMask(rest[2+sha256.Size:])
+		if pt.Hash.isZero() || pt.Mask.empty() {
+			return nil, fmt.Errorf("%w: page patch %d is empty", ErrCorrupt, i)
+		}
+		p.patches[i] = pt
+		rest = rest[entry:]
 	}
 	return p, nil
 }

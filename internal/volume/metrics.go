@@ -60,6 +60,7 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	describeMaintenance(ch)
 	describeGC(ch)
 	ch <- descUploaded
+	ch <- descCutBlocks
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -99,6 +100,8 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	e.collectGC(ch)
 	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(e.uploadedPlain.Load()), "written")
 	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(e.uploadedStored.Load()), "stored")
+	ch <- prometheus.MustNewConstMetric(descCutBlocks, prometheus.CounterValue, float64(e.blocksStored.Load()), "whole")
+	ch <- prometheus.MustNewConstMetric(descCutBlocks, prometheus.CounterValue, float64(e.patchesStored.Load()), "patch")
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descVolumes, prometheus.GaugeValue, float64(n), st)
 	}

@@ -110,7 +110,9 @@ func TestPerVolumeMetrics(t *testing.T) {
 	}
 	te.reopen()
 	mustRead(t, te.vol(id), 0, 3*BlockSize)
-	if hit, miss := lookups(); hit != 0 || miss != 3 {
+	// The first block is a miss; the read-ahead it starts may cache the
+	// next ones before the read looks them up (a hit then), or not yet.
+	if hit, miss := lookups(); hit+miss != 3 || miss < 1 {
 		t.Fatalf("lookups after a restart and 3 cold blocks: hit %v, miss %v", hit, miss)
 	}
 }

@@ -157,8 +157,8 @@ func (e *Engine) prefetchBlock(ctx context.Context, v *Volume, b uint64, evict b
 // caching is best effort here; a caller that needs it (a read) looks the
 // block up again and caches it itself if it is not there (the shared call
 // may have been another volume's, for a block of the same content).
-func (e *Engine) fetchToCache(ctx context.Context, v *Volume, b uint64, h hash, evict bool) ([]byte, error) {
-	return e.fetches.do(ctx, e.fetchCtx, h, func(ctx context.Context) ([]byte, error) {
+func (e *Engine) fetchToCache(ctx context.Context, v *Volume, b uint64, h blockRef, evict bool) ([]byte, error) {
+	return e.fetches.do(ctx, e.fetchCtx, h.id(), func(ctx context.Context) ([]byte, error) {
 		data, err := e.fetchBlockOnce(ctx, h) // checks the SHA-256
 		if err != nil {
 			return nil, err
@@ -174,24 +174,24 @@ func (e *Engine) fetchToCache(ctx context.Context, v *Volume, b uint64, h hash, 
 // from the store: it is not dirty, frozen, zero or cached; v.mu held. A
 // deleted volume needs nothing; one that cannot be read is an error (a
 // restore must not count it done).
-func (v *Volume) uncached(ctx context.Context, b uint64) (hash, bool, error) {
+func (v *Volume) uncached(ctx context.Context, b uint64) (blockRef, bool, error) {
 	if v.deleted {
-		return hash{}, false, nil
+		return blockRef{}, false, nil
 	}
 	if err := v.readable(); err != nil {
-		return hash{}, false, err
+		return blockRef{}, false, err
 	}
 	_, dirty := v.dirty[b]
 	_, frozen := v.frozen[b]
 	if dirty || frozen || v.baseLost {
-		return hash{}, false, nil
+		return blockRef{}, false, nil
 	}
-	h, err := v.e.blockHash(ctx, v.base, b)
+	h, err := v.e.blockRef(ctx, v.base, b)
 	if err != nil || h.isZero() {
-		return hash{}, false, err
+		return blockRef{}, false, err
 	}
 	if _, cached := v.e.cache.lookup(v.key(b)); cached {
-		return hash{}, false, nil
+		return blockRef{}, false, nil
 	}
 	return h, true, nil
 }
@@ -201,7 +201,7 @@ func (v *Volume) uncached(ctx context.Context, b uint64) (hash, bool, error) {
 // and uncached; v.mu not held. The staging slot is the caller's alone
 // until it is made clean, so the 512 KiB write happens without the
 // volume lock: other I/O to the volume goes on meanwhile.
-func (e *Engine) cacheFetched(ctx context.Context, v *Volume, b uint64, h hash, data []byte, evict bool) error {
+func (e *Engine) cacheFetched(ctx context.Context, v *Volume, b uint64, h blockRef, data []byte, evict bool) error {
 	alloc := e.cache.allocFreeStaging
 	if evict {
 		alloc = e.cache.allocStaging

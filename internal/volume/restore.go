@@ -105,12 +105,7 @@ func (e *Engine) restore(ctx context.Context, v *Volume, r *restoreState) error 
 		if err != nil {
 			return err
 		}
-		ks := make([]uint16, 0, len(p.blocks))
-		for k := range p.blocks {
-			ks = append(ks, k)
-		}
-		slices.Sort(ks)
-		for _, k := range ks {
+		for _, k := range p.stored() {
 			// The block is fetched and verified unless the volume
 			// rewrote it or has it cached, and cached if a slot is free.
 			if _, err := e.prefetchBlock(ctx, v, uint64(pi)*pageBlocks+uint64(k), false); err != nil {

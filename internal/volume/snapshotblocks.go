@@ -2,10 +2,10 @@ package volume
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
@@ -34,8 +34,10 @@ type SnapshotTree struct {
 	r         *root
 }
 
-// SnapshotBlockRef is one non-zero block of a snapshot: its index and its
-// content address (the SHA-256 of its 524288 bytes).
+// SnapshotBlockRef is one non-zero block of a snapshot: its index and the
+// name of its content (the SHA-256 of its 524288 bytes for a block stored
+// whole; for a patched one, its patch's name, which names the base too:
+// patch.go).
 type SnapshotBlockRef struct {
 	Index int64
 	Hash  [32]byte
@@ -93,7 +95,7 @@ func (t *SnapshotTree) Blocks(ctx context.Context, from int64, max int) ([]Snaps
 			if len(out) == max {
 				return out, idx, nil
 			}
-			out = append(out, SnapshotBlockRef{Index: idx, Hash: p.blocks[i]})
+			out = append(out, SnapshotBlockRef{Index: idx, Hash: p.ref(i).id()})
 		}
 	}
 	return out, -1, nil
@@ -134,7 +136,7 @@ func (t *SnapshotTree) ChangedBlocks(ctx context.Context, first *SnapshotTree, f
 			st.PagesLoaded++
 		}
 		for _, i := range sortedBlocks(pa, pb) {
-			ha, hb := pa.blocks[i], pb.blocks[i]
+			ha, hb := pa.ref(i).id(), pb.ref(i).id()
 			if ha == hb {
 				continue
 			}
@@ -157,22 +159,30 @@ func (t *SnapshotTree) ChangedBlocks(ctx context.Context, first *SnapshotTree, f
 func (t *SnapshotTree) NamesAreSHA256() bool { return t.e.cfg.Keys.Len() == 0 }
 
 // Block returns the 524288 bytes of block index, which must be the block
-// whose content address is want (ErrBlockMismatch otherwise: the block
-// token was not this snapshot's at that index). The bytes are checked
-// against their hash as they are read (fetchBlock); the slice may be
-// shared and must not be written to.
-func (t *SnapshotTree) Block(ctx context.Context, index int64, want [32]byte) ([]byte, error) {
+// whose content is named want (ErrBlockMismatch otherwise: the block token
+// was not this snapshot's at that index), and their SHA-256. The bytes
+// are checked against their names as they are read (fetchBlock); the
+// slice may be shared and must not be written to.
+func (t *SnapshotTree) Block(ctx context.Context, index int64, want [32]byte) (data []byte, sum [32]byte, err error) {
 	if index < 0 || index >= (t.SizeBytes+BlockSize-1)/BlockSize {
-		return nil, fmt.Errorf("%w: block %d of %s", ErrOutOfRange, index, t.ID)
+		return nil, sum, fmt.Errorf("%w: block %d of %s", ErrOutOfRange, index, t.ID)
 	}
-	h, err := t.e.blockHash(ctx, t.r, uint64(index))
+	ref, err := t.e.blockRef(ctx, t.r, uint64(index))
 	if err != nil {
-		return nil, err
+		return nil, sum, err
 	}
-	if h.isZero() || h != hash(want) {
-		return nil, fmt.Errorf("%w: block %d of %s", ErrBlockMismatch, index, t.ID)
+	if ref.isZero() || ref.id() != hash(want) {
+		return nil, sum, fmt.Errorf("%w: block %d of %s", ErrBlockMismatch, index, t.ID)
 	}
-	return t.e.fetchBlock(ctx, h)
+	if data, err = t.e.fetchBlock(ctx, ref); err != nil {
+		return nil, sum, err
+	}
+	// The name is the checksum only for a block stored whole and named
+	// by its SHA-256 (not sealed: a sealed one's name is keyed).
+	if ref.Patch.isZero() && t.NamesAreSHA256() {
+		return data, want, nil
+	}
+	return data, sha256.Sum256(data), nil
 }
 
 // sortedPages is the union of a's and b's page indexes that may hold a
@@ -197,18 +207,12 @@ func sortedPages(a, b map[uint32]pageRef, from int64) []uint32 {
 // sortedBlocks is the union of a's and b's (nil: none) non-zero block
 // indexes, in order.
 func sortedBlocks(a, b *page) []uint16 {
-	out := make([]uint16, 0, len(a.blocks))
-	for i := range a.blocks {
-		out = append(out, i)
-	}
+	out := a.stored()
 	if b != nil {
-		for i := range b.blocks {
-			if _, dup := a.blocks[i]; !dup {
-				out = append(out, i)
-			}
-		}
+		out = append(out, b.stored()...)
+		slices.Sort(out)
+		out = slices.Compact(out)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
 

@@ -70,13 +70,13 @@ func TestChangedBlocksSkipsEqualPages(t *testing.T) {
 	if err != nil || len(blocks) != 5 || next != 5*pageBlocks+1 {
 		t.Fatalf("Blocks(0, 5): %d blocks, next %d, %v", len(blocks), next, err)
 	}
-	data, err := b.Block(ctx, changedAt, changed[0].Second)
+	data, _, err := b.Block(ctx, changedAt, changed[0].Second)
 	want := make([]byte, BlockSize)
 	copy(want, pattern(99, 4096))
 	if err != nil || !bytes.Equal(data, want) {
 		t.Fatalf("Block(%d): %v", changedAt, err)
 	}
-	if _, err := b.Block(ctx, changedAt+1, changed[0].Second); !errors.Is(err, ErrBlockMismatch) {
+	if _, _, err := b.Block(ctx, changedAt+1, changed[0].Second); !errors.Is(err, ErrBlockMismatch) {
 		t.Errorf("Block with another block's hash: %v", err)
 	}
 }
@@ -134,7 +134,7 @@ func TestImportSurvivesGC(t *testing.T) {
 	if err != nil || len(blocks) != 2 || blocks[0].Index != 3 || blocks[0].Hash != h1 {
 		t.Fatalf("the import's blocks: %+v %v", blocks, err)
 	}
-	if _, err := tree.Block(ctx, 3, h1); err != nil {
+	if _, _, err := tree.Block(ctx, 3, h1); err != nil {
 		t.Fatalf("block 3 after GC: %v", err)
 	}
 	var entries int

@@ -363,31 +363,23 @@ func (e *Engine) CompleteImport(ctx context.Context, id string, changed int, agg
 		byPage[uint32(i/pageBlocks)] = append(byPage[uint32(i/pageBlocks)], i)
 	}
 	for pi, idxs := range byPage {
-		p := &page{blocks: map[uint16]hash{}, zeros: map[uint16]bool{}}
+		p := emptyPage()
 		if ref, ok := pages[pi]; ok {
 			old, err := e.loadPage(ctx, ref.Hash)
 			if err != nil {
 				return control.Snapshot{}, err
 			}
-			maps.Copy(p.blocks, old.blocks)
-			maps.Copy(p.zeros, old.zeros)
+			p = old.clone()
 		}
 		for _, i := range idxs {
-			b := uint16(i % pageBlocks)
-			if h := byIndex[i]; h.isZero() {
-				delete(p.blocks, b)
-				p.zeros[b] = true
-			} else {
-				p.blocks[b] = h
-				delete(p.zeros, b)
-			}
+			p.set(uint16(i%pageBlocks), blockRef{Base: byIndex[i]}) // zero: a touched zero block
 		}
 		enc := encodePage(p)
 		sum := sha256.Sum256(enc)
 		if _, err := e.putSealed(ctx, e.importWriter(), pageKey(sum), enc, -1, start, &sum); err != nil {
 			return control.Snapshot{}, err
 		}
-		pages[pi] = pageRef{Hash: sum, Blocks: len(p.blocks), Touched: p.touched()}
+		pages[pi] = pageRef{Hash: sum, Blocks: p.nonZero(), Touched: p.touched()}
 	}
 	lease.stop()
 	var parentRead time.Time

@@ -55,7 +55,7 @@ func TestImportAcrossRestart(t *testing.T) {
 		t.Fatalf("the import's blocks: %+v %v", blocks, err)
 	}
 	for _, b := range blocks {
-		got, err := tree.Block(ctx, b.Index, b.Hash)
+		got, _, err := tree.Block(ctx, b.Index, b.Hash)
 		if err != nil || !bytes.Equal(got, map[int64][]byte{5: d1, 700: d2}[b.Index]) {
 			t.Fatalf("block %d: %v", b.Index, err)
 		}

@@ -213,5 +213,5 @@ func (c *cache) settle(st blockState) (blockState, error) {
 		}
 		return c.writeSlot(st.under, buf[lo:hi], lo)
 	})
-	return blockState{slot: st.under}, err
+	return blockState{slot: st.under, written: st.written}, err
 }

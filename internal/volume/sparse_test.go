@@ -79,16 +79,19 @@ func sparseState(v *Volume, b uint64) (blockState, bool) {
 	return st, ok
 }
 
-func baseHash(t *testing.T, v *Volume, b uint64) hash {
+// storedBlock is block b as v's recovery point has it in the store
+// (fetched, checked and, if patched, composed).
+func storedBlock(t *testing.T, v *Volume, b uint64) []byte {
 	t.Helper()
-	v.mu.Lock()
-	base := v.base
-	v.mu.Unlock()
-	h, err := v.e.blockHash(context.Background(), base, b)
+	ref := refOf(t, v, b)
+	if ref.isZero() {
+		return make([]byte, BlockSize)
+	}
+	data, err := v.e.fetchBlockOnce(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return data
 }
 
 // TestSparseBlock: a 512-byte write into a fresh block takes a sparse slot
@@ -157,7 +160,8 @@ func TestSparseBlock(t *testing.T) {
 	}
 	verify("after replay")
 
-	// The same content written whole is the same object.
+	// The same content written whole is stored whole; the sparse block,
+	// 6 sectors written, as a patch of them over zeros (patch.go).
 	if err := full.WriteAt(ctx, want, b*BlockSize); err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +170,11 @@ func TestSparseBlock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hs, hf := baseHash(t, v, b), baseHash(t, full, b)
-	if hs != hash(sha256.Sum256(want)) || hs != hf {
-		t.Fatalf("sparse block stored as %s, whole write as %s, want both %s", hs, hf, hash(sha256.Sum256(want)))
+	if rs, rf := refOf(t, v, b), refOf(t, full, b); rs.Patch.isZero() || !rs.Base.isZero() || rs.Mask.count() != 6 || rf != (blockRef{Base: hash(sha256.Sum256(want))}) {
+		t.Fatalf("sparse block stored as %+v, whole write as %+v; want a patch of 6 sectors over zeros and the block whole", rs, rf)
+	}
+	if !bytes.Equal(storedBlock(t, v, b), want) || !bytes.Equal(storedBlock(t, full, b), want) {
+		t.Fatal("the store does not hold the block as written")
 	}
 
 	// Published: the slot is clean and reads pass their CRCs (a mismatch
@@ -278,8 +284,8 @@ func testCopyOnWrite(t *testing.T, whole bool) {
 	if err := <-cutErr; err != nil {
 		t.Fatal(err)
 	}
-	if h := baseHash(t, v, b); h != hash(sha256.Sum256(atCut)) {
-		t.Fatalf("the cut stored %s, want the block as of the cut", h)
+	if !bytes.Equal(storedBlock(t, v, b), atCut) {
+		t.Fatalf("the cut stored %+v, not the block as of the cut", refOf(t, v, b))
 	}
 	if st, _ := sparseState(v, b); whole && (st.sparse || int(st.slot) != frozenSlot) {
 		t.Fatalf("published: %+v, want the frozen slot %d, whole", st, frozenSlot)
@@ -291,8 +297,8 @@ func testCopyOnWrite(t *testing.T, whole bool) {
 	if err := te.Cut(ctx, "vol-COW"); err != nil {
 		t.Fatal(err)
 	}
-	if h := baseHash(t, v, b); h != hash(sha256.Sum256(now)) {
-		t.Fatalf("the second cut stored %s, want the block as written", h)
+	if !bytes.Equal(storedBlock(t, v, b), now) {
+		t.Fatalf("the second cut stored %+v, not the block as written", refOf(t, v, b))
 	}
 	misses := te.cache.misses.Load()
 	if got := mustRead(t, v, b*BlockSize, BlockSize); !bytes.Equal(got, now) || te.cache.misses.Load() != misses {

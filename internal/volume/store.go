@@ -107,15 +107,20 @@ func (e *Engine) loadRoot(ctx context.Context, key string) (*root, error) {
 	return r, nil
 }
 
-// fetchBlock reads a block from the store and checks it against its name.
+// fetchBlock reads a block from the store and checks it against its name
+// (a patched block: its base and patch, each checked, composed: patch.go).
 //
 // Concurrent fetches of one block share one GET (fetches, readahead.go);
 // the slice returned may be shared and is never written to.
-func (e *Engine) fetchBlock(ctx context.Context, h hash) ([]byte, error) {
-	return e.fetches.do(ctx, e.fetchCtx, h, func(ctx context.Context) ([]byte, error) { return e.fetchBlockOnce(ctx, h) })
+func (e *Engine) fetchBlock(ctx context.Context, ref blockRef) ([]byte, error) {
+	return e.fetches.do(ctx, e.fetchCtx, ref.id(), func(ctx context.Context) ([]byte, error) { return e.fetchBlockOnce(ctx, ref) })
 }
 
-func (e *Engine) fetchBlockOnce(ctx context.Context, h hash) ([]byte, error) {
+func (e *Engine) fetchBlockOnce(ctx context.Context, ref blockRef) ([]byte, error) {
+	if !ref.Patch.isZero() {
+		return e.fetchPatchedOnce(ctx, ref)
+	}
+	h := ref.Base
 	b, err := e.store.Get(ctx, blockKey(h))
 	if err != nil {
 		return nil, fmt.Errorf("volume: block %s: %w", h, err)
@@ -155,17 +160,17 @@ func (e *Engine) loadPage(ctx context.Context, h hash) (*page, error) {
 	return p, nil
 }
 
-// blockHash returns the hash of block b in root r (zero for a zero block).
-func (e *Engine) blockHash(ctx context.Context, r *root, b uint64) (hash, error) {
+// blockRef returns how root r names block b (the zero ref: a zero block).
+func (e *Engine) blockRef(ctx context.Context, r *root, b uint64) (blockRef, error) {
 	pr, ok := r.Pages[uint32(b/pageBlocks)]
 	if !ok {
-		return hash{}, nil
+		return blockRef{}, nil
 	}
 	p, err := e.loadPage(ctx, pr.Hash)
 	if err != nil {
-		return hash{}, err
+		return blockRef{}, err
 	}
-	return p.blocks[uint16(b%pageBlocks)], nil
+	return p.ref(uint16(b % pageBlocks)), nil
 }
 
 // pageCache keeps recently used decoded pages; memory stays bounded for a

@@ -1,12 +1,12 @@
 package volume
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -390,17 +390,25 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 // 512 KiB buffers blocks are read into (one per PUT slot plus a few being
 // hashed ahead), allocated once and reused. Memory for uploads is
 // therefore a fixed few MiB whatever the number of volumes.
+//
+// Small objects (patches, pages: at most a quarter of a block) have PUT
+// slots of their own, smallPuts for each block slot: their cost is the
+// request, not the bytes (a file store's fsync, an S3 round trip), so a
+// cut of thousands of patches keeps many in flight, in a few MiB.
 type uploadPool struct {
-	slots chan struct{}
-	bufs  chan []byte // nil entries: not allocated yet
+	slots, small chan struct{}
+	bufs         chan []byte // nil entries: not allocated yet
 }
+
+// smallPuts is how many small PUTs may be in flight per block PUT slot.
+const smallPuts = 8
 
 // hashAhead is how many blocks beyond the PUTs in flight may be read and
 // hashed, waiting for a PUT slot: the next PUT starts as soon as one ends.
 const hashAhead = 2
 
 func newUploadPool(puts int) *uploadPool {
-	p := &uploadPool{slots: make(chan struct{}, puts), bufs: make(chan []byte, puts+hashAhead)}
+	p := &uploadPool{slots: make(chan struct{}, puts), small: make(chan struct{}, puts*smallPuts), bufs: make(chan []byte, puts+hashAhead)}
 	for range puts + hashAhead {
 		p.bufs <- nil
 	}
@@ -421,16 +429,28 @@ func (p *uploadPool) buf(ctx context.Context) ([]byte, error) {
 
 func (p *uploadPool) putBuf(b []byte) { p.bufs <- b }
 
-func (p *uploadPool) acquire(ctx context.Context) error {
+// acquire takes a PUT slot: a small one for an object of at most a
+// quarter of a block.
+func (p *uploadPool) acquire(ctx context.Context, small bool) error {
+	slots := p.slots
+	if small {
+		slots = p.small
+	}
 	select {
-	case p.slots <- struct{}{}:
+	case slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
 }
 
-func (p *uploadPool) release() { <-p.slots }
+func (p *uploadPool) release(small bool) {
+	if small {
+		<-p.small
+	} else {
+		<-p.slots
+	}
+}
 
 // upload stores the frozen blocks and the pages they change, and returns
 // the new root (not yet stored), each block's sector CRCs and when it
@@ -477,9 +497,9 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		}
 	}()
 
-	// hashes[i] and crcs[i] belong to blocks[i]; each is written by one
+	// refs[i] and crcs[i] belong to blocks[i]; each is written by one
 	// goroutine and read after all are done.
-	hashes := make([]hash, len(blocks))
+	refs := make([]blockRef, len(blocks))
 	crcs := make([][]uint32, len(blocks))
 	pool := e.uploads
 	var next atomic.Int64
@@ -513,29 +533,58 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					fail(err)
 					return
 				}
-				h := hash(v.w.NameOf(buf))
 				crcs[i] = sectorCRCs(buf)
-				if h == v.zeroName {
-					// Zeros are not stored: hashes[i] stays zero.
+				// A block changed in a few sectors goes up as a patch over
+				// the block its recovery point stores whole (patch.go).
+				var body []byte
+				ref, patched := e.patchFor(st, blocks[i], oldPages, pagesDone)
+				if patched {
+					body = encodePatch(make([]byte, 0, patchHeader+ref.Mask.count()*sectorSize), ref.Base, ref.Mask, buf)
 					pool.putBuf(buf)
-					v.cutDone.Add(1)
-					continue
+					if ref.Base.isZero() && allZero(body[patchHeader:]) {
+						// Zeros are not stored: refs[i] stays zero.
+						v.cutDone.Add(1)
+						continue
+					}
+					ref.Patch = hash(v.w.NameOf(body))
+				} else {
+					body = buf
+					ref = blockRef{Base: hash(v.w.NameOf(buf))}
+					if ref.Base == v.zeroName {
+						// Zeros are not stored: refs[i] stays zero.
+						pool.putBuf(buf)
+						v.cutDone.Add(1)
+						continue
+					}
 				}
-				hashes[i] = h
-				if err := pool.acquire(ctx); err != nil {
-					pool.putBuf(buf)
+				refs[i] = ref
+				if err := pool.acquire(ctx, patched); err != nil {
+					if !patched {
+						pool.putBuf(buf)
+					}
 					return
 				}
 				puts.Go(func() {
-					defer pool.putBuf(buf)
-					defer pool.release()
+					if !patched {
+						defer pool.putBuf(buf)
+					}
+					defer pool.release(patched)
+					h, rawLen := ref.Base, BlockSize
+					if patched {
+						h, rawLen = ref.Patch, -1
+					}
 					var sum *[32]byte
 					if !v.w.Sealed() {
 						sum = (*[32]byte)(&h) // the name is the SHA-256
 					}
-					if _, err := e.putSealed(ctx, v.w, blockKey(h), buf, BlockSize, start, sum); err != nil {
+					if _, err := e.putSealed(ctx, v.w, blockKey(h), body, rawLen, start, sum); err != nil {
 						fail(err)
 						return
+					}
+					if patched {
+						e.patchesStored.Add(1)
+					} else {
+						e.blocksStored.Add(1)
 					}
 					v.cutDone.Add(1)
 				})
@@ -573,23 +622,17 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	var built []newPage
 	for i := 0; i < len(blocks); {
 		pi := uint32(blocks[i] / pageBlocks)
-		np := &page{blocks: map[uint16]hash{}, zeros: map[uint16]bool{}}
+		np := emptyPage()
 		if old := oldPages[pi]; old != nil {
-			maps.Copy(np.blocks, old.blocks)
-			maps.Copy(np.zeros, old.zeros)
+			np = old.clone()
 		}
 		for ; i < len(blocks) && uint32(blocks[i]/pageBlocks) == pi; i++ {
 			k := uint16(blocks[i] % pageBlocks)
-			h := hashes[i]
-			delete(np.blocks, k)
-			delete(np.zeros, k)
-			switch {
-			case frozen[blocks[i]].zero: // unmapped whole: freed, untouched
-			case h.isZero():
-				np.zeros[k] = true // written with zeros: still touched
-			default:
-				np.blocks[k] = h
+			if frozen[blocks[i]].zero {
+				np.free(k) // unmapped whole: freed, untouched
+				continue
 			}
+			np.set(k, refs[i]) // the zero ref: written with zeros, still touched
 		}
 		if np.touched() == 0 {
 			delete(r.Pages, pi)
@@ -601,11 +644,12 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	// Pages go up at once, through the same PUT slots as blocks.
 	var pagePuts sync.WaitGroup
 	for _, np := range built {
-		if err := pool.acquire(ctx); err != nil {
+		small := len(np.data) <= BlockSize/4
+		if err := pool.acquire(ctx, small); err != nil {
 			break
 		}
 		pagePuts.Go(func() {
-			defer pool.release()
+			defer pool.release(small)
 			var sum *[32]byte
 			if !v.w.Sealed() {
 				sum = (*[32]byte)(&np.h)
@@ -622,7 +666,7 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	}
 	for _, np := range built {
 		e.pages.add(np.h, np.p)
-		r.Pages[np.pi] = pageRef{Hash: np.h, Blocks: len(np.p.blocks), Touched: np.p.touched()}
+		r.Pages[np.pi] = pageRef{Hash: np.h, Blocks: np.p.nonZero(), Touched: np.p.touched()}
 	}
 	byBlock := make(map[uint64][]uint32, len(blocks))
 	for i, b := range blocks {
@@ -632,3 +676,38 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 }
 
 var zeroHash = hash(sha256.Sum256(zeroBlock))
+
+// patchFor decides whether frozen block b (state st) goes up as a patch,
+// and over what: the sectors written since it became dirty, plus those of
+// the patch its recovery point already has, if together they are at most
+// maxPatchSectors (patch.go). Deciding needs the base page, which the cut
+// loads meanwhile: a block with too many sectors written for a patch is
+// decided without waiting for it.
+func (e *Engine) patchFor(st blockState, b uint64, oldPages map[uint32]*page, pagesDone <-chan struct{}) (blockRef, bool) {
+	if e.cfg.WholeBlocks || st.written.empty() || st.written.count() > maxPatchSectors {
+		return blockRef{}, false
+	}
+	ref := blockRef{Mask: st.written}
+	if !st.fromZero {
+		<-pagesDone // (on an error the cut fails after the hashers)
+		if old := oldPages[uint32(b/pageBlocks)]; old != nil {
+			was := old.ref(uint16(b % pageBlocks))
+			ref.Base, ref.Mask = was.Base, ref.Mask.union(was.Mask)
+		}
+	}
+	if ref.Mask.count() > maxPatchSectors {
+		return blockRef{}, false
+	}
+	return ref, true
+}
+
+// allZero reports whether b holds only zeros.
+func allZero(b []byte) bool {
+	for len(b) >= len(zeroBlock) {
+		if !bytes.Equal(b[:len(zeroBlock)], zeroBlock) {
+			return false
+		}
+		b = b[len(zeroBlock):]
+	}
+	return bytes.Equal(b, zeroBlock[:len(b)])
+}

@@ -20,17 +20,23 @@ import (
 )
 
 // inFlight counts the block and page PUTs in flight and remembers the most
-// seen at once.
+// seen at once: of whole blocks, and of small objects (patches, pages),
+// which have PUT slots of their own (uploadPool).
 type inFlight struct {
 	blob.Store
-	now, most atomic.Int64
+	now, most           atomic.Int64
+	smallNow, smallMost atomic.Int64
 }
 
 func (s *inFlight) Put(ctx context.Context, key string, data []byte, o blob.PutOptions) (blob.ObjectInfo, error) {
 	if strings.HasPrefix(key, "blocks/") || strings.HasPrefix(key, "pages/") {
-		n := s.now.Add(1)
-		defer s.now.Add(-1)
-		for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+		now, most := &s.now, &s.most
+		if len(data) < BlockSize/2 { // a patch is at most a quarter block and its header
+			now, most = &s.smallNow, &s.smallMost
+		}
+		n := now.Add(1)
+		defer now.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
 		// Linger a little, so that PUTs overlap and an unbounded uploader
 		// would show it.
@@ -130,7 +136,10 @@ func TestParallelCuts(t *testing.T) {
 	}
 	check("after the cuts")
 	if most := store.most.Load(); most > int64(cfg.UploadConcurrency) {
-		t.Errorf("%d block or page PUTs in flight at once; UploadConcurrency is %d", most, cfg.UploadConcurrency)
+		t.Errorf("%d whole-block PUTs in flight at once; UploadConcurrency is %d", most, cfg.UploadConcurrency)
+	}
+	if most := store.smallMost.Load(); most > int64(cfg.UploadConcurrency*smallPuts) {
+		t.Errorf("%d patch or page PUTs in flight at once; UploadConcurrency is %d, %d small ones each", most, cfg.UploadConcurrency, smallPuts)
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,14 @@ type blockState struct {
 	over   bool
 	under  int32                       // with over: frozen[b].slot
 	valid  [sectorsPerSlot / 64]uint64 // with sparse: bit i, sector i
+	// written: the sectors written since the block became dirty (or
+	// since its copy-on-write began); a cut stores them, with those of
+	// the block's old patch, as its new patch if they are few (patch.go).
+	written sectorMask
+	// fromZero: the slot started as zeros (a block unmapped whole, or
+	// absent from the recovery point), not as the recovery point's
+	// block: a patch of it is over the zero block.
+	fromZero bool
 }
 
 // Volume is one block volume. It has the method set of scsi.Backend, so the
@@ -317,7 +325,7 @@ func (v *Volume) readRun(ctx context.Context, p []byte, off int64) (int, error) 
 		}
 		// The block is not local: zeros if its recovery point has none,
 		// else the store (the slow way, which drops v.mu to fetch).
-		h, err := v.e.blockHash(ctx, v.base, b)
+		h, err := v.e.blockRef(ctx, v.base, b)
 		if err != nil {
 			v.mu.Unlock()
 			return 0, err
@@ -433,7 +441,7 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 		if v.baseLost {
 			return fmt.Errorf("%w: block %d is not in this data dir's journal and its last recovery point is gone from the store", v.fenced, b)
 		}
-		h, err := v.e.blockHash(ctx, v.base, b)
+		h, err := v.e.blockRef(ctx, v.base, b)
 		if err != nil {
 			return err
 		}
@@ -451,7 +459,7 @@ func (v *Volume) readBlock(ctx context.Context, b uint64, boff int, p []byte) er
 		v.ra.missed = true
 		_, dirty := v.dirty[b]
 		_, frozen := v.frozen[b]
-		if now, err := v.e.blockHash(ctx, v.base, b); err != nil || now != h || dirty || frozen {
+		if now, err := v.e.blockRef(ctx, v.base, b); err != nil || now != h || dirty || frozen {
 			continue // changed meanwhile: look again
 		}
 		copy(p, data[boff:])
@@ -576,8 +584,7 @@ func (v *Volume) zeroLocked(b uint64) bool {
 		return false
 	}
 	// A touched zero block takes the record, so that an unmap frees it.
-	_, ok = p.blocks[uint16(b%pageBlocks)]
-	return !ok && !p.zeros[uint16(b%pageBlocks)]
+	return p.ref(uint16(b%pageBlocks)).isZero() && !p.zeros[uint16(b%pageBlocks)]
 }
 
 // splitRecords cuts [off, off+n) into one record per block.
@@ -752,6 +759,7 @@ func (v *Volume) applyLocked(r *record) error {
 	if err := e.cache.writeLocal(&st, data, boff); err != nil {
 		return err
 	}
+	st.written.addRange(boff, len(data))
 	v.dirty[b] = st
 	return nil
 }
@@ -860,7 +868,7 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 			}
 			break
 		}
-		h, err := e.blockHash(ctx, v.base, b)
+		h, err := e.blockRef(ctx, v.base, b)
 		if err != nil {
 			return -1, false, err
 		}
@@ -876,7 +884,7 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 			}
 			_, dirty := v.dirty[b]
 			_, frozen := v.frozen[b]
-			now, err := e.blockHash(ctx, v.base, b)
+			now, err := e.blockRef(ctx, v.base, b)
 			if err != nil || now != h || dirty || frozen {
 				return -1, err == nil, err
 			}
@@ -922,7 +930,7 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 	case content == nil:
 		// Zeros: nothing to write. No sector is valid yet (the record
 		// about to be applied makes its own valid).
-		st.sparse = true
+		st.sparse, st.fromZero = true, true
 	default:
 		err = e.cache.writeSlot(s, content, 0)
 	}

@@ -231,7 +231,7 @@ func startVersity(t testing.TB, bin string, srv *S3Server, addr string) error {
 	cmd.Stdout = &logBuf
 	cmd.Stderr = &logBuf
 	// Its own process group, so cleanup reaches anything it spawns.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = serverProcAttr()
 	if err := cmd.Start(); err != nil {
 		return err
 	}
