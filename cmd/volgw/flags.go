@@ -63,10 +63,12 @@ type serveOptions struct {
 const defaultMemoryLimit = 192 << 20
 
 // defaultISCSIWriteBuffer is the iSCSI target's write buffer when
-// --iscsi-write-buffer is not given: 8 sessions of qemu-img convert -m 8
-// (2 MiB requests) keep 4 writes each in flight, which keeps every
-// volume's journal busy, and the heap well under defaultMemoryLimit.
-const defaultISCSIWriteBuffer = 64 << 20
+// --iscsi-write-buffer is not given: 16 writes of 2 MiB (qemu's request
+// size) in flight, two for each of 8 volumes written at once, which keeps
+// each volume's journal writing one batch while the next fills. More
+// buys no write rate on 2 CPUs and costs the control plane: every write
+// in flight is a goroutine that wants a CPU (bench/control.sh).
+const defaultISCSIWriteBuffer = 32 << 20
 
 // minISCSIWriteBuffer is the smallest --iscsi-write-buffer accepted: two
 // of qemu's 2 MiB writes in flight at once. (A write larger than the
@@ -103,7 +105,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	memLimit := sizeFlag(defaultMemoryLimit)
 	fs.Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory (GC target), e.g. 128MiB")
 	writeBuf := sizeFlag(defaultISCSIWriteBuffer)
-	fs.Var(&writeBuf, "iscsi-write-buffer", "memory for the write data the iSCSI target holds at once, all sessions together; a write waits for space before its data is solicited (R2T), e.g. 32MiB")
+	fs.Var(&writeBuf, "iscsi-write-buffer", "memory for the write data the iSCSI target holds at once, all sessions together; a write waits for space before its data is solicited (R2T), e.g. 64MiB")
 	fs.DurationVar(&o.StatusSampleInterval, "status-sample-interval", 10*time.Second, "how often the status page (/status) samples each volume's recovery-point lag for its one-hour chart (1s to 1m)")
 	fs.DurationVar(&o.RecoveryPointRetention, "recovery-point-retention", 0, "keep every recovery point of a volume this long, e.g. 24h, to snapshot any of them (volgw recovery-points); 0 keeps only the latest, as AWS does")
 	fs.StringVar(&o.EncryptionKeys, "encryption-keys", "", "keyring file (mode 0600) of the keys volumes are sealed with, one \"<name> <base64 32 bytes>\" per line (volgw key new NAME makes one); default: $"+envEncryptionKeys)

@@ -47,7 +47,7 @@ type Config struct {
 	// returns. A write whose data must be solicited waits for space
 	// before its R2T goes out; data the initiator sends unsolicited
 	// (immediate data and the first burst, at most FirstBurstLength a
-	// command) is always taken. Default 64 MiB. See writeBuffers.
+	// command) is always taken. Default 32 MiB. See writeBuffers.
 	WriteBuffer int64
 	// CommandWindow is how many commands an initiator may have queued
 	// (MaxCmdSN - ExpCmdSN + 1 when idle). Default 128.
@@ -92,7 +92,7 @@ func (c *Config) setDefaults() {
 		c.MaxSessionBuffer = 512 << 20
 	}
 	if c.WriteBuffer <= 0 {
-		c.WriteBuffer = 64 << 20
+		c.WriteBuffer = 32 << 20
 	}
 	if c.CommandWindow == 0 {
 		c.CommandWindow = 128
