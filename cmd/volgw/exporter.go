@@ -45,9 +45,9 @@ type iscsiExporter struct {
 
 // newISCSIExporter starts the iSCSI target server on ln, with no targets;
 // the control plane exports each volume of a running gateway at start.
-func newISCSIExporter(ctx context.Context, dataDir string, ln net.Listener, volumes func(string) (scsi.Backend, error), log *slog.Logger) (exporter, error) {
+func newISCSIExporter(ctx context.Context, dataDir string, ln net.Listener, volumes func(string) (scsi.Backend, error), writeBuffer int64, log *slog.Logger) (exporter, error) {
 	e := &iscsiExporter{
-		srv:     iscsi.NewServer(iscsi.Config{Logger: log}),
+		srv:     iscsi.NewServer(iscsi.Config{Logger: log, WriteBuffer: writeBuffer}),
 		volumes: volumes, log: log, served: make(chan struct{}),
 		prDir:    filepath.Join(dataDir, "reservations"),
 		exported: map[string]control.ExportSpec{},

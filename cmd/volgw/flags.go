@@ -32,6 +32,9 @@ type serveOptions struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes (0: the
 	// default, defaultMemoryLimit).
 	MemoryLimit int64
+	// ISCSIWriteBuffer bounds the write data the iSCSI target holds
+	// (iscsi.Config.WriteBuffer).
+	ISCSIWriteBuffer int64
 	// StatusSampleInterval is how often the status page samples each
 	// volume's recovery-point lag for its chart of the last hour.
 	StatusSampleInterval time.Duration
@@ -60,6 +63,19 @@ type serveOptions struct {
 // uploads. It is a target for the heap, not a cap: memory the process
 // needs is never refused, it costs GC time instead.
 const defaultMemoryLimit = 192 << 20
+
+// defaultISCSIWriteBuffer is the iSCSI target's write buffer when
+// --iscsi-write-buffer is not given: 16 writes of 2 MiB (qemu's request
+// size) in flight, two for each of 8 volumes written at once, which keeps
+// each volume's journal writing one batch while the next fills. More
+// buys no write rate on 2 CPUs and costs the control plane: every write
+// in flight is a goroutine that wants a CPU (bench/control.sh).
+const defaultISCSIWriteBuffer = 32 << 20
+
+// minISCSIWriteBuffer is the smallest --iscsi-write-buffer accepted: two
+// of qemu's 2 MiB writes in flight at once. (A write larger than the
+// buffer is still served, alone.)
+const minISCSIWriteBuffer = 4 << 20
 
 // defaultGCInterval is how often GC runs unless --gc-interval says: a
 // superseded object is reclaimed within G plus this of being superseded.
@@ -90,6 +106,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.PprofListen, "pprof-listen", "", "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (off by default; a bare :port means loopback)")
 	memLimit := sizeFlag(defaultMemoryLimit)
 	fs.Var(&memLimit, "memory-limit", "soft limit of the Go runtime's memory (GC target), e.g. 128MiB")
+	writeBuf := sizeFlag(defaultISCSIWriteBuffer)
+	fs.Var(&writeBuf, "iscsi-write-buffer", "memory for the write data the iSCSI target holds at once, all sessions together; a write waits for space before its data is solicited (R2T), e.g. 64MiB")
 	fs.DurationVar(&o.StatusSampleInterval, "status-sample-interval", 10*time.Second, "how often the status page (/status) samples each volume's recovery-point lag for its one-hour chart (1s to 1m)")
 	fs.DurationVar(&o.RecoveryPointRetention, "recovery-point-retention", 0, "keep every recovery point of a volume this long, e.g. 24h, to snapshot any of them (volgw recovery-points); 0 keeps only the latest, as AWS does")
 	fs.StringVar(&o.EncryptionKeys, "encryption-keys", "", "keyring file (mode 0600) of the keys volumes are sealed with, one \"<name> <base64 32 bytes>\" per line (volgw key new NAME makes one); default: $"+envEncryptionKeys)
@@ -108,6 +126,11 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, error) {
 		return o, errUsage
 	}
 	o.CacheDiskSize, o.UploadBufferDiskSize, o.MemoryLimit = int64(cache), int64(buffer), int64(memLimit)
+	o.ISCSIWriteBuffer = int64(writeBuf)
+	if o.ISCSIWriteBuffer < minISCSIWriteBuffer {
+		fmt.Fprintf(stderr, "volgw serve: --iscsi-write-buffer %d: want at least %dMiB\n", o.ISCSIWriteBuffer, minISCSIWriteBuffer>>20)
+		return o, errUsage
+	}
 	if o.StatusSampleInterval < time.Second || o.StatusSampleInterval > time.Minute {
 		fmt.Fprintf(stderr, "volgw serve: --status-sample-interval %s: want 1s to 1m\n", o.StatusSampleInterval)
 		return o, errUsage

@@ -82,7 +82,7 @@ type exporter interface {
 // passes productionParts, tests pass the same unless they say otherwise.
 type parts struct {
 	openEngine  func(ctx context.Context, eo engineOptions, store blob.Store, log *slog.Logger) (openedEngine, error)
-	newExporter func(ctx context.Context, dataDir string, ln net.Listener, volumes func(string) (scsi.Backend, error), log *slog.Logger) (exporter, error)
+	newExporter func(ctx context.Context, dataDir string, ln net.Listener, volumes func(string) (scsi.Backend, error), writeBuffer int64, log *slog.Logger) (exporter, error)
 }
 
 // start opens everything `volgw serve` runs, binds both listeners and
@@ -160,7 +160,7 @@ func start(ctx context.Context, o serveOptions, stdout io.Writer, getenv func(st
 	if err != nil {
 		return nil, err
 	}
-	exp, err := p.newExporter(ctx, o.DataDir, a.iscsiLn, engine.Volumes, log)
+	exp, err := p.newExporter(ctx, o.DataDir, a.iscsiLn, engine.Volumes, o.ISCSIWriteBuffer, log)
 	if err != nil {
 		return nil, fmt.Errorf("start iSCSI target: %w", err)
 	}

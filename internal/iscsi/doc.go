@@ -44,16 +44,23 @@
 // and batches PDUs into buffered writes. MaxCmdSN shrinks by the number of
 // commands outstanding, which is the target's flow control.
 //
-// Buffers: Data-Out is gathered straight into pooled buffers; reads of
-// 64 KiB and more offer a pooled Command.DataInBuffer, which a unit that
-// fills it (and returns it as DataIn) gets back only after the writer has
-// sent it. Data-In of 16 KiB and more goes to the socket by writev without
-// being copied, so a unit must not change DataIn after returning it.
+// Buffers: Data-Out is gathered straight into buffers kept for reuse;
+// reads of 64 KiB and more offer a pooled Command.DataInBuffer, which a
+// unit that fills it (and returns it as DataIn) gets back only after the
+// writer has sent it. Data-In of 16 KiB and more goes to the socket by
+// writev without being copied, so a unit must not change DataIn after
+// returning it.
 //
 // Resource bounds: Data-Out is gathered into a buffer of the command's
-// ExpectedDataTransferLength (at most Config.MaxDataTransfer); a session's
-// buffers together stay within Config.MaxSessionBuffer, beyond which a
-// write is answered TASK SET FULL. An initiator that ignores MaxCmdSN by
+// ExpectedDataTransferLength (at most Config.MaxDataTransfer). A write
+// whose data must be solicited takes its buffer from the server's write
+// buffer (Config.WriteBuffer, all sessions together) and sends its R2T
+// only once the buffer is granted, in arrival order: the write data held
+// at once stays within that bound however many initiators write, and
+// with it the goroutines executing writes. What initiators send
+// unsolicited (immediate data, the first burst) is always taken. A
+// session's buffers together stay within Config.MaxSessionBuffer, beyond
+// which a write is answered TASK SET FULL. An initiator that ignores MaxCmdSN by
 // more than the window is disconnected. With Config.NopInInterval set, a
 // quiet initiator is pinged with NOP-In and dropped if it does not answer.
 //

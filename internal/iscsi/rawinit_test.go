@@ -988,8 +988,15 @@ func TestNopInWithLibiscsi(t *testing.T) {
 // TestRawSimulation runs several sessions at once, each with randomly
 // negotiated data-path keys, doing random writes and reads in its own
 // region of the LUN and checking every read against a model of what it
-// wrote. The seed is logged; VOLGW_SIM_SEED replays one.
+// wrote. The seed is logged; VOLGW_SIM_SEED replays one. It runs twice:
+// with the default write buffer, and with one of 128 KiB, where the
+// sessions' writes (up to 128 KiB each) wait for one another's buffers.
 func TestRawSimulation(t *testing.T) {
+	t.Run("default", func(t *testing.T) { rawSimulation(t, Config{}) })
+	t.Run("write-buffer-128KiB", func(t *testing.T) { rawSimulation(t, Config{WriteBuffer: 128 << 10}) })
+}
+
+func rawSimulation(t *testing.T, cfg Config) {
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("VOLGW_SIM_SEED"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
@@ -1002,7 +1009,7 @@ func TestRawSimulation(t *testing.T) {
 	const sessions = 4
 	const region = 1 << 20
 	const ops = 60
-	tt := startTarget(t, sessions*region, nil)
+	tt := startTargetConfig(t, sessions*region, nil, cfg)
 	errs := make(chan error, sessions)
 	for s := range sessions {
 		rng := mrand.New(mrand.NewSource(seed + int64(s)))

@@ -42,6 +42,13 @@ type Config struct {
 	// is answered TASK SET FULL at once, and the initiator retries.
 	// Default 512 MiB.
 	MaxSessionBuffer int64
+	// WriteBuffer bounds the Data-Out buffer space of the whole server:
+	// the write data it solicits (R2T) and holds until the logical unit
+	// returns. A write whose data must be solicited waits for space
+	// before its R2T goes out; data the initiator sends unsolicited
+	// (immediate data and the first burst, at most FirstBurstLength a
+	// command) is always taken. Default 32 MiB. See writeBuffers.
+	WriteBuffer int64
 	// CommandWindow is how many commands an initiator may have queued
 	// (MaxCmdSN - ExpCmdSN + 1 when idle). Default 128.
 	CommandWindow uint32
@@ -83,6 +90,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxSessionBuffer == 0 {
 		c.MaxSessionBuffer = 512 << 20
+	}
+	if c.WriteBuffer <= 0 {
+		c.WriteBuffer = 32 << 20
 	}
 	if c.CommandWindow == 0 {
 		c.CommandWindow = 128
@@ -129,6 +139,8 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	lim targetLimits
+	// writeBufs holds the solicited Data-Out of every session.
+	writeBufs *writeBuffers
 
 	// mu guards every field below.
 	mu      sync.Mutex
@@ -167,6 +179,7 @@ func NewServer(cfg Config) *Server {
 			FirstBurstLength:         cfg.FirstBurstLength,
 			MaxOutstandingR2T:        cfg.MaxOutstandingR2T,
 		},
+		writeBufs: newWriteBuffers(cfg.WriteBuffer, cfg.Now),
 		targets:   make(map[string]*target),
 		removed:   make(map[string]bool),
 		listeners: make(map[net.Listener]struct{}),

@@ -11,6 +11,7 @@ type taskState byte
 
 const (
 	taskGathering taskState = iota // waiting for Data-Out
+	taskWaiting                    // unsolicited data in, waiting for write buffer space to solicit the rest
 	taskExecuting                  // handed to the logical unit
 )
 
@@ -21,16 +22,29 @@ type task struct {
 	cmd      scsi.Command
 	cdbBuf   [16]byte
 	readLen  uint32 // expected Data-In length
-	state    taskState
+	// state is written by the reader goroutine, and by a task's
+	// bufferWait goroutine under session.mu while it is taskWaiting.
+	state taskState
 	// finished is closed once the task will send nothing more.
 	finished chan struct{}
 
 	// Guarded by session.mu.
 	aborted    bool // a task management function ended the task
 	completing bool // the response is being queued; too late to abort
+	// stopWait, closed by a task management function, ends a
+	// taskWaiting task's wait for buffer space.
+	stopWait chan struct{}
 
 	// Data-Out gathering, touched only by the reader goroutine.
-	buf         []byte // EDTL bytes, from the buffer pool
+	buf []byte // EDTL bytes: from Server.writeBufs if fromWriteBufs, else the pool
+	// fromWriteBufs: buf is solicited-data space, returned to
+	// Server.writeBufs.
+	fromWriteBufs bool
+	// partial: buf holds only the unsolicited data; the full buffer must
+	// be granted before any R2T.
+	partial bool
+	// counted: the EDTL is in session.buffered.
+	counted     bool
 	inBuf       []byte // offered as Command.DataInBuffer, from the pool
 	received    uint32 // Data-Out bytes in place, immediate data included
 	unsolNext   uint32 // offset the next unsolicited Data-Out must carry
@@ -143,17 +157,38 @@ func (ss *session) handleCommand(h *header) error {
 		ss.failTask(t, nil)
 		return nil
 	}
+	t.counted = true
 	if uint32(n) > edtl {
 		// Immediate data beyond EDTL: a protocol error by the initiator.
 		if err := discardData(ss.br, n, ss.cp.digests); err != nil {
 			return err
 		}
-		ss.buffered.Add(-int64(edtl))
 		ss.failTask(t, fixedSense(senseAbortedCommand, 0x0c, 0x0c)) // UNEXPECTED UNSOLICITED DATA
 		return nil
 	}
-	t.buf = getBuf(int(edtl))
 	imm := uint32(n)
+	t.unsolEnd, t.unsolDone = imm, true
+	if !h.final() && !ss.sp.InitialR2T {
+		t.unsolEnd = max(imm, min(ss.sp.FirstBurstLength, edtl))
+		t.unsolDone = t.unsolEnd == imm
+	}
+	switch {
+	case t.unsolEnd == edtl:
+		// All of it comes unsolicited: the target cannot hold it back, and
+		// the command window bounds how much (FirstBurstLength each).
+		t.buf = getBuf(int(edtl))
+	default:
+		if b := ss.srv.writeBufs.tryGet(int(edtl)); b != nil {
+			t.buf, t.fromWriteBufs = b, true
+			break
+		}
+		// No space for the data to solicit: take what comes unsolicited
+		// into a buffer of its own; advance waits for the space.
+		t.partial = true
+		if t.unsolEnd > 0 {
+			t.buf = getBuf(int(t.unsolEnd))
+		}
+	}
 	if imm > 0 {
 		if err := readData(ss.br, t.buf[:imm], ss.cp.digests); err != nil {
 			if errors.Is(err, errDataDigest) {
@@ -166,12 +201,6 @@ func (ss *session) handleCommand(h *header) error {
 	}
 	t.received = imm
 	t.unsolNext = imm
-	t.unsolEnd = imm
-	t.unsolDone = true
-	if !h.final() && !ss.sp.InitialR2T {
-		t.unsolEnd = max(imm, min(ss.sp.FirstBurstLength, edtl))
-		t.unsolDone = t.unsolEnd == imm
-	}
 	t.nextR2T = t.unsolEnd
 	ss.advance(t)
 	return nil
@@ -185,6 +214,75 @@ func (ss *session) advance(t *task) {
 		ss.startExecution(t)
 		return
 	}
+	if t.partial {
+		if t.unsolDone {
+			ss.awaitBuffer(t)
+		}
+		return
+	}
+	ss.mu.Lock()
+	ss.solicitLocked(t)
+	ss.mu.Unlock()
+}
+
+// awaitBuffer asks Server.writeBufs for the full buffer of a task whose
+// unsolicited data is in, and solicits the rest once it is granted: at
+// once if the space is free, else from a goroutine of its own, the task
+// taskWaiting meanwhile. Reader goroutine only.
+func (ss *session) awaitBuffer(t *task) {
+	w := ss.srv.writeBufs.wait(int(t.cmd.ExpectedDataTransferLength))
+	select {
+	case b := <-w.ch:
+		ss.mu.Lock()
+		ss.installLocked(t, b)
+		ss.mu.Unlock()
+		return
+	default:
+	}
+	ss.mu.Lock()
+	t.state = taskWaiting
+	t.stopWait = make(chan struct{})
+	ss.mu.Unlock()
+	ss.execWG.Add(1)
+	go func() {
+		defer ss.execWG.Done()
+		b := ss.srv.writeBufs.await(ss.ctx, w, t.stopWait)
+		ss.mu.Lock()
+		if b != nil && !t.aborted && ss.ctx.Err() == nil {
+			t.state = taskGathering
+			ss.installLocked(t, b)
+			ss.mu.Unlock()
+			return
+		}
+		// Aborted (a task management function waits for finished), or
+		// the session is ending: the task ends here, without a response.
+		ss.srv.writeBufs.put(b)
+		if ss.tasks[t.itt] == t {
+			delete(ss.tasks, t.itt)
+		}
+		t.completing = true
+		t.state = taskExecuting
+		ss.mu.Unlock()
+		ss.releaseBuf(t)
+		ss.outstanding.Add(-1)
+		close(t.finished)
+	}()
+}
+
+// installLocked moves a partial task's unsolicited data into its granted
+// buffer and solicits the rest. Caller holds ss.mu.
+func (ss *session) installLocked(t *task, b []byte) {
+	copy(b, t.buf[:t.received])
+	putBuf(t.buf)
+	t.buf, t.fromWriteBufs, t.partial = b, true, false
+	ss.solicitLocked(t)
+}
+
+// solicitLocked sends the R2Ts a gathering task may have outstanding.
+// Caller holds ss.mu, which orders it with the reader's handling of the
+// Data-Out it solicits when a bufferWait goroutine sends it.
+func (ss *session) solicitLocked(t *task) {
+	edtl := t.cmd.ExpectedDataTransferLength
 	for t.r2tsOut < ss.sp.MaxOutstandingR2T && t.nextR2T < edtl {
 		length := min(ss.sp.MaxBurstLength, edtl-t.nextR2T)
 		ttt := ss.nextTTT
@@ -193,9 +291,7 @@ func (ss *session) advance(t *task) {
 			ss.nextTTT = 1
 		}
 		seq := &r2tSeq{t: t, ttt: ttt, offset: t.nextR2T, length: length}
-		ss.mu.Lock()
 		ss.r2ts[ttt] = seq
-		ss.mu.Unlock()
 		p := newOut()
 		p.bhs[0] = opR2T
 		p.bhs[1] = flagFinal
@@ -221,14 +317,18 @@ func (ss *session) handleDataOut(h *header) error {
 	itt, ttt := h.itt(), h.ttt()
 	var t *task
 	var seq *r2tSeq
+	gathering := false
 	ss.mu.Lock()
 	if ttt == reservedTag {
 		t = ss.tasks[itt]
 	} else if seq = ss.r2ts[ttt]; seq != nil && seq.t.itt == itt {
 		t = seq.t
 	}
+	if t != nil {
+		gathering = t.state == taskGathering && t.buf != nil
+	}
 	ss.mu.Unlock()
-	if t == nil || t.state != taskGathering || t.buf == nil {
+	if !gathering {
 		return discardData(ss.br, int(n), ss.cp.digests)
 	}
 	off := h.bufferOffset()
@@ -311,12 +411,19 @@ const statusTaskSetFull = 0x28
 // releaseBuf returns a task's Data-Out buffer to the pool and the
 // session's budget.
 func (ss *session) releaseBuf(t *task) {
+	if t.counted {
+		ss.buffered.Add(-int64(t.cmd.ExpectedDataTransferLength))
+		t.counted = false
+	}
 	if t.buf == nil {
 		return
 	}
-	ss.buffered.Add(-int64(t.cmd.ExpectedDataTransferLength))
-	putBuf(t.buf)
-	t.buf = nil
+	if t.fromWriteBufs {
+		ss.srv.writeBufs.put(t.buf)
+	} else {
+		putBuf(t.buf)
+	}
+	t.buf, t.fromWriteBufs = nil, false
 	t.cmd.DataOut = nil
 }
 

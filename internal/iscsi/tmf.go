@@ -74,19 +74,26 @@ func (ss *session) handleTMF(h *header) error {
 		response = tmfRejected
 	}
 	// Tasks still gathering data are ended here, on the reader goroutine
-	// that owns their gathering state.
+	// that owns their gathering state; a task waiting for write buffer
+	// space is told to stop, and its waiting goroutine ends it.
 	for _, t := range victims {
-		if t.state == taskGathering {
-			ss.mu.Lock()
+		ss.mu.Lock()
+		switch t.state {
+		case taskWaiting:
+			close(t.stopWait)
+			ss.mu.Unlock()
+		case taskGathering:
 			ss.dropR2TsLocked(t)
 			if ss.tasks[t.itt] == t {
 				delete(ss.tasks, t.itt)
 			}
+			t.state = taskExecuting
 			ss.mu.Unlock()
 			ss.releaseBuf(t)
-			t.state = taskExecuting
 			ss.outstanding.Add(-1)
 			close(t.finished)
+		default:
+			ss.mu.Unlock()
 		}
 	}
 	ss.execWG.Add(1)
