@@ -13,7 +13,7 @@ trap 'rm -f "$out"' EXIT
 # The machine's load goes in the header: on a shared machine it is what
 # says how far to trust a run.
 load_before=$(cut -d' ' -f1 /proc/loadavg)
-go test -run '^$' -bench '^BenchmarkEngine' -benchtime=1x -timeout 20m ./internal/volume | tee "$out" >&2
+go test -run '^$' -bench '^BenchmarkEngine' -benchtime=1x -timeout 40m ./internal/volume | tee "$out" >&2
 [ "${1:-}" = "-raw" ] && cat "$out"
 
 echo
