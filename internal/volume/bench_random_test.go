@@ -33,28 +33,10 @@ func BenchmarkEngineRandomWrite(b *testing.B) {
 	)
 	ctx := context.Background()
 	data := randomBytes(b, ioSize)
-	offsets := func(span int64, seed uint64) []int64 {
-		r := rand.New(rand.NewPCG(seed, 1))
-		offs := make([]int64, writes)
-		for i := range offs {
-			offs[i] = r.Int64N(span/ioSize) * ioSize
-		}
-		return offs
-	}
+	offsets := func(span int64, seed uint64) []int64 { return randomOffsets(seed, writes, span, ioSize) }
 	run := func(w func(int64) error, offs []int64) float64 {
 		start := time.Now()
-		var wg sync.WaitGroup
-		for q := range qd {
-			wg.Go(func() {
-				for i := q; i < len(offs); i += qd {
-					if err := w(offs[i]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		atDepth(b, qd, offs, w)
 		return float64(len(offs)) / time.Since(start).Seconds()
 	}
 	engine := func(span int64, seed uint64) float64 {
@@ -117,28 +99,8 @@ func BenchmarkEngineRandomWriteDurable(b *testing.B) {
 	)
 	ctx := context.Background()
 	data := randomBytes(b, ioSize)
-	offsets := func(seed uint64) []int64 {
-		r := rand.New(rand.NewPCG(seed, 1))
-		offs := make([]int64, writes)
-		for i := range offs {
-			offs[i] = r.Int64N(volSize/ioSize) * ioSize
-		}
-		return offs
-	}
-	run := func(w func(int64) error, offs []int64) {
-		var wg sync.WaitGroup
-		for q := range qd {
-			wg.Go(func() {
-				for i := q; i < len(offs); i += qd {
-					if err := w(offs[i]); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}
+	offsets := func(seed uint64) []int64 { return randomOffsets(seed, writes, volSize, ioSize) }
+	run := func(w func(int64) error, offs []int64) { atDepth(b, qd, offs, w) }
 	engine := func(whole bool, seed uint64) (iops, perWrite float64) {
 		e := benchEngine(b, blobtest.NewFS(b), 10<<30, 2<<30, 5*time.Second, func(c *Config) { c.WholeBlocks = whole })
 		defer e.Close()
@@ -193,4 +155,32 @@ func BenchmarkEngineRandomWriteDurable(b *testing.B) {
 	b.ReportMetric(median(whole)/median(peer), "whole/peer")
 	b.ReportMetric(median(patchedBytes), "patches_B/write")
 	b.ReportMetric(median(wholeBytes), "whole_B/write")
+}
+
+// randomOffsets is n random size-aligned offsets in [0, span), the same
+// for the same seed (each peer of a round writes at the same places).
+func randomOffsets(seed uint64, n int, span, size int64) []int64 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	offs := make([]int64, n)
+	for i := range offs {
+		offs[i] = r.Int64N(span/size) * size
+	}
+	return offs
+}
+
+// atDepth calls w for every offset, qd at a time, as an initiator with
+// qd commands in flight issues them.
+func atDepth(b *testing.B, qd int, offs []int64, w func(int64) error) {
+	var wg sync.WaitGroup
+	for q := range qd {
+		wg.Go(func() {
+			for i := q; i < len(offs); i += qd {
+				if err := w(offs[i]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

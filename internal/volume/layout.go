@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -170,47 +171,38 @@ func (p *page) free(i uint16) {
 // layout (its zero count may be 0), then a count and (index, patch hash,
 // sector mask) triples in index order.
 func encodePage(p *page) []byte {
-	idx := make([]int, 0, len(p.blocks))
-	for i := range p.blocks {
-		idx = append(idx, int(i))
-	}
-	sort.Ints(idx)
-	out := make([]byte, 8, 8+len(idx)*(2+sha256.Size)+4+2*len(p.zeros)+4+len(p.patches)*(2+sha256.Size+sectorMaskBytes))
+	out := make([]byte, 8, 8+len(p.blocks)*(2+sha256.Size)+4+2*len(p.zeros)+4+len(p.patches)*(2+sha256.Size+sectorMaskBytes))
 	copy(out, "VPG1")
-	binary.BigEndian.PutUint32(out[4:], uint32(len(idx)))
-	for _, i := range idx {
-		h := p.blocks[uint16(i)]
-		out = binary.BigEndian.AppendUint16(out, uint16(i))
+	binary.BigEndian.PutUint32(out[4:], uint32(len(p.blocks)))
+	for _, i := range sortedKeys(p.blocks) {
+		h := p.blocks[i]
+		out = binary.BigEndian.AppendUint16(out, i)
 		out = append(out, h[:]...)
 	}
 	if len(p.zeros) > 0 || len(p.patches) > 0 {
 		copy(out, "VPG2")
-		zs := make([]int, 0, len(p.zeros))
-		for i := range p.zeros {
-			zs = append(zs, int(i))
-		}
-		sort.Ints(zs)
-		out = binary.BigEndian.AppendUint32(out, uint32(len(zs)))
-		for _, i := range zs {
-			out = binary.BigEndian.AppendUint16(out, uint16(i))
+		out = binary.BigEndian.AppendUint32(out, uint32(len(p.zeros)))
+		for _, i := range sortedKeys(p.zeros) {
+			out = binary.BigEndian.AppendUint16(out, i)
 		}
 	}
 	if len(p.patches) > 0 {
 		copy(out, "VPG3")
-		ps := make([]int, 0, len(p.patches))
-		for i := range p.patches {
-			ps = append(ps, int(i))
-		}
-		sort.Ints(ps)
-		out = binary.BigEndian.AppendUint32(out, uint32(len(ps)))
-		for _, i := range ps {
-			pt := p.patches[uint16(i)]
-			out = binary.BigEndian.AppendUint16(out, uint16(i))
+		out = binary.BigEndian.AppendUint32(out, uint32(len(p.patches)))
+		for _, i := range sortedKeys(p.patches) {
+			pt := p.patches[i]
+			out = binary.BigEndian.AppendUint16(out, i)
 			out = append(out, pt.Hash[:]...)
 			out = pt.Mask.append(out)
 		}
 	}
 	return out
+}
+
+// sortedKeys returns m's keys in order: what an encoding that must be
+// the same for equal contents iterates.
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	return slices.Sorted(maps.Keys(m))
 }
 
 func decodePage(b []byte) (*page, error) {

@@ -150,19 +150,6 @@ func (m *modelRun) pickVol() (string, *modelVol) {
 	return id, m.vols[id]
 }
 
-func sortedKeys[V any](mp map[string]V) []string {
-	ks := make([]string, 0, len(mp))
-	for k := range mp {
-		ks = append(ks, k)
-	}
-	for i := 1; i < len(ks); i++ {
-		for j := i; j > 0 && ks[j] < ks[j-1]; j-- {
-			ks[j], ks[j-1] = ks[j-1], ks[j]
-		}
-	}
-	return ks
-}
-
 var idCounter atomic.Int64
 
 func newID(prefix string) string { return fmt.Sprintf("%s-%017X", prefix, idCounter.Add(1)) }
