@@ -139,12 +139,29 @@ type volSched struct {
 	err     error
 	fails   int
 	retryAt time.Time
+	// quiet is the pause that counts as the end of the volume's burst:
+	// quietAfter, doubled (up to quietMost) each time its writer came
+	// back within quietBack of a pause it was cut on — on a loaded
+	// machine a busy writer's commands can be that far apart — and halved
+	// after each such pause that lasted.
+	quiet time.Duration
+	// pausedAt is the last write before the pause a launched cut was due
+	// to, until the scans have seen whether the pause lasted.
+	pausedAt time.Time
 }
+
+// quietMost bounds the pause taken as the end of a burst (volSched.quiet);
+// quietBack is how soon a writer that resumes after a pause it was cut on
+// shows that the pause was not the end of its burst.
+const (
+	quietMost = 8 * quietAfter
+	quietBack = time.Second
+)
 
 func (s *uploadSched) state(v *Volume) *volSched {
 	vs := s.vols[v]
 	if vs == nil {
-		vs = &volSched{}
+		vs = &volSched{quiet: quietAfter}
 		s.vols[v] = vs
 	}
 	return vs
@@ -185,7 +202,8 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 	type cand struct {
 		v      *Volume
 		urgent bool
-		from   uint64 // oldest journal record it holds
+		from   uint64    // oldest journal record it holds
+		paused time.Time // due to a pause after this write
 	}
 	var due []cand
 	if pressure {
@@ -207,7 +225,17 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 			v.noteClean()
 		}
 		dirty := len(v.dirty) > 0
+		if !vs.pausedAt.IsZero() {
+			// Was the last pause cut on the end of a burst?
+			switch back := v.lastWrite.After(vs.pausedAt); {
+			case back && v.lastWrite.Sub(vs.pausedAt) < quietBack:
+				vs.quiet, vs.pausedAt = min(2*vs.quiet, quietMost), time.Time{}
+			case back || now.Sub(vs.pausedAt) >= quietBack:
+				vs.quiet, vs.pausedAt = max(quietAfter, vs.quiet/2), time.Time{}
+			}
+		}
 		var why bool
+		var paused time.Time
 		urgent := v.cut != nil || len(v.pendingSnaps) > 0
 		switch {
 		case v.usable() != nil:
@@ -219,9 +247,12 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 			lead := vs.lastDur + vs.lastDur/4 + scanEvery(s.interval)
 			at := v.recoveryTime().Add(s.interval - lead)
 			// Or once its writes have paused, the cuts spaced.
-			quiet := v.lastWrite.Add(quietAfter)
+			quiet := v.lastWrite.Add(vs.quiet)
 			if !vs.start.IsZero() {
 				quiet = later(quiet, vs.start.Add(quietSpacing(s.interval)))
+			}
+			if now.Before(at) && !now.Before(quiet) {
+				paused = v.lastWrite
 			}
 			at = earlier(at, quiet)
 			why = !now.Before(at)
@@ -240,7 +271,7 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 			}
 			continue
 		}
-		due = append(due, cand{v, urgent, from})
+		due = append(due, cand{v, urgent, from, paused})
 	}
 	// Retries and snapshots first, then the volume holding the oldest
 	// journal records: releasing them is what frees the ring.
@@ -259,6 +290,9 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 		}
 		vs := s.state(c.v)
 		vs.running, vs.start = true, e.now()
+		if !c.paused.IsZero() {
+			vs.pausedAt = c.paused
+		}
 		s.running++
 		go func() {
 			err := e.cutVolume(ctx, c.v, false)

@@ -57,9 +57,10 @@ func seqOf(v *Volume) uint64 {
 // (uploadSched.scan, driven scan by scan on a fake clock). A volume
 // written once is not cut while the clock stands, asks for a scan exactly
 // quietAfter after its write, and is cut then. One written every 100 ms
-// (longer pauses than quietAfter) is cut once per quietSpacing, not after
-// every write; one written every 20 ms (never quiet) is not cut by the
-// pause rule at all.
+// (longer pauses than quietAfter) is cut at most once per quietSpacing,
+// and once its writer has come back right after the pauses it was cut on,
+// those pauses no longer count; a pause that lasts makes them count again.
+// One written every 20 ms (never quiet) is not cut by the pause rule.
 func TestQuietCut(t *testing.T) {
 	ctx := context.Background()
 	te, clock, vols := quietEngine(t, 1)
@@ -96,35 +97,47 @@ func TestQuietCut(t *testing.T) {
 		t.Fatalf("recovery point %v, want %v (the cut's start)", rp.Time, clock.now())
 	}
 
-	// A trickle: a write, a 100 ms pause, over 3 s. Cut once per
-	// quietSpacing (the first a spacing after the cut above).
+	// A trickle: a write, a 100 ms pause, over 3 s. The writer came back
+	// at once after the pause above was cut on, so a pause now takes
+	// 2×quietAfter: the 100 ms ones still count, and the volume is cut
+	// again a quietSpacing after the last cut, not before. Its writer
+	// comes back again: now 100 ms pauses are part of its burst, and the
+	// trickle is left to the interval.
 	spacing := quietSpacing(interval)
 	lastCut := clock.now()
-	cuts := 0
+	var cutAt []int
 	for i := range 30 {
 		write(byte(2 + i%8))
 		clock.advance(100 * time.Millisecond)
-		cut, next := step(t, s, ctx)
-		due := !clock.now().Before(lastCut.Add(spacing))
-		switch {
-		case due && len(cut) != 1:
-			t.Fatalf("trickle step %d: not cut %v after the last cut", i, clock.now().Sub(lastCut))
-		case !due && len(cut) != 0:
-			t.Fatalf("trickle step %d: cut %v after the last cut; quietSpacing is %v", i, clock.now().Sub(lastCut), spacing)
-		case due:
+		cut, _ := step(t, s, ctx)
+		if len(cut) > 0 {
+			if d := clock.now().Sub(lastCut); d < spacing {
+				t.Fatalf("trickle step %d: cut %v after the last cut; quietSpacing is %v", i, d, spacing)
+			}
 			lastCut = clock.now()
-			cuts++
-		case !next.Equal(lastCut.Add(spacing)):
-			t.Fatalf("trickle step %d: next scan at %v, want a spacing after the last cut (%v)", i, next, lastCut.Add(spacing))
+			cutAt = append(cutAt, i)
 		}
 	}
-	if cuts != 3 {
-		t.Fatalf("%d cuts in 3 s of trickle; want 3 (one a second: quietSpacing is %v)", cuts, spacing)
+	if len(cutAt) != 1 || cutAt[0] != 9 {
+		t.Fatalf("trickle cut at steps %v; want only at step 9 (a second after the last cut)", cutAt)
+	}
+	if q := s.vols[v].quiet; q != 4*quietAfter {
+		t.Fatalf("pause taken as a burst's end %v after the writer came back twice; want %v", q, 4*quietAfter)
+	}
+
+	// A pause that lasts (a second, with no write) halves it again.
+	clock.advance(4 * quietAfter)
+	if cut, _ := step(t, s, ctx); len(cut) != 1 {
+		t.Fatalf("not cut %v after the trickle's last write", 4*quietAfter)
+	}
+	clock.advance(quietBack)
+	step(t, s, ctx)
+	if q := s.vols[v].quiet; q != 2*quietAfter {
+		t.Fatalf("pause taken as a burst's end %v after a pause that lasted; want %v", q, 2*quietAfter)
 	}
 
 	// Writes 20 ms apart: never quiet, so only the interval would cut.
 	// The recovery point is the last cut's, and the interval is far off.
-	clock.advance(spacing)
 	for i := range 100 {
 		write(byte(10 + i%8))
 		clock.advance(20 * time.Millisecond)
