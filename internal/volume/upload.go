@@ -28,7 +28,8 @@ import (
 //     scan), so that it is published, and the recovery point advances, by
 //     then. Waiting for the interval to pass first, as a plain ticker does,
 //     left the recovery point up to interval + upload time behind;
-//   - when its writes have paused (quietAfter since the last one) and it
+//   - when its writes have paused (quietAfter since the last one, more for
+//     a writer that came back right after such pauses) and it
 //     holds dirty data, unless the scheduler started a cut of it less
 //     than quietSpacing ago: a burst is in the store one upload after it
 //     ends, not up to an interval later, and a volume that writes a
@@ -95,8 +96,10 @@ func (e *Engine) uploader(ctx context.Context) {
 // between a busy writer's commands, so that a burst is not cut in its
 // middle (where the upload would compete with the writes for the CPU),
 // short next to an upload (512 MiB take seconds), since it delays every
-// burst's way into the store by that much.
-const quietAfter = 50 * time.Millisecond
+// burst's way into the store by that much. Measured on the 2-vCPU bench
+// machine under load 4–10 (bench/peers.sh): commands of a sequential
+// qemu-img convert up to 54 ms apart, 93 ms while a cut ran.
+const quietAfter = 100 * time.Millisecond
 
 // quietSpacing is the least time between the starts of two cuts of one
 // volume that its pauses start: a fifth of the interval (1 s by default).
@@ -154,7 +157,7 @@ type volSched struct {
 // quietBack is how soon a writer that resumes after a pause it was cut on
 // shows that the pause was not the end of its burst.
 const (
-	quietMost = 8 * quietAfter
+	quietMost = 4 * quietAfter
 	quietBack = time.Second
 )
 

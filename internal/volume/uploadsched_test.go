@@ -56,8 +56,8 @@ func seqOf(v *Volume) uint64 {
 // TestQuietCut: the uploader's rule for a volume whose writes pause
 // (uploadSched.scan, driven scan by scan on a fake clock). A volume
 // written once is not cut while the clock stands, asks for a scan exactly
-// quietAfter after its write, and is cut then. One written every 100 ms
-// (longer pauses than quietAfter) is cut at most once per quietSpacing,
+// quietAfter after its write, and is cut then. One that writes, pauses
+// 2×quietAfter, writes again, is cut at most once per quietSpacing,
 // and once its writer has come back right after the pauses it was cut on,
 // those pauses no longer count; a pause that lasts makes them count again.
 // One written every 20 ms (never quiet) is not cut by the pause rule.
@@ -97,18 +97,20 @@ func TestQuietCut(t *testing.T) {
 		t.Fatalf("recovery point %v, want %v (the cut's start)", rp.Time, clock.now())
 	}
 
-	// A trickle: a write, a 100 ms pause, over 3 s. The writer came back
-	// at once after the pause above was cut on, so a pause now takes
-	// 2×quietAfter: the 100 ms ones still count, and the volume is cut
-	// again a quietSpacing after the last cut, not before. Its writer
-	// comes back again: now 100 ms pauses are part of its burst, and the
-	// trickle is left to the interval.
+	// A trickle: a write, a 2×quietAfter pause, over 3 s. The writer came
+	// back at once after the pause above was cut on, so a pause now takes
+	// 2×quietAfter: these still count, and the volume is cut again a
+	// quietSpacing after the last cut, not before. Its writer comes back
+	// again: now such pauses are part of its burst, and the trickle is
+	// left to the interval.
 	spacing := quietSpacing(interval)
+	pause := 2 * quietAfter
+	steps := int(3 * time.Second / pause)
 	lastCut := clock.now()
 	var cutAt []int
-	for i := range 30 {
+	for i := range steps {
 		write(byte(2 + i%8))
-		clock.advance(100 * time.Millisecond)
+		clock.advance(pause)
 		cut, _ := step(t, s, ctx)
 		if len(cut) > 0 {
 			if d := clock.now().Sub(lastCut); d < spacing {
@@ -118,8 +120,8 @@ func TestQuietCut(t *testing.T) {
 			cutAt = append(cutAt, i)
 		}
 	}
-	if len(cutAt) != 1 || cutAt[0] != 9 {
-		t.Fatalf("trickle cut at steps %v; want only at step 9 (a second after the last cut)", cutAt)
+	if want := int(spacing/pause) - 1; len(cutAt) != 1 || cutAt[0] != want {
+		t.Fatalf("trickle cut at steps %v; want only at step %d (a second after the last cut)", cutAt, want)
 	}
 	if q := s.vols[v].quiet; q != 4*quietAfter {
 		t.Fatalf("pause taken as a burst's end %v after the writer came back twice; want %v", q, 4*quietAfter)
