@@ -11,6 +11,11 @@
 # scripts/install-bench-deps.sh.
 #
 #   bench/peers.sh [out.md]
+#   VOLGW_BENCH_BASE=<commit> bench/peers.sh [out.md]
+#
+# With VOLGW_BENCH_BASE, volgw built from that commit (git archive, not a
+# worktree) is a fourth device, "volgw-base", in the same interleaved
+# rounds: before and after a change in one run (about a third longer).
 #
 # The measuring code is bench/product (TestPeersBench); the command lines
 # of the peers are those of ../shared/PEERS.md.
@@ -22,4 +27,10 @@ for tool in s3backer nbdkit qemu-img versitygw; do
 done
 . bench/lib.bash
 bench_setup
+if [ -n "${VOLGW_BENCH_BASE:-}" ]; then
+	mkdir "$work/base-src"
+	git archive "$VOLGW_BENCH_BASE" | tar -x -C "$work/base-src"
+	(cd "$work/base-src" && go build -o "$work/volgw-base" ./cmd/volgw)
+	export VOLGW_BENCH_BASE_BIN="$work/volgw-base"
+fi
 bench_run TestPeersBench "${1:-}" "S3-backed peers: volgw vs s3backer vs nbdkit-S3"

@@ -1,6 +1,7 @@
 package product
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -77,14 +78,14 @@ func (e *benchEnv) startVersityGW(buckets ...string) (string, error) {
 	return "", fmt.Errorf("versitygw did not start: %w", lastErr)
 }
 
-// volgwPeer is volgw serve on the versitygw bucket "volgw", a 1 GiB volume
-// over iSCSI. Durable: ListVolumeRecoveryPoints' recovery point at or past
-// the write's end, i.e. the write is in a published recovery point — the
-// state a restore or a snapshot from the recovery point would see, reached
-// without the client doing anything more.
-func (e *benchEnv) volgwPeer(ctx context.Context, endpoint string) (*peer, error) {
+// volgwPeer is volgw serve (e.bin) on the versitygw bucket name, a 1 GiB
+// volume over iSCSI. Durable: ListVolumeRecoveryPoints' recovery point at
+// or past the write's end, i.e. the write is in a published recovery point
+// — the state a restore or a snapshot from the recovery point would see,
+// reached without the client doing anything more.
+func (e *benchEnv) volgwPeer(ctx context.Context, endpoint, name string) (*peer, error) {
 	q := url.Values{"endpoint": {endpoint}, "region": {"us-east-1"}, "path_style": {"true"}}
-	g, err := e.startGateway(ctx, filepath.Join(e.dir, "volgw-data"), []string{"--store", "s3://volgw/gw?" + q.Encode()},
+	g, err := e.startGateway(ctx, filepath.Join(e.dir, name+"-data"), []string{"--store", "s3://" + name + "/gw?" + q.Encode()},
 		[]string{"VOLGW_S3_ACCESS_KEY_ID=" + s3Key, "VOLGW_S3_SECRET_ACCESS_KEY=" + s3Secret})
 	if err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func (e *benchEnv) volgwPeer(ctx context.Context, endpoint string) (*peer, error
 	if err := g.createVolume(ctx, peerSize, "peers"); err != nil {
 		return nil, err
 	}
-	p := &peer{device: device{name: "volgw", limit: roundData}, durable: g.waitDurable, randomCount: 20000}
+	p := &peer{device: device{name: name, limit: roundData}, durable: g.waitDurable, randomCount: 20000}
 	p.url = g.lun
 	p.restart = func(ctx context.Context) error {
 		if err := g.restart(ctx); err != nil {
@@ -224,7 +225,10 @@ var s3backerClean = regexp.MustCompile(`(?m)^block_cache_dirty_ratio\s+0\.0000$`
 
 // TestPeersBench measures volgw against s3backer and nbdkit's S3 plugin,
 // all three on one versitygw (bench/peers.sh runs it and prints BENCHMARKS.md's
-// "S3-backed peers" table).
+// "S3-backed peers" table). With VOLGW_BENCH_BASE_BIN (bench/peers.sh
+// builds it from VOLGW_BENCH_BASE), a volgw built from another commit is
+// a fourth device, "volgw-base", interleaved with the others: a change's
+// before and after in one run.
 func TestPeersBench(t *testing.T) {
 	e := newBenchEnv(t)
 	ctx := context.Background()
@@ -234,15 +238,25 @@ func TestPeersBench(t *testing.T) {
 			t.Fatalf("%s not found (scripts/install-bench-deps.sh): %v", tool, err)
 		}
 	}
-	endpoint, err := e.startVersityGW("volgw", "s3backer", "nbdkit")
+	baseBin := os.Getenv("VOLGW_BENCH_BASE_BIN")
+	endpoint, err := e.startVersityGW("volgw", "volgw-base", "s3backer", "nbdkit")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := e.volgwPeer(ctx, endpoint)
+	v, err := e.volgwPeer(ctx, endpoint, "volgw")
 	if err != nil {
 		t.Fatal(err)
 	}
 	peers := []*peer{v}
+	if baseBin != "" {
+		be := *e
+		be.bin = baseBin
+		b, err := be.volgwPeer(ctx, endpoint, "volgw-base")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, b)
+	}
 	var unavailable []string
 	for _, startPeer := range []func(context.Context, string) (*peer, error){e.s3backerPeer, e.nbdkitPeer} {
 		p, err := startPeer(ctx, endpoint)
@@ -328,8 +342,12 @@ func TestPeersBench(t *testing.T) {
 		names = append(names, p.name)
 	}
 	var report strings.Builder
-	fmt.Fprintf(&report, "volgw (iSCSI) vs s3backer (FUSE file, O_DIRECT) vs nbdkit-S3 (NBD), all on one versitygw on 127.0.0.1; %d MiB of fresh random data per device per round; %d rounds, interleaved; load average %s before, %s after.\n\n",
-		roundData>>20, rounds, loadBefore, loadavg())
+	base := ""
+	if baseBin != "" {
+		base = fmt.Sprintf(" (volgw-base: volgw built from %s)", cmp.Or(os.Getenv("VOLGW_BENCH_BASE"), baseBin))
+	}
+	fmt.Fprintf(&report, "volgw (iSCSI) vs s3backer (FUSE file, O_DIRECT) vs nbdkit-S3 (NBD), all on one versitygw on 127.0.0.1%s; %d MiB of fresh random data per device per round; %d rounds, interleaved; load average %s before, %s after.\n\n",
+		base, roundData>>20, rounds, loadBefore, loadavg())
 	report.WriteString(res.table(names))
 	for _, u := range unavailable {
 		fmt.Fprintf(&report, "\nNot measured: %s\n", u)

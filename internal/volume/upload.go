@@ -28,6 +28,15 @@ import (
 //     scan), so that it is published, and the recovery point advances, by
 //     then. Waiting for the interval to pass first, as a plain ticker does,
 //     left the recovery point up to interval + upload time behind;
+//   - when its writes have paused (quietAfter since the last one, more for
+//     a writer that came back right after such pauses) and it
+//     holds dirty data, unless the scheduler started a cut of it less
+//     than quietSpacing ago: a burst is in the store one upload after it
+//     ends, not up to an interval later, and a volume that writes a
+//     little all the time is cut at most once per quietSpacing. Cutting
+//     during a burst instead (as soon as any PUT slot is free) hashes and
+//     PUTs alongside the writes and, on a small machine, halves the rate
+//     they are acknowledged at;
 //   - when it has dirtyThreshold dirty blocks, a snapshot waits, or a
 //     failed cut is to be retried (with backoff);
 //   - while the journal is over a quarter full, as soon as it has enough
@@ -38,10 +47,12 @@ import (
 //     soon as that cut ends: under sustained writes the store then has
 //     PUTs in flight continuously, not only at the interval.
 //
-// Every cut ending triggers a scan, so no due volume waits for a tick.
+// Every cut ending triggers a scan, so no due volume waits for a tick, and
+// so does a volume becoming dirty (noteDirty); a scan that finds a volume
+// due later (its pause or the interval) sets a timer for then.
 func (e *Engine) uploader(ctx context.Context) {
 	defer e.wg.Done()
-	s := &uploadSched{e: e, vols: map[*Volume]*volSched{}, done: make(chan *Volume)}
+	s := &uploadSched{e: e, interval: e.cfg.CutInterval, vols: map[*Volume]*volSched{}, done: make(chan *Volume)}
 	defer s.wait()
 	var tick <-chan time.Time
 	if e.cfg.CutInterval > 0 {
@@ -49,6 +60,9 @@ func (e *Engine) uploader(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	wakeup := time.NewTimer(time.Hour)
+	wakeup.Stop()
+	defer wakeup.Stop()
 	lastAll := e.now()
 	for {
 		pressure := false
@@ -56,6 +70,7 @@ func (e *Engine) uploader(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick:
+		case <-wakeup.C:
 		case <-e.pressure:
 			pressure = true
 		case <-e.kick:
@@ -70,9 +85,33 @@ func (e *Engine) uploader(ctx context.Context) {
 		if all || (pressure && e.cfg.CutInterval <= 0) {
 			e.refreshLedger(false)
 		}
-		s.scan(ctx, all, pressure)
+		if next := s.scan(ctx, all, pressure); !next.IsZero() {
+			wakeup.Reset(max(time.Millisecond, next.Sub(e.now())))
+		}
 	}
 }
+
+// quietAfter is how long a volume's writes must have paused for the
+// uploader to take it that the burst is over: longer than the gaps
+// between a busy writer's commands, so that a burst is not cut in its
+// middle (where the upload would compete with the writes for the CPU),
+// short next to an upload (512 MiB take seconds), since it delays every
+// burst's way into the store by that much. Measured on the 2-vCPU bench
+// machine under load 4–10 (bench/peers.sh): commands of a sequential
+// qemu-img convert up to 54 ms apart, 93 ms while a cut ran.
+const quietAfter = 100 * time.Millisecond
+
+// quietSpacing is the least time between the starts of two cuts of one
+// volume that its pauses start: a fifth of the interval (1 s by default).
+// A cut costs PUTs beyond its blocks (the pages it rewrites, a root and
+// the head, a fencing record's fsync) and, with recovery-point retention,
+// a root kept for the window. A volume that writes a little, pauses,
+// writes again, all the time, is therefore cut at most five times as often
+// as the interval alone would cut it (3 small PUTs a second, where the
+// interval makes 0.6), which the operator's choice of interval bounds; a
+// burst that follows a cut closely waits at most a fifth of the interval
+// to start its own.
+func quietSpacing(interval time.Duration) time.Duration { return interval / 5 }
 
 // scanEvery is how often the uploader looks at its volumes' recovery
 // points: often enough that a cut starts within a small part of the
@@ -83,10 +122,13 @@ func scanEvery(interval time.Duration) time.Duration {
 
 // uploadSched is the uploader's own state; only its goroutine touches it.
 type uploadSched struct {
-	e       *Engine
-	vols    map[*Volume]*volSched
-	running int
-	done    chan *Volume // a launched cut ended
+	e *Engine
+	// interval is Config.CutInterval (<= 0: no periodic cuts, and no cuts
+	// on a pause either).
+	interval time.Duration
+	vols     map[*Volume]*volSched
+	running  int
+	done     chan *Volume // a launched cut ended
 	// deferred: a pressure signal found a dirty volume it could not cut
 	// (its cut running, or ParallelCuts reached): scan again, under
 	// pressure, when a cut ends.
@@ -100,12 +142,29 @@ type volSched struct {
 	err     error
 	fails   int
 	retryAt time.Time
+	// quiet is the pause that counts as the end of the volume's burst:
+	// quietAfter, doubled (up to quietMost) each time its writer came
+	// back within quietBack of a pause it was cut on — on a loaded
+	// machine a busy writer's commands can be that far apart — and halved
+	// after each such pause that lasted.
+	quiet time.Duration
+	// pausedAt is the last write before the pause a launched cut was due
+	// to, until the scans have seen whether the pause lasted.
+	pausedAt time.Time
 }
+
+// quietMost bounds the pause taken as the end of a burst (volSched.quiet);
+// quietBack is how soon a writer that resumes after a pause it was cut on
+// shows that the pause was not the end of its burst.
+const (
+	quietMost = 4 * quietAfter
+	quietBack = time.Second
+)
 
 func (s *uploadSched) state(v *Volume) *volSched {
 	vs := s.vols[v]
 	if vs == nil {
-		vs = &volSched{}
+		vs = &volSched{quiet: quietAfter}
 		s.vols[v] = vs
 	}
 	return vs
@@ -122,7 +181,7 @@ func (s *uploadSched) finished(v *Volume) {
 	// Retry with backoff, up to the interval (or 5s): a store that is down
 	// is not hammered, one that blinked is retried soon.
 	vs.fails++
-	limit := s.e.cfg.CutInterval
+	limit := s.interval
 	if limit <= 0 {
 		limit = 5 * time.Second
 	}
@@ -137,13 +196,17 @@ func (s *uploadSched) wait() {
 	}
 }
 
-func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
+// scan launches the cuts that are due (up to ParallelCuts) and returns
+// the earliest time a volume it passed over will be due by its pause or
+// the interval (zero if none): the uploader scans again then.
+func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.Time) {
 	e := s.e
 	now := e.now()
 	type cand struct {
 		v      *Volume
 		urgent bool
-		from   uint64 // oldest journal record it holds
+		from   uint64    // oldest journal record it holds
+		paused time.Time // due to a pause after this write
 	}
 	var due []cand
 	if pressure {
@@ -165,7 +228,17 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 			v.noteClean()
 		}
 		dirty := len(v.dirty) > 0
+		if !vs.pausedAt.IsZero() {
+			// Was the last pause cut on the end of a burst?
+			switch back := v.lastWrite.After(vs.pausedAt); {
+			case back && v.lastWrite.Sub(vs.pausedAt) < quietBack:
+				vs.quiet, vs.pausedAt = min(2*vs.quiet, quietMost), time.Time{}
+			case back || now.Sub(vs.pausedAt) >= quietBack:
+				vs.quiet, vs.pausedAt = max(quietAfter, vs.quiet/2), time.Time{}
+			}
+		}
 		var why bool
+		var paused time.Time
 		urgent := v.cut != nil || len(v.pendingSnaps) > 0
 		switch {
 		case v.usable() != nil:
@@ -173,9 +246,22 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 			why = !now.Before(vs.retryAt)
 		case urgent, len(v.dirty) >= e.dirtyThreshold(), pressure && dirty, all && dirty, busy && len(v.dirty) >= minCut:
 			why = true
-		case dirty && e.cfg.CutInterval > 0:
-			lead := vs.lastDur + vs.lastDur/4 + scanEvery(e.cfg.CutInterval)
-			why = !now.Before(v.recoveryTime().Add(e.cfg.CutInterval - lead))
+		case dirty && s.interval > 0:
+			lead := vs.lastDur + vs.lastDur/4 + scanEvery(s.interval)
+			at := v.recoveryTime().Add(s.interval - lead)
+			// Or once its writes have paused, the cuts spaced.
+			quiet := v.lastWrite.Add(vs.quiet)
+			if !vs.start.IsZero() {
+				quiet = later(quiet, vs.start.Add(quietSpacing(s.interval)))
+			}
+			if now.Before(at) && !now.Before(quiet) {
+				paused = v.lastWrite
+			}
+			at = earlier(at, quiet)
+			why = !now.Before(at)
+			if !why && !vs.running {
+				next = earlier(next, at)
+			}
 		}
 		from := min(v.dirtyFrom, v.frozenFrom)
 		v.mu.Unlock()
@@ -188,7 +274,7 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 			}
 			continue
 		}
-		due = append(due, cand{v, urgent, from})
+		due = append(due, cand{v, urgent, from, paused})
 	}
 	// Retries and snapshots first, then the volume holding the oldest
 	// journal records: releasing them is what frees the ring.
@@ -207,6 +293,9 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 		}
 		vs := s.state(c.v)
 		vs.running, vs.start = true, e.now()
+		if !c.paused.IsZero() {
+			vs.pausedAt = c.paused
+		}
 		s.running++
 		go func() {
 			err := e.cutVolume(ctx, c.v, false)
@@ -229,6 +318,22 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) {
 			}
 		}
 	}
+	return next
+}
+
+// earlier returns the earlier of a and b, a zero time counting as none.
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // cutVolume freezes the volume's dirty blocks as of now, uploads them and

@@ -131,6 +131,9 @@ type Volume struct {
 	// published root to something, until the ledger names that (ledger.go,
 	// noteWritten).
 	needLedger bool
+	// lastWrite is when the volume was last written (noteDirty): the
+	// uploader cuts a volume whose writes have paused (upload.go).
+	lastWrite time.Time
 
 	// progress of the cut in flight, for pending snapshots
 	cutTotal, cutDone atomic.Int64
@@ -818,9 +821,10 @@ func (v *Volume) Flush(ctx context.Context) error {
 
 // noteDirty: v.mu held.
 func (v *Volume) noteDirty(lsn uint64) {
-	v.lastLSN = lsn
+	v.lastLSN, v.lastWrite = lsn, v.e.now()
 	if v.dirtyFrom == noLSN {
 		v.dirtyFrom = lsn
+		v.e.wake() // the uploader times the volume's pause from now on
 		if v.frozenFrom == noLSN {
 			v.needLedger = true
 		}
