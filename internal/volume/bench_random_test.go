@@ -60,20 +60,10 @@ func BenchmarkEngineRandomWrite(b *testing.B) {
 		return run(func(off int64) error { _, err := f.WriteAt(data, off); return err }, offsets(volSize, seed))
 	}
 	var spread, confined, peer []float64
-	for i := range 3 * b.N {
-		seed := uint64(i)
-		// Rotate which goes first: the machine is shared and noisy.
-		for j := range 3 {
-			switch (i + j) % 3 {
-			case 0:
-				spread = append(spread, engine(volSize, seed))
-			case 1:
-				confined = append(confined, engine(narrow, seed))
-			case 2:
-				peer = append(peer, plain(seed))
-			}
-		}
-	}
+	rotate(3*b.N,
+		func(seed uint64) { spread = append(spread, engine(volSize, seed)) },
+		func(seed uint64) { confined = append(confined, engine(narrow, seed)) },
+		func(seed uint64) { peer = append(peer, plain(seed)) })
 	b.ReportMetric(median(spread), "spread_IOPS")
 	b.ReportMetric(median(confined), "64MiB_IOPS")
 	b.ReportMetric(median(peer), "peer_IOPS")
@@ -133,21 +123,16 @@ func BenchmarkEngineRandomWriteDurable(b *testing.B) {
 		return writes / time.Since(start).Seconds()
 	}
 	var patched, whole, peer, patchedBytes, wholeBytes []float64
-	for i := range 3 * b.N {
-		seed := uint64(i)
-		for j := range 3 {
-			switch (i + j) % 3 {
-			case 0:
-				r, n := engine(false, seed)
-				patched, patchedBytes = append(patched, r), append(patchedBytes, n)
-			case 1:
-				r, n := engine(true, seed)
-				whole, wholeBytes = append(whole, r), append(wholeBytes, n)
-			case 2:
-				peer = append(peer, plain(seed))
-			}
-		}
-	}
+	rotate(3*b.N,
+		func(seed uint64) {
+			r, n := engine(false, seed)
+			patched, patchedBytes = append(patched, r), append(patchedBytes, n)
+		},
+		func(seed uint64) {
+			r, n := engine(true, seed)
+			whole, wholeBytes = append(whole, r), append(wholeBytes, n)
+		},
+		func(seed uint64) { peer = append(peer, plain(seed)) })
 	b.ReportMetric(median(patched), "patches_IOPS")
 	b.ReportMetric(median(whole), "whole_IOPS")
 	b.ReportMetric(median(peer), "peer_IOPS")
@@ -183,4 +168,15 @@ func atDepth(b *testing.B, qd int, offs []int64, w func(int64) error) {
 		})
 	}
 	wg.Wait()
+}
+
+// rotate runs each measurement once per round, round i with seed i, the
+// one that goes first rotating from round to round: the machine is shared
+// and noisy, and none should always run on the quietest (or busiest) turn.
+func rotate(rounds int, measure ...func(seed uint64)) {
+	for i := range rounds {
+		for j := range measure {
+			measure[(i+j)%len(measure)](uint64(i))
+		}
+	}
 }

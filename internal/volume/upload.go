@@ -646,7 +646,7 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 				if patched {
 					body = encodePatch(make([]byte, 0, patchHeader+ref.Mask.count()*sectorSize), ref.Base, ref.Mask, buf)
 					pool.putBuf(buf)
-					if ref.Base.isZero() && allZero(body[patchHeader:]) {
+					if sectors := body[patchHeader:]; ref.Base.isZero() && bytes.Equal(sectors, zeroBlock[:len(sectors)]) { // a patch is under a block
 						// Zeros are not stored: refs[i] stays zero.
 						v.cutDone.Add(1)
 						continue
@@ -804,15 +804,4 @@ func (e *Engine) patchFor(st blockState, b uint64, oldPages map[uint32]*page, pa
 		return blockRef{}, false
 	}
 	return ref, true
-}
-
-// allZero reports whether b holds only zeros.
-func allZero(b []byte) bool {
-	for len(b) >= len(zeroBlock) {
-		if !bytes.Equal(b[:len(zeroBlock)], zeroBlock) {
-			return false
-		}
-		b = b[len(zeroBlock):]
-	}
-	return bytes.Equal(b, zeroBlock[:len(b)])
 }
