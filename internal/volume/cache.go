@@ -409,6 +409,9 @@ func sectorCRCs(data []byte) []uint32 {
 	return crc
 }
 
+// zeroSectorCRCs are the zero block's sector CRCs. Never changed.
+var zeroSectorCRCs = sectorCRCs(zeroBlock)
+
 // lookup reports whether key has a clean slot.
 func (c *cache) lookup(key cacheKey) (int32, bool) {
 	c.mu.Lock()
@@ -418,24 +421,25 @@ func (c *cache) lookup(key cacheKey) (int32, bool) {
 }
 
 // takeClean removes key's clean slot from the cache and hands it to the
-// caller as owned (a write is about to change it). A slot pinned by readers
+// caller as owned (a write is about to change it), with its sector CRCs. A slot pinned by readers
 // (which read without the volume lock) is waited for: they hold it for one
 // read of it, and need nothing the caller holds to let go.
-func (c *cache) takeClean(key cacheKey) (int32, bool) {
+func (c *cache) takeClean(key cacheKey) (s int32, crc []uint32, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
 		s, ok := c.clean[key]
 		if !ok {
-			return -1, false
+			return -1, nil, false
 		}
 		if c.slots[s].pins > 0 {
 			c.unpinned.Wait()
 			continue // the slot may have gone meanwhile: look again
 		}
+		crc := c.slots[s].crc
 		c.unlinkClean(s)
 		c.slots[s].state = slotOwned
-		return s, true
+		return s, crc, true
 	}
 }
 

@@ -74,7 +74,7 @@ func TestCachePinnedSlot(t *testing.T) {
 	pr, _ = c.pinClean(k)
 	took := make(chan int32)
 	go func() {
-		got, _ := c.takeClean(k)
+		got, _, _ := c.takeClean(k)
 		took <- got
 	}()
 	select {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"math/bits"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,6 +78,26 @@ func (m sectorMask) union(o sectorMask) sectorMask {
 func (m *sectorMask) addRange(off, n int) {
 	for s := off / sectorSize; s*sectorSize < off+n; s++ {
 		m[s/64] |= 1 << (s % 64)
+	}
+}
+
+// spans yields each maximal run [first, end) of the sectors m holds.
+func (m sectorMask) spans() iter.Seq2[int, int] {
+	return func(yield func(int, int) bool) {
+		for s := 0; s < sectorsPerSlot; {
+			if !m.has(s) {
+				s++
+				continue
+			}
+			e := s + 1
+			for e < sectorsPerSlot && m.has(e) {
+				e++
+			}
+			if !yield(s, e) {
+				return
+			}
+			s = e
+		}
 	}
 }
 

@@ -464,6 +464,7 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 			// Copy-on-write over the frozen slot (sparse.go): the frozen
 			// slot takes the later writes and is the dirty block's now.
 			nst, err := e.cache.settle(dst)
+			nst.known = crcs[b] // the frozen slot's, uploaded
 			if err != nil && v.readErr == nil {
 				// The block's later writes are in the journal only: the
 				// volume is unusable until a restart replays it.
@@ -625,11 +626,19 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 				if err != nil {
 					return
 				}
+				// A block changed in a few sectors goes up as a patch over
+				// the block its recovery point stores whole (patch.go).
+				var body []byte
+				ref, patched := e.patchFor(st, blocks[i], oldPages, pagesDone)
+				var only sectorMask // a patch's sectors: all the cut reads of the block
+				if patched {
+					only = ref.Mask
+				}
 				// A frozen slot is never written (copy-on-write), so it is
 				// read without v.mu. A sparse one's invalid sectors read as
 				// zeros, and are made zeros in the slot before it can
 				// become clean (sparse.go).
-				err = e.cache.readLocal(st, buf, 0)
+				crcs[i], err = e.cache.readFrozen(st, buf, only)
 				if err == nil {
 					err = e.cache.zeroInvalid(st)
 				}
@@ -638,11 +647,6 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 					fail(err)
 					return
 				}
-				crcs[i] = sectorCRCs(buf)
-				// A block changed in a few sectors goes up as a patch over
-				// the block its recovery point stores whole (patch.go).
-				var body []byte
-				ref, patched := e.patchFor(st, blocks[i], oldPages, pagesDone)
 				if patched {
 					body = encodePatch(make([]byte, 0, patchHeader+ref.Mask.count()*sectorSize), ref.Base, ref.Mask, buf)
 					pool.putBuf(buf)

@@ -42,6 +42,14 @@ type blockState struct {
 	// absent from the recovery point), not as the recovery point's
 	// block: a patch of it is over the zero block.
 	fromZero bool
+	// known: with written, the CRCs of the block's sectors written since
+	// it became dirty excluded, as they were then (its clean slot's, or
+	// the zero sector's for a block started from zeros); nil when not
+	// known (a copy-on-write not yet settled, a replayed block's first
+	// state). A cut of a patched block then reads only the patch's
+	// sectors (readFrozen). Shared by copies of the state: never changed
+	// in place.
+	known []uint32
 }
 
 // Volume is one block volume. It has the method set of scsi.Backend, so the
@@ -848,8 +856,8 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 	}
 	if _, ok := v.dirty[b]; !ok {
 		if _, frozen := v.frozen[b]; !frozen {
-			if s, ok := e.cache.takeClean(v.key(b)); ok {
-				v.dirty[b] = blockState{slot: s}
+			if s, crc, ok := e.cache.takeClean(v.key(b)); ok {
+				v.dirty[b] = blockState{slot: s, known: crc}
 				return s, false, nil
 			}
 		}
@@ -934,7 +942,7 @@ func (v *Volume) writableSlot(ctx context.Context, b uint64, full bool) (slot in
 	case content == nil:
 		// Zeros: nothing to write. No sector is valid yet (the record
 		// about to be applied makes its own valid).
-		st.sparse, st.fromZero = true, true
+		st.sparse, st.fromZero, st.known = true, true, zeroSectorCRCs
 	default:
 		err = e.cache.writeSlot(s, content, 0)
 	}
