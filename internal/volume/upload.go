@@ -243,7 +243,7 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 		switch {
 		case v.usable() != nil:
 		case v.cut != nil:
-			why = !now.Before(vs.retryAt)
+			why = !v.cutting && !now.Before(vs.retryAt)
 		case urgent, len(v.dirty) >= e.dirtyThreshold(), pressure && dirty, all && dirty, busy && len(v.dirty) >= minCut:
 			why = true
 		case dirty && s.interval > 0:
@@ -370,6 +370,12 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 		v.mu.Unlock()
 		return false, err
 	}
+	v.cutting = true
+	defer func() {
+		v.mu.Lock()
+		v.cutting = false
+		v.mu.Unlock()
+	}()
 	retried = v.cut != nil
 	if v.cut == nil {
 		if len(v.dirty) == 0 && !force {

@@ -86,6 +86,11 @@ type Volume struct {
 	dirty  map[uint64]blockState
 	frozen map[uint64]blockState
 	cut    *cutState
+	// cutting: a cutOnce is under way (whoever started it). A cut left
+	// failed (cut set, cutting not) is the uploader's to retry; one under
+	// way is not, or the retry, waiting for cutMu, would cut afresh
+	// writes made after it.
+	cutting bool
 	// dirtyFrom and frozenFrom are the LSNs of the first record in dirty and
 	// frozen (noLSN if none): the journal keeps everything from the smaller.
 	dirtyFrom, frozenFrom uint64
