@@ -412,22 +412,31 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	// checkpoints while it runs, until its root lands (gclease.go).
 	ctx, lease := e.startCutLease(ctx, v.id, base.Seq+1)
 	defer func() { lease.end(ctx, err == nil) }()
+	// The fencing record (fence.go) names the head about to be published:
+	// its seq and token are the cut's from the start, so it is written
+	// (and fsynced, a few hundred ms while the cache's writeback fills the
+	// disk) while the blocks upload rather than after. Until the head PUT
+	// either head, base or this one, is known as ours, as it is once
+	// recorded whenever that is.
+	noted := make(chan error, 1)
+	go func() { noted <- e.notePublishing(v, base, base.Seq+1, cut.token, false) }()
 	newRoot, crcs, _, err := e.upload(ctx, v, base, cut, frozen)
 	lease.stop()
+	noteErr := <-noted // v.vf is the cut's (cutMu) again
 	if err != nil {
 		return retried, err
 	}
 	rootStart := e.now()
 	// The root (its key carries the cut's token, so no other writer's root
 	// is replaced; an earlier attempt of this same cut wrote the same
-	// bytes) and, at the same time, the fencing record (fence.go): the
-	// token is recorded before the head's PUT, so that this data dir knows
-	// the head as its own even if the answer is lost or it dies right
-	// after. Both must be done before the head names the root.
-	rootDone := make(chan error, 1)
-	go func() { rootDone <- e.putRoot(ctx, v.w, newRoot, blob.PutOptions{}) }()
-	noteErr := e.notePublishing(v, base, newRoot.Seq, newRoot.Token, false)
-	if err := errors.Join(<-rootDone, noteErr); err != nil {
+	// bytes); the fencing record is written by now: the token is recorded
+	// before the head's PUT, so that this data dir knows the head as its
+	// own even if the answer is lost or it dies right after. Both must be
+	// done before the head names the root.
+	if newRoot.Seq != base.Seq+1 || newRoot.Token != cut.token {
+		panic(fmt.Sprintf("volume: cut of %s: root seq %d token %q, recorded %d %q", v.id, newRoot.Seq, newRoot.Token, base.Seq+1, cut.token))
+	}
+	if err := errors.Join(e.putRoot(ctx, v.w, newRoot, blob.PutOptions{}), noteErr); err != nil {
 		return retried, err
 	}
 	// GC rule G3c: the root took over from the checkpoints in time, and
