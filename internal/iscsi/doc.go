@@ -39,10 +39,15 @@
 // ErrorRecoveryLevel 0. A new login with the same initiator name, ISID and
 // target reinstates (closes) the old session. Each connection has one
 // reader goroutine, which admits commands in CmdSN order and gathers their
-// Data-Out straight into pooled buffers, one goroutine per executing
-// command, and one writer goroutine that stamps StatSN/ExpCmdSN/MaxCmdSN
-// and batches PDUs into buffered writes. MaxCmdSN shrinks by the number of
-// commands outstanding, which is the target's flow control.
+// Data-Out straight into pooled buffers; worker goroutines, each executing
+// one command at a time and kept for the next (as many as commands execute
+// at once); and one writer goroutine that stamps StatSN/ExpCmdSN/MaxCmdSN
+// and batches PDUs into writev calls, those of commands completing
+// together into one. MaxCmdSN shrinks by the number of commands
+// outstanding, which is the target's flow control. In steady state a
+// command allocates nothing: tasks, R2T sequences, outgoing PDUs and
+// Data-Out buffers are reused, and a task's "finished" channel is made
+// only when a task management function or a logout waits for it.
 //
 // Buffers: Data-Out is gathered straight into buffers kept for reuse;
 // reads of 64 KiB and more offer a pooled Command.DataInBuffer, which a
