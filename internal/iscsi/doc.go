@@ -62,7 +62,11 @@
 // buffer (Config.WriteBuffer, all sessions together) and sends its R2T
 // only once the buffer is granted, in arrival order: the write data held
 // at once stays within that bound however many initiators write, and
-// with it the goroutines executing writes. What initiators send
+// with it the goroutines executing writes. No session holds more than
+// half of that buffer (save one write of any size when it holds nothing),
+// so an initiator that never sends the data it was asked for cannot
+// starve the others: its further writes wait for its own buffers, and
+// other sessions' writes pass them. What initiators send
 // unsolicited (immediate data, the first burst) is always taken. A
 // session's buffers together stay within Config.MaxSessionBuffer, beyond
 // which a write is answered TASK SET FULL. An initiator that ignores MaxCmdSN by

@@ -63,6 +63,8 @@ type session struct {
 	// buffered is the Data-Out buffer space held by this session's tasks,
 	// bounded by Config.MaxSessionBuffer.
 	buffered atomic.Int64
+	// wbAcct is the session's share of Server.writeBufs.
+	wbAcct bufferAccount
 	// lastHeard is when the reader last received a PDU (Config.Now, in
 	// nanoseconds), for NOP-In liveness checks.
 	lastHeard atomic.Int64

@@ -180,7 +180,7 @@ func (ss *session) handleCommand(h *header) error {
 		// the command window bounds how much (FirstBurstLength each).
 		t.buf = getBuf(int(edtl))
 	default:
-		if b := ss.srv.writeBufs.tryGet(int(edtl)); b != nil {
+		if b := ss.srv.writeBufs.tryGet(&ss.wbAcct, int(edtl)); b != nil {
 			t.buf, t.fromWriteBufs = b, true
 			break
 		}
@@ -232,7 +232,7 @@ func (ss *session) advance(t *task) {
 // once if the space is free, else from a goroutine of its own, the task
 // taskWaiting meanwhile. Reader goroutine only.
 func (ss *session) awaitBuffer(t *task) {
-	w := ss.srv.writeBufs.wait(int(t.cmd.ExpectedDataTransferLength))
+	w := ss.srv.writeBufs.wait(&ss.wbAcct, int(t.cmd.ExpectedDataTransferLength))
 	select {
 	case b := <-w.ch:
 		ss.mu.Lock()
@@ -258,7 +258,7 @@ func (ss *session) awaitBuffer(t *task) {
 		}
 		// Aborted (a task management function waits for finished), or
 		// the session is ending: the task ends here, without a response.
-		ss.srv.writeBufs.put(b)
+		ss.srv.writeBufs.put(&ss.wbAcct, b)
 		if ss.tasks[t.itt] == t {
 			delete(ss.tasks, t.itt)
 		}
@@ -492,7 +492,7 @@ func (ss *session) releaseBuf(t *task) {
 		return
 	}
 	if t.fromWriteBufs {
-		ss.srv.writeBufs.put(t.buf)
+		ss.srv.writeBufs.put(&ss.wbAcct, t.buf)
 	} else {
 		putBuf(t.buf)
 	}
