@@ -17,7 +17,9 @@ type batchWriter struct {
 	arena []byte      // copied bytes; never grows past its capacity
 	mark  int         // arena bytes not yet listed in vecs
 	vecs  net.Buffers // the batch, in order
-	size  int         // bytes in the batch
+	// sending is the copy of vecs that writev consumes.
+	sending net.Buffers
+	size    int // bytes in the batch
 	// recycle holds pooled buffers the batch references, returned to the
 	// pool once the batch is sent.
 	recycle [][]byte
@@ -36,14 +38,12 @@ func newBatchWriter(w io.Writer, arenaSize int) *batchWriter {
 	return &batchWriter{w: w, arena: make([]byte, 0, arenaSize)}
 }
 
-// write copies p into the batch.
-func (b *batchWriter) write(p []byte) error {
+// copyIn copies p, which is no longer than the arena, into the batch.
+// It never keeps p, so callers may pass memory on their stack.
+func (b *batchWriter) copyIn(p []byte) error {
 	if len(b.arena)+len(p) > cap(b.arena) {
 		if err := b.Flush(); err != nil {
 			return err
-		}
-		if len(p) > cap(b.arena) {
-			return b.writeRef(p)
 		}
 	}
 	b.arena = append(b.arena, p...)
@@ -74,8 +74,11 @@ func (b *batchWriter) Flush() error {
 	if len(b.vecs) == 1 {
 		_, err = b.w.Write(b.vecs[0])
 	} else if len(b.vecs) > 1 {
-		v := b.vecs // WriteTo consumes the slice header it is given
-		_, err = v.WriteTo(b.w)
+		// WriteTo consumes the slice header it is given: hand it a copy
+		// kept in the writer, since a local one would escape to the heap.
+		b.sending = b.vecs
+		_, err = b.sending.WriteTo(b.w)
+		b.sending = nil
 	}
 	if err == nil {
 		// On error the connection is done for; the buffers are left to

@@ -10,20 +10,22 @@ import (
 
 // TestWriteBuffersLimit: grants stay within the limit, go out in arrival
 // order as space comes back, and a buffer larger than the limit is
-// granted only alone.
+// granted only alone. Every request comes from a session of its own
+// (an account), so no share gets in the way.
 func TestWriteBuffersLimit(t *testing.T) {
 	wb := newWriteBuffers(1<<20, time.Now)
-	a := wb.tryGet(512 << 10)
-	b := wb.tryGet(300 << 10) // a 512 KiB class
+	sa, sb, s1, s2, sx := new(bufferAccount), new(bufferAccount), new(bufferAccount), new(bufferAccount), new(bufferAccount)
+	a := wb.tryGet(sa, 512<<10)
+	b := wb.tryGet(sb, 300<<10) // a 512 KiB class
 	if a == nil || b == nil || len(b) != 300<<10 {
 		t.Fatalf("two 512 KiB buffers within 1 MiB: %d, %d bytes", len(a), len(b))
 	}
-	if c := wb.tryGet(4096); c != nil {
+	if c := wb.tryGet(sx, 4096); c != nil {
 		t.Fatal("granted past the limit")
 	}
-	w1 := wb.wait(1 << 20) // needs everything
-	w2 := wb.wait(4096)    // fits as soon as one comes back, but is second
-	wb.put(a)
+	w1 := wb.wait(s1, 1<<20) // needs everything
+	w2 := wb.wait(s2, 4096)  // fits as soon as one comes back, but is second
+	wb.put(sa, a)
 	select {
 	case <-w1.ch:
 		t.Fatal("1 MiB granted with 512 KiB in use")
@@ -31,10 +33,10 @@ func TestWriteBuffersLimit(t *testing.T) {
 		t.Fatal("a later request overtook the first")
 	default:
 	}
-	if c := wb.tryGet(4096); c != nil {
+	if c := wb.tryGet(sx, 4096); c != nil {
 		t.Fatal("tryGet overtook the waiting requests")
 	}
-	wb.put(b)
+	wb.put(sb, b)
 	big := <-w1.ch
 	if len(big) != 1<<20 {
 		t.Fatalf("granted %d bytes, want 1 MiB", len(big))
@@ -42,16 +44,16 @@ func TestWriteBuffersLimit(t *testing.T) {
 	if used, kept, _ := wb.stats(); used+kept > 1<<20 {
 		t.Fatalf("used %d + kept %d past the 1 MiB limit", used, kept)
 	}
-	wb.put(big)
+	wb.put(s1, big)
 	small := <-w2.ch
-	wb.put(small)
-	if huge := wb.tryGet(4 << 20); huge == nil {
+	wb.put(s2, small)
+	if huge := wb.tryGet(sx, 4<<20); huge == nil {
 		t.Fatal("a buffer larger than the limit is not granted when nothing is in use")
 	} else {
-		if c := wb.tryGet(4096); c != nil {
+		if c := wb.tryGet(sa, 4096); c != nil {
 			t.Fatal("granted beside a buffer larger than the limit")
 		}
-		wb.put(huge)
+		wb.put(sx, huge)
 	}
 	if used, kept, waiting := wb.stats(); used != 0 || kept > 1<<20 || waiting != 0 {
 		t.Fatalf("after all puts: used %d kept %d waiting %d", used, kept, waiting)
@@ -63,14 +65,15 @@ func TestWriteBuffersLimit(t *testing.T) {
 func TestWriteBuffersReuse(t *testing.T) {
 	now := time.Unix(0, 0)
 	wb := newWriteBuffers(8<<20, func() time.Time { return now })
-	first := wb.tryGet(2 << 20)
-	wb.put(first)
+	s := new(bufferAccount)
+	first := wb.tryGet(s, 2<<20)
+	wb.put(s, first)
 	for range 10 {
-		b := wb.tryGet(2 << 20)
+		b := wb.tryGet(s, 2<<20)
 		if &b[0] != &first[0] {
 			t.Fatal("a kept buffer was not reused")
 		}
-		wb.put(b)
+		wb.put(s, b)
 	}
 	if _, kept, _ := wb.stats(); kept != 2<<20 {
 		t.Fatalf("kept %d bytes, want one 2 MiB buffer", kept)
@@ -86,8 +89,9 @@ func TestWriteBuffersReuse(t *testing.T) {
 // meantime, and leaves the queue.
 func TestWriteBuffersCancel(t *testing.T) {
 	wb := newWriteBuffers(64<<10, time.Now)
-	a := wb.tryGet(64 << 10)
-	w := wb.wait(64 << 10)
+	sa, sw := new(bufferAccount), new(bufferAccount)
+	a := wb.tryGet(sa, 64<<10)
+	w := wb.wait(sw, 64<<10)
 	stop := make(chan struct{})
 	close(stop)
 	if b := wb.await(context.Background(), w, stop); b != nil {
@@ -96,15 +100,99 @@ func TestWriteBuffersCancel(t *testing.T) {
 	if _, _, waiting := wb.stats(); waiting != 0 {
 		t.Fatalf("%d waiting after a cancelled wait", waiting)
 	}
-	w = wb.wait(64 << 10)
-	wb.put(a) // granted to w
+	w = wb.wait(sw, 64<<10)
+	wb.put(sa, a) // granted to w
 	if b := wb.await(context.Background(), w, stop); b != nil {
 		// Either outcome is allowed; the space must come back either way.
-		wb.put(b)
+		wb.put(sw, b)
 	}
-	if used, _, _ := wb.stats(); used != 0 {
-		t.Fatalf("%d bytes still in use", used)
+	if used, _, _ := wb.stats(); used != 0 || sa.used != 0 || sw.used != 0 {
+		t.Fatalf("%d bytes still in use (accounts: %d, %d)", used, sa.used, sw.used)
 	}
+}
+
+// TestWriteBuffersShare: a session holds at most half the buffer, save
+// one buffer of any size when it holds nothing; its requests beyond that
+// wait for its own buffers and let other sessions' requests pass.
+func TestWriteBuffersShare(t *testing.T) {
+	wb := newWriteBuffers(1<<20, time.Now)
+	stalled, other := new(bufferAccount), new(bufferAccount)
+	var held [][]byte
+	for range 2 {
+		b := wb.tryGet(stalled, 256<<10)
+		if b == nil {
+			t.Fatal("a session refused buffers within half the limit")
+		}
+		held = append(held, b)
+	}
+	if b := wb.tryGet(stalled, 4096); b != nil {
+		t.Fatal("a session was granted past half the limit")
+	}
+	over := wb.wait(stalled, 256<<10) // first in line, beyond its share
+	next := wb.wait(other, 512<<10)   // behind it, within its share
+	select {
+	case b := <-next.ch:
+		wb.put(other, b)
+	default:
+		t.Fatal("a request beyond its session's share held up another session's")
+	}
+	select {
+	case <-over.ch:
+		t.Fatal("granted beyond the session's share")
+	default:
+	}
+	wb.put(stalled, held[0]) // its own buffer back: now within its share
+	b := <-over.ch
+	wb.put(stalled, b)
+	wb.put(stalled, held[1])
+	// A session holding nothing takes one buffer larger than its share.
+	if big := wb.tryGet(other, 1<<20); big == nil {
+		t.Fatal("a session holding nothing was refused one buffer of the whole limit")
+	} else {
+		wb.put(other, big)
+	}
+	if used, _, waiting := wb.stats(); used != 0 || waiting != 0 || stalled.used != 0 || other.used != 0 {
+		t.Fatalf("used %d waiting %d, accounts %d and %d", used, waiting, stalled.used, other.used)
+	}
+}
+
+// TestRawStalledSessionShare: an initiator that never sends the data its
+// R2Ts solicit holds at most half the server's write buffer, and another
+// session's writes still go through.
+func TestRawStalledSessionShare(t *testing.T) {
+	const size = 64 << 10
+	tt := startTargetConfig(t, 1<<20, nil, Config{WriteBuffer: 4 * size})
+	stalled := dialRaw(t, tt.addr, testIQN, "InitialR2T", "Yes", "ImmediateData", "No")
+	// Four writes that would take the whole buffer; their data never comes.
+	var r2ts int
+	for i := range 4 {
+		stalled.send(stalled.command(stalled.nextITT(), false, true, true, size, cdb10(0x2a, uint32(i)*size/512, size/512)), nil)
+	}
+	waitFor(t, "the stalled session holds its share, the rest of its writes waiting", func() bool {
+		used, _, waiting := tt.srv.writeBufs.stats()
+		return used == 2*size && waiting == 2
+	})
+	for r2ts < 2 {
+		if p := stalled.recv(); p.h.opcode() == opR2T {
+			r2ts++
+		}
+	}
+	other := dialRaw(t, tt.addr, testIQN, "InitialR2T", "Yes", "ImmediateData", "No")
+	data := make([]byte, size)
+	rand.Read(data)
+	for i := range 3 {
+		if s, _ := other.write(uint32(512+i*size/512), data); s != 0 {
+			t.Fatalf("write %d of the other session: status %#x", i, s)
+		}
+	}
+	if got := other.read(512, size, 1<<20); !bytes.Equal(got, data) {
+		t.Fatal("the other session's data did not land")
+	}
+	stalled.c.Close()
+	waitFor(t, "the stalled session's buffers come back when it ends", func() bool {
+		used, _, waiting := tt.srv.writeBufs.stats()
+		return used == 0 && waiting == 0
+	})
 }
 
 // holdWrite starts a WRITE(10) on r with InitialR2T=Yes and no immediate

@@ -39,10 +39,15 @@
 // ErrorRecoveryLevel 0. A new login with the same initiator name, ISID and
 // target reinstates (closes) the old session. Each connection has one
 // reader goroutine, which admits commands in CmdSN order and gathers their
-// Data-Out straight into pooled buffers, one goroutine per executing
-// command, and one writer goroutine that stamps StatSN/ExpCmdSN/MaxCmdSN
-// and batches PDUs into buffered writes. MaxCmdSN shrinks by the number of
-// commands outstanding, which is the target's flow control.
+// Data-Out straight into pooled buffers; worker goroutines, each executing
+// one command at a time and kept for the next (as many as commands execute
+// at once); and one writer goroutine that stamps StatSN/ExpCmdSN/MaxCmdSN
+// and batches PDUs into writev calls, those of commands completing
+// together into one. MaxCmdSN shrinks by the number of commands
+// outstanding, which is the target's flow control. In steady state a
+// command allocates nothing: tasks, R2T sequences, outgoing PDUs and
+// Data-Out buffers are reused, and a task's "finished" channel is made
+// only when a task management function or a logout waits for it.
 //
 // Buffers: Data-Out is gathered straight into buffers kept for reuse;
 // reads of 64 KiB and more offer a pooled Command.DataInBuffer, which a
@@ -57,7 +62,11 @@
 // buffer (Config.WriteBuffer, all sessions together) and sends its R2T
 // only once the buffer is granted, in arrival order: the write data held
 // at once stays within that bound however many initiators write, and
-// with it the goroutines executing writes. What initiators send
+// with it the goroutines executing writes. No session holds more than
+// half of that buffer (save one write of any size when it holds nothing),
+// so an initiator that never sends the data it was asked for cannot
+// starve the others: its further writes wait for its own buffers, and
+// other sessions' writes pass them. What initiators send
 // unsolicited (immediate data, the first burst) is always taken. A
 // session's buffers together stay within Config.MaxSessionBuffer, beyond
 // which a write is answered TASK SET FULL. An initiator that ignores MaxCmdSN by

@@ -167,15 +167,19 @@ func readHeader(r *bufio.Reader, h *header, d digests) error {
 		h.ahs = h.ahsBuf[:ahsLen]
 	}
 	if d.header {
-		var dig [4]byte
-		if _, err := io.ReadFull(r, dig[:]); err != nil {
+		dig, err := r.Peek(4) // in place: a local array would escape
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
 			return err
 		}
 		crc := crc32.Update(0, castagnoli, h.bhs[:])
 		crc = crc32.Update(crc, castagnoli, h.ahs)
-		if got := binary.LittleEndian.Uint32(dig[:]); got != crc {
+		if got := binary.LittleEndian.Uint32(dig); got != crc {
 			return fmt.Errorf("%w: got %#08x, computed %#08x", ErrHeaderDigest, got, crc)
 		}
+		r.Discard(4)
 	}
 	return nil
 }
@@ -190,7 +194,6 @@ func readData(r *bufio.Reader, dst []byte, d digests) error {
 	if _, err := io.ReadFull(r, dst); err != nil {
 		return err
 	}
-	var tail [8]byte
 	pad := padLen(len(dst))
 	n := pad
 	if d.data && len(dst) > 0 {
@@ -199,17 +202,26 @@ func readData(r *bufio.Reader, dst []byte, d digests) error {
 	if n == 0 {
 		return nil
 	}
-	if _, err := io.ReadFull(r, tail[:n]); err != nil {
+	// The padding and digest are read in place (Peek, then Discard): a
+	// local array handed to io.ReadFull would escape, an allocation per
+	// data segment.
+	tail, err := r.Peek(n)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return err
 	}
 	if d.data && len(dst) > 0 {
 		crc := crc32.Update(0, castagnoli, dst)
 		crc = crc32.Update(crc, castagnoli, tail[:pad])
 		if binary.LittleEndian.Uint32(tail[pad:pad+4]) != crc {
+			r.Discard(n)
 			return errDataDigest
 		}
 	}
-	return nil
+	_, err = r.Discard(n)
+	return err
 }
 
 // discardData skips a data segment of n bytes with its padding and digest.

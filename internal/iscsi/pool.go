@@ -3,6 +3,7 @@ package iscsi
 import (
 	"math/bits"
 	"sync"
+	"unsafe"
 )
 
 // Data-Out buffers come from per-size-class pools (powers of two from 4 KiB
@@ -12,6 +13,10 @@ const (
 	maxBufShift = 26
 )
 
+// bufPools holds, per class, pointers to the first byte of free buffers:
+// a pointer fits in an interface without allocating, where a slice header
+// would be copied to the heap on every put. The pointer keeps the whole
+// buffer alive; its capacity is the class size.
 var bufPools [maxBufShift - minBufShift + 1]sync.Pool
 
 func bufClass(n int) int {
@@ -28,8 +33,8 @@ func getBuf(n int) []byte {
 	if c >= len(bufPools) {
 		return make([]byte, n)
 	}
-	if p, ok := bufPools[c].Get().(*[]byte); ok {
-		return (*p)[:n]
+	if p, ok := bufPools[c].Get().(*byte); ok {
+		return unsafe.Slice(p, 1<<(c+minBufShift))[:n]
 	}
 	return make([]byte, n, 1<<(c+minBufShift))
 }
@@ -43,6 +48,5 @@ func putBuf(b []byte) {
 	if c >= len(bufPools) || cap(b) != 1<<(c+minBufShift) {
 		return
 	}
-	b = b[:cap(b)]
-	bufPools[c].Put(&b)
+	bufPools[c].Put(unsafe.SliceData(b))
 }

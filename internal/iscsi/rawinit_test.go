@@ -31,7 +31,7 @@ import (
 // outstanding R2Ts, tiny bursts and segments, InitialR2T=Yes, malformed
 // or out-of-order PDUs, text continuation.
 type rawInit struct {
-	t      *testing.T
+	t      testing.TB
 	c      net.Conn
 	br     *bufio.Reader
 	d      digests
@@ -53,7 +53,7 @@ type rawPDU struct {
 
 // dialRaw logs in with the given operational keys (name=value pairs)
 // and a random ISID.
-func dialRaw(t *testing.T, addr, target string, kv ...string) *rawInit {
+func dialRaw(t testing.TB, addr, target string, kv ...string) *rawInit {
 	t.Helper()
 	var isid [6]byte
 	rand.Read(isid[1:])
@@ -61,7 +61,7 @@ func dialRaw(t *testing.T, addr, target string, kv ...string) *rawInit {
 	return dialRawISID(t, addr, target, isid, kv...)
 }
 
-func dialRawISID(t *testing.T, addr, target string, isid [6]byte, kv ...string) *rawInit {
+func dialRawISID(t testing.TB, addr, target string, isid [6]byte, kv ...string) *rawInit {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {

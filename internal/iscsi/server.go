@@ -47,7 +47,9 @@ type Config struct {
 	// returns. A write whose data must be solicited waits for space
 	// before its R2T goes out; data the initiator sends unsolicited
 	// (immediate data and the first burst, at most FirstBurstLength a
-	// command) is always taken. Default 32 MiB. See writeBuffers.
+	// command) is always taken. One session holds at most half of it,
+	// save one write of any size when it holds nothing. Default 32 MiB.
+	// See writeBuffers.
 	WriteBuffer int64
 	// CommandWindow is how many commands an initiator may have queued
 	// (MaxCmdSN - ExpCmdSN + 1 when idle). Default 128.

@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,11 +63,16 @@ type session struct {
 	// buffered is the Data-Out buffer space held by this session's tasks,
 	// bounded by Config.MaxSessionBuffer.
 	buffered atomic.Int64
+	// wbAcct is the session's share of Server.writeBufs.
+	wbAcct bufferAccount
 	// lastHeard is when the reader last received a PDU (Config.Now, in
 	// nanoseconds), for NOP-In liveness checks.
 	lastHeard atomic.Int64
 	// statSN is owned by the writer goroutine once run starts.
 	statSN uint32
+	// trainBHS is the writer's scratch header for the PDUs of a Data-In
+	// train.
+	trainBHS [bhsLen]byte
 
 	out       chan *outPDU
 	ctx       context.Context
@@ -80,13 +86,31 @@ type session struct {
 	// old one's teardown.
 	ended chan struct{}
 
-	// execWG counts command goroutines, so teardown can wait for them.
+	// execWG counts the session's goroutines other than the reader and
+	// writer (workers, buffer waits, task management, logout), so
+	// teardown can wait for them.
 	execWG sync.WaitGroup
+
+	// executing counts commands handed to workers that have not yet
+	// returned from the logical unit: responses that may come soon, which
+	// the writer gives a chance to join its batch (writeLoop).
+	executing atomic.Int32
+
+	// watchers counts goroutines waiting for tasks to finish (watch).
+	watchers atomic.Int32
+
+	// workMu guards idle and workersStopped: the worker goroutines that
+	// wait for a command to execute, most recently idle last.
+	workMu         sync.Mutex
+	idle           []*worker
+	workersStopped bool
 
 	// mu guards tasks, r2ts, and each task's aborted and completing flags.
 	mu    sync.Mutex
 	tasks map[uint32]*task   // by ITT, from admission until the response is queued
 	r2ts  map[uint32]*r2tSeq // outstanding R2Ts by TTT
+	// freeSeqs are R2T sequences kept for reuse.
+	freeSeqs []*r2tSeq
 
 	// Reader-goroutine state.
 	nextTTT  uint32
@@ -140,6 +164,72 @@ func (ss *session) close() {
 	})
 }
 
+// worker is a goroutine that executes the session's commands one after
+// another. Handing a command to an idle worker costs one wake-up, where a
+// goroutine per command also costs its creation and, every time, growing
+// a fresh stack to the depth of the logical unit's call chain (the
+// volume engine's is deep): measured with BenchmarkWrite4KQD32 and on
+// the product path.
+type worker struct {
+	next chan *task // capacity 1; closed by stopWorkers
+}
+
+// maxIdleWorkers bounds the workers a session keeps idle; beyond it a
+// worker that finishes its command exits.
+const maxIdleWorkers = 64
+
+// dispatch hands t to an idle worker, or to a new one. Reader goroutine
+// only: that stopWorkers runs only after the reader has returned is what
+// makes the send safe.
+func (ss *session) dispatch(t *task) {
+	ss.executing.Add(1)
+	ss.workMu.Lock()
+	if n := len(ss.idle); n > 0 {
+		w := ss.idle[n-1]
+		ss.idle[n-1] = nil
+		ss.idle = ss.idle[:n-1]
+		ss.workMu.Unlock()
+		w.next <- t
+		return
+	}
+	ss.workMu.Unlock()
+	ss.execWG.Add(1)
+	go ss.work(&worker{next: make(chan *task, 1)}, t)
+}
+
+// work executes t, then whatever commands dispatch hands it, until the
+// session stops its workers or enough others are idle.
+func (ss *session) work(w *worker, t *task) {
+	defer ss.execWG.Done()
+	for {
+		ss.execute(t)
+		ss.workMu.Lock()
+		if ss.workersStopped || len(ss.idle) >= maxIdleWorkers {
+			ss.workMu.Unlock()
+			return
+		}
+		ss.idle = append(ss.idle, w)
+		ss.workMu.Unlock()
+		var ok bool
+		if t, ok = <-w.next; !ok {
+			return
+		}
+	}
+}
+
+// stopWorkers ends the idle workers, and the busy ones once their command
+// is done. Called once the reader has returned, so no command is
+// dispatched after it.
+func (ss *session) stopWorkers() {
+	ss.workMu.Lock()
+	defer ss.workMu.Unlock()
+	ss.workersStopped = true
+	for _, w := range ss.idle {
+		close(w.next)
+	}
+	ss.idle = nil
+}
+
 // waitTasks waits for every command goroutine to return.
 func (ss *session) waitTasks() { ss.execWG.Wait() }
 
@@ -161,6 +251,7 @@ func (ss *session) run(ctx context.Context) {
 	}
 	ss.close()
 	<-ss.writerDone
+	ss.stopWorkers()
 	ss.execWG.Wait()
 	ss.releaseAll()
 	ss.nexusLost()
@@ -386,19 +477,20 @@ func (ss *session) handleLogout(h *header) error {
 
 // waitOthers waits until no task is pending.
 func (ss *session) waitOthers() {
+	defer ss.watch()()
 	for {
 		ss.mu.Lock()
-		var pending *task
+		var finished <-chan struct{}
 		for _, t := range ss.tasks {
-			pending = t
+			finished = ss.finishedLocked(t)
 			break
 		}
 		ss.mu.Unlock()
-		if pending == nil {
+		if finished == nil {
 			return
 		}
 		select {
-		case <-pending.finished:
+		case <-finished:
 		case <-ss.ctx.Done():
 			return
 		}
@@ -406,7 +498,13 @@ func (ss *session) waitOthers() {
 }
 
 // writeLoop sends queued PDUs, batching them into as few writes as the
-// queue allows: it flushes only when the queue is empty.
+// queue allows: it flushes only when the queue is empty. When it finds
+// the queue empty while commands are executing, it first yields the
+// processor once, so that those already runnable queue their responses
+// and one writev carries them all: under a 4 KiB QD32 write load this
+// takes the target's writes from 0.7 to under 0.2 per command
+// (BenchmarkWrite4KQD32). A command blocked in its logical unit is not
+// waited for.
 func (ss *session) writeLoop() {
 	defer close(ss.writerDone)
 	bw := newBatchWriter(ss.nc, 256<<10)
@@ -423,6 +521,11 @@ func (ss *session) writeLoop() {
 		}
 		closeAfter := p.closeAfter
 		p.release()
+		if err == nil && len(ss.out) == 0 && !closeAfter && ss.executing.Load() > 0 {
+			// Commands are running: let them queue their responses
+			// before the flush, so one system call carries several.
+			runtime.Gosched()
+		}
 		if err == nil && (len(ss.out) == 0 || closeAfter) {
 			err = bw.Flush()
 		}
@@ -507,7 +610,8 @@ func (ss *session) writePDU(bw *batchWriter, p *outPDU) error {
 	for off < total {
 		n := min(p.seg, total-off, p.burst-inBurst)
 		last := off+n == total
-		b := p.bhs
+		b := &ss.trainBHS // not a local: writeOne's digest would move it to the heap
+		*b = p.bhs
 		b[1] = 0
 		if last || inBurst+n == p.burst {
 			b[1] |= flagFinal
@@ -522,7 +626,7 @@ func (ss *session) writePDU(bw *batchWriter, p *outPDU) error {
 		putU24(b[5:8], n)
 		put32(b[36:40], dataSN)
 		put32(b[40:44], off)
-		if err := ss.writeOne(bw, &b, p.data[off:off+n]); err != nil {
+		if err := ss.writeOne(bw, b, p.data[off:off+n]); err != nil {
 			return err
 		}
 		dataSN++
@@ -535,15 +639,19 @@ func (ss *session) writePDU(bw *batchWriter, p *outPDU) error {
 	return nil
 }
 
+// zeroPad is the padding of a data segment, for its digest. (tail in
+// writeOne stays on the stack only as long as crc32 never sees it.)
+var zeroPad [3]byte
+
 // writeOne writes one PDU with padding and the negotiated digests.
 func (ss *session) writeOne(bw *batchWriter, bhs *[bhsLen]byte, data []byte) error {
-	if err := bw.write(bhs[:]); err != nil {
+	if err := bw.copyIn(bhs[:]); err != nil {
 		return err
 	}
 	var tail [8]byte
 	if ss.cp.header {
 		binary.LittleEndian.PutUint32(tail[:4], crc32.Checksum(bhs[:], castagnoli))
-		if err := bw.write(tail[:4]); err != nil {
+		if err := bw.copyIn(tail[:4]); err != nil {
 			return err
 		}
 	}
@@ -554,7 +662,7 @@ func (ss *session) writeOne(bw *batchWriter, bhs *[bhsLen]byte, data []byte) err
 	if len(data) >= refThreshold {
 		err = bw.writeRef(data)
 	} else {
-		err = bw.write(data)
+		err = bw.copyIn(data)
 	}
 	if err != nil {
 		return err
@@ -564,14 +672,14 @@ func (ss *session) writeOne(bw *batchWriter, bhs *[bhsLen]byte, data []byte) err
 	n := pad
 	if ss.cp.data {
 		crc := crc32.Update(0, castagnoli, data)
-		crc = crc32.Update(crc, castagnoli, tail[:pad])
+		crc = crc32.Update(crc, castagnoli, zeroPad[:pad])
 		binary.LittleEndian.PutUint32(tail[pad:pad+4], crc)
 		n += 4
 	}
 	if n == 0 {
 		return nil
 	}
-	return bw.write(tail[:n])
+	return bw.copyIn(tail[:n])
 }
 
 // keepAlive pings a quiet initiator with NOP-In (RFC 7143 11.19, TTT set

@@ -37,7 +37,13 @@ func (ss *session) handleTMF(h *header) error {
 	fn := h.flags() & 0x7f
 	itt := h.itt()
 	lun := decodeLUN(h.lunField())
-	var victims []*task
+	// Tasks are ended, and their finished channels taken, under ss.mu in
+	// the same critical section that finds them: once it is left, a task
+	// that completes meanwhile may already be back in the pool serving
+	// another command.
+	unwatch := ss.watch()
+	var waits []<-chan struct{} // closed as each task ended has stopped
+	var ended []*task           // tasks gathering data, ended here
 	response := byte(tmfComplete)
 	reset := false
 	resetLUN := false
@@ -48,22 +54,21 @@ func (ss *session) handleTMF(h *header) error {
 		ss.mu.Lock()
 		t := ss.tasks[ref]
 		if t != nil && !t.completing && !t.aborted {
-			t.aborted = true
-			victims = append(victims, t)
+			waits, ended = ss.abortLocked(t, waits, ended)
 		} else {
 			response = tmfNoTask
 		}
 		ss.mu.Unlock()
 	case tmfAbortTaskSet, tmfClearTaskSet:
-		victims = ss.abortWhere(func(t *task) bool { return t.cmd.LUN == lun })
+		waits, ended = ss.abortWhere(func(t *task) bool { return t.cmd.LUN == lun })
 	case tmfLogicalUnitReset:
-		victims = ss.abortWhere(func(t *task) bool { return t.cmd.LUN == lun })
+		waits, ended = ss.abortWhere(func(t *task) bool { return t.cmd.LUN == lun })
 		resetLUN = true
 	case tmfTargetWarmReset:
-		victims = ss.abortWhere(func(*task) bool { return true })
+		waits, ended = ss.abortWhere(func(*task) bool { return true })
 		reset = true
 	case tmfTargetColdReset:
-		victims = ss.abortWhere(func(*task) bool { return true })
+		waits, ended = ss.abortWhere(func(*task) bool { return true })
 		reset, cold = true, true
 	case tmfClearACA:
 		// NACA is never set (INQUIRY NormACA=0), so there is no ACA to clear.
@@ -73,35 +78,18 @@ func (ss *session) handleTMF(h *header) error {
 	default:
 		response = tmfRejected
 	}
-	// Tasks still gathering data are ended here, on the reader goroutine
-	// that owns their gathering state; a task waiting for write buffer
-	// space is told to stop, and its waiting goroutine ends it.
-	for _, t := range victims {
-		ss.mu.Lock()
-		switch t.state {
-		case taskWaiting:
-			close(t.stopWait)
-			ss.mu.Unlock()
-		case taskGathering:
-			ss.dropR2TsLocked(t)
-			if ss.tasks[t.itt] == t {
-				delete(ss.tasks, t.itt)
-			}
-			t.state = taskExecuting
-			ss.mu.Unlock()
-			ss.releaseBuf(t)
-			ss.outstanding.Add(-1)
-			close(t.finished)
-		default:
-			ss.mu.Unlock()
-		}
+	for _, t := range ended {
+		ss.releaseBuf(t)
+		ss.outstanding.Add(-1)
+		ss.finish(t)
 	}
 	ss.execWG.Add(1)
 	go func() {
 		defer ss.execWG.Done()
-		for _, t := range victims {
+		defer unwatch()
+		for _, ch := range waits {
 			select {
-			case <-t.finished:
+			case <-ch:
 			case <-ss.ctx.Done():
 				return
 			}
@@ -142,16 +130,36 @@ type lunResetter interface {
 	ResetLUN(lun uint64, nexus string) bool
 }
 
-// abortWhere marks every pending task that matches as aborted.
-func (ss *session) abortWhere(match func(*task) bool) []*task {
+// abortWhere aborts every pending task that matches (abortLocked).
+func (ss *session) abortWhere(match func(*task) bool) (waits []<-chan struct{}, ended []*task) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	var out []*task
 	for _, t := range ss.tasks {
 		if !t.completing && !t.aborted && match(t) {
-			t.aborted = true
-			out = append(out, t)
+			waits, ended = ss.abortLocked(t, waits, ended)
 		}
 	}
-	return out
+	return waits, ended
+}
+
+// abortLocked marks t aborted, so that it sends no response, and appends
+// the channel closed once it has stopped. A task still gathering data is
+// ended by the caller, on the reader goroutine that owns its gathering
+// state: it is appended to ended, out of session.tasks and its R2Ts
+// forgotten, for the caller to release and finish. A task waiting for
+// write buffer space is told to stop; its waiting goroutine ends it.
+// Caller holds ss.mu and watches (session.watch).
+func (ss *session) abortLocked(t *task, waits []<-chan struct{}, ended []*task) ([]<-chan struct{}, []*task) {
+	t.aborted = true
+	waits = append(waits, ss.finishedLocked(t))
+	switch t.state {
+	case taskWaiting:
+		close(t.stopWait)
+	case taskGathering:
+		ss.dropR2TsLocked(t)
+		delete(ss.tasks, t.itt)
+		t.state = taskExecuting
+		ended = append(ended, t)
+	}
+	return waits, ended
 }
