@@ -222,9 +222,10 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.ObjectInfo, error) {
 // is unsigned (x-amz-content-sha256: UNSIGNED-PAYLOAD), as the SDK itself
 // does over TLS: the signed SHA-256 over plain HTTP made the server hash
 // every byte once more, beside the MD5 of its ETag and, with no checksum
-// given, a CRC-64 of its own (versitygw) — about 30% of a loopback
-// versitygw's CPU per 512 KiB block, the upload's bottleneck on a small
-// machine, where the CRC-32C costs either side a few microseconds. A
+// given, a CRC-64 of its own (versitygw): a fifth to a third of a
+// loopback versitygw's CPU per 512 KiB block (BenchmarkPutBlocks), the
+// upload's bottleneck on a small machine, where the CRC-32C costs either
+// side a few microseconds. A
 // signature over the body would add no protection worth that: an
 // attacker on a plain-HTTP path can as well alter what a GET returns, and
 // what volgw reads back is checked anyway (blocks and pages by their
