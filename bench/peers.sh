@@ -17,6 +17,9 @@
 # worktree) is a fourth device, "volgw-base", in the same interleaved
 # rounds: before and after a change in one run (about a third longer).
 #
+# Extra `volgw serve` flags for the build under test (not volgw-base):
+# VOLGW_BENCH_FLAGS, e.g. "--pprof-listen 127.0.0.1:6061" to profile it.
+#
 # The measuring code is bench/product (TestPeersBench); the command lines
 # of the peers are those of ../shared/PEERS.md.
 set -euo pipefail

@@ -83,9 +83,14 @@ func (e *benchEnv) startVersityGW(buckets ...string) (string, error) {
 // or past the write's end, i.e. the write is in a published recovery point
 // — the state a restore or a snapshot from the recovery point would see,
 // reached without the client doing anything more.
-func (e *benchEnv) volgwPeer(ctx context.Context, endpoint, name string) (*peer, error) {
+//
+// extra are more `volgw serve` flags (VOLGW_BENCH_FLAGS, for the build
+// under test only: a base build may not know them, and two processes
+// cannot share a --pprof-listen address).
+func (e *benchEnv) volgwPeer(ctx context.Context, endpoint, name string, extra []string) (*peer, error) {
 	q := url.Values{"endpoint": {endpoint}, "region": {"us-east-1"}, "path_style": {"true"}}
-	g, err := e.startGateway(ctx, filepath.Join(e.dir, name+"-data"), []string{"--store", "s3://" + name + "/gw?" + q.Encode()},
+	flags := append([]string{"--store", "s3://" + name + "/gw?" + q.Encode()}, extra...)
+	g, err := e.startGateway(ctx, filepath.Join(e.dir, name+"-data"), flags,
 		[]string{"VOLGW_S3_ACCESS_KEY_ID=" + s3Key, "VOLGW_S3_SECRET_ACCESS_KEY=" + s3Secret})
 	if err != nil {
 		return nil, err
@@ -243,7 +248,7 @@ func TestPeersBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := e.volgwPeer(ctx, endpoint, "volgw")
+	v, err := e.volgwPeer(ctx, endpoint, "volgw", strings.Fields(os.Getenv("VOLGW_BENCH_FLAGS")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +256,7 @@ func TestPeersBench(t *testing.T) {
 	if baseBin != "" {
 		be := *e
 		be.bin = baseBin
-		b, err := be.volgwPeer(ctx, endpoint, "volgw-base")
+		b, err := be.volgwPeer(ctx, endpoint, "volgw-base", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,6 +317,7 @@ func TestPeersBench(t *testing.T) {
 			}
 			note(rows.ack, p, roundData/end.Sub(start).Seconds()/1e6, "MB/s", nil)
 			seen, err := p.durable(ctx, end)
+			t.Logf("%s: written %s–%s, durable seen %s", p.name, start.Format("15:04:05.000"), end.Format("15:04:05.000"), seen.Format("15:04:05.000"))
 			note(rows.durable, p, roundData/seen.Sub(start).Seconds()/1e6, "MB/s", err)
 		}
 		for _, p := range order {

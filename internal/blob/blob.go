@@ -38,9 +38,9 @@ type PutOptions struct {
 	IfMatch string
 	// SHA256, if set, is the SHA-256 of the data, for a caller that has it
 	// already (content-addressed objects are named by it). A store that
-	// hashes the payload anyway (S3 signs it) uses this instead of hashing
-	// again; the server checks it, so a wrong value fails the Put. Other
-	// stores ignore it.
+	// hashes the payload anyway (S3 configured to sign payloads) uses this
+	// instead of hashing again; the server checks it, so a wrong value
+	// fails the Put. Other stores ignore it.
 	SHA256 *[32]byte
 }
 

@@ -53,8 +53,23 @@ type S3Server struct {
 
 	t    testing.TB
 	bin  string
-	mu   sync.Mutex // guards stop
+	mu   sync.Mutex // guards stop and pid
 	stop func()     // kills the running versitygw; nil while stopped
+	pid  int        // the running versitygw's process ID
+}
+
+// CPUTime is the CPU time (user and system) the running versitygw has
+// used since it started, for benchmarks that weigh what a client costs the
+// server. ok is false where the platform does not say (only Linux does)
+// or while the server is stopped.
+func (srv *S3Server) CPUTime() (d time.Duration, ok bool) {
+	srv.mu.Lock()
+	pid := srv.pid
+	srv.mu.Unlock()
+	if pid == 0 {
+		return 0, false
+	}
+	return processCPUTime(pid)
 }
 
 // Stop kills versitygw (an outage of the store: connections are refused
@@ -62,7 +77,7 @@ type S3Server struct {
 func (srv *S3Server) Stop() {
 	srv.mu.Lock()
 	stop := srv.stop
-	srv.stop = nil
+	srv.stop, srv.pid = nil, 0
 	srv.mu.Unlock()
 	if stop != nil {
 		stop()
@@ -255,7 +270,7 @@ func startVersity(t testing.TB, bin string, srv *S3Server, addr string) error {
 		if err == nil {
 			resp.Body.Close()
 			srv.mu.Lock()
-			srv.stop = stop
+			srv.stop, srv.pid = stop, cmd.Process.Pid
 			srv.mu.Unlock()
 			t.Cleanup(srv.Stop)
 			return nil

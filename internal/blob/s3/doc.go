@@ -25,5 +25,10 @@
 //
 // Retries: the SDK's standard retryer with exponential jittered backoff,
 // 8 attempts up to 5 s apart by default, and no client-side retry quota.
-// Request and response checksums are sent only where S3 requires them.
+// Integrity on the way in: every PUT carries its body's CRC-32C
+// (x-amz-checksum-crc32c), which the server checks, and an unsigned
+// payload; Config.SignPayload signs the body's SHA-256 instead (Store.Put
+// says why not by default). The SDK's own default checksums (CRC trailers
+// on requests, validation of responses) are off: many S3-compatible
+// servers reject or mishandle the trailers.
 package s3

@@ -7,6 +7,11 @@
 //	file://./rel/path, file:rel     a directory relative to the working directory
 //	s3://bucket[/prefix][?endpoint=http://127.0.0.1:7070&region=us-east-1&path_style=true]
 //
+// Other s3 parameters: sse=AES256|aws:kms and sse_kms_key_id (s3.Config's
+// ServerSideEncryption and SSEKMSKeyID); sign_payload=true (s3.Config's
+// SignPayload: PUTs signed with their body's SHA-256 instead of carrying
+// its CRC-32C, for a server that rejects unsigned payloads or checksums).
+//
 // S3 credentials are never taken from the URL (it ends up in process
 // listings and logs). They come from VOLGW_S3_ACCESS_KEY_ID and
 // VOLGW_S3_SECRET_ACCESS_KEY when both are set, else from the standard AWS
@@ -128,6 +133,12 @@ func parseS3(rawURL string, u *url.URL) (Target, error) {
 				return Target{}, fmt.Errorf("%w: %q: path_style=%q is not a boolean", ErrBadURL, rawURL, v)
 			}
 			cfg.PathStyle = b
+		case "sign_payload":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return Target{}, fmt.Errorf("%w: %q: sign_payload=%q is not a boolean", ErrBadURL, rawURL, v)
+			}
+			cfg.SignPayload = b
 		case "sse":
 			if v != "AES256" && v != "aws:kms" {
 				return Target{}, fmt.Errorf("%w: %q: sse=%q (want AES256 or aws:kms)", ErrBadURL, rawURL, v)
@@ -139,7 +150,7 @@ func parseS3(rawURL string, u *url.URL) (Target, error) {
 			}
 			cfg.SSEKMSKeyID = v
 		default:
-			return Target{}, fmt.Errorf("%w: %q: unknown parameter %q (want endpoint, region, path_style, sse, sse_kms_key_id)", ErrBadURL, rawURL, name)
+			return Target{}, fmt.Errorf("%w: %q: unknown parameter %q (want endpoint, region, path_style, sign_payload, sse, sse_kms_key_id)", ErrBadURL, rawURL, name)
 		}
 	}
 	if cfg.SSEKMSKeyID != "" && cfg.ServerSideEncryption != "aws:kms" {

@@ -36,6 +36,8 @@ func TestParse(t *testing.T) {
 			s3:  &s3.Config{Bucket: "my-bucket", Prefix: "volgw", Endpoint: "http://127.0.0.1:7070", Region: "eu-west-1", PathStyle: true},
 		},
 		{url: "s3://b?path_style=0", s3: &s3.Config{Bucket: "b"}},
+		{url: "s3://b?sign_payload=true", s3: &s3.Config{Bucket: "b", SignPayload: true}},
+		{url: "s3://b?sign_payload=false", s3: &s3.Config{Bucket: "b"}},
 		{url: "s3://b?sse=AES256", s3: &s3.Config{Bucket: "b", ServerSideEncryption: "AES256"}},
 		{url: "s3://b?sse=aws:kms&sse_kms_key_id=arn:aws:kms:us-east-1:123456789012:key/k1", s3: &s3.Config{Bucket: "b", ServerSideEncryption: "aws:kms", SSEKMSKeyID: "arn:aws:kms:us-east-1:123456789012:key/k1"}},
 		{url: "s3://b?endpoint=https://s3.example.com%3A9000", s3: &s3.Config{Bucket: "b", Endpoint: "https://s3.example.com:9000"}},
@@ -67,6 +69,7 @@ func TestParseRejects(t *testing.T) {
 		"s3://b?region=", "s3://b?region=a&region=b", "s3://key:secret@b/p",
 		"s3://b:7070/p", "s3://b/a/../p", "s3://b/a//p", "%zz",
 		"s3://b?sse=aes", "s3://b?sse_kms_key_id=k", "s3://b?sse=AES256&sse_kms_key_id=k", "s3://b?sse=aws:kms&sse_kms_key_id=",
+		"s3://b?sign_payload=yes",
 	} {
 		if got, err := storeurl.Parse(u); !errors.Is(err, storeurl.ErrBadURL) {
 			t.Errorf("Parse(%q) = %+v, %v; want ErrBadURL", u, got, err)
