@@ -64,8 +64,9 @@ import (
 // buffers. Written batches go back to a pool, whose buffers, in use or
 // free, never add up to more than batchPool; a batch that finds the pool
 // full (more than batchPool of records not yet written) gets a buffer of
-// its own, left to the collector, as every batch did before the pool.
-// Only one record bigger than batchBytes gets a buffer of its own always.
+// its own, left to the collector, as every batch did before the pool; so
+// does a record bigger than batchBytes, always. The free buffers, then,
+// are at most batchPool bytes: what the busiest moment needed, kept.
 //
 // Waking (no broadcast). A writer that must wait sleeps on its own
 // waiter, in a list ordered by the end LSN it waits for. A leader that
