@@ -93,6 +93,10 @@ const (
 	// batchPool bounds the bytes of pooled batch buffers, in use or free:
 	// with 4 MiB batches, one being written, one filling and six queued.
 	batchPool = 32 << 20
+	// inflightMax bounds the bytes of writes under way (reserve): half
+	// the pool, since batches may be half empty (a record that does not
+	// fit the rest of a batch starts another).
+	inflightMax = batchPool / 2
 	// directMin: batches this big or bigger bypass the page cache. Smaller
 	// ones (a lone 4 KiB write) are written through it: a direct write
 	// waits for the device, a buffered one only for a copy, and Flush
@@ -192,6 +196,12 @@ type journal struct {
 
 	// spaceWanted: a reserve waits on space (only then is it replaced).
 	spaceWanted bool
+	// Admission (reserve): writers queued in order of arrival, with
+	// their bytes in end; bytes promised to those woken and not yet
+	// reserved. Invariant: reserved + promised <= inflightMax, or one
+	// write alone is under way.
+	admits   []*waiter
+	promised int64
 
 	// Group commit (see above). Invariant: tail <= synced <= written <=
 	// head (synced may lag tail after a release); the records in
@@ -426,9 +436,19 @@ func recordSize(dataLen int) int64 { return int64(recHeader + dataLen) }
 // to the caller, who must append or unreserve them. Waiting here, before the
 // caller takes any volume lock, is the backpressure: writers block, nothing
 // is dropped. pressure is called when the journal is short of space.
+//
+// It also keeps the writes under way (reserved and not yet unreserved: their
+// records are in batches until written) within inflightMax, so that the
+// batch pool (batchPool) holds them: past it, writers queue here in order
+// of arrival, and each unreserve admits the first ones that fit (a lone
+// write of any size is admitted).
 func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
+	woken := false // admitted from the queue: goes before those queued
 	for {
 		j.mu.Lock()
+		if woken {
+			j.promised -= n
+		}
 		if j.capacity == 0 {
 			j.mu.Unlock()
 			return ErrNoDisks
@@ -437,16 +457,25 @@ func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
 			j.mu.Unlock()
 			return fmt.Errorf("volume: record of %d bytes exceeds half the upload buffer", n)
 		}
+		if (len(j.admits) > 0 && !woken) || !j.flightFitsLocked(n) {
+			if err := j.queueLocked(ctx, n, woken); err != nil {
+				return err
+			}
+			woken = true
+			continue
+		}
 		used := int64(j.head-j.tail) + j.reserved
 		if used+n <= j.capacity-j.guard() {
 			j.reserved += n
 			over := used+n > j.capacity/2
+			j.admitLocked() // those queued behind may fit too
 			j.mu.Unlock()
 			if over {
 				pressure()
 			}
 			return nil
 		}
+		woken = false
 		ch := j.space
 		j.spaceWanted = true
 		j.mu.Unlock()
@@ -465,7 +494,66 @@ func (j *journal) unreserve(n int64) {
 	j.mu.Lock()
 	j.reserved -= n
 	j.spaceFreedLocked()
+	j.admitLocked()
 	j.mu.Unlock()
+}
+
+// flightFitsLocked says whether a write of n bytes may start now: the
+// writes under way and those admitted and on their way leave room for
+// it within inflightMax, or there are none.
+func (j *journal) flightFitsLocked(n int64) bool {
+	busy := j.reserved + j.promised
+	return busy == 0 || busy+n <= inflightMax
+}
+
+// queueLocked waits in the admission queue (at its front when first is
+// set: the caller was admitted already) until admitLocked wakes it. j.mu
+// held; it returns with j.mu free.
+func (j *journal) queueLocked(ctx context.Context, n int64, first bool) error {
+	w := j.waiterLocked()
+	w.end = uint64(n)
+	if first {
+		j.admits = slices.Insert(j.admits, 0, w)
+	} else {
+		j.admits = append(j.admits, w)
+	}
+	j.mu.Unlock()
+	var err error
+	select {
+	case <-w.wake:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-j.done:
+		err = ErrClosed
+	}
+	j.mu.Lock()
+	if err != nil {
+		if i := slices.Index(j.admits, w); i >= 0 {
+			j.admits = slices.Delete(j.admits, i, i+1)
+		} else {
+			// Admitted meanwhile: give the place to the next.
+			<-w.wake
+			j.promised -= n
+			j.admitLocked()
+		}
+	}
+	j.idle = append(j.idle, w)
+	j.mu.Unlock()
+	return err
+}
+
+// admitLocked wakes the writers at the front of the admission queue that
+// fit, promising them their bytes (so that, woken together, they fit
+// together). j.mu held.
+func (j *journal) admitLocked() {
+	for len(j.admits) > 0 && j.flightFitsLocked(int64(j.admits[0].end)) {
+		w := j.admits[0]
+		j.promised += int64(w.end)
+		copy(j.admits, j.admits[1:])
+		j.admits[len(j.admits)-1] = nil
+		j.admits = j.admits[:len(j.admits)-1]
+		w.wake <- struct{}{}
+	}
 }
 
 // spaceFreedLocked wakes the reserves waiting for space, if any: a
@@ -660,12 +748,7 @@ func (j *journal) wait(end uint64) error {
 // under way is done) or failed, or to lead next. j.mu held and a batch
 // being written (so a leader will wake it).
 func (j *journal) sleepLocked(end uint64) {
-	var w *waiter
-	if n := len(j.idle); n > 0 {
-		w, j.idle = j.idle[n-1], j.idle[:n-1]
-	} else {
-		w = &waiter{wake: make(chan struct{}, 1)}
-	}
+	w := j.waiterLocked()
 	w.end = end
 	i := len(j.waiters)
 	for i > 0 && j.waiters[i-1].end > end {
@@ -681,6 +764,16 @@ func (j *journal) sleepLocked(end uint64) {
 		w.heir, j.heir = false, false
 	}
 	j.idle = append(j.idle, w)
+}
+
+// waiterLocked returns an idle waiter.
+func (j *journal) waiterLocked() *waiter {
+	if n := len(j.idle); n > 0 {
+		w := j.idle[n-1]
+		j.idle = j.idle[:n-1]
+		return w
+	}
+	return &waiter{wake: make(chan struct{}, 1)}
 }
 
 // wakeLocked wakes the first n waiters (taking them out of the list).

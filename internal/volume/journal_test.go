@@ -1048,3 +1048,96 @@ func TestJournalReusesBatchBuffers(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalAdmitsInOrder: past inflightMax of writes under way, reserve
+// queues writers in order of arrival; one whose context ends leaves the
+// queue, and an unreserve admits the next; 64 writers of 512 KiB records
+// at once never have more than inflightMax under way, and the pool stays
+// within batchPool.
+func TestJournalAdmitsInOrder(t *testing.T) {
+	dir := t.TempDir()
+	j := openModeJournal(t, dir, "buffered", []int64{64 << 20})
+	defer j.close()
+	if err := j.replay(func(*record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	queued := func(n int) {
+		for {
+			j.mu.Lock()
+			q := len(j.admits)
+			j.mu.Unlock()
+			if q == n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := j.reserve(ctx, inflightMax, func() {}); err != nil {
+		t.Fatalf("a lone write of inflightMax: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() { first <- j.reserve(cctx, 4096, func() {}) }()
+	queued(1)
+	go func() { second <- j.reserve(ctx, 8192, func() {}) }()
+	queued(2)
+	cancel()
+	if err := <-first; err == nil {
+		t.Fatal("a queued reserve whose context ended succeeded")
+	}
+	queued(1)
+	select {
+	case err := <-second:
+		t.Fatalf("a reserve was admitted past inflightMax (%v)", err)
+	default:
+	}
+	j.unreserve(inflightMax)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	r, p := j.reserved, j.promised
+	j.mu.Unlock()
+	if r != 8192 || p != 0 {
+		t.Fatalf("reserved %d, promised %d, want 8192 and 0", r, p)
+	}
+	j.unreserve(8192)
+
+	pressure := func() {
+		j.mu.Lock()
+		w := j.written
+		j.mu.Unlock()
+		_ = j.release(w)
+	}
+	data := patterned(1, BlockSize)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for range 8 {
+				n := recordSize(BlockSize)
+				if err := j.reserve(ctx, n, pressure); err != nil {
+					t.Error(err)
+					return
+				}
+				j.mu.Lock()
+				r, p := j.reserved, j.pooled
+				j.mu.Unlock()
+				if r > inflightMax || p > batchPool {
+					t.Errorf("%d bytes of writes under way (at most %d), %d of pooled buffers (at most %d)", r, inflightMax, p, batchPool)
+				}
+				rec := record{kind: recWrite, nonce: 7, length: BlockSize, data: data}
+				if _, err := j.append(&rec); err != nil {
+					t.Error(err)
+				}
+				j.unreserve(n)
+			}
+		})
+	}
+	wg.Wait()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.reserved != 0 || j.promised != 0 || len(j.admits) != 0 || j.written != j.head {
+		t.Fatalf("all done: reserved %d, promised %d, %d queued, written %d of %d", j.reserved, j.promised, len(j.admits), j.written, j.head)
+	}
+}
