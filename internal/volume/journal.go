@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,26 @@ import (
 // rings written before batches (records at any byte) still replay, and
 // appends continue after them. reserve keeps a sector of slack between
 // head and tail so that the zeros never reach a record still needed.
+//
+// Memory (steady state allocates nothing). A batch takes a buffer of one
+// of four sizes (batchMin to batchBytes, by 4×), the size recent batches
+// needed (hint: one class up when a batch overflows, one down when one
+// used an eighth of it), so a trickle of 4 KiB writes does not hold 4 MiB
+// buffers. Written batches go back to a pool, whose buffers, in use or
+// free, never add up to more than batchPool; a batch that finds the pool
+// full (more than batchPool of records not yet written) gets a buffer of
+// its own, left to the collector, as every batch did before the pool; so
+// does a record bigger than batchBytes, always. The free buffers, then,
+// are at most batchPool bytes: what the busiest moment needed, kept.
+//
+// Waking (no broadcast). A writer that must wait sleeps on its own
+// waiter, in a list ordered by the end LSN it waits for. A leader that
+// writes a batch wakes exactly the waiters whose records it wrote (and,
+// when it fails, every waiter: each is answered with the error); when it
+// leaves, it wakes one waiter (the heir, the oldest not written) to lead
+// next. Invariant: whenever no batch is being written and j.mu is free,
+// every waiter in the list has an heir woken before it (j.heir) or the
+// list is empty, so nobody sleeps while nothing is written for it.
 const (
 	recMagic  = 0x314a5256 // "VRJ1"
 	recHeader = 64
@@ -63,9 +84,19 @@ const (
 	recZero  = 2
 
 	ringSector = 4096 // the unit of ring writes (and of O_DIRECT alignment)
-	// batchBytes is a batch buffer's size: it bounds one write, not the
-	// records waiting (a full batch is queued and another started).
-	batchBytes = 4 << 20
+	// batchBytes is the biggest batch buffer: it bounds one write, not
+	// the records waiting (a full batch is queued and another started).
+	// batchMin is the smallest; the sizes between go by 4×.
+	batchBytes   = 4 << 20
+	batchMin     = 64 << 10
+	batchClasses = 4
+	// batchPool bounds the bytes of pooled batch buffers, in use or free:
+	// with 4 MiB batches, one being written, one filling and six queued.
+	batchPool = 32 << 20
+	// inflightMax bounds the bytes of writes under way (reserve): half
+	// the pool, since batches may be half empty (a record that does not
+	// fit the rest of a batch starts another).
+	inflightMax = batchPool / 2
 	// directMin: batches this big or bigger bypass the page cache. Smaller
 	// ones (a lone 4 KiB write) are written through it: a direct write
 	// waits for the device, a buffered one only for a copy, and Flush
@@ -113,6 +144,16 @@ type batch struct {
 	start uint64 // LSN of the first record
 	end   uint64 // LSN after the last record assigned to it
 	fill  sync.WaitGroup
+	class int // buffer size class, -1 for a buffer outside the pool
+}
+
+// waiter is a writer asleep until the journal is written up to end (0:
+// only until the batch being written is done: to lead, retry or find a
+// buffer). The waker takes it out of j.waiters before waking it.
+type waiter struct {
+	end  uint64
+	wake chan struct{} // capacity 1
+	heir bool          // woken to lead next (see j.heir)
 }
 
 // slot is a record's place in a batch: assigned under the volume lock,
@@ -153,16 +194,40 @@ type journal struct {
 	// every record before it is durable.
 	synced uint64
 
+	// spaceWanted: a reserve waits on space (only then is it replaced).
+	spaceWanted bool
+	// Admission (reserve): writers queued in order of arrival, with
+	// their bytes in end; bytes promised to those woken and not yet
+	// reserved. Invariant: reserved + promised <= inflightMax, or one
+	// write alone is under way.
+	admits   []*waiter
+	promised int64
+
 	// Group commit (see above). Invariant: tail <= synced <= written <=
 	// head (synced may lag tail after a release); the records in
 	// [written, head) are in cur and queue, in LSN order.
-	cond    *sync.Cond // on mu: broadcast when writing, syncing or an error changes
-	cur     *batch     // the batch new records join (nil: none yet)
-	queue   []*batch   // full batches waiting to be written, oldest first
-	spare   [][]byte   // batch buffers to reuse
-	written uint64     // every record before it is in the files
-	writing bool       // a leader is writing a batch
-	syncing bool       // a Flush is syncing the disks
+	cur     *batch   // the batch new records join (nil: none yet)
+	queue   []*batch // full batches waiting to be written, oldest first
+	written uint64   // every record before it is in the files
+	writing bool     // a leader is writing a batch
+	syncing bool     // a Flush is syncing the disks
+	// Waking (see above): writers asleep, by end; an heir is woken and
+	// has not yet taken j.mu; idle waiters to reuse.
+	waiters []*waiter
+	heir    bool
+	idle    []*waiter
+	// cond (on mu) is for sync and close only, which wait for a sync or
+	// a write to end; condWaiters says whether a write's end must
+	// broadcast it.
+	cond        *sync.Cond
+	condWaiters int
+	// Batch pool (see above): written batches by size class, the bytes
+	// of pooled buffers (in use or free), the size new batches take, and
+	// buffers allocated (for tests).
+	free      [batchClasses][]*batch
+	pooled    int64
+	hint      int
+	bufAllocs int64
 	// failed is the error of the last batch write when it failed: that
 	// batch is kept, first in queue, and written again before any record
 	// is added or counted written (a record after a hole would be lost to
@@ -198,7 +263,7 @@ type journal struct {
 }
 
 func openJournal(dir string, done <-chan struct{}) (*journal, error) {
-	j := &journal{path: filepath.Join(dir, "journal.json"), space: make(chan struct{}), done: done, align: 1}
+	j := &journal{path: filepath.Join(dir, "journal.json"), space: make(chan struct{}), done: done, align: 1, hint: batchMin}
 	j.cond = sync.NewCond(&j.mu)
 	b, err := os.ReadFile(j.path)
 	switch {
@@ -371,9 +436,19 @@ func recordSize(dataLen int) int64 { return int64(recHeader + dataLen) }
 // to the caller, who must append or unreserve them. Waiting here, before the
 // caller takes any volume lock, is the backpressure: writers block, nothing
 // is dropped. pressure is called when the journal is short of space.
+//
+// It also keeps the writes under way (reserved and not yet unreserved: their
+// records are in batches until written) within inflightMax, so that the
+// batch pool (batchPool) holds them: past it, writers queue here in order
+// of arrival, and each unreserve admits the first ones that fit (a lone
+// write of any size is admitted).
 func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
+	woken := false // admitted from the queue: goes before those queued
 	for {
 		j.mu.Lock()
+		if woken {
+			j.promised -= n
+		}
 		if j.capacity == 0 {
 			j.mu.Unlock()
 			return ErrNoDisks
@@ -382,17 +457,27 @@ func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
 			j.mu.Unlock()
 			return fmt.Errorf("volume: record of %d bytes exceeds half the upload buffer", n)
 		}
+		if (len(j.admits) > 0 && !woken) || !j.flightFitsLocked(n) {
+			if err := j.queueLocked(ctx, n, woken); err != nil {
+				return err
+			}
+			woken = true
+			continue
+		}
 		used := int64(j.head-j.tail) + j.reserved
 		if used+n <= j.capacity-j.guard() {
 			j.reserved += n
 			over := used+n > j.capacity/2
+			j.admitLocked() // those queued behind may fit too
 			j.mu.Unlock()
 			if over {
 				pressure()
 			}
 			return nil
 		}
+		woken = false
 		ch := j.space
+		j.spaceWanted = true
 		j.mu.Unlock()
 		pressure()
 		select {
@@ -408,9 +493,77 @@ func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
 func (j *journal) unreserve(n int64) {
 	j.mu.Lock()
 	j.reserved -= n
-	close(j.space)
-	j.space = make(chan struct{})
+	j.spaceFreedLocked()
+	j.admitLocked()
 	j.mu.Unlock()
+}
+
+// flightFitsLocked says whether a write of n bytes may start now: the
+// writes under way and those admitted and on their way leave room for
+// it within inflightMax, or there are none.
+func (j *journal) flightFitsLocked(n int64) bool {
+	busy := j.reserved + j.promised
+	return busy == 0 || busy+n <= inflightMax
+}
+
+// queueLocked waits in the admission queue (at its front when first is
+// set: the caller was admitted already) until admitLocked wakes it. j.mu
+// held; it returns with j.mu free.
+func (j *journal) queueLocked(ctx context.Context, n int64, first bool) error {
+	w := j.waiterLocked()
+	w.end = uint64(n)
+	if first {
+		j.admits = slices.Insert(j.admits, 0, w)
+	} else {
+		j.admits = append(j.admits, w)
+	}
+	j.mu.Unlock()
+	var err error
+	select {
+	case <-w.wake:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-j.done:
+		err = ErrClosed
+	}
+	j.mu.Lock()
+	if err != nil {
+		if i := slices.Index(j.admits, w); i >= 0 {
+			j.admits = slices.Delete(j.admits, i, i+1)
+		} else {
+			// Admitted meanwhile: give the place to the next.
+			<-w.wake
+			j.promised -= n
+			j.admitLocked()
+		}
+	}
+	j.idle = append(j.idle, w)
+	j.mu.Unlock()
+	return err
+}
+
+// admitLocked wakes the writers at the front of the admission queue that
+// fit, promising them their bytes (so that, woken together, they fit
+// together). j.mu held.
+func (j *journal) admitLocked() {
+	for len(j.admits) > 0 && j.flightFitsLocked(int64(j.admits[0].end)) {
+		w := j.admits[0]
+		j.promised += int64(w.end)
+		copy(j.admits, j.admits[1:])
+		j.admits[len(j.admits)-1] = nil
+		j.admits = j.admits[:len(j.admits)-1]
+		w.wake <- struct{}{}
+	}
+}
+
+// spaceFreedLocked wakes the reserves waiting for space, if any: a
+// channel is closed and replaced only then (no allocation per write).
+func (j *journal) spaceFreedLocked() {
+	if j.spaceWanted {
+		close(j.space)
+		j.space = make(chan struct{})
+		j.spaceWanted = false
+	}
 }
 
 func (j *journal) capacityBytes() int64 {
@@ -449,6 +602,7 @@ func (j *journal) add(r *record) (end uint64, err error) {
 func (j *journal) assign(r *record) (slot, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	defer j.handoffLocked()
 	if j.closed {
 		return slot{}, ErrClosed
 	}
@@ -460,7 +614,7 @@ func (j *journal) assign(r *record) (slot, error) {
 			return slot{}, ErrClosed
 		}
 		if j.writing {
-			j.cond.Wait()
+			j.sleepLocked(0)
 			continue
 		}
 		if err := j.writeNextLocked(); err != nil {
@@ -477,14 +631,12 @@ func (j *journal) assign(r *record) (slot, error) {
 	if b == nil || lay.alignUp(j.head+n)-b.base > uint64(len(b.buf)) {
 		if b != nil {
 			j.queue = append(j.queue, b)
+			// It overflowed: batches take the next size up.
+			j.hint = max(j.hint, min(batchBytes, 4*len(b.buf)))
 		}
-		b = &batch{base: lay.alignDown(j.head), start: j.head, end: j.head}
-		size := max(batchBytes, int(lay.alignUp(j.head+n)-b.base))
-		if k := len(j.spare); k > 0 && len(j.spare[k-1]) >= size {
-			b.buf, j.spare = j.spare[k-1], j.spare[:k-1]
-		} else {
-			b.buf = alignedBuf(size)
-		}
+		base := lay.alignDown(j.head)
+		b = j.newBatchLocked(int(lay.alignUp(j.head+n) - base))
+		b.base, b.start, b.end = base, j.head, j.head
 		j.cur = b
 	}
 	b.fill.Add(1)
@@ -492,6 +644,47 @@ func (j *journal) assign(r *record) (slot, error) {
 	b.end = j.head
 	return slot{b: b, lsn: r.lsn}, nil
 }
+
+// newBatchLocked returns a batch with a buffer of at least need bytes:
+// the smallest free one of the size new batches take (hint) or bigger,
+// else a new one within batchPool (dropping free ones of other sizes to
+// stay within it), else one outside the pool. j.mu held.
+func (j *journal) newBatchLocked(need int) *batch {
+	c := 0
+	for c < batchClasses && classBytes(c) < max(need, j.hint) {
+		c++
+	}
+	if c == batchClasses {
+		// Bigger than any batch (only a record bigger than batchBytes).
+		j.bufAllocs++
+		return &batch{buf: alignedBuf(need), class: -1}
+	}
+	for k := c; k < batchClasses; k++ {
+		if n := len(j.free[k]); n > 0 {
+			b := j.free[k][n-1]
+			j.free[k][n-1] = nil
+			j.free[k] = j.free[k][:n-1]
+			return b
+		}
+	}
+	size := int64(classBytes(c))
+	for k := 0; k < c && j.pooled+size > batchPool; k++ {
+		for n := len(j.free[k]); n > 0 && j.pooled+size > batchPool; n-- {
+			j.free[k][n-1] = nil
+			j.free[k] = j.free[k][:n-1]
+			j.pooled -= int64(classBytes(k))
+		}
+	}
+	j.bufAllocs++
+	if j.pooled+size > batchPool {
+		return &batch{buf: alignedBuf(int(size)), class: -1}
+	}
+	j.pooled += size
+	return &batch{buf: alignedBuf(int(size)), class: c}
+}
+
+// classBytes is the buffer size of batch size class c.
+func classBytes(c int) int { return batchMin << (2 * c) }
 
 // fill copies r (assigned s) into its batch, outside j.mu: the place is
 // r's alone, and the batch is not written before every fill is done.
@@ -533,13 +726,14 @@ func (j *journal) kick() {
 func (j *journal) wait(end uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	defer j.handoffLocked()
 	seq := j.failSeq
 	for j.written < end {
 		if j.failSeq != seq {
 			return j.lastErr
 		}
 		if j.writing {
-			j.cond.Wait()
+			j.sleepLocked(end)
 			continue
 		}
 		if err := j.writeNextLocked(); err != nil {
@@ -549,15 +743,81 @@ func (j *journal) wait(end uint64) error {
 	return nil
 }
 
+// sleepLocked waits, j.mu dropped meanwhile, until a leader wakes the
+// caller: because the journal is written up to end (0: because the write
+// under way is done) or failed, or to lead next. j.mu held and a batch
+// being written (so a leader will wake it).
+func (j *journal) sleepLocked(end uint64) {
+	w := j.waiterLocked()
+	w.end = end
+	i := len(j.waiters)
+	for i > 0 && j.waiters[i-1].end > end {
+		i--
+	}
+	j.waiters = append(j.waiters, nil)
+	copy(j.waiters[i+1:], j.waiters[i:])
+	j.waiters[i] = w
+	j.mu.Unlock()
+	<-w.wake
+	j.mu.Lock()
+	if w.heir {
+		w.heir, j.heir = false, false
+	}
+	j.idle = append(j.idle, w)
+}
+
+// waiterLocked returns an idle waiter.
+func (j *journal) waiterLocked() *waiter {
+	if n := len(j.idle); n > 0 {
+		w := j.idle[n-1]
+		j.idle = j.idle[:n-1]
+		return w
+	}
+	return &waiter{wake: make(chan struct{}, 1)}
+}
+
+// wakeLocked wakes the first n waiters (taking them out of the list).
+func (j *journal) wakeLocked(n int) {
+	for _, w := range j.waiters[:n] {
+		w.wake <- struct{}{}
+	}
+	clear(j.waiters[:n])
+	j.waiters = append(j.waiters[:0], j.waiters[n:]...)
+}
+
+// handoffLocked is called by every writer leaving wait or assign: when
+// nothing is being written and nobody is woken to lead, it wakes the
+// oldest waiter to (see the invariant above). A writer that leaves while
+// a batch is written needs none: that batch's leader does it.
+func (j *journal) handoffLocked() {
+	if j.writing || j.heir || len(j.waiters) == 0 {
+		return
+	}
+	j.heir = true
+	j.waiters[0].heir = true
+	j.wakeLocked(1)
+}
+
 // writeNextLocked writes the oldest batch not written, dropping j.mu
-// meanwhile. j.mu held, no write under way, and written < head. On
-// failure the batch goes back to the front of the queue.
+// meanwhile. j.mu held, no write under way, and written < head. It wakes
+// the waiters it wrote for (all of them when it fails); the caller, when
+// it leaves rather than lead again, wakes the next leader
+// (handoffLocked). On failure the batch goes back to the front of the
+// queue.
 func (j *journal) writeNextLocked() error {
 	var b *batch
 	if len(j.queue) > 0 {
-		b, j.queue = j.queue[0], j.queue[1:]
+		b = j.queue[0]
+		copy(j.queue, j.queue[1:])
+		j.queue[len(j.queue)-1] = nil
+		j.queue = j.queue[:len(j.queue)-1]
 	} else {
 		b, j.cur = j.cur, nil
+		// Not full: when it used an eighth of the size batches take,
+		// they take the next size down.
+		if used := int(b.end - b.base); j.hint > batchMin && 8*used <= j.hint {
+			j.hint /= 4
+		}
 	}
 	j.writing = true
 	lay := j.layoutLocked()
@@ -567,17 +827,27 @@ func (j *journal) writeNextLocked() error {
 	j.mu.Lock()
 	j.writing = false
 	j.direct = j.direct && lay.direct
-	defer j.cond.Broadcast()
+	if j.condWaiters > 0 {
+		j.cond.Broadcast()
+	}
 	if err != nil {
-		j.queue = append([]*batch{b}, j.queue...)
+		j.queue = slices.Insert(j.queue, 0, b)
 		j.failed, j.lastErr = err, err
 		j.failSeq++
+		// Every waiter is answered with the error (or, waiting for a
+		// buffer or a retry, tries again).
+		j.wakeLocked(len(j.waiters))
 		return err
 	}
 	j.failed = nil
 	j.written = b.end
-	if len(b.buf) == batchBytes && len(j.spare) < 2 {
-		j.spare = append(j.spare, b.buf)
+	n := 0
+	for n < len(j.waiters) && j.waiters[n].end <= j.written {
+		n++
+	}
+	j.wakeLocked(n)
+	if b.class >= 0 {
+		j.free[b.class] = append(j.free[b.class], b)
 	}
 	return nil
 }
@@ -705,7 +975,9 @@ func (j *journal) sync() error {
 			j.cond.Broadcast()
 			continue
 		}
+		j.condWaiters++
 		j.cond.Wait()
+		j.condWaiters--
 	}
 }
 
@@ -751,8 +1023,7 @@ func (j *journal) release(lsn uint64) error {
 	j.mu.Lock()
 	j.sb.TailLSN = lsn
 	j.tail = lsn
-	close(j.space)
-	j.space = make(chan struct{})
+	j.spaceFreedLocked()
 	j.mu.Unlock()
 	return nil
 }
@@ -854,7 +1125,9 @@ func (j *journal) close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for j.writing || j.syncing {
+		j.condWaiters++
 		j.cond.Wait()
+		j.condWaiters--
 	}
 	for _, d := range j.disks {
 		if err := d.f.Sync(); err != nil && first == nil {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -695,5 +696,448 @@ func TestJournalSyncCoalesces(t *testing.T) {
 	}
 	if n := j.syncs.Load() - start; n != 2 {
 		t.Fatalf("a sync after a new write made %d rounds in all, want 2", n-1)
+	}
+}
+
+// BenchmarkJournalAppend: 32 writers append records of 4 KiB and of 512 KiB
+// (a 4 KiB and a whole-block write) to a 256 MiB ring, releasing it as it
+// fills, in the engine's order (reserve, add, kick, wait, unreserve). -benchmem
+// gives the journal's allocations per append; MB_alloc/GB and allocs/GB
+// scale them to a gigabyte of records.
+func BenchmarkJournalAppend(b *testing.B) {
+	for _, size := range []int{4 << 10, 512 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			dir := b.TempDir()
+			j, err := openJournal(dir, make(chan struct{}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := j.addDisk(filepath.Join(dir, "buf.img"), 256<<20); err != nil {
+				b.Fatal(err)
+			}
+			if err := j.relayout(); err != nil {
+				b.Fatal(err)
+			}
+			if err := j.replay(func(*record) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+			defer j.close()
+			n := recordSize(size)
+			pressure := func() {
+				// Everything written is as good as uploaded here.
+				j.mu.Lock()
+				w := j.written
+				j.mu.Unlock()
+				_ = j.release(w)
+			}
+			data := make([]byte, size) // records only read it
+			appendOne := func() {
+				r := record{kind: recWrite, nonce: 7, length: uint64(size), data: data}
+				if err := j.reserve(context.Background(), n, pressure); err != nil {
+					b.Error(err)
+					return
+				}
+				end, err := j.add(&r)
+				if err == nil {
+					j.kick()
+					err = j.wait(end)
+				}
+				if err != nil {
+					b.Error(err)
+				}
+				j.unreserve(n)
+			}
+			// Warm up: the steady state is what is measured.
+			var wg sync.WaitGroup
+			for range 32 {
+				wg.Go(func() {
+					for range 64 {
+						appendOne()
+					}
+				})
+			}
+			wg.Wait()
+			b.SetBytes(int64(size))
+			b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					appendOne()
+				}
+			})
+			b.StopTimer()
+			runtime.ReadMemStats(&ms1)
+			gb := float64(b.N) * float64(size) / 1e9
+			b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/1e6/gb, "MB_alloc/GB")
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/gb, "allocs/GB")
+		})
+	}
+}
+
+// fakeLeader marks a batch as being written, as a leader does, so that
+// writers queue up behind it; the test then writes batches itself with
+// writeNext.
+func fakeLeader(j *journal) {
+	j.mu.Lock()
+	j.writing = true
+	j.mu.Unlock()
+}
+
+// writeNext writes the oldest batch as the fake leader and goes on being
+// it (a batch stays "being written").
+func writeNext(j *journal) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.writing = false
+	err := j.writeNextLocked()
+	j.writing = true
+	return err
+}
+
+// sealBatch queues the current batch as if it were full: the next record
+// starts another.
+func sealBatch(j *journal) {
+	j.mu.Lock()
+	j.queue = append(j.queue, j.cur)
+	j.cur = nil
+	j.mu.Unlock()
+}
+
+// asleep reports the ends the writers asleep in j wait for.
+func asleep(j *journal) []uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var ends []uint64
+	for _, w := range j.waiters {
+		ends = append(ends, w.end)
+	}
+	return ends
+}
+
+// waitAsleep polls until n writers are asleep (no timing is asserted).
+func waitAsleep(t *testing.T, j *journal, n int) {
+	t.Helper()
+	for len(asleep(j)) != n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// startWriter adds record id of n bytes and waits for it in the
+// background; it sends the record's end, then wait's answer.
+func startWriter(t *testing.T, j *journal, id, n int) (end uint64, answer <-chan error) {
+	t.Helper()
+	r := &record{kind: recWrite, nonce: 7, off: uint64(id) * 512, length: uint64(n), data: patterned(id, n)}
+	if err := j.reserve(context.Background(), recordSize(n), func() {}); err != nil {
+		t.Fatal(err)
+	}
+	end, err := j.add(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan error, 1)
+	go func() {
+		defer j.unreserve(recordSize(n))
+		ch <- j.wait(end)
+	}()
+	return end, ch
+}
+
+// TestJournalWakesOnlyWritten: behind a batch being written, writers of
+// two batches sleep; writing the first batch wakes its writer alone (the
+// other stays asleep, waiting for its end), and the leader leaving wakes
+// the other to lead, which writes its batch itself. Nothing is written
+// out of LSN order and both records replay.
+func TestJournalWakesOnlyWritten(t *testing.T) {
+	dir := t.TempDir()
+	j := openModeJournal(t, dir, "buffered", []int64{2 << 20})
+	if err := j.replay(func(*record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	fakeLeader(j)
+	endA, doneA := startWriter(t, j, 1, 4096)
+	sealBatch(j)
+	endB, doneB := startWriter(t, j, 2, 4096)
+	waitAsleep(t, j, 2)
+	if err := writeNext(j); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-doneA; err != nil {
+		t.Fatalf("writer of the batch written: %v", err)
+	}
+	if got := asleep(j); !slices.Equal(got, []uint64{endB}) {
+		t.Fatalf("after the batch up to %d was written, the writers asleep wait for %v, want only [%d]", endA, got, endB)
+	}
+	select {
+	case err := <-doneB:
+		t.Fatalf("the writer of the batch not written returned (%v)", err)
+	default:
+	}
+	// The leader leaves: the writer left becomes the leader.
+	j.mu.Lock()
+	j.writing = false
+	j.handoffLocked()
+	j.mu.Unlock()
+	if err := <-doneB; err != nil {
+		t.Fatalf("heir writing its own batch: %v", err)
+	}
+	j.mu.Lock()
+	w, h, heir := j.written, j.head, j.heir
+	j.mu.Unlock()
+	if w != h || w != endB || heir {
+		t.Fatalf("written %d, head %d (want %d), heir still pending %v", w, h, endB, heir)
+	}
+	j.close()
+	j = openModeJournal(t, dir, "buffered", []int64{2 << 20})
+	defer j.close()
+	if ids := replayedIDs(t, j); !slices.Equal(ids, []int{1, 2}) {
+		t.Fatalf("replayed %v, want [1 2]", ids)
+	}
+}
+
+// TestJournalFailedBatchAnswersEveryWaiter: a batch write that fails
+// answers every writer asleep then with its error, the writer of a later
+// batch too (nothing is acknowledged); once the disk takes writes again
+// the failed batch is written first, then the later one, then a new
+// record, and all three replay in order.
+func TestJournalFailedBatchAnswersEveryWaiter(t *testing.T) {
+	dir := t.TempDir()
+	j := openModeJournal(t, dir, "buffered", []int64{2 << 20})
+	if err := j.replay(func(*record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	broken, err := os.Open(filepath.Join(dir, "buf0.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken.Close() // every call on it fails
+	j.mu.Lock()
+	good := j.disks[0].f
+	j.disks[0].f = broken
+	j.mu.Unlock()
+
+	fakeLeader(j)
+	_, doneA := startWriter(t, j, 1, 4096)
+	sealBatch(j)
+	_, doneB := startWriter(t, j, 2, 8192)
+	waitAsleep(t, j, 2)
+	if err := writeNext(j); err == nil {
+		t.Fatal("a batch write on a closed file succeeded")
+	}
+	for i, ch := range []<-chan error{doneA, doneB} {
+		if err := <-ch; err == nil {
+			t.Fatalf("writer %d was acknowledged though the batch write failed", i+1)
+		}
+	}
+	j.mu.Lock()
+	j.disks[0].f = good
+	j.writing = false
+	j.mu.Unlock()
+	appendPatterned(t, j, 3, 4096)
+	j.mu.Lock()
+	w, h := j.written, j.head
+	j.mu.Unlock()
+	if w != h {
+		t.Fatalf("written %d, head %d: a batch was left behind", w, h)
+	}
+	j.close()
+	j = openModeJournal(t, dir, "buffered", []int64{2 << 20})
+	defer j.close()
+	if ids := replayedIDs(t, j); !slices.Equal(ids, []int{1, 2, 3}) {
+		t.Fatalf("replayed %v, want [1 2 3]", ids)
+	}
+}
+
+// TestJournalReusesBatchBuffers: appends allocate nothing once warm, a
+// 4 KiB writer's batches take the smallest buffers and a 512 KiB one's
+// the size that holds a record; and under 32 concurrent writers of mixed
+// sizes the pool's buffers never add up to more than batchPool.
+func TestJournalReusesBatchBuffers(t *testing.T) {
+	for _, mode := range journalModes {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			j := openModeJournal(t, dir, mode, journalSizes(mode, 64<<20))
+			defer j.close()
+			if err := j.replay(func(*record) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			appendOf := func(n int) func() {
+				r := record{kind: recWrite, nonce: 7, length: uint64(n), data: patterned(1, n)}
+				return func() {
+					if err := j.reserve(ctx, recordSize(n), func() {}); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := j.append(&r); err != nil {
+						t.Fatal(err)
+					}
+					j.unreserve(recordSize(n))
+				}
+			}
+			pooled := func() (int64, int64) {
+				j.mu.Lock()
+				defer j.mu.Unlock()
+				return j.pooled, j.bufAllocs
+			}
+			if a := testing.AllocsPerRun(200, appendOf(4096)); a != 0 {
+				t.Errorf("a 4 KiB append allocates %v times", a)
+			}
+			if p, n := pooled(); p != batchMin || n != 1 {
+				t.Errorf("4 KiB appends one at a time: %d bytes of buffers in %d allocations, want one of %d", p, n, batchMin)
+			}
+			if a := testing.AllocsPerRun(60, appendOf(BlockSize)); a != 0 {
+				t.Errorf("a 512 KiB append allocates %v times", a)
+			}
+			if p, n := pooled(); p != int64(batchMin+classBytes(2)) || n != 2 {
+				t.Errorf("then 512 KiB appends: %d bytes of buffers in %d allocations, want %d in 2", p, n, batchMin+classBytes(2))
+			}
+			if err := j.release(j.headLSN()); err != nil {
+				t.Fatal(err)
+			}
+			// Everything written is as good as uploaded: a writer short
+			// of space releases it.
+			pressure := func() {
+				j.mu.Lock()
+				w := j.written
+				j.mu.Unlock()
+				_ = j.release(w)
+			}
+			var wg sync.WaitGroup
+			for w := range 32 {
+				wg.Go(func() {
+					for i := range 20 {
+						n := 4096
+						if (w+i)%3 == 0 {
+							n = BlockSize
+						}
+						r := record{kind: recWrite, nonce: 7, length: uint64(n), data: patterned(w, n)}
+						if err := j.reserve(ctx, recordSize(n), pressure); err != nil {
+							t.Error(err)
+							return
+						}
+						if _, err := j.append(&r); err != nil {
+							t.Error(err)
+						}
+						j.unreserve(recordSize(n))
+						j.mu.Lock()
+						p := j.pooled
+						j.mu.Unlock()
+						if p > batchPool {
+							t.Errorf("%d bytes of pooled buffers, over %d", p, batchPool)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			var free int64
+			for c, bs := range j.free {
+				for _, b := range bs {
+					if len(b.buf) != classBytes(c) || b.class != c {
+						t.Errorf("a batch of %d bytes (class %d) is free among those of %d", len(b.buf), b.class, classBytes(c))
+					}
+					free += int64(len(b.buf))
+				}
+			}
+			if j.cur != nil || len(j.queue) != 0 || free != j.pooled || free > batchPool {
+				t.Errorf("all written: %d bytes of free buffers, %d pooled (at most %d), cur %v, %d queued", free, j.pooled, batchPool, j.cur != nil, len(j.queue))
+			}
+		})
+	}
+}
+
+// TestJournalAdmitsInOrder: past inflightMax of writes under way, reserve
+// queues writers in order of arrival; one whose context ends leaves the
+// queue, and an unreserve admits the next; 64 writers of 512 KiB records
+// at once never have more than inflightMax under way, and the pool stays
+// within batchPool.
+func TestJournalAdmitsInOrder(t *testing.T) {
+	dir := t.TempDir()
+	j := openModeJournal(t, dir, "buffered", []int64{64 << 20})
+	defer j.close()
+	if err := j.replay(func(*record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	queued := func(n int) {
+		for {
+			j.mu.Lock()
+			q := len(j.admits)
+			j.mu.Unlock()
+			if q == n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := j.reserve(ctx, inflightMax, func() {}); err != nil {
+		t.Fatalf("a lone write of inflightMax: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() { first <- j.reserve(cctx, 4096, func() {}) }()
+	queued(1)
+	go func() { second <- j.reserve(ctx, 8192, func() {}) }()
+	queued(2)
+	cancel()
+	if err := <-first; err == nil {
+		t.Fatal("a queued reserve whose context ended succeeded")
+	}
+	queued(1)
+	select {
+	case err := <-second:
+		t.Fatalf("a reserve was admitted past inflightMax (%v)", err)
+	default:
+	}
+	j.unreserve(inflightMax)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	r, p := j.reserved, j.promised
+	j.mu.Unlock()
+	if r != 8192 || p != 0 {
+		t.Fatalf("reserved %d, promised %d, want 8192 and 0", r, p)
+	}
+	j.unreserve(8192)
+
+	pressure := func() {
+		j.mu.Lock()
+		w := j.written
+		j.mu.Unlock()
+		_ = j.release(w)
+	}
+	data := patterned(1, BlockSize)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for range 8 {
+				n := recordSize(BlockSize)
+				if err := j.reserve(ctx, n, pressure); err != nil {
+					t.Error(err)
+					return
+				}
+				j.mu.Lock()
+				r, p := j.reserved, j.pooled
+				j.mu.Unlock()
+				if r > inflightMax || p > batchPool {
+					t.Errorf("%d bytes of writes under way (at most %d), %d of pooled buffers (at most %d)", r, inflightMax, p, batchPool)
+				}
+				rec := record{kind: recWrite, nonce: 7, length: BlockSize, data: data}
+				if _, err := j.append(&rec); err != nil {
+					t.Error(err)
+				}
+				j.unreserve(n)
+			}
+		})
+	}
+	wg.Wait()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.reserved != 0 || j.promised != 0 || len(j.admits) != 0 || j.written != j.head {
+		t.Fatalf("all done: reserved %d, promised %d, %d queued, written %d of %d", j.reserved, j.promised, len(j.admits), j.written, j.head)
 	}
 }
