@@ -189,7 +189,8 @@
 // while taking no other lock. journal.mu is never held across I/O: a batch is written, and the
 // journal synced, with it dropped (journal.writing and syncing say one is
 // under way), and waiting for a batch to be written happens with no volume
-// lock held. Waiting for journal space happens before any volume lock is
+// lock held. Waiting for journal space, and for admission (journal.reserve: writes
+// in flight are bounded, admitted in arrival order), happens before any volume lock is
 // taken; waiting for cache space
 // drops the volume lock first, and so does fetching a block from the store
 // (a read miss, or the read half of a read-modify-write), after which the
