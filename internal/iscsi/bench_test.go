@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -59,23 +56,7 @@ func startMemTarget(tb testing.TB) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := NewServer(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{0: dev})}); err != nil {
-		tb.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	tb.Cleanup(func() {
-		cancel()
-		srv.Close()
-		<-done
-	})
-	return ln.Addr().String()
+	return startLUTarget(tb, scsi.NewLUNTable(map[uint64]scsi.LogicalUnit{0: dev}))
 }
 
 // BenchmarkWrite4KQD32 drives the target over loopback as qemu-img bench

@@ -68,21 +68,22 @@ func (g *gatedLU) Execute(_ context.Context, cmd *scsi.Command) scsi.Response {
 
 func (g *gatedLU) Reset(string) {}
 
-// startLUTarget serves lu as the whole target on 127.0.0.1.
-func startLUTarget(t *testing.T, lu scsi.LogicalUnit) string {
-	t.Helper()
-	srv := NewServer(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+// startLUTarget serves lu as the whole target on 127.0.0.1, logging only
+// warnings.
+func startLUTarget(tb testing.TB, lu scsi.LogicalUnit) string {
+	tb.Helper()
+	srv := NewServer(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err := srv.AddTarget(TargetConfig{IQN: testIQN, LUNs: lu}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		cancel()
 		srv.Close()
 		<-done
