@@ -49,14 +49,8 @@ func BenchmarkEngineRandomWrite(b *testing.B) {
 		return run(func(off int64) error { return v.WriteAt(ctx, data, off) }, offsets(span, seed))
 	}
 	plain := func(seed uint64) float64 {
-		f, err := os.OpenFile(filepath.Join(b.TempDir(), "raw.img"), os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			b.Fatal(err)
-		}
+		f := plainFile(b, volSize)
 		defer f.Close()
-		if err := f.Truncate(volSize); err != nil {
-			b.Fatal(err)
-		}
 		return run(func(off int64) error { _, err := f.WriteAt(data, off); return err }, offsets(volSize, seed))
 	}
 	var spread, confined, peer []float64
@@ -107,14 +101,8 @@ func BenchmarkEngineRandomWriteDurable(b *testing.B) {
 		return writes / time.Since(start).Seconds(), float64(e.uploadedStored.Load()-up) / writes
 	}
 	plain := func(seed uint64) float64 {
-		f, err := os.OpenFile(filepath.Join(b.TempDir(), "raw.img"), os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			b.Fatal(err)
-		}
+		f := plainFile(b, volSize)
 		defer f.Close()
-		if err := f.Truncate(volSize); err != nil {
-			b.Fatal(err)
-		}
 		start := time.Now()
 		run(func(off int64) error { _, err := f.WriteAt(data, off); return err }, offsets(seed))
 		if err := f.Sync(); err != nil {
@@ -179,4 +167,18 @@ func rotate(rounds int, measure ...func(seed uint64)) {
 			measure[(i+j)%len(measure)](uint64(i))
 		}
 	}
+}
+
+// plainFile is the peer of a volume in the random-write benchmarks: an
+// empty file of size bytes in a fresh directory.
+func plainFile(b *testing.B, size int64) *os.File {
+	f, err := os.OpenFile(filepath.Join(b.TempDir(), "raw.img"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return f
 }
