@@ -11,3 +11,9 @@ import (
 func punchHole(f *os.File, off, n int64) error {
 	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 }
+
+// startFileWriteBack queues the write-back of the file's dirty pages and
+// returns without waiting for it (cache.startWriteBack).
+func startFileWriteBack(fd uintptr) {
+	unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+}

@@ -221,9 +221,13 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 	busy := capacity > 0 && used >= capacity/4
 	minCut := 2 * e.cfg.UploadConcurrency
 	vols := e.volumes()
+	quiet := true // no volume written for quietAfter
 	for _, v := range vols {
 		vs := s.state(v)
 		v.mu.Lock()
+		if now.Sub(v.lastWrite) < quietAfter {
+			quiet = false
+		}
 		if all {
 			v.noteClean()
 		}
@@ -275,6 +279,15 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 			continue
 		}
 		due = append(due, cand{v, urgent, from, paused})
+	}
+	// The cache's write-back (cache.startWriteBack) waits for a pause of
+	// every volume's writes, as pause cuts do: while writes run it would
+	// queue the disk's writes ahead of their journal appends (a 1 MiB
+	// sequential write ran at 630 MB/s with the write-back of the cuts
+	// made during it, 980 without).
+	if quiet && e.cache.writeBackDue.Load() {
+		e.cache.writeBackDue.Store(false)
+		e.cache.startWriteBack()
 	}
 	// Retries and snapshots first, then the volume holding the oldest
 	// journal records: releasing them is what frees the ring.
@@ -501,6 +514,7 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	close(v.published)
 	v.published = make(chan struct{})
 	v.mu.Unlock()
+	e.cache.writeBackDue.Store(true) // the uploader starts it once writes pause
 	e.releaseJournal()
 	// Still under cutMu: the head is newRoot while the records are written.
 	return retried, e.completeSnapshots(ctx, cut.snaps, newRoot, cut.time)
