@@ -12,6 +12,11 @@
 //   - TestPeersBench (bench/peers.sh): volgw vs s3backer and nbdkit's S3
 //     plugin, all three on one versitygw; acknowledged and durable writes,
 //     cold and warm reads, 4 KiB random I/O.
+//   - TestWrappedRandomWriteBench (no script: VOLGW_BENCH=1 go test -run
+//     it, VOLGW_BENCH_BINS=name=path,… for builds side by side): the
+//     product bench's 4 KiB random-write row after the ring has wrapped,
+//     pass by pass, with the process's CPU and I/O, the disk's, the cuts
+//     and optional profiles and traces of each pass (its doc comment).
 //
 // The package holds only tests, and they run only with VOLGW_BENCH=1: they
 // take minutes, need root (drop_caches, FUSE) and their numbers are for
