@@ -100,9 +100,17 @@ func fetchTo(url, path string) error {
 // buffer — for one or more builds (VOLGW_BENCH_BINS="name=path,…"; else
 // the tree's), interleaved: every build gets its own gateway, filled
 // first, then the passes take turns. Per pass: IOPS, whether a cut ran
-// inside it, the process's CPU and I/O, the disk's. With
-// VOLGW_BENCH_PROFILES=dir, a CPU profile (or, with
-// VOLGW_BENCH_TRACE=1, a runtime trace) of each pass is saved there.
+// inside it, the process's CPU and I/O, the disk's (VOLGW_BENCH_DISK,
+// default vda: /proc/diskstats is the whole disk's, other processes'
+// I/O included). VOLGW_BENCH_PASSES passes (5). With
+// VOLGW_BENCH_PROFILES=dir, a CPU profile (or, with VOLGW_BENCH_TRACE=1,
+// a runtime trace) of each pass's first 5 s is saved there, and with
+// VOLGW_BENCH_MUTEX=1 the mutex and block profiles after it (empty unless
+// the build sets their rates). VOLGW_BENCH_PRE=1 runs before each pass
+// what TestProductBench runs before the row — a 1 MiB write of 1 GiB and
+// the 4 KiB sequential row, each waited for until in the store — then
+// sleeps VOLGW_BENCH_GAP seconds (12; tgtd's rows); VOLGW_BENCH_SYNC=1
+// syncs before each pass instead.
 func TestWrappedRandomWriteBench(t *testing.T) {
 	e := newBenchEnv(t)
 	ctx := context.Background()
