@@ -110,7 +110,7 @@ func fetchTo(url, path string) error {
 // what TestProductBench runs before the row — a 1 MiB write of 1 GiB and
 // the 4 KiB sequential row, each waited for until in the store — then
 // sleeps VOLGW_BENCH_GAP seconds (12; tgtd's rows); VOLGW_BENCH_SYNC=1
-// syncs before each pass instead.
+// syncs right before each pass (no earlier write-back inside it).
 func TestWrappedRandomWriteBench(t *testing.T) {
 	e := newBenchEnv(t)
 	ctx := context.Background()
