@@ -65,8 +65,9 @@ var qemuBenchDone = regexp.MustCompile(`Run completed in ([0-9.]+) seconds`)
 // the device (qemu-img bench wraps at its end: as random as the tool
 // allows). It returns the rate: MB/s (10^6 bytes) from 1 MiB requests,
 // IOPS below.
-func qemuBench(ctx context.Context, d device, write bool, size, step int64, depth, count int) (float64, string, error) {
+func qemuBench(ctx context.Context, d device, write bool, size, step int64, depth, count int, extra ...string) (float64, string, error) {
 	args := []string{"bench", "-c", strconv.Itoa(count), "-d", strconv.Itoa(depth), "-s", strconv.FormatInt(size, 10)}
+	args = append(args, extra...)
 	if step > 0 {
 		args = append(args, "-S", strconv.FormatInt(step, 10))
 	}
