@@ -57,6 +57,15 @@ import (
 // appends continue after them. reserve keeps a sector of slack between
 // head and tail so that the zeros never reach a record still needed.
 //
+// Initialisation (ringinit.go). The disks are preallocated; their blocks
+// never written are written once with zeros by a background initialiser,
+// so that appends do not land on unwritten extents. It zeros only the
+// chunk [init.fenceLo, init.fenceHi), claimed under j.mu after every
+// record assigned or reserved (and its batch's trailing zeros) and before
+// the tail's sector; reserve does not let a reservation reach the fence
+// while it is up, and the layout does not change under it. Zeros read as
+// no record to replay.
+//
 // Memory (steady state allocates nothing). A batch takes a buffer of one
 // of four sizes (batchMin to batchBytes, by 4×), the size recent batches
 // needed (hint: one class up when a batch overflows, one down when one

@@ -357,7 +357,11 @@ func writeZeros(d ringDisk, span fileSpan, zeros []byte) error {
 		var err error
 		if d.df != nil {
 			_, err = d.df.WriteAt(zeros[:n], off)
-		} else {
+			if err != nil && isDirectRefused(err) {
+				d.df = nil // as the journal does: through the page cache
+			}
+		}
+		if d.df == nil {
 			_, err = d.f.WriteAt(zeros[:n], off)
 		}
 		if err != nil {
