@@ -197,7 +197,9 @@ func awaitRingInit(b *testing.B, e *Engine) {
 // BenchmarkEngineFirstLap: LocalIO's write rows on a gateway that writes
 // as soon as its 1 GiB upload buffer is added, while the buffer's
 // initialisation has not ended (what a product benchmark that creates a
-// gateway and writes at once sees), with the initialiser's two policies:
+// gateway and writes at once sees; "init_MiB" is what the initialiser had
+// zeroed, from the head on, when the first write came), with the
+// initialiser's two policies:
 // "idle" (the engine's: it zeros only while the journal is idle, so the
 // writes land on never-written blocks) and "always" (it zeros ahead of the
 // head while the writes go on). Medians of 5, each round on a fresh engine
@@ -211,7 +213,7 @@ func BenchmarkEngineFirstLap(b *testing.B) {
 		data := randomBytes(b, size)
 		for _, policy := range []string{"idle", "always"} {
 			b.Run(fmt.Sprintf("write_%dKiB_%s_MBps", size>>10, policy), func(b *testing.B) {
-				var eng, peer []float64
+				var eng, peer, inited []float64
 				for i := range 5 * b.N {
 					dir := b.TempDir()
 					raw, err := os.OpenFile(filepath.Join(dir, "raw.img"), os.O_RDWR|os.O_CREATE, 0o600)
@@ -246,6 +248,8 @@ func BenchmarkEngineFirstLap(b *testing.B) {
 						b.Fatal(err)
 					}
 					v, _ := e.Volume("vol-LAP")
+					w, _ := e.jr.initState()
+					inited = append(inited, float64(w)/(1<<20))
 					eng = append(eng, run(func(p []byte, off int64) error { return v.WriteAt(ctx, p, off) }, func() error { return v.Flush(ctx) }))
 					if i%2 == 0 {
 						peer = append(peer, plain())
@@ -254,6 +258,7 @@ func BenchmarkEngineFirstLap(b *testing.B) {
 					e.Close()
 				}
 				report(b, median(eng), median(peer))
+				b.ReportMetric(median(inited), "init_MiB")
 			})
 		}
 	}
@@ -262,9 +267,10 @@ func BenchmarkEngineFirstLap(b *testing.B) {
 // BenchmarkEngineFlushEach: writes each followed by Flush, one at a time
 // (a database's commits: every Flush an fdatasync of the journal), 16 MiB
 // of them, on a new gateway's 1 GiB upload buffer: "initialised" once its
-// initialisation has ended (ringinit.go), "at_once" as soon as it is added
-// (the initialiser yields to the writes, which find never-written blocks:
-// the ring's first lap as it was before initialisation), against pwrite +
+// initialisation has ended (ringinit.go), "at_once" as soon as the buffer
+// is added and a volume created (the initialiser zeros from the head on
+// until the first write, then yields to the writes: "init_MiB" is what it
+// had done by then), against pwrite +
 // fdatasync of a plain file in the same directory whose blocks were
 // written once before (as a ring's are after a lap), in MB/s. The two
 // take turns op by op (an fsync's latency moves with the machine's other
@@ -277,7 +283,7 @@ func BenchmarkEngineFlushEach(b *testing.B) {
 		data := randomBytes(b, size)
 		for _, state := range []string{"at_once", "initialised"} {
 			b.Run(fmt.Sprintf("write_%dKiB_%s_MBps", size>>10, state), func(b *testing.B) {
-				var eng, peer []float64
+				var eng, peer, inited []float64
 				for range 5 * b.N {
 					dir := b.TempDir()
 					raw, err := os.OpenFile(filepath.Join(dir, "raw.img"), os.O_RDWR|os.O_CREATE, 0o600)
@@ -298,6 +304,8 @@ func BenchmarkEngineFlushEach(b *testing.B) {
 						b.Fatal(err)
 					}
 					v, _ := e.Volume("vol-SYNC")
+					w, _ := e.jr.initState()
+					inited = append(inited, float64(w)/(1<<20))
 					var te, tp time.Duration
 					for off := int64(0); off < total; off += int64(size) {
 						start := time.Now()
@@ -322,6 +330,7 @@ func BenchmarkEngineFlushEach(b *testing.B) {
 					e.Close()
 				}
 				report(b, median(eng), median(peer))
+				b.ReportMetric(median(inited), "init_MiB")
 			})
 		}
 	}
