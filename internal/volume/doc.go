@@ -57,6 +57,13 @@
 //
 // Upload-buffer disks form one ring (journal.go): records are appended at
 // increasing LSNs and released once the cut that covers them is published.
+// The ring's disks are preallocated, and their never-written blocks are
+// then written once with zeros in the background (ringinit.go), only while
+// the journal is idle and only ahead of the head, behind a fence that
+// reservations respect: so the ring's first lap is as fast as later ones
+// (no extent conversion to commit at each fdatasync), and no record is
+// overwritten. What is left is asked of the file system (FIEMAP) at each
+// start.
 // Cache disks are cut into 512 KiB slots (cache.go). The state directory
 // holds state.json (owner ID, disks, volumes) and its copy state.copy.json
 // (one lost or damaged copy is rebuilt from the other, with an ERROR; both

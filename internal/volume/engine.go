@@ -318,6 +318,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.closeFiles()
 		return nil, err
 	}
+	jr.startInit(e.log) // the ring's head is known now (ringinit.go)
 	bg, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
 	e.wg.Add(1)
@@ -494,7 +495,11 @@ func (e *Engine) AddDisk(ctx context.Context, d control.Disk) error {
 		return err
 	}
 	if d.Use == control.DiskUseUploadBuffer {
-		return e.jr.relayout()
+		if err := e.jr.relayout(); err != nil {
+			return err
+		}
+		e.jr.startInit(e.log)
+		return nil
 	}
 	// A cache disk after ResetCache: rebuild the volumes (cachereset.go).
 	return e.rebuildAfterReset(ctx)

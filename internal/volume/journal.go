@@ -57,6 +57,15 @@ import (
 // appends continue after them. reserve keeps a sector of slack between
 // head and tail so that the zeros never reach a record still needed.
 //
+// Initialisation (ringinit.go). The disks are preallocated; their blocks
+// never written are written once with zeros by a background initialiser,
+// so that appends do not land on unwritten extents. It zeros only the
+// chunk [init.fenceLo, init.fenceHi), claimed under j.mu after every
+// record assigned or reserved (and its batch's trailing zeros) and before
+// the tail's sector; reserve does not let a reservation reach the fence
+// while it is up, and the layout does not change under it. Zeros read as
+// no record to replay.
+//
 // Memory (steady state allocates nothing). A batch takes a buffer of one
 // of four sizes (batchMin to batchBytes, by 4×), the size recent batches
 // needed (hint: one class up when a batch overflows, one down when one
@@ -257,6 +266,10 @@ type journal struct {
 	// judged by the engine against its ledger after replay.
 	damage []damageNote
 
+	// init: the ring's initialiser (ringinit.go): what was never written,
+	// and the fence over the chunk being zeroed now.
+	init ringInit
+
 	done <-chan struct{} // the engine's: closed when it closes
 	// syncSeconds, if set, times each fdatasync (metrics).
 	syncSeconds prometheus.Histogram
@@ -318,6 +331,7 @@ func (j *journal) addDisk(path string, size int64) error {
 	if err != nil {
 		return err
 	}
+	j.awaitFenceLocked()
 	j.disks = append(j.disks, ringDisk{f: f, df: df, size: size, desc: desc})
 	j.capacity += size
 	j.setMode()
@@ -379,6 +393,7 @@ func (j *journal) layoutMatches() bool {
 func (j *journal) relayout() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.awaitFenceLocked()
 	j.sb.Disks = j.sb.Disks[:0]
 	for _, d := range j.disks {
 		j.sb.Disks = append(j.sb.Disks, d.desc)
@@ -465,7 +480,8 @@ func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
 			continue
 		}
 		used := int64(j.head-j.tail) + j.reserved
-		if used+n <= j.capacity-j.guard() {
+		fits := used+n <= j.capacity-j.guard()
+		if fits && j.clearOfFenceLocked(n) {
 			j.reserved += n
 			over := used+n > j.capacity/2
 			j.admitLocked() // those queued behind may fit too
@@ -475,11 +491,18 @@ func (j *journal) reserve(ctx context.Context, n int64, pressure func()) error {
 			}
 			return nil
 		}
+		// Short of space (cuts free it), or reaching the chunk the ring's
+		// initialiser is zeroing (its end frees it: ringinit.go).
 		woken = false
 		ch := j.space
 		j.spaceWanted = true
+		if fits {
+			j.init.fenceWaits++
+		}
 		j.mu.Unlock()
-		pressure()
+		if !fits {
+			pressure()
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -622,11 +645,11 @@ func (j *journal) assign(r *record) (slot, error) {
 		}
 	}
 	n := uint64(recordSize(len(r.data)))
-	if int64(j.head-j.tail)+int64(n) > j.capacity-j.guard() {
-		panic(fmt.Sprintf("volume: journal append of %d bytes beyond reservation (head %d tail %d capacity %d)", n, j.head, j.tail, j.capacity))
+	lay := j.layoutLocked()
+	if int64(j.head-j.tail)+int64(n) > j.capacity-j.guard() || (j.init.fenceHi != 0 && lay.alignUp(j.head+n) > j.init.fenceLo) {
+		panic(fmt.Sprintf("volume: journal append of %d bytes beyond reservation (head %d tail %d capacity %d fence %d)", n, j.head, j.tail, j.capacity, j.init.fenceLo))
 	}
 	r.lsn, r.epoch, r.ring = j.head, j.sb.Epoch, j.sb.ID
-	lay := j.layoutLocked()
 	b := j.cur
 	if b == nil || lay.alignUp(j.head+n)-b.base > uint64(len(b.buf)) {
 		if b != nil {
@@ -1088,7 +1111,9 @@ func (j *journal) replay(fn func(*record) error) error {
 	// batch writes the sector it ends in again, so keep that sector's head.
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.awaitFenceLocked()
 	j.head, j.written = lsn, lsn
+	j.init.seen = lsn
 	j.tail = start
 	lay := j.layoutLocked()
 	j.tailSec, j.tailCached = make([]byte, lsn-lay.alignDown(lsn)), true
@@ -1103,6 +1128,7 @@ func (j *journal) replay(fn func(*record) error) error {
 func (j *journal) restart(lsn uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.awaitFenceLocked()
 	j.sb.ID = randomNonce()
 	j.sb.Disks = j.sb.Disks[:0]
 	for _, d := range j.disks {
@@ -1110,6 +1136,7 @@ func (j *journal) restart(lsn uint64) error {
 	}
 	j.sb.BaseLSN, j.sb.TailLSN = lsn, lsn
 	j.head, j.tail, j.synced, j.written = lsn, lsn, lsn, lsn
+	j.init.seen = lsn
 	j.tailSec = j.tailSec[:0]
 	return j.writeSB()
 }
@@ -1124,7 +1151,7 @@ func (j *journal) close() error {
 	first := j.wait(head)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for j.writing || j.syncing {
+	for j.writing || j.syncing || j.init.running {
 		j.condWaiters++
 		j.cond.Wait()
 		j.condWaiters--

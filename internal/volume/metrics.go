@@ -59,6 +59,7 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.e.syncSeconds.Describe(ch)
 	describeMaintenance(ch)
 	describeGC(ch)
+	describeRingInit(ch)
 	ch <- descUploaded
 	ch <- descCutBlocks
 }
@@ -98,6 +99,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	e.syncSeconds.Collect(ch)
 	e.collectMaintenance(ch)
 	e.collectGC(ch)
+	e.collectRingInit(ch)
 	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(e.uploadedPlain.Load()), "written")
 	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(e.uploadedStored.Load()), "stored")
 	ch <- prometheus.MustNewConstMetric(descCutBlocks, prometheus.CounterValue, float64(e.blocksStored.Load()), "whole")
