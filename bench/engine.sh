@@ -27,6 +27,8 @@ function metric(name,   i) { for (i = 3; i < NF; i++) if ($(i+1) == name) return
 	name = $1; sub(/-[0-9]+$/, "", name); sub(/^BenchmarkEngine/, "", name)
 	e = metric("engine"); p = metric("peer"); r = metric("engine/peer")
 	if (name ~ /^LocalIO\/write_/) { split(name, a, "_"); what = "sequential write " a[2] " + Flush"; unit = "MB/s"; peer = "pwrite + fsync, plain file, same fs" }
+	else if (name ~ /^FlushEach\/write_/) { split(name, a, "_"); what = "write " a[2] " + Flush, one at a time, new gateway's ring " (a[3] == "initialised" ? "once initialised" : "written at once"); unit = "MB/s"; peer = "pwrite + fdatasync, written plain file, op by op" }
+	else if (name ~ /^FirstLap\/write_/) { split(name, a, "_"); what = "sequential write " a[2] " + Flush on a new ring at once, initialiser " (a[3] == "idle" ? "yielding" : "zeroing throughout"); unit = "MB/s"; peer = "pwrite + fsync, plain file, same fs" }
 	else if (name ~ /^LocalIO\/read_/) { split(name, a, "_"); what = "sequential read " a[2] " (cached)"; unit = "MB/s"; peer = "pread, plain file, same fs" }
 	else if (name == "Upload") { what = "upload of a 64 MiB cut to versitygw"; unit = "MB/s"; peer = "plain PUTs of as many fresh blocks, same server, 8 at once" }
 	else if (name == "UploadFS") { what = "upload of a 64 MiB cut to the file store"; unit = "MB/s"; peer = "plain file-store Puts of as many fresh blocks, 8 at once" }
