@@ -658,6 +658,9 @@ func (c *cache) close() error {
 			first = err
 		}
 	}
-	c.files = nil
+	// The files stay listed, closed: I/O that outlives the engine (a
+	// read-ahead fetch finishing after Close, which nothing waits for)
+	// finds its slot's file and fails with os.ErrClosed, which ioError
+	// does not take for a fault, rather than finding no file at all.
 	return first
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,4 +207,75 @@ func TestReadAheadRacingWrites(t *testing.T) {
 	if err := te.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// heldGets holds block GETs, once armed, until released, and answers them
+// whether or not their context has ended meanwhile (as a GET whose reply
+// was already on the wire does).
+type heldGets struct {
+	blob.Store
+	armed   atomic.Bool
+	waiting chan struct{}
+	release chan struct{}
+}
+
+func (s *heldGets) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasPrefix(key, "blocks/") && s.armed.CompareAndSwap(true, false) {
+		close(s.waiting)
+		<-s.release
+		return s.Store.Get(context.WithoutCancel(ctx), key)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestFetchOutlivesClose: a block fetch that returns after the engine has
+// closed (nothing waits for fetches) caches nothing and does not panic:
+// the closed cache's files stay listed and refuse the write.
+func TestFetchOutlivesClose(t *testing.T) {
+	ctx := context.Background()
+	store := &heldGets{Store: blobtest.NewFS(t), waiting: make(chan struct{}), release: make(chan struct{})}
+	te := newTestEngine(t, store, engineOpts{})
+	const id = "vol-0000000000000FOC01"
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: id, SizeBytes: gib}); err != nil {
+		t.Fatal(err)
+	}
+	data := pattern(3, BlockSize)
+	if err := te.vol(id).WriteAt(ctx, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.Cut(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	te.reopen() // the cache starts empty: block 0 is fetched when read
+	store.armed.Store(true)
+	readCtx, cancel := context.WithCancel(ctx)
+	readDone := make(chan error, 1)
+	go func() {
+		readDone <- te.vol(id).ReadAt(readCtx, make([]byte, 4096), 0)
+	}()
+	<-store.waiting
+	cancel()
+	if err := <-readDone; err == nil {
+		t.Fatal("a read whose context ended while its block was fetched succeeded")
+	}
+	if err := te.Engine.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(store.release)
+	// The fetch goroutine goes on to cache the block into the closed
+	// cache; it is done once the shared call is gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		te.fetches.mu.Lock()
+		n := len(te.fetches.inflight)
+		te.fetches.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch never ended")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	te.Engine = nil
 }
