@@ -39,6 +39,13 @@ import (
 //	VOLGW_BENCH_FLAGS      extra `volgw serve` flags, space-separated
 //	VOLGW_BENCH_LOAD       seconds of write load (default 75)
 //	VOLGW_BENCH_OUT        also write the table to this file
+//	VOLGW_BENCH_CALLS      also write every call to this file, one line each:
+//	                       phase, start and end (Unix ns), latency (ns)
+//	VOLGW_BENCH_INITIATORS the writers' CPU priority: "" (the same as
+//	                       everything else's), "nice" (nice -n 19) or
+//	                       "idle" (SCHED_IDLE, chrt -i 0): initiators on
+//	                       other hosts, as in a deployment, take none of the
+//	                       gateway's CPU; these model that on one machine
 func TestControlBench(t *testing.T) {
 	if os.Getenv("VOLGW_BENCH") != "1" {
 		t.Skip("set VOLGW_BENCH=1 (or run bench/control.sh) to measure")
@@ -54,6 +61,10 @@ func TestControlBench(t *testing.T) {
 			t.Fatalf("VOLGW_BENCH_LOAD %q: want seconds", s)
 		}
 		loadFor = time.Duration(n) * time.Second
+	}
+	initiator, err := initiatorCommand(os.Getenv("VOLGW_BENCH_INITIATORS"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	bin := os.Getenv("VOLGW_BENCH_BIN")
 	if bin == "" {
@@ -96,6 +107,8 @@ func TestControlBench(t *testing.T) {
 	signer := v4.NewSigner()
 	body := []byte(fmt.Sprintf(`{"GatewayARN":%q}`, g.arn))
 	sum := sha256.Sum256(body)
+	var callLog bytes.Buffer
+	phaseName := "warm-up"
 	list := func() (time.Duration, error) {
 		start := time.Now()
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.endpoint+"/", bytes.NewReader(body))
@@ -116,6 +129,7 @@ func TestControlBench(t *testing.T) {
 		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
 		d := time.Since(start)
+		fmt.Fprintf(&callLog, "%s\t%d\t%d\t%d\n", phaseName, start.UnixNano(), start.Add(d).UnixNano(), int64(d))
 		switch {
 		case resp.StatusCode != http.StatusOK:
 			err = fmt.Errorf("ListVolumeRecoveryPoints: HTTP %d", resp.StatusCode)
@@ -150,6 +164,7 @@ func TestControlBench(t *testing.T) {
 	}
 	var rows []controlRow
 	phase := func(name string, f func() []time.Duration, load string) {
+		phaseName = name
 		rss.mark()
 		before := serverLatency(t, srv.endpoint)
 		ds := f()
@@ -169,7 +184,8 @@ func TestControlBench(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for loadCtx.Err() == nil {
-				cmd := exec.CommandContext(loadCtx, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-W", "-m", "8", srcs[i], luns[i])
+				args := append(slices.Clone(initiator), "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-W", "-m", "8", srcs[i], luns[i])
+				cmd := exec.CommandContext(loadCtx, args[0], args[1:]...)
 				cmd.WaitDelay = 5 * time.Second
 				out, err := cmd.CombinedOutput()
 				if loadCtx.Err() != nil {
@@ -192,8 +208,8 @@ func TestControlBench(t *testing.T) {
 		stopLoad()
 		wg.Wait()
 		el := time.Since(loadStart)
-		loadDesc = fmt.Sprintf("%d×`qemu-img convert -W -m 8` of random data, %.0f MiB/s for %.0f s (whole passes)",
-			writers, float64(written.Load())/(1<<20)/el.Seconds(), el.Seconds())
+		loadDesc = fmt.Sprintf("%d×`%s` of random data, %.0f MiB/s for %.0f s (whole passes)",
+			writers, strings.Join(append(slices.Clone(initiator), "qemu-img convert -W -m 8"), " "), float64(written.Load())/(1<<20)/el.Seconds(), el.Seconds())
 		return ds
 	}, "")
 	rows[len(rows)-1].load = loadDesc
@@ -219,11 +235,30 @@ func TestControlBench(t *testing.T) {
 	fmt.Fprintf(&b, "server: `volgw serve %s`; RSS of that process (VmRSS, RssAnon in /proc/<pid>/status), sampled every 250 ms\n",
 		strings.Join(append([]string{"--listen 127.0.0.1:0 --iscsi-listen 127.0.0.1:0 --data-dir DIR"}, strings.Fields(os.Getenv("VOLGW_BENCH_FLAGS"))...), " "))
 	t.Log("\n" + b.String())
+	if path := os.Getenv("VOLGW_BENCH_CALLS"); path != "" {
+		if err := os.WriteFile(path, callLog.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if path := os.Getenv("VOLGW_BENCH_OUT"); path != "" {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// initiatorCommand is the command prefix that runs the writers at the CPU
+// priority VOLGW_BENCH_INITIATORS names.
+func initiatorCommand(prio string) ([]string, error) {
+	switch prio {
+	case "":
+		return nil, nil
+	case "nice":
+		return []string{"nice", "-n", "19"}, nil
+	case "idle":
+		return []string{"chrt", "-i", "0"}, nil
+	}
+	return nil, fmt.Errorf("VOLGW_BENCH_INITIATORS %q: want nice or idle (or nothing)", prio)
 }
 
 type controlRow struct {
