@@ -16,6 +16,9 @@
 #                                    priority as the gateway (report both)
 #   VOLGW_BENCH_CALLS=FILE           also log every call (phase, start and end in
 #                                    Unix ns, latency ns) to FILE.1, FILE.2, ... (one a run)
+#   VOLGW_BENCH_PROFILE=DIR          profile the load into DIR.1, DIR.2, ...: runtime/trace,
+#                                    perf sched, CPU profile; with VOLGW_BENCH_CALLS,
+#                                    bench/tailattrib says where the slow calls' time went
 #
 # The measuring code is cmd/volgw (TestControlBench); this script builds the
 # binaries and runs it with the switch that enables it.
@@ -39,9 +42,10 @@ echo "## Control plane under load ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $
 run=0
 for b in "${bins[@]}"; do
 	name=${b%%=*} path=${b#*=} run=$((run + 1))
-	calls=
+	calls= prof=
 	if [ -n "${VOLGW_BENCH_CALLS:-}" ]; then calls=$(realpath -m "$VOLGW_BENCH_CALLS").$run; fi
-	(cd cmd/volgw && VOLGW_BENCH=1 VOLGW_BENCH_BIN="$path" VOLGW_BENCH_OUT="$tmp/out.md" VOLGW_BENCH_CALLS="$calls" \
+	if [ -n "${VOLGW_BENCH_PROFILE:-}" ]; then prof=$(realpath -m "$VOLGW_BENCH_PROFILE").$run; fi
+	(cd cmd/volgw && VOLGW_BENCH=1 VOLGW_BENCH_BIN="$path" VOLGW_BENCH_OUT="$tmp/out.md" VOLGW_BENCH_CALLS="$calls" VOLGW_BENCH_PROFILE="$prof" \
 		"$tmp/volgw.test" -test.run '^TestControlBench$' -test.count=1 -test.timeout 15m -test.v >&2)
 	echo
 	echo "### $name (load average $(cut -d' ' -f1 /proc/loadavg) after)"

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,6 +47,11 @@ import (
 //	                       "idle" (SCHED_IDLE, chrt -i 0): initiators on
 //	                       other hosts, as in a deployment, take none of the
 //	                       gateway's CPU; these model that on one machine
+//	VOLGW_BENCH_PROFILE    a directory: serve with --pprof-listen and, 8 s
+//	                       into the load, take a 7 s runtime/trace with a
+//	                       `perf sched record` alongside (if perf is on
+//	                       PATH; CLOCK_MONOTONIC, as the trace's), then a
+//	                       10 s CPU profile; bench/tailattrib reads them
 func TestControlBench(t *testing.T) {
 	if os.Getenv("VOLGW_BENCH") != "1" {
 		t.Skip("set VOLGW_BENCH=1 (or run bench/control.sh) to measure")
@@ -70,7 +76,14 @@ func TestControlBench(t *testing.T) {
 	if bin == "" {
 		bin = buildTestBinary(t)
 	}
-	srv := startBinary(t, bin, strings.Fields(os.Getenv("VOLGW_BENCH_FLAGS")))
+	flags := strings.Fields(os.Getenv("VOLGW_BENCH_FLAGS"))
+	profDir := os.Getenv("VOLGW_BENCH_PROFILE")
+	var pprofAddr string
+	if profDir != "" {
+		pprofAddr = freeLoopbackAddr(t)
+		flags = append(flags, "--pprof-listen", pprofAddr)
+	}
+	srv := startBinary(t, bin, flags)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	c := newSDKClients(srv.endpoint, e2eKeyID, e2eSecret)
@@ -200,11 +213,23 @@ func TestControlBench(t *testing.T) {
 		}()
 	}
 	loadStart := time.Now()
+	profiled := make(chan struct{})
+	if profDir != "" {
+		go func() {
+			defer close(profiled)
+			if err := profileLoad(loadCtx, profDir, pprofAddr, srv.pid); err != nil {
+				t.Errorf("profiling the load: %v", err)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
 	stop := make(chan struct{})
 	time.AfterFunc(loadFor, func() { close(stop) })
 	var loadDesc string
 	phase("8 of 32 volumes written", func() []time.Duration {
 		ds := sample(calls, stop)
+		<-profiled
 		stopLoad()
 		wg.Wait()
 		el := time.Since(loadStart)
@@ -245,6 +270,71 @@ func TestControlBench(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// freeLoopbackAddr is a loopback address no one listens on (for the
+// moment: the server binds it right after).
+func freeLoopbackAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// profileLoad takes, 8 s into the write load, a runtime/trace of the server
+// (7 s) with `perf sched record` of the whole machine alongside when perf
+// is installed, then a 10 s CPU profile, into dir, with the pids of the
+// server and of this process (bench/tailattrib reads them with the calls).
+func profileLoad(ctx context.Context, dir, pprofAddr string, serverPID int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pids"), fmt.Appendf(nil, "volgw %d\ntest %d\n", serverPID, os.Getpid()), 0o644); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(8 * time.Second):
+	}
+	get := func(path, file string) error {
+		resp, err := http.Get("http://" + pprofAddr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		f, err := os.Create(filepath.Join(dir, file))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	var perf *exec.Cmd
+	if _, err := exec.LookPath("perf"); err == nil {
+		perf = exec.Command("perf", "sched", "record", "-k", "CLOCK_MONOTONIC", "-o", filepath.Join(dir, "perf.data"), "--", "sleep", "8")
+		if err := perf.Start(); err != nil {
+			return err
+		}
+	}
+	err := get("/debug/pprof/trace?seconds=7", "trace.out")
+	if perf != nil {
+		if perr := perf.Wait(); err == nil && perr != nil {
+			err = fmt.Errorf("perf sched record: %w", perr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return get("/debug/pprof/profile?seconds=10", "cpu.pb.gz")
 }
 
 // initiatorCommand is the command prefix that runs the writers at the CPU
