@@ -199,7 +199,7 @@ func run(dir, callsFile string, slowMS float64) error {
 		fmt.Printf("| %s | %.1f | %.0f%% |\n", k, ms(total[k]), 100*float64(total[k])/float64(max(1, slowSum)))
 	}
 	top := func(title string, m map[string]int64) {
-		fmt.Printf("\n%s (ms):\n", title)
+		fmt.Printf("\n%s:\n", title)
 		type kv struct {
 			k string
 			v int64
@@ -215,8 +215,22 @@ func run(dir, callsFile string, slowMS float64) error {
 			}
 		}
 	}
-	top("server goroutines on a P between a slow call's send and its handler's start, by entry function", ahead)
-	top("on the CPUs while a server thread waited in the kernel's run queue", whoRan)
+	top("server goroutines on a P between a slow call's send and its handler's start, by entry function (ms)", ahead)
+	byPkg := map[string]int64{}
+	var aheadSum int64
+	for k, v := range ahead {
+		pkg := k
+		if i := strings.LastIndex(k, "/"); i >= 0 {
+			pkg = k[:i] + "/" + strings.SplitN(k[i+1:], ".", 2)[0]
+		}
+		byPkg[pkg] += v
+		aheadSum += v
+	}
+	for k, v := range byPkg {
+		byPkg[k] = 100 * v * 1e6 / max(1, aheadSum)
+	}
+	top("the same by package, in percent (not ms)", byPkg)
+	top("on the CPUs while a server thread waited in the kernel's run queue (ms)", whoRan)
 	return nil
 }
 
