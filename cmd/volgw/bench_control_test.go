@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,6 +40,19 @@ import (
 //	VOLGW_BENCH_FLAGS      extra `volgw serve` flags, space-separated
 //	VOLGW_BENCH_LOAD       seconds of write load (default 75)
 //	VOLGW_BENCH_OUT        also write the table to this file
+//	VOLGW_BENCH_CALLS      also write every call to this file, one line each:
+//	                       phase, start and end (Unix ns), latency (ns)
+//	VOLGW_BENCH_INITIATORS the writers' CPU priority: "" (the same as
+//	                       everything else's), "nice" (nice -n 19) or
+//	                       "idle" (SCHED_IDLE, chrt -i 0): initiators on
+//	                       other hosts, as in a deployment, take none of the
+//	                       gateway's CPU; these model that on one machine
+//	VOLGW_BENCH_PROFILE    a directory: serve with --pprof-listen and, 8 s
+//	                       into the load, take a 7 s runtime/trace with a
+//	                       `perf sched record` alongside (if perf is on
+//	                       PATH; CLOCK_MONOTONIC, as the trace's), then a
+//	                       10 s CPU profile (go tool trace, perf sched
+//	                       timehist and go tool pprof read them)
 func TestControlBench(t *testing.T) {
 	if os.Getenv("VOLGW_BENCH") != "1" {
 		t.Skip("set VOLGW_BENCH=1 (or run bench/control.sh) to measure")
@@ -55,11 +69,22 @@ func TestControlBench(t *testing.T) {
 		}
 		loadFor = time.Duration(n) * time.Second
 	}
+	initiator, err := initiatorCommand(os.Getenv("VOLGW_BENCH_INITIATORS"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := os.Getenv("VOLGW_BENCH_BIN")
 	if bin == "" {
 		bin = buildTestBinary(t)
 	}
-	srv := startBinary(t, bin, strings.Fields(os.Getenv("VOLGW_BENCH_FLAGS")))
+	flags := strings.Fields(os.Getenv("VOLGW_BENCH_FLAGS"))
+	profDir := os.Getenv("VOLGW_BENCH_PROFILE")
+	var pprofAddr string
+	if profDir != "" {
+		pprofAddr = freeLoopbackAddr(t)
+		flags = append(flags, "--pprof-listen", pprofAddr)
+	}
+	srv := startBinary(t, bin, flags)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	c := newSDKClients(srv.endpoint, e2eKeyID, e2eSecret)
@@ -96,6 +121,8 @@ func TestControlBench(t *testing.T) {
 	signer := v4.NewSigner()
 	body := []byte(fmt.Sprintf(`{"GatewayARN":%q}`, g.arn))
 	sum := sha256.Sum256(body)
+	var callLog bytes.Buffer
+	phaseName := "warm-up"
 	list := func() (time.Duration, error) {
 		start := time.Now()
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.endpoint+"/", bytes.NewReader(body))
@@ -116,6 +143,7 @@ func TestControlBench(t *testing.T) {
 		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
 		d := time.Since(start)
+		fmt.Fprintf(&callLog, "%s\t%d\t%d\t%d\n", phaseName, start.UnixNano(), start.Add(d).UnixNano(), int64(d))
 		switch {
 		case resp.StatusCode != http.StatusOK:
 			err = fmt.Errorf("ListVolumeRecoveryPoints: HTTP %d", resp.StatusCode)
@@ -150,6 +178,7 @@ func TestControlBench(t *testing.T) {
 	}
 	var rows []controlRow
 	phase := func(name string, f func() []time.Duration, load string) {
+		phaseName = name
 		rss.mark()
 		before := serverLatency(t, srv.endpoint)
 		ds := f()
@@ -169,7 +198,8 @@ func TestControlBench(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for loadCtx.Err() == nil {
-				cmd := exec.CommandContext(loadCtx, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-W", "-m", "8", srcs[i], luns[i])
+				args := append(slices.Clone(initiator), "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", "-W", "-m", "8", srcs[i], luns[i])
+				cmd := exec.CommandContext(loadCtx, args[0], args[1:]...)
 				cmd.WaitDelay = 5 * time.Second
 				out, err := cmd.CombinedOutput()
 				if loadCtx.Err() != nil {
@@ -184,16 +214,28 @@ func TestControlBench(t *testing.T) {
 		}()
 	}
 	loadStart := time.Now()
+	profiled := make(chan struct{})
+	if profDir != "" {
+		go func() {
+			defer close(profiled)
+			if err := profileLoad(loadCtx, profDir, pprofAddr, srv.pid); err != nil {
+				t.Errorf("profiling the load: %v", err)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
 	stop := make(chan struct{})
 	time.AfterFunc(loadFor, func() { close(stop) })
 	var loadDesc string
 	phase("8 of 32 volumes written", func() []time.Duration {
 		ds := sample(calls, stop)
+		<-profiled
 		stopLoad()
 		wg.Wait()
 		el := time.Since(loadStart)
-		loadDesc = fmt.Sprintf("%d×`qemu-img convert -W -m 8` of random data, %.0f MiB/s for %.0f s (whole passes)",
-			writers, float64(written.Load())/(1<<20)/el.Seconds(), el.Seconds())
+		loadDesc = fmt.Sprintf("%d×`%s` of random data, %.0f MiB/s for %.0f s (whole passes)",
+			writers, strings.Join(append(slices.Clone(initiator), "qemu-img convert -W -m 8"), " "), float64(written.Load())/(1<<20)/el.Seconds(), el.Seconds())
 		return ds
 	}, "")
 	rows[len(rows)-1].load = loadDesc
@@ -219,11 +261,95 @@ func TestControlBench(t *testing.T) {
 	fmt.Fprintf(&b, "server: `volgw serve %s`; RSS of that process (VmRSS, RssAnon in /proc/<pid>/status), sampled every 250 ms\n",
 		strings.Join(append([]string{"--listen 127.0.0.1:0 --iscsi-listen 127.0.0.1:0 --data-dir DIR"}, strings.Fields(os.Getenv("VOLGW_BENCH_FLAGS"))...), " "))
 	t.Log("\n" + b.String())
+	if path := os.Getenv("VOLGW_BENCH_CALLS"); path != "" {
+		if err := os.WriteFile(path, callLog.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if path := os.Getenv("VOLGW_BENCH_OUT"); path != "" {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// freeLoopbackAddr is a loopback address no one listens on (for the
+// moment: the server binds it right after).
+func freeLoopbackAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// profileLoad takes, 8 s into the write load, a runtime/trace of the server
+// (7 s) with `perf sched record` of the whole machine alongside when perf
+// is installed, then a 10 s CPU profile, into dir, with the pids of the
+// server and of this process, to tell their threads apart in perf's record.
+func profileLoad(ctx context.Context, dir, pprofAddr string, serverPID int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pids"), fmt.Appendf(nil, "volgw %d\ntest %d\n", serverPID, os.Getpid()), 0o644); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(8 * time.Second):
+	}
+	get := func(path, file string) error {
+		resp, err := http.Get("http://" + pprofAddr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		f, err := os.Create(filepath.Join(dir, file))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	var perf *exec.Cmd
+	if _, err := exec.LookPath("perf"); err == nil {
+		perf = exec.Command("perf", "sched", "record", "-k", "CLOCK_MONOTONIC", "-o", filepath.Join(dir, "perf.data"), "--", "sleep", "8")
+		if err := perf.Start(); err != nil {
+			return err
+		}
+	}
+	err := get("/debug/pprof/trace?seconds=7", "trace.out")
+	if perf != nil {
+		if perr := perf.Wait(); err == nil && perr != nil {
+			err = fmt.Errorf("perf sched record: %w", perr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return get("/debug/pprof/profile?seconds=10", "cpu.pb.gz")
+}
+
+// initiatorCommand is the command prefix that runs the writers at the CPU
+// priority VOLGW_BENCH_INITIATORS names.
+func initiatorCommand(prio string) ([]string, error) {
+	switch prio {
+	case "":
+		return nil, nil
+	case "nice":
+		return []string{"nice", "-n", "19"}, nil
+	case "idle":
+		return []string{"chrt", "-i", "0"}, nil
+	}
+	return nil, fmt.Errorf("VOLGW_BENCH_INITIATORS %q: want nice or idle (or nothing)", prio)
 }
 
 type controlRow struct {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -85,6 +86,20 @@ var (
 type DB struct {
 	bolt *bolt.DB
 	lock *dirLock // held from Open to Close: one process per data dir
+	// volumes is every volume record as decoded by the last read-only
+	// transaction that listed them, with that transaction's ID (the ID of
+	// the write that made the state it saw). A read-only transaction of the
+	// same ID sees the same records, so it takes these instead of decoding
+	// them again: ListVolumeRecoveryPoints and the other listings run on
+	// every dashboard poll, and under write load the decoding was half of
+	// their CPU (BENCHMARKS.md, "Control plane under load").
+	volumes atomic.Pointer[volumeList]
+}
+
+// volumeList is DB.volumes: never modified once stored.
+type volumeList struct {
+	txid int
+	vols []Volume
 }
 
 // Options tune Open.
@@ -225,18 +240,19 @@ func (db *DB) Close() error {
 // View runs fn in a read-only transaction. Many may run at once, and
 // alongside one Update; each sees a consistent snapshot.
 func (db *DB) View(fn func(*Tx) error) error {
-	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: db}) })
 }
 
 // Update runs fn in the one read-write transaction. If fn returns an error
 // nothing it wrote is kept; if Update returns nil everything is on disk.
 func (db *DB) Update(fn func(*Tx) error) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return db.bolt.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, db: db}) })
 }
 
 // Tx is one transaction; see DB.View and DB.Update for its rules.
 type Tx struct {
 	tx *bolt.Tx
+	db *DB // nil for a transaction on a catalog not opened with Open
 }
 
 // record is what every stored kind implements.

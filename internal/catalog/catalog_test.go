@@ -2,9 +2,12 @@ package catalog
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func testGateway() Gateway {
@@ -274,4 +277,137 @@ func TestCheckFindsDanglingRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestVolumesListedAfterEveryWrite: the volumes a read-only transaction
+// lists are those the last committed write left, though listings of the
+// same state share one decoding (DB.volumes): a commit, a failed write and
+// a caller changing its copy each leave the next listing right, and a write
+// transaction lists its own puts.
+func TestVolumesListedAfterEveryWrite(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ids := func(vs []Volume) string {
+		var s []string
+		for _, v := range vs {
+			s = append(s, v.ID+"/"+v.TargetName)
+		}
+		return strings.Join(s, ",")
+	}
+	listed := func() string {
+		t.Helper()
+		var got string
+		if err := db.View(func(tx *Tx) error {
+			vs, err := tx.Volumes()
+			got = ids(vs)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	put := func(id string) error {
+		return db.Update(func(tx *Tx) error { return tx.PutVolume(testVolume(id)) })
+	}
+	if got := listed(); got != "" {
+		t.Fatalf("empty catalog lists %q", got)
+	}
+	if err := put("vol-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listed(), "vol-1/t-vol-1"; got != want {
+		t.Fatalf("after one put: %q, want %q", got, want)
+	}
+	// A caller's copy is its own.
+	if err := db.View(func(tx *Tx) error {
+		vs, err := tx.Volumes()
+		if err != nil {
+			return err
+		}
+		vs[0].TargetName = "changed"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listed(), "vol-1/t-vol-1"; got != want {
+		t.Fatalf("after a caller changed its copy: %q, want %q", got, want)
+	}
+	// A write transaction lists what it has put so far.
+	boom := errors.New("boom")
+	err = db.Update(func(tx *Tx) error {
+		if err := tx.PutVolume(testVolume("vol-2")); err != nil {
+			return err
+		}
+		vs, err := tx.Volumes()
+		if err != nil {
+			return err
+		}
+		if got, want := ids(vs), "vol-1/t-vol-1,vol-2/t-vol-2"; got != want {
+			t.Errorf("inside the write: %q, want %q", got, want)
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Update = %v, want boom", err)
+	}
+	if got, want := listed(), "vol-1/t-vol-1"; got != want {
+		t.Fatalf("after a failed write: %q, want %q", got, want)
+	}
+	// The failed write's ID is the next commit's: that commit's state is
+	// listed, not the state before it.
+	if err := put("vol-3"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listed(), "vol-1/t-vol-1,vol-3/t-vol-3"; got != want {
+		t.Fatalf("after the next commit: %q, want %q", got, want)
+	}
+	if err := db.Update(func(tx *Tx) error { return tx.DeleteVolume("vol-1") }); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listed(), "vol-3/t-vol-3"; got != want {
+		t.Fatalf("after a delete: %q, want %q", got, want)
+	}
+}
+
+// BenchmarkVolumes lists 32 volumes in a read-only transaction: decoded
+// from their records every time (a Tx without its DB, as before the
+// listings shared one decoding), and shared by transactions of one ID.
+func BenchmarkVolumes(b *testing.B) {
+	db, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *Tx) error {
+		for i := range 32 {
+			if err := tx.PutVolume(testVolume(fmt.Sprintf("vol-%017d", i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	list := func(b *testing.B, view func(func(*Tx) error) error) {
+		for b.Loop() {
+			if err := view(func(tx *Tx) error {
+				vs, err := tx.Volumes()
+				if err == nil && len(vs) != 32 {
+					err = fmt.Errorf("%d volumes", len(vs))
+				}
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("decoded", func(b *testing.B) {
+		list(b, func(fn func(*Tx) error) error {
+			return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+		})
+	})
+	b.Run("shared", func(b *testing.B) { list(b, db.View) })
 }

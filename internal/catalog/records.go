@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -275,7 +276,25 @@ func (tx *Tx) PutDisk(d Disk) error {
 func (tx *Tx) Volume(id string) (Volume, error) { return get[Volume](tx, bucketVolumes, id) }
 
 // Volumes returns every volume, ordered by ID.
-func (tx *Tx) Volumes() ([]Volume, error) { return list[Volume](tx, bucketVolumes, "") }
+func (tx *Tx) Volumes() ([]Volume, error) {
+	if tx.db == nil || tx.tx.Writable() {
+		return list[Volume](tx, bucketVolumes, "")
+	}
+	// A read-only transaction of ID n sees what write n committed, and
+	// nothing else: the records decoded by another of the same ID are these
+	// (DB.volumes). A Volume holds no references, so a copy of the slice
+	// is the caller's own.
+	id := tx.tx.ID()
+	if c := tx.db.volumes.Load(); c != nil && c.txid == id {
+		return slices.Clone(c.vols), nil
+	}
+	vols, err := list[Volume](tx, bucketVolumes, "")
+	if err != nil {
+		return nil, err
+	}
+	tx.db.volumes.Store(&volumeList{txid: id, vols: slices.Clone(vols)})
+	return vols, nil
+}
 
 // PutVolume creates or replaces a volume.
 func (tx *Tx) PutVolume(v Volume) error {
