@@ -39,7 +39,8 @@ type Config struct {
 	// demand, under journal or cache pressure, and for snapshots).
 	CutInterval time.Duration
 	// DirtyBlocksCut starts a cut when a volume has this many dirty blocks.
-	// Zero means a quarter of the cache slots.
+	// Zero means a quarter of the cache slots, once dirty blocks hold half
+	// of them (dirtyDue).
 	DirtyBlocksCut int
 	// GCGrace is the garbage collector's grace period G (see gc.go): an
 	// object named by nothing is reclaimed by the first round at least G

@@ -37,7 +37,8 @@ import (
 //     during a burst instead (as soon as any PUT slot is free) hashes and
 //     PUTs alongside the writes and, on a small machine, halves the rate
 //     they are acknowledged at;
-//   - when it has dirtyThreshold dirty blocks, a snapshot waits, or a
+//   - when its dirty blocks hold a quarter of the cache's slots and dirty
+//     blocks hold half of them (dirtyDue), a snapshot waits, or a
 //     failed cut is to be retried (with backoff);
 //   - while the journal is over a quarter full, as soon as it has enough
 //     dirty blocks to keep every PUT slot busy (2×UploadConcurrency);
@@ -248,7 +249,7 @@ func (s *uploadSched) scan(ctx context.Context, all, pressure bool) (next time.T
 		case v.usable() != nil:
 		case v.cut != nil:
 			why = !v.cutting && !now.Before(vs.retryAt)
-		case urgent, len(v.dirty) >= e.dirtyThreshold(), pressure && dirty, all && dirty, busy && len(v.dirty) >= minCut:
+		case urgent, e.dirtyDue(len(v.dirty)), pressure && dirty, all && dirty, busy && len(v.dirty) >= minCut:
 			why = true
 		case dirty && s.interval > 0:
 			lead := vs.lastDur + vs.lastDur/4 + scanEvery(s.interval)

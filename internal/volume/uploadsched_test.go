@@ -223,3 +223,37 @@ func TestQuietCutUploader(t *testing.T) {
 		t.Fatal("read back differs")
 	}
 }
+
+// TestDirtyCountCut: a volume is cut for its count of dirty blocks alone
+// (dirtyDue) once they hold a quarter of the cache's slots, but only while
+// dirty blocks hold half the cache: a volume holding more than a quarter of
+// a cache that is mostly free or clean is left to its interval, and is cut
+// as soon as another volume's writes make slots short; the other volume,
+// under a quarter, is not.
+func TestDirtyCountCut(t *testing.T) {
+	ctx := context.Background()
+	te, _, vols := quietEngine(t, 2)
+	a, b := vols[0], vols[1]
+	all := te.cache.nslots() // 128 for the test engine's 64 MiB
+	// No interval, no pause rule: only the count can make a cut due.
+	s := &uploadSched{e: te.Engine, interval: -1, vols: map[*Volume]*volSched{}, done: make(chan *Volume)}
+	writeBlocks := func(v *Volume, n int) {
+		t.Helper()
+		for i := range n {
+			if err := v.WriteAt(ctx, pattern(byte(i+1), 4096), int64(i)*BlockSize); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	seqA, seqB := seqOf(a), seqOf(b)
+	writeBlocks(a, all/4+all/16) // over a quarter, the cache mostly free
+	if cut, _ := step(t, s, ctx); len(cut) != 0 {
+		t.Fatalf("cut %d volumes with %d of %d slots dirty", len(cut), all/4+all/16, all)
+	}
+	writeBlocks(b, all/4-1) // under a quarter; now over half the slots are dirty
+	cut, _ := step(t, s, ctx)
+	if len(cut) != 1 || cut[0] != a || seqOf(a) != seqA+1 || seqOf(b) != seqB {
+		t.Fatalf("with %d of %d slots dirty: cut %d volumes, seq a %d → %d, b %d → %d; want a cut once, b not",
+			all/2+all/16-1, all, len(cut), seqA, seqOf(a), seqB, seqOf(b))
+	}
+}
