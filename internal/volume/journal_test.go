@@ -501,6 +501,52 @@ func validEnd(t *testing.T, j *journal) uint64 {
 // never follows one not yet written). At a random instant the files are
 // also copied, and replaying the copy gives every record acknowledged
 // before it.
+// ackedRecords is what appendConcurrently's writers have had acknowledged:
+// each record's LSN by its id, and the end of the furthest.
+type ackedRecords struct {
+	mu  sync.Mutex
+	lsn map[int]uint64
+	end uint64
+}
+
+// snapshot returns a copy of the acknowledged records' LSNs and their end.
+func (a *ackedRecords) snapshot() (map[int]uint64, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.lsn), a.end
+}
+
+// appendConcurrently starts writers goroutines, each appending each
+// patterned records (appendPatterned, ids w*each+i) of 0-8 sectors of 512
+// bytes, or one time in bigOneIn of 100 to 100+bigSpan, its generator
+// seeded with (seed, w); pause, if set, runs after each record. It returns
+// what is acknowledged as it goes and a wait for the writers to end.
+func appendConcurrently(t *testing.T, j *journal, writers, each int, seed uint64, bigOneIn, bigSpan int, pause func(i int, rng *rand.Rand)) (*ackedRecords, func()) {
+	acked := &ackedRecords{lsn: map[int]uint64{}}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			for i := range each {
+				id := w*each + i
+				n := 512 * rng.IntN(9)
+				if rng.IntN(bigOneIn) == 0 {
+					n = 512 * (100 + rng.IntN(bigSpan))
+				}
+				lsn := appendPatterned(t, j, id, n)
+				acked.mu.Lock()
+				acked.lsn[id] = lsn
+				acked.end = max(acked.end, lsn+uint64(recordSize(n)))
+				acked.mu.Unlock()
+				if pause != nil {
+					pause(i, rng)
+				}
+			}
+		})
+	}
+	return acked, wg.Wait
+}
+
 func TestJournalGroupCommitNoHole(t *testing.T) {
 	for _, mode := range journalModes {
 		t.Run(mode, func(t *testing.T) {
@@ -511,30 +557,7 @@ func TestJournalGroupCommitNoHole(t *testing.T) {
 				if err := j.replay(func(*record) error { return nil }); err != nil {
 					t.Fatal(err)
 				}
-				const writers, each = 6, 40
-				var mu sync.Mutex
-				acked := map[int]bool{}
-				var ackedEnd uint64 // the end of the furthest record acknowledged
-				var wg sync.WaitGroup
-				for w := range writers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						rng := rand.New(rand.NewPCG(uint64(round), uint64(w)))
-						for i := range each {
-							id := w*each + i
-							n := 512 * rng.IntN(9)
-							if rng.IntN(5) == 0 {
-								n = 512 * (100 + rng.IntN(400))
-							}
-							lsn := appendPatterned(t, j, id, n)
-							mu.Lock()
-							acked[id] = true
-							ackedEnd = max(ackedEnd, lsn+uint64(recordSize(n)))
-							mu.Unlock()
-						}
-					}()
-				}
+				acked, wait := appendConcurrently(t, j, 6, 40, uint64(round), 5, 400, nil)
 				stop := make(chan struct{})
 				checked := make(chan int)
 				go func() {
@@ -546,9 +569,7 @@ func TestJournalGroupCommitNoHole(t *testing.T) {
 							return
 						default:
 						}
-						mu.Lock()
-						want := ackedEnd
-						mu.Unlock()
+						_, want := acked.snapshot()
 						if got := validEnd(t, j); got < want {
 							t.Errorf("round %d: records are acknowledged up to %d but the ring's valid records end at %d", round, want, got)
 							return
@@ -558,9 +579,7 @@ func TestJournalGroupCommitNoHole(t *testing.T) {
 				}()
 				// The crash: note what was acknowledged, then copy the disks.
 				time.Sleep(time.Duration(rand.IntN(40000)) * time.Microsecond)
-				mu.Lock()
-				before := maps.Clone(acked)
-				mu.Unlock()
+				before, _ := acked.snapshot()
 				var copies [][]byte
 				for i := range sizes {
 					b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("buf%d.img", i)))
@@ -569,7 +588,7 @@ func TestJournalGroupCommitNoHole(t *testing.T) {
 					}
 					copies = append(copies, b)
 				}
-				wg.Wait()
+				wait()
 				close(stop)
 				if looks := <-checked; looks == 0 && !t.Failed() {
 					t.Logf("round %d: the checker had no time to look", round)

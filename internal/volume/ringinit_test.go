@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 )
@@ -65,33 +64,11 @@ func TestJournalInitNeverClobbers(t *testing.T) {
 			j.init.always = policy == "always"
 			j.startInit(quietLog)
 
-			const writers, each = 4, 120
-			var mu sync.Mutex
-			acked := map[int]uint64{} // id -> LSN
-			var ackedEnd uint64
-			var wg sync.WaitGroup
-			for w := range writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					rng := rand.New(rand.NewPCG(uint64(w), 7))
-					for i := range each {
-						id := w*each + i
-						n := 512 * rng.IntN(9)
-						if rng.IntN(4) == 0 {
-							n = 512 * (100 + rng.IntN(600))
-						}
-						lsn := appendPatterned(t, j, id, n)
-						mu.Lock()
-						acked[id] = lsn
-						ackedEnd = max(ackedEnd, lsn+uint64(recordSize(n)))
-						mu.Unlock()
-						if i%10 == 9 && policy == "idle" {
-							time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
-						}
-					}
-				}()
-			}
+			acked, wait := appendConcurrently(t, j, 4, 120, 7, 4, 600, func(i int, rng *rand.Rand) {
+				if i%10 == 9 && policy == "idle" {
+					time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+				}
+			})
 			stop := make(chan struct{})
 			done := make(chan struct{})
 			go func() { // the cuts: release all but the last 4 MiB, now and then
@@ -105,29 +82,26 @@ func TestJournalInitNeverClobbers(t *testing.T) {
 					if h := j.headLSN(); h > 4<<20 {
 						// An LSN at a record's start: the oldest acknowledged
 						// one within the last 4 MiB.
-						mu.Lock()
+						lsns, _ := acked.snapshot()
 						to := h
-						for _, lsn := range acked {
+						for _, lsn := range lsns {
 							if lsn+4<<20 >= h && lsn < to {
 								to = lsn
 							}
 						}
-						mu.Unlock()
 						if err := j.release(to); err != nil {
 							t.Error(err)
 							return
 						}
 					}
-					mu.Lock()
-					want := ackedEnd
-					mu.Unlock()
+					_, want := acked.snapshot()
 					if got := validEnd(t, j); got < want {
 						t.Errorf("records are acknowledged up to %d but the ring's valid records end at %d", want, got)
 						return
 					}
 				}
 			}()
-			wg.Wait()
+			wait()
 			close(stop)
 			<-done
 			if t.Failed() {
@@ -155,7 +129,8 @@ func TestJournalInitNeverClobbers(t *testing.T) {
 				got[id] = true
 			}
 			missing := 0
-			for id, lsn := range acked {
+			all, _ := acked.snapshot()
+			for id, lsn := range all {
 				if lsn >= tail && !got[id] {
 					missing++
 				}
