@@ -35,8 +35,10 @@ import (
 //	    every hash in a cut checkpoint whose ModTime is after M-G; a
 //	    checkpoint listed but gone when read fails the round;
 //	G4. deletes, roots and checkpoints first, then pages, then blocks, only
-//	    what is unmarked and has a ModTime before M-G. So a crash mid-sweep
-//	    never leaves a root naming a deleted page.
+//	    what is unmarked and has a ModTime before M-G — for a page or a
+//	    block, as a Stat right before its DELETE sees it, not only as the
+//	    listing did (a cut may have stored it again meanwhile: G3c). So a
+//	    crash mid-sweep never leaves a root naming a deleted page.
 //
 // and every writer of a reference keeps:
 //
@@ -56,7 +58,8 @@ import (
 //	     listing every hash recorded so far); each checkpoint, and at the
 //	     end the root, must land (its PUT return) before it ran out, or the
 //	     cut is abandoned; the head is PUT within L-S of the root's PUT
-//	     start. A cut therefore runs as long as it needs to, writing a
+//	     start, and only once every object the cut stored again over an
+//	     older copy is seen to exist after the root landed. A cut therefore runs as long as it needs to, writing a
 //	     checkpoint about every L once it has run about G-L/2. What the
 //	     new root names that the cut did not record is named by its base
 //	     root, which stays the head (G3a). An import's completion keeps the
@@ -75,7 +78,14 @@ import (
 // live reference across the hand-over; tombstones cover a deletion racing
 // a clone); a root published after M is itself recent and marked (G2), and
 // anything it reuses is fresh or reached through a chain of such roots back
-// to one the round marked. For a cut's object O (G3c): a round sweeps O only
+// to one the round marked. An object a cut stores again over an older copy
+// that a round had listed as unmarked and older than M-G: the round's Stat
+// before the DELETE sees the new ModTime, unless the PUT lands between that
+// Stat and the DELETE; then the cut, which Stats it after its root landed,
+// finds it gone and is abandoned — unless the round's Stat-to-DELETE gap
+// also spans the cut's root PUT and its Stat, the one window left (closing
+// it needs a delete conditional on the object's age, which S3 does not
+// offer). For a cut's object O (G3c): a round sweeps O only
 // if O is unmarked and f < M-G. If the round listed before the first
 // checkpoint naming O (or the root) landed, then M is before that landing,
 // which was before f+G-S, so f > M-G: O is kept. Otherwise its listing (at
@@ -349,6 +359,31 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			return st, fmt.Errorf("volume: gc listing %s: %w", pfx, err)
 		}
 		for _, o := range doomed {
+			// G4: looked at again right before its DELETE. Since the
+			// listing a cut may have stored it again (one older than the
+			// lease is rewritten, not reused: G3c), which the listing's
+			// ModTime does not show.
+			info, err := e.store.Stat(ctx, o.Key)
+			if errors.Is(err, blob.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return st, fmt.Errorf("volume: gc: %w", err)
+			}
+			if !info.ModTime.Before(horizon) {
+				if pfx == "blocks/" {
+					st.Kept.Blocks++
+					st.Kept.BlockBytes += o.Size
+					st.Awaiting.Blocks++
+					st.Awaiting.BlockBytes += o.Size
+				} else {
+					st.Kept.Pages++
+					st.Kept.PageBytes += o.Size
+					st.Awaiting.Pages++
+					st.Awaiting.PageBytes += o.Size
+				}
+				continue
+			}
 			if err := e.store.Delete(ctx, o.Key); err != nil {
 				return st, fmt.Errorf("volume: gc: %w", err)
 			}

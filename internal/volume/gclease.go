@@ -2,7 +2,9 @@ package volume
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +69,9 @@ type cutLease struct {
 	oldest  time.Time   // the least of fresh[covered:] (zero: none)
 	last    time.Time   // when that checkpoint's PUT started (zero: none yet)
 	n       int         // checkpoints written
+	// rewritten: objects found older than the cut may reuse, which it
+	// therefore stores again (checkRewritten).
+	rewritten []string
 }
 
 // startCutLease returns ctx carrying a new lease for the cut of volume vol
@@ -246,6 +251,31 @@ func (cl *cutLease) landedAll(start, end time.Time) error {
 	return cl.landed(start, end, n)
 }
 
+// checkRewritten returns an error (ErrLeaseExpired) if an object the cut
+// stored again over an older copy is gone once the root has landed. A GC
+// round that listed the older copy, unmarked and older than G, before the
+// cut's PUT may delete it after: the PUT refreshed the object, not the
+// round's listing (TestGCSweepRacesRewrite). The round looks at each
+// object again right before deleting it (GC, G4), which leaves only the
+// time between that look and its DELETE; a DELETE that lands in it and
+// before this check fails the cut here, and the retry stores the object
+// afresh, rather than publishing a root that names nothing.
+func (cl *cutLease) checkRewritten(ctx context.Context) error {
+	cl.mu.Lock()
+	keys := slices.Clone(cl.rewritten)
+	cl.mu.Unlock()
+	for _, k := range keys {
+		_, err := cl.store.Stat(ctx, k)
+		if errors.Is(err, blob.ErrNotFound) {
+			return fmt.Errorf("%w: %s was deleted by a GC round after this cut stored it again", ErrLeaseExpired, k)
+		}
+		if err != nil {
+			return fmt.Errorf("volume: checking %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
 // checkpointMagic starts every checkpoint object; 32-byte hashes follow.
 const checkpointMagic = "volgw-cut-checkpoint-1\n"
 
@@ -303,6 +333,9 @@ func (s leaseStore) Stat(ctx context.Context, key string) (blob.ObjectInfo, erro
 		return info, nil
 	}
 	if info.ModTime.Before(cl.now().Add(-cl.reuse)) {
+		cl.mu.Lock()
+		cl.rewritten = append(cl.rewritten, key)
+		cl.mu.Unlock()
 		return blob.ObjectInfo{}, fmt.Errorf("volume: %s is older than a cut may reuse: %w", key, blob.ErrNotFound)
 	}
 	cl.record(key, info.ModTime)

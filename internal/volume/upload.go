@@ -458,6 +458,11 @@ func (e *Engine) cutOnce(ctx context.Context, v *Volume, force bool) (retried bo
 	if err := lease.landedAll(rootStart, e.now()); err != nil {
 		return retried, fmt.Errorf("cut of %s: %w", v.id, err)
 	}
+	// What the cut stored again over an older copy is still there: a round
+	// that listed the old copy may have deleted the new one (G4).
+	if err := lease.checkRewritten(ctx); err != nil {
+		return retried, fmt.Errorf("cut of %s: %w", v.id, err)
+	}
 	if d := e.now().Sub(rootStart); d > e.lease()-e.gcSkewLimit() {
 		return retried, fmt.Errorf("%w: cut of %s: its root was written %v ago", ErrLeaseExpired, v.id, d)
 	}
