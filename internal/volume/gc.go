@@ -132,6 +132,24 @@ type StoreUsage struct {
 	BlockBytes, PageBytes, RootBytes int64
 }
 
+// keep counts a page or block (pfx "pages/" or "blocks/") of size bytes
+// the sweep leaves, unmarked ones as awaiting reclaim too.
+func (st *GCStats) keep(pfx string, size int64, unmarked bool) {
+	add := func(u *StoreUsage) {
+		if pfx == "blocks/" {
+			u.Blocks++
+			u.BlockBytes += size
+		} else {
+			u.Pages++
+			u.PageBytes += size
+		}
+	}
+	add(&st.Kept)
+	if unmarked {
+		add(&st.Awaiting)
+	}
+}
+
 // gcRound is a completed GC round, for the metrics.
 type gcRound struct {
 	at             time.Time
@@ -339,21 +357,8 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 			case unmarked && !isMarked(youngMarked, o.Key) && o.ModTime.Before(horizon):
 				doomed = append(doomed, o)
 				return nil
-			case pfx == "blocks/":
-				st.Kept.Blocks++
-				st.Kept.BlockBytes += o.Size
-				if unmarked {
-					st.Awaiting.Blocks++
-					st.Awaiting.BlockBytes += o.Size
-				}
-			default:
-				st.Kept.Pages++
-				st.Kept.PageBytes += o.Size
-				if unmarked {
-					st.Awaiting.Pages++
-					st.Awaiting.PageBytes += o.Size
-				}
 			}
+			st.keep(pfx, o.Size, unmarked)
 			return nil
 		}); err != nil {
 			return st, fmt.Errorf("volume: gc listing %s: %w", pfx, err)
@@ -371,17 +376,7 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 				return st, fmt.Errorf("volume: gc: %w", err)
 			}
 			if !info.ModTime.Before(horizon) {
-				if pfx == "blocks/" {
-					st.Kept.Blocks++
-					st.Kept.BlockBytes += o.Size
-					st.Awaiting.Blocks++
-					st.Awaiting.BlockBytes += o.Size
-				} else {
-					st.Kept.Pages++
-					st.Kept.PageBytes += o.Size
-					st.Awaiting.Pages++
-					st.Awaiting.PageBytes += o.Size
-				}
+				st.keep(pfx, o.Size, true)
 				continue
 			}
 			if err := e.store.Delete(ctx, o.Key); err != nil {
