@@ -219,7 +219,7 @@ func (c *cache) zeroInvalid(st blockState) error {
 			}
 			c.noPunch.Store(true) // not on this file system: write zeros
 		}
-		if _, err := f.WriteAt(zeroBlock[:hi-lo], base+int64(lo)); err != nil {
+		if err := writeSmallFolios(f, zeroBlock[:hi-lo], base+int64(lo)); err != nil {
 			return c.ioError(f, "write", err)
 		}
 		return nil
