@@ -111,6 +111,9 @@ func fetchTo(url, path string) error {
 // the 4 KiB sequential row, each waited for until in the store — then
 // sleeps VOLGW_BENCH_GAP seconds (12; tgtd's rows); VOLGW_BENCH_SYNC=1
 // syncs right before each pass (no earlier write-back inside it).
+// VOLGW_BENCH_FILL_PATTERN=1 fills with non-zero data (every block stored
+// whole, not a zero block) and VOLGW_BENCH_PATTERN=1 makes the passes
+// write non-zero data (patches over those blocks).
 func TestWrappedRandomWriteBench(t *testing.T) {
 	e := newBenchEnv(t)
 	ctx := context.Background()
@@ -139,6 +142,10 @@ func TestWrappedRandomWriteBench(t *testing.T) {
 		builds = append(builds, &build{name: "tree", bin: e.bin})
 	}
 	passes := envInt("VOLGW_BENCH_PASSES", 5)
+	var fillData []string
+	if os.Getenv("VOLGW_BENCH_FILL_PATTERN") == "1" {
+		fillData = []string{"--pattern=170"} // blocks of data, written whole
+	}
 	profDir := os.Getenv("VOLGW_BENCH_PROFILES")
 	disk := envString("VOLGW_BENCH_DISK", "vda")
 	for i, b := range builds {
@@ -161,7 +168,7 @@ func TestWrappedRandomWriteBench(t *testing.T) {
 		b.g = g
 		b.d = device{name: b.name, url: g.lun}
 		start := time.Now()
-		if _, _, err := qemuBench(ctx, b.d, true, 1<<20, 0, 8, 6144); err != nil {
+		if _, _, err := qemuBench(ctx, b.d, true, 1<<20, 0, 8, 6144, fillData...); err != nil {
 			t.Fatal(err)
 		}
 		seen, err := g.waitDurable(ctx, time.Now())
@@ -219,7 +226,11 @@ func TestWrappedRandomWriteBench(t *testing.T) {
 			dirty, wb := meminfo("Dirty")>>20, meminfo("Writeback")>>20
 			c0 := readCounters(pid, disk)
 			t0 := time.Now()
-			iops, _, err := qemuBench(ctx, b.d, true, k4, hop, 32, 50000)
+			var data []string
+			if os.Getenv("VOLGW_BENCH_PATTERN") == "1" {
+				data = []string{fmt.Sprintf("--pattern=%d", 1+pass%255)}
+			}
+			iops, _, err := qemuBench(ctx, b.d, true, k4, hop, 32, 50000, data...)
 			el := time.Since(t0)
 			c1 := readCounters(pid, disk)
 			if err != nil {
