@@ -205,19 +205,19 @@ func (c *cache) writeSlot(s int32, p []byte, off int) error {
 // (ext4_block_write_begin, block_commit_write), and a write dirties its
 // whole folio, which is written back whole. A slot written in one 512 KiB
 // pwrite gets one 512 KiB folio; every later 4 KiB write into that block
-// then costs ~16 µs of kernel CPU (Linux 6.18, ext4, 2 vCPUs; 43 µs under
-// the 2 MiB folios the kernel's read-ahead makes) against ~3–4 µs into
-// 4 KiB folios and ~4–5 µs into 32 KiB ones, and makes 512 KiB to write
-// back. Small folios cost the other way: filling a slot in 32 KiB writes
-// takes ~100 µs of CPU against ~66 µs in one, and cached reads copy
-// 18 GB/s out of 32 KiB folios against 26 out of 512 KiB ones (9 out of
-// 4 KiB ones) — far above what any initiator takes. On the product path
-// (TestWrappedRandomWriteBench, a volume of data written whole, then 4 KiB
-// random writes of data), 16, 32 and 64 KiB against 512 KiB, interleaved:
-// 22 946, 24 354 and 21 015 against 17 120 IOPS, the process's dirtied
-// bytes 1.0, 1.7 and 2.3 against 23 GiB a pass of 195 MiB written, the
-// 1 MiB rows unchanged.
-const folioBytes = 32 << 10
+// then costs ~16.6 µs of kernel CPU (Linux 6.18, ext4, 2 vCPUs; 43 µs
+// under the 2 MiB folios the kernel's read-ahead makes) and 512 KiB of
+// write-back. Small folios cost the reads: cached 1 MiB preads copy
+// 11–13 GB/s out of 32 KiB folios, 20–21 out of 64 KiB ones and 20–22 out
+// of 512 KiB ones, while a 4 KiB write costs 5.0–5.5, 6.2 and 16.6 µs (one
+// run, the sizes interleaved). 64 KiB is the knee: writes at 2.7× less,
+// reads within a few percent. Filling a slot in 64 KiB writes costs
+// ~100 µs of CPU against ~66 µs in one. On the product path
+// (TestWrappedRandomWriteBench: a volume of data written whole, then 4 KiB
+// random writes of data) 64 KiB took 21 015 IOPS against 17 120 with
+// 512 KiB folios, 32 KiB 24 354, the process's dirtied bytes 2.3 and
+// 1.7 GiB against 23 GiB a pass of 195 MiB written.
+const folioBytes = 64 << 10
 
 // writeSmallFolios writes p at off of cache file f. Where the page cache
 // does not hold the whole range, the kernel makes the range's folios as
