@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/volgw/volgw/internal/crc32c"
 )
 
 // The journal is the upload buffer: a ring of records laid over the
@@ -715,7 +717,9 @@ func (j *journal) fill(s slot, r *record) {
 	h := s.b.buf[s.lsn-s.b.base:]
 	encodeHeader(h[:recHeader], r)
 	copy(h[recHeader:], r.data)
-	crc := crc32.Update(crc32.Checksum(h[:recHeader], castagnoli), castagnoli, r.data)
+	// internal/crc32c: the same CRC-32C as hash/crc32's, about twice as
+	// fast on big records (a 1 MiB write's record is checked whole).
+	crc := crc32c.Update(crc32c.Checksum(h[:recHeader]), r.data)
 	binary.LittleEndian.PutUint32(h[56:], crc)
 	s.b.fill.Done()
 }
@@ -1095,7 +1099,7 @@ func (j *journal) replay(fn func(*record) error) error {
 		}
 		want := le.Uint32(h[56:])
 		le.PutUint32(h[56:], 0)
-		if crc32.Update(crc32.Checksum(h[:], castagnoli), castagnoli, r.data) != want {
+		if crc32c.Update(crc32c.Checksum(h[:]), r.data) != want {
 			break
 		}
 		if (r.kind == recWrite && r.length != uint64(dataLen)) || (r.kind != recWrite && r.kind != recZero) {
