@@ -20,6 +20,9 @@ var (
 	// ErrInvalidKey is returned by every method given a key that
 	// ValidateKey rejects, before anything is read or written.
 	ErrInvalidKey = errors.New("blob: invalid key")
+	// ErrRange is returned by GetRange when the object is shorter than the
+	// range asked for, or the range is empty or negative.
+	ErrRange = errors.New("blob: range not satisfiable")
 )
 
 // ObjectInfo describes one stored object.
@@ -51,6 +54,9 @@ type PutOptions struct {
 //     the whole new one, never a prefix; once Put returns nil the object is
 //     durable (fsync'd, or acknowledged by the remote store).
 //   - Get of a missing key returns an error wrapping ErrNotFound.
+//   - GetRange returns exactly bytes [off, off+n) of the object, or an
+//     error: ErrNotFound for a missing key, ErrRange when the object does
+//     not hold the whole range (n > 0, off >= 0).
 //   - Delete of a missing key is not an error.
 //   - List calls fn for every object whose key starts with prefix, in
 //     lexical key order; an error from fn stops the walk and is returned.
@@ -59,6 +65,7 @@ type PutOptions struct {
 //   - ETag changes whenever the content changes (fs: on every replace).
 type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
+	GetRange(ctx context.Context, key string, off, n int64) ([]byte, error)
 	Put(ctx context.Context, key string, data []byte, opts PutOptions) (ObjectInfo, error)
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	Delete(ctx context.Context, key string) error

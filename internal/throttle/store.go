@@ -29,6 +29,18 @@ func (s Store) Get(ctx context.Context, key string) ([]byte, error) {
 	return b, nil
 }
 
+// GetRange implements blob.Store: paced like a Get of its bytes.
+func (s Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	b, err := s.Store.GetRange(ctx, key, off, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Download.WaitN(ctx, len(b)); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // Put implements blob.Store.
 func (s Store) Put(ctx context.Context, key string, data []byte, opts blob.PutOptions) (blob.ObjectInfo, error) {
 	if err := s.Upload.WaitN(ctx, len(data)); err != nil {

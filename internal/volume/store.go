@@ -23,6 +23,9 @@ type prefixed struct {
 func (p prefixed) Get(ctx context.Context, key string) ([]byte, error) {
 	return p.s.Get(ctx, p.prefix+key)
 }
+func (p prefixed) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	return p.s.GetRange(ctx, p.prefix+key, off, n)
+}
 func (p prefixed) Put(ctx context.Context, key string, data []byte, o blob.PutOptions) (blob.ObjectInfo, error) {
 	return p.s.Put(ctx, p.prefix+key, data, o)
 }

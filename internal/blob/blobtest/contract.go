@@ -41,6 +41,7 @@ func RunContractTestsWith(t *testing.T, newStore func(t testing.TB) blob.Store, 
 	t.Run("ListOrderAndPrefix", func(t *testing.T) { testList(t, newStore(t)) })
 	t.Run("ListStopsOnError", func(t *testing.T) { testListStop(t, newStore(t)) })
 	t.Run("LargeObject", func(t *testing.T) { testLarge(t, newStore(t)) })
+	t.Run("GetRange", func(t *testing.T) { testGetRange(t, newStore(t)) })
 	t.Run("EmptyObject", func(t *testing.T) { testEmpty(t, newStore(t)) })
 	t.Run("IfNoneMatch", func(t *testing.T) { testIfNoneMatch(t, newStore(t)) })
 	t.Run("IfMatch", func(t *testing.T) { testIfMatch(t, newStore(t)) })
@@ -254,6 +255,31 @@ func testLarge(t *testing.T, s blob.Store) {
 	got := mustGet(t, s, "blocks/ab/large")
 	if !bytes.Equal(got, data) {
 		t.Fatalf("8 MiB object read back differently (%d bytes)", len(got))
+	}
+}
+
+// testGetRange reads ranges of an object: whole, inside, at the end, and
+// ranges it does not hold.
+func testGetRange(t *testing.T, s blob.Store) {
+	ctx := context.Background()
+	data := randomBytes(t, 1<<20+5)
+	mustPut(t, s, "blocks/cd/pack", data)
+	for _, r := range []struct{ off, n int64 }{{0, int64(len(data))}, {0, 1}, {4096, 12345}, {int64(len(data)) - 7, 7}, {1 << 19, 1 << 19}} {
+		got, err := s.GetRange(ctx, "blocks/cd/pack", r.off, r.n)
+		if err != nil {
+			t.Fatalf("GetRange(%d, %d): %v", r.off, r.n, err)
+		}
+		if !bytes.Equal(got, data[r.off:r.off+r.n]) {
+			t.Fatalf("GetRange(%d, %d) returned %d other bytes", r.off, r.n, len(got))
+		}
+	}
+	for _, r := range []struct{ off, n int64 }{{int64(len(data)) - 7, 8}, {int64(len(data)), 1}, {int64(len(data)) + 100, 10}, {0, 0}, {-1, 5}} {
+		if got, err := s.GetRange(ctx, "blocks/cd/pack", r.off, r.n); !errors.Is(err, blob.ErrRange) {
+			t.Errorf("GetRange(%d, %d) of a %d-byte object = %d bytes, %v; want ErrRange", r.off, r.n, len(data), len(got), err)
+		}
+	}
+	if _, err := s.GetRange(ctx, "blocks/cd/absent", 0, 10); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("GetRange of a missing key: %v, want ErrNotFound", err)
 	}
 }
 

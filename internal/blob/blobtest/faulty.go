@@ -102,6 +102,19 @@ func (f *Faulty) Get(ctx context.Context, key string) ([]byte, error) {
 	return data, err
 }
 
+// GetRange implements blob.Store; its faults are Get's (OpGet).
+func (f *Faulty) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	fault := f.decide(OpGet, key)
+	if fault != nil && !fault.AfterApply {
+		return nil, fault.Err
+	}
+	data, err := f.Store.GetRange(ctx, key, off, n)
+	if fault != nil {
+		return nil, fault.Err
+	}
+	return data, err
+}
+
 // Put implements blob.Store.
 func (f *Faulty) Put(ctx context.Context, key string, data []byte, opts blob.PutOptions) (blob.ObjectInfo, error) {
 	fault := f.decide(OpPut, key)
