@@ -215,6 +215,12 @@ func (s deadlineStore) Get(ctx context.Context, key string) ([]byte, error) {
 	return s.s.Get(ctx, key)
 }
 
+func (s deadlineStore) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.d)
+	defer cancel()
+	return s.s.GetRange(ctx, key, off, n)
+}
+
 func (s deadlineStore) Put(ctx context.Context, key string, data []byte, o blob.PutOptions) (blob.ObjectInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.d)
 	defer cancel()

@@ -10,13 +10,17 @@
 // # Layout in the object store (a Merkle tree, as DESIGN.md proposes)
 //
 //	blocks/<h[0:2]>/<h>            a 512 KiB block, named by its SHA-256; or
-//	                               a patch (patch.go): the 4 KiB sectors of a
-//	                               block changed since it was stored whole,
-//	                               and that whole block's name
+//	                               a pack (pack.go): the patches (patch.go)
+//	                               one cut stored for one page, each the 4
+//	                               KiB sectors of a block changed since it
+//	                               was stored whole and that whole block's
+//	                               name, named by the pack's SHA-256; or a
+//	                               patch stored alone (before packs)
 //	pages/<h[0:2]>/<h>             a manifest page: (index, block hash) of the
 //	                               non-zero blocks among 4096 (2 GiB), the
 //	                               touched zero blocks, and (index, patch
-//	                               hash, sector mask) of the patched ones
+//	                               hash, sector mask, pack, offset, length)
+//	                               of the patched ones, and each pack's size
 //	volumes/<vol>/roots/<seq>-<token>
 //	                               a recovery point: size, cut time, owner,
 //	                               journal position, (index, page hash, count),

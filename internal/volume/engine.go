@@ -180,6 +180,10 @@ type Engine struct {
 	// blocksStored and patchesStored count the blocks cuts stored whole
 	// and as patches (patch.go).
 	blocksStored, patchesStored atomic.Int64
+	// packsStored and packsRepacked count the packs cuts stored with their
+	// own patches and with patches repacked; patchesRepacked the patches
+	// copied, repackSkipped those left where they were, damaged (pack.go).
+	packsStored, packsRepacked, patchesRepacked, repackSkipped atomic.Int64
 	// gcRefused counts GC rounds that deleted nothing because the store's
 	// clock and the engine's disagreed (gc.go); gcSkew is the last
 	// disagreement measured, in nanoseconds (store minus engine).

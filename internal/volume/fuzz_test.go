@@ -40,6 +40,7 @@ func FuzzDecodePage(f *testing.F) {
 	f.Add([]byte("VPG2\x00\x00\x00\x00\x00\x00\x00\x01\x00\x07"))
 	f.Add(encodePage(&page{blocks: map[uint16]hash{7: {1}}, patches: map[uint16]patchRef{7: {Hash: hash{2}, Mask: sectorMask{1}}, 9: {Hash: hash{3}, Mask: sectorMask{0, 1 << 63}}}}))
 	f.Add(encodePage(&page{zeros: map[uint16]bool{1: true}, patches: map[uint16]patchRef{2: {Hash: hash{2}, Mask: sectorMask{5}}}}))
+	f.Add(encodePage(&page{blocks: map[uint16]hash{7: {1}}, patches: map[uint16]patchRef{7: {Hash: hash{2}, Mask: sectorMask{1}, Pack: packLoc{Hash: hash{9}, Size: 9000, Off: 10, Len: 4148}}, 9: {Hash: hash{3}, Mask: sectorMask{0, 1 << 63}}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := decodePage(b)
 		if err != nil {

@@ -208,7 +208,7 @@ func (e *Engine) GC(ctx context.Context) (GCStats, error) {
 				into[h] = struct{}{}
 			}
 			for _, pt := range p.patches {
-				into[pt.Hash] = struct{}{}
+				into[pt.storedAs()] = struct{}{}
 			}
 		}
 		return nil
@@ -563,15 +563,23 @@ func (e *Engine) Check(ctx context.Context) error {
 			}
 			named := slices.Collect(maps.Values(p.blocks))
 			for _, pt := range p.patches {
-				named = append(named, pt.Hash)
+				named = append(named, pt.storedAs())
+			}
+			sizes := map[hash]int64{} // what a pack's page says it holds
+			for _, pl := range p.packs() {
+				sizes[pl.Hash] = int64(pl.Size)
 			}
 			for _, h := range named {
 				if seenBlock[h] {
 					continue
 				}
 				seenBlock[h] = true
-				if _, err := e.store.Stat(ctx, blockKey(h)); err != nil {
+				info, err := e.store.Stat(ctx, blockKey(h))
+				if err != nil {
 					return fmt.Errorf("volume: check: root %s names block %s: %w", k, h, err)
+				}
+				if want, ok := sizes[h]; ok && info.Size != want {
+					return fmt.Errorf("volume: check: root %s names pack %s of %d bytes; it has %d", k, h, want, info.Size)
 				}
 			}
 		}

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
@@ -105,7 +106,7 @@ func (p *page) patchedZeros() int {
 func (p *page) ref(i uint16) blockRef {
 	r := blockRef{Base: p.blocks[i]}
 	if pt, ok := p.patches[i]; ok {
-		r.Patch, r.Mask = pt.Hash, pt.Mask
+		r.Patch, r.Mask, r.Pack = pt.Hash, pt.Mask, pt.Pack
 	}
 	return r
 }
@@ -151,7 +152,7 @@ func (p *page) set(i uint16, r blockRef) {
 			p.blocks[i] = r.Base
 		}
 		if !r.Patch.isZero() {
-			p.patches[i] = patchRef{Hash: r.Patch, Mask: r.Mask}
+			p.patches[i] = patchRef{Hash: r.Patch, Mask: r.Mask, Pack: r.Pack}
 		}
 	}
 }
@@ -169,7 +170,11 @@ func (p *page) free(i uint16) {
 // in order. (So a page without any encodes as before and is shared with
 // roots written before VPG2.) A page with patches is "VPG3": VPG2's
 // layout (its zero count may be 0), then a count and (index, patch hash,
-// sector mask) triples in index order.
+// sector mask) triples in index order. A page with patches in packs
+// (pack.go) is "VPG4": VPG3's layout, but after the patch count come the
+// packs (a count, then (hash, size) pairs in hash order) and each patch
+// entry ends with where it is: (pack number, offset, length), pack number
+// noPack for a patch stored as an object of its own.
 func encodePage(p *page) []byte {
 	out := make([]byte, 8, 8+len(p.blocks)*(2+sha256.Size)+4+2*len(p.zeros)+4+len(p.patches)*(2+sha256.Size+sectorMaskBytes))
 	copy(out, "VPG1")
@@ -189,14 +194,52 @@ func encodePage(p *page) []byte {
 	if len(p.patches) > 0 {
 		copy(out, "VPG3")
 		out = binary.BigEndian.AppendUint32(out, uint32(len(p.patches)))
+		packs := p.packs()
+		if len(packs) > 0 {
+			copy(out, "VPG4")
+			out = binary.BigEndian.AppendUint32(out, uint32(len(packs)))
+			for _, pk := range packs {
+				out = append(out, pk.Hash[:]...)
+				out = binary.BigEndian.AppendUint32(out, pk.Size)
+			}
+		}
 		for _, i := range sortedKeys(p.patches) {
 			pt := p.patches[i]
 			out = binary.BigEndian.AppendUint16(out, i)
 			out = append(out, pt.Hash[:]...)
 			out = pt.Mask.append(out)
+			if len(packs) > 0 {
+				n := noPack
+				if !pt.Pack.Hash.isZero() {
+					n, _ = slices.BinarySearchFunc(packs, pt.Pack.Hash, func(a packLoc, h hash) int { return bytes.Compare(a.Hash[:], h[:]) })
+				}
+				out = binary.BigEndian.AppendUint16(out, uint16(n))
+				out = binary.BigEndian.AppendUint32(out, pt.Pack.Off)
+				out = binary.BigEndian.AppendUint32(out, pt.Pack.Len)
+			}
 		}
 	}
 	return out
+}
+
+// Sizes of a VPG4 page's entries.
+const (
+	pagePatchEntry = 2 + sha256.Size + sectorMaskBytes + 2 + 4 + 4
+	pagePackEntry  = sha256.Size + 4
+	noPack         = 0xffff
+)
+
+// packs returns the packs p's patches are in, in hash order, each once
+// (Off and Len zero).
+func (p *page) packs() []packLoc {
+	var out []packLoc
+	for _, pt := range p.patches {
+		if !pt.Pack.Hash.isZero() {
+			out = append(out, packLoc{Hash: pt.Pack.Hash, Size: pt.Pack.Size})
+		}
+	}
+	slices.SortFunc(out, func(a, b packLoc) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	return slices.CompactFunc(out, func(a, b packLoc) bool { return a.Hash == b.Hash })
 }
 
 // sortedKeys returns m's keys in order: what an encoding that must be
@@ -210,10 +253,10 @@ func decodePage(b []byte) (*page, error) {
 	if len(b) >= 8 {
 		magic = string(b[:4])
 	}
-	if magic != "VPG1" && magic != "VPG2" && magic != "VPG3" {
+	if magic != "VPG1" && magic != "VPG2" && magic != "VPG3" && magic != "VPG4" {
 		return nil, fmt.Errorf("%w: page header", ErrCorrupt)
 	}
-	v1, v3 := magic == "VPG1", magic == "VPG3"
+	v1, v3, v4 := magic == "VPG1", magic == "VPG3" || magic == "VPG4", magic == "VPG4"
 	n := int(binary.BigEndian.Uint32(b[4:]))
 	size := 8 + n*(2+sha256.Size)
 	if n > pageBlocks || len(b) < size || (v1 && len(b) != size) {
@@ -264,15 +307,37 @@ func decodePage(b []byte) (*page, error) {
 		return p, nil
 	}
 	rest = rest[4+2*z:]
-	const entry = 2 + sha256.Size + sectorMaskBytes
+	entry := 2 + sha256.Size + sectorMaskBytes
 	if len(rest) < 4 {
 		return nil, fmt.Errorf("%w: page without its patch count", ErrCorrupt)
 	}
 	np := int(binary.BigEndian.Uint32(rest))
-	if np == 0 || np > pageBlocks || len(rest) != 4+np*entry {
+	rest = rest[4:]
+	var packs []packLoc
+	if v4 {
+		entry = pagePatchEntry
+		if len(rest) < 4 {
+			return nil, fmt.Errorf("%w: page without its pack count", ErrCorrupt)
+		}
+		n := int(binary.BigEndian.Uint32(rest))
+		if n == 0 || n > np || len(rest) < 4+n*pagePackEntry {
+			return nil, fmt.Errorf("%w: page of %d bytes claims %d packs for %d patches", ErrCorrupt, len(rest), n, np)
+		}
+		rest = rest[4:]
+		for k := range n {
+			var pk packLoc
+			copy(pk.Hash[:], rest)
+			pk.Size = binary.BigEndian.Uint32(rest[sha256.Size:])
+			if pk.Hash.isZero() || (k > 0 && bytes.Compare(packs[k-1].Hash[:], pk.Hash[:]) >= 0) {
+				return nil, fmt.Errorf("%w: page pack %d is the zero hash or out of order", ErrCorrupt, k)
+			}
+			packs = append(packs, pk)
+			rest = rest[pagePackEntry:]
+		}
+	}
+	if np == 0 || np > pageBlocks || len(rest) != np*entry {
 		return nil, fmt.Errorf("%w: page of %d bytes claims %d patches", ErrCorrupt, len(rest), np)
 	}
-	rest = rest[4:]
 	prev = -1
 	for range np {
 		i := binary.BigEndian.Uint16(rest)
@@ -285,6 +350,18 @@ func decodePage(b []byte) (*page, error) {
 		pt.Mask = readSectorMask(rest[2+sha256.Size:])
 		if pt.Hash.isZero() || pt.Mask.empty() {
 			return nil, fmt.Errorf("%w: page patch %d is empty", ErrCorrupt, i)
+		}
+		if v4 {
+			at := rest[2+sha256.Size+sectorMaskBytes:]
+			k := int(binary.BigEndian.Uint16(at))
+			off, n := binary.BigEndian.Uint32(at[2:]), binary.BigEndian.Uint32(at[6:])
+			switch {
+			case k == noPack && off == 0 && n == 0:
+			case k < len(packs) && n > 0 && n <= maxPatchObject && uint64(off)+uint64(n) <= uint64(packs[k].Size):
+				pt.Pack = packLoc{Hash: packs[k].Hash, Size: packs[k].Size, Off: off, Len: n}
+			default:
+				return nil, fmt.Errorf("%w: page patch %d is at %d+%d of pack %d (of %d)", ErrCorrupt, i, off, n, k, len(packs))
+			}
 		}
 		p.patches[i] = pt
 		rest = rest[entry:]

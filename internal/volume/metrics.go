@@ -62,6 +62,9 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	describeRingInit(ch)
 	ch <- descUploaded
 	ch <- descCutBlocks
+	ch <- descPacks
+	ch <- descRepacked
+	ch <- descRepackSkipped
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -104,6 +107,10 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(e.uploadedStored.Load()), "stored")
 	ch <- prometheus.MustNewConstMetric(descCutBlocks, prometheus.CounterValue, float64(e.blocksStored.Load()), "whole")
 	ch <- prometheus.MustNewConstMetric(descCutBlocks, prometheus.CounterValue, float64(e.patchesStored.Load()), "patch")
+	ch <- prometheus.MustNewConstMetric(descPacks, prometheus.CounterValue, float64(e.packsStored.Load()), "cut")
+	ch <- prometheus.MustNewConstMetric(descPacks, prometheus.CounterValue, float64(e.packsRepacked.Load()), "repack")
+	ch <- prometheus.MustNewConstMetric(descRepacked, prometheus.CounterValue, float64(e.patchesRepacked.Load()))
+	ch <- prometheus.MustNewConstMetric(descRepackSkipped, prometheus.CounterValue, float64(e.repackSkipped.Load()))
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descVolumes, prometheus.GaugeValue, float64(n), st)
 	}

@@ -36,10 +36,13 @@ import (
 //     cut knows the old patch's sectors without fetching it. The base of a
 //     block first written in a few sectors is the zero block, never stored.
 //   - A patch is content-addressed like a block (its name is the SHA-256 of
-//     its bytes, or the volume's keyed name when sealed) and lives among
-//     the blocks (blocks/…): it names its base inside, so equal names mean
-//     equal composed blocks. A read fetches both, checks each against its
-//     name and the patch's base and mask against the page, and composes.
+//     its bytes, or the volume's keyed name when sealed): it names its base
+//     inside, so equal names mean equal composed blocks. It is stored in a
+//     pack with the other patches of its page that its cut stored
+//     (pack.go); patches stored before packs are objects of their own among
+//     the blocks (blocks/<name>). A read fetches the base and the patch's
+//     bytes, checks each against its name and the patch's base and mask
+//     against the page, and composes.
 
 // descCutBlocks counts the changed blocks cuts stored, whole or as patches.
 var descCutBlocks = prometheus.NewDesc("volgw_cut_blocks_total",
@@ -120,6 +123,15 @@ func readSectorMask(b []byte) sectorMask {
 type patchRef struct {
 	Hash hash
 	Mask sectorMask
+	Pack packLoc // where it is stored (pack.go); zero: blocks/<Hash>
+}
+
+// storedAs is the object that holds the patch: its pack, or itself.
+func (pt patchRef) storedAs() hash {
+	if !pt.Pack.Hash.isZero() {
+		return pt.Pack.Hash
+	}
+	return pt.Hash
 }
 
 // blockRef is how a root names a block: Base, the block stored whole (zero:
@@ -129,6 +141,7 @@ type blockRef struct {
 	Base  hash
 	Patch hash
 	Mask  sectorMask
+	Pack  packLoc // where the patch is stored (pack.go); zero: blocks/<Patch>
 }
 
 func (r blockRef) isZero() bool { return r.Base.isZero() && r.Patch.isZero() }
@@ -200,8 +213,16 @@ func (e *Engine) fetchPatchedOnce(ctx context.Context, ref blockRef) ([]byte, er
 			baseDone <- result{b, err}
 		}()
 	}
+	// A patch is sealed under its own name wherever it is stored, so a
+	// patch read out of a pack opens as one stored alone.
 	key := blockKey(ref.Patch)
-	raw, err := e.store.Get(ctx, key)
+	var raw []byte
+	var err error
+	if ref.Pack.Hash.isZero() {
+		raw, err = e.store.Get(ctx, key)
+	} else {
+		raw, err = e.store.GetRange(ctx, blockKey(ref.Pack.Hash), int64(ref.Pack.Off), int64(ref.Pack.Len))
+	}
 	var pt []byte
 	var k *seal.Key
 	if err == nil {

@@ -51,8 +51,9 @@ var descUploaded = prometheus.NewDesc("volgw_store_uploaded_bytes_total",
 // 32 TiB volume lists 16384 pages of ~100 bytes.
 const maxRootBytes = 16 << 20
 
-// maxPageBytes is the largest encoded page.
-const maxPageBytes = 8 + pageBlocks*(2+sha256.Size) + 4 + 2*pageBlocks
+// maxPageBytes is the largest encoded page: every block stored whole and
+// patched, each patch in a pack of its own (layout.go).
+const maxPageBytes = 8 + pageBlocks*(2+sha256.Size) + 4 + 2*pageBlocks + 4 + pageBlocks*pagePatchEntry + 4 + pageBlocks*pagePackEntry
 
 // writerFor returns the writer for a volume sealed with the named key ("":
 // not sealed).

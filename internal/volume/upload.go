@@ -645,97 +645,25 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 	pool := e.uploads
 	var next atomic.Int64
 	var puts, hashers sync.WaitGroup
+	packs := newPacker(ctx, e, v, start, blocks, &puts, fail)
 	for range min(hashAhead, max(1, len(blocks))) {
 		hashers.Go(func() {
+			scratch := sealedBufs.Get().(*[]byte)
+			defer sealedBufs.Put(scratch)
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(blocks) || ctx.Err() != nil {
 					return
 				}
-				st := frozen[blocks[i]]
-				if st.zero {
-					v.cutDone.Add(1)
-					continue
-				}
-				buf, err := pool.buf(ctx)
-				if err != nil {
+				if !e.hashBlock(ctx, packs, blocks[i], frozen[blocks[i]], &refs[i], &crcs[i], scratch, oldPages, pagesDone) {
 					return
 				}
-				// A block changed in a few sectors goes up as a patch over
-				// the block its recovery point stores whole (patch.go).
-				var body []byte
-				ref, patched := e.patchFor(st, blocks[i], oldPages, pagesDone)
-				var only sectorMask // a patch's sectors: all the cut reads of the block
-				if patched {
-					only = ref.Mask
-				}
-				// A frozen slot is never written (copy-on-write), so it is
-				// read without v.mu. A sparse one's invalid sectors read as
-				// zeros, and are made zeros in the slot before it can
-				// become clean (sparse.go).
-				crcs[i], err = e.cache.readFrozen(st, buf, only)
-				if err == nil {
-					err = e.cache.zeroInvalid(st)
-				}
-				if err != nil {
-					pool.putBuf(buf)
-					fail(err)
-					return
-				}
-				if patched {
-					body = encodePatch(make([]byte, 0, patchHeader+ref.Mask.count()*sectorSize), ref.Base, ref.Mask, buf)
-					pool.putBuf(buf)
-					if sectors := body[patchHeader:]; ref.Base.isZero() && bytes.Equal(sectors, zeroBlock[:len(sectors)]) { // a patch is under a block
-						// Zeros are not stored: refs[i] stays zero.
-						v.cutDone.Add(1)
-						continue
-					}
-					ref.Patch = hash(v.w.NameOf(body))
-				} else {
-					body = buf
-					ref = blockRef{Base: hash(v.w.NameOf(buf))}
-					if ref.Base == v.zeroName {
-						// Zeros are not stored: refs[i] stays zero.
-						pool.putBuf(buf)
-						v.cutDone.Add(1)
-						continue
-					}
-				}
-				refs[i] = ref
-				if err := pool.acquire(ctx, patched); err != nil {
-					if !patched {
-						pool.putBuf(buf)
-					}
-					return
-				}
-				puts.Go(func() {
-					if !patched {
-						defer pool.putBuf(buf)
-					}
-					defer pool.release(patched)
-					h, rawLen := ref.Base, BlockSize
-					if patched {
-						h, rawLen = ref.Patch, -1
-					}
-					var sum *[32]byte
-					if !v.w.Sealed() {
-						sum = (*[32]byte)(&h) // the name is the SHA-256
-					}
-					if _, err := e.putSealed(ctx, v.w, blockKey(h), body, rawLen, start, sum); err != nil {
-						fail(err)
-						return
-					}
-					if patched {
-						e.patchesStored.Add(1)
-					} else {
-						e.blocksStored.Add(1)
-					}
-					v.cutDone.Add(1)
-				})
+				packs.store(packs.done(uint32(blocks[i] / pageBlocks)))
 			}
 		})
 	}
 	hashers.Wait()
+	packs.flush()
 	<-pagesDone
 	abort := func(err error) (*root, map[uint64][]uint32, time.Time, error) {
 		fail(err)
@@ -782,6 +710,9 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 			delete(r.Pages, pi)
 			continue
 		}
+		if err := packs.repack(pi, np); err != nil {
+			return abort(err)
+		}
 		data := encodePage(np)
 		built = append(built, newPage{pi, np, data, hash(v.w.NameOf(data))})
 	}
@@ -817,6 +748,86 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 		byBlock[b] = crcs[i]
 	}
 	return r, byBlock, start, nil
+}
+
+// hashBlock reads frozen block b (state st) of the cut packs belongs to,
+// names it and sends it on its way: a whole block to a PUT of its own, a
+// patch into its page's pack. It sets *ref (left zero for zeros, never
+// stored) and *crcs, and reports false if the cut is failing.
+func (e *Engine) hashBlock(ctx context.Context, packs *packer, b uint64, st blockState, ref *blockRef, crcs *[]uint32, scratch *[]byte, oldPages map[uint32]*page, pagesDone <-chan struct{}) bool {
+	v, pool := packs.v, packs.pool
+	if st.zero {
+		v.cutDone.Add(1)
+		return true
+	}
+	buf, err := pool.buf(ctx)
+	if err != nil {
+		return false
+	}
+	// A block changed in a few sectors goes up as a patch over the block
+	// its recovery point stores whole (patch.go).
+	r, patched := e.patchFor(st, b, oldPages, pagesDone)
+	var only sectorMask // a patch's sectors: all the cut reads of the block
+	if patched {
+		only = r.Mask
+	}
+	// A frozen slot is never written (copy-on-write), so it is read
+	// without v.mu. A sparse one's invalid sectors read as zeros, and are
+	// made zeros in the slot before it can become clean (sparse.go).
+	*crcs, err = e.cache.readFrozen(st, buf, only)
+	if err == nil {
+		err = e.cache.zeroInvalid(st)
+	}
+	if err != nil {
+		pool.putBuf(buf)
+		packs.fail(err)
+		return false
+	}
+	if patched {
+		body := encodePatch((*scratch)[:0], r.Base, r.Mask, buf)
+		pool.putBuf(buf)
+		if sectors := body[patchHeader:]; r.Base.isZero() && bytes.Equal(sectors, zeroBlock[:len(sectors)]) { // a patch is under a block
+			v.cutDone.Add(1) // zeros are not stored: *ref stays zero
+			return true
+		}
+		r.Patch = hash(v.w.NameOf(body))
+		sealed := sealedBufs.Get().(*[]byte)
+		defer sealedBufs.Put(sealed)
+		stored, err := sealPatch(v.w, r.Patch, body, sealed)
+		if err != nil {
+			packs.fail(err)
+			return false
+		}
+		*ref = r
+		packs.store(packs.add(uint32(b/pageBlocks), stored, len(body), &ref.Pack, false))
+		return true
+	}
+	r = blockRef{Base: hash(v.w.NameOf(buf))}
+	if r.Base == v.zeroName {
+		pool.putBuf(buf)
+		v.cutDone.Add(1) // zeros are not stored: *ref stays zero
+		return true
+	}
+	*ref = r
+	if err := pool.acquire(ctx, false); err != nil {
+		pool.putBuf(buf)
+		return false
+	}
+	packs.puts.Go(func() {
+		defer pool.putBuf(buf)
+		defer pool.release(false)
+		var sum *[32]byte
+		if !v.w.Sealed() {
+			sum = (*[32]byte)(&r.Base) // the name is the SHA-256
+		}
+		if _, err := e.putSealed(ctx, v.w, blockKey(r.Base), buf, BlockSize, packs.start, sum); err != nil {
+			packs.fail(err)
+			return
+		}
+		e.blocksStored.Add(1)
+		v.cutDone.Add(1)
+	})
+	return true
 }
 
 var zeroHash = hash(sha256.Sum256(zeroBlock))
