@@ -349,3 +349,47 @@ func TestPackDamage(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressedPageOfManyPatches: a compressed page naming thousands of
+// patches (larger than a page of only whole blocks can be) reads back after
+// a restart; its decompression bound once counted whole blocks only.
+func TestCompressedPageOfManyPatches(t *testing.T) {
+	ctx := context.Background()
+	te := newTestEngine(t, blobtest.NewFS(t), engineOpts{cacheBytes: 1 << 30})
+	te.cfg.Compress = true
+	te.reopen()
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-M", SizeBytes: 2 * gib}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol("vol-M")
+	const blocks = 3600
+	for b := range blocks {
+		if err := v.WriteAt(ctx, pattern(byte(b), 512), int64(b)*BlockSize+int64(b%128)*sectorSize); err != nil {
+			t.Fatal(err)
+		}
+		if b%1000 == 999 || b == blocks-1 {
+			if err := te.Cut(ctx, "vol-M"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	v.mu.Lock()
+	pr := v.base.Pages[0]
+	v.mu.Unlock()
+	p, err := te.loadPage(ctx, pr.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(encodePage(p)); len(p.patches) != blocks || n <= 8+pageBlocks*(2+sha256.Size)+4+2*pageBlocks {
+		t.Fatalf("page of %d patches, %d bytes: not past a page of whole blocks", len(p.patches), n)
+	}
+	te.reopen()
+	v = te.vol("vol-M")
+	for _, b := range []int{0, 1234, blocks - 1} {
+		want := make([]byte, BlockSize)
+		copy(want[(b%128)*sectorSize:], pattern(byte(b), 512))
+		if got := mustRead(t, v, int64(b)*BlockSize, BlockSize); !bytes.Equal(got, want) {
+			t.Fatalf("block %d reads back wrong", b)
+		}
+	}
+}
