@@ -40,7 +40,10 @@ const (
 )
 
 // startVersityGW serves dir (one bucket per subdirectory) on a free
-// loopback port and returns its endpoint.
+// loopback port and returns its endpoint. With --keep-alive, as AWS S3 and
+// MinIO keep connections: without it versitygw closed every connection
+// after one request, so each PUT of every peer paid a TCP handshake on
+// both sides (1 029 connects for 1 024 PUTs).
 func (e *benchEnv) startVersityGW(buckets ...string) (string, error) {
 	bin, err := exec.LookPath("versitygw")
 	if err != nil {
@@ -60,7 +63,7 @@ func (e *benchEnv) startVersityGW(buckets ...string) (string, error) {
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		p, err := e.start("versitygw", nil, bin, "--access", s3Key, "--secret", s3Secret, "--region", "us-east-1",
-			"--port", addr, "--quiet", "posix", dir)
+			"--port", addr, "--quiet", "--keep-alive", "posix", dir)
 		if err != nil {
 			return "", err
 		}
