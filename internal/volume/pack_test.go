@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -392,4 +394,103 @@ func TestCompressedPageOfManyPatches(t *testing.T) {
 			t.Fatalf("block %d reads back wrong", b)
 		}
 	}
+}
+
+// TestPacksRandomCuts: rounds of writes of a few sectors at random over
+// blocks of two pages (some growing past a patch, some unmapped), a cut
+// after each: after every cut each page's packs are at least half used
+// (packsOf), every block reads back, from the cache and, every few rounds,
+// after a restart; GC past the grace then leaves a store that still reads
+// back and holds no more pack bytes than twice those the volume uses.
+func TestPacksRandomCuts(t *testing.T) {
+	ctx := context.Background()
+	const grace = 4 * time.Minute
+	clock := newFakeClock()
+	store := newClockStore(blobtest.NewFS(t), clock)
+	te := newTestEngine(t, store, engineOpts{grace: grace, cacheBytes: 256 << 20})
+	te.cfg.Now, te.cfg.GCClockSkew = clock.now, grace/10
+	te.reopen()
+	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-X", SizeBytes: 3 * gib}); err != nil {
+		t.Fatal(err)
+	}
+	v := te.vol("vol-X")
+	blocks := []uint64{}
+	for i := range uint64(24) {
+		blocks = append(blocks, i*3, pageBlocks+i*5)
+	}
+	want := map[uint64][]byte{}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	verify := func(when string) {
+		t.Helper()
+		for _, b := range blocks {
+			w := want[b]
+			if w == nil {
+				w = zeroBlock
+			}
+			if got := mustRead(t, v, int64(b)*BlockSize, BlockSize); !bytes.Equal(got, w) {
+				t.Fatalf("%s: block %d reads back wrong", when, b)
+			}
+		}
+	}
+	var packs, repacks, moved int64
+	for round := range 30 {
+		for range 20 + r.IntN(40) {
+			b := blocks[r.IntN(len(blocks))]
+			if want[b] == nil {
+				want[b] = make([]byte, BlockSize)
+			}
+			if r.IntN(40) == 0 {
+				if err := v.Unmap(ctx, int64(b)*BlockSize, BlockSize); err != nil {
+					t.Fatal(err)
+				}
+				clear(want[b])
+				continue
+			}
+			s, n := r.IntN(sectorsPerSlot), 1+r.IntN(3)
+			n = min(n, sectorsPerSlot-s)
+			p := pattern(byte(r.IntN(250)+1), n*sectorSize)
+			if err := v.WriteAt(ctx, p, int64(b)*BlockSize+int64(s)*sectorSize); err != nil {
+				t.Fatal(err)
+			}
+			copy(want[b][s*sectorSize:], p)
+		}
+		if err := te.Cut(ctx, "vol-X"); err != nil {
+			t.Fatal(err)
+		}
+		packsOf(t, v)
+		verify(fmt.Sprintf("round %d", round))
+		if round%10 == 9 {
+			packs, repacks, moved = packs+te.packsStored.Load(), repacks+te.packsRepacked.Load(), moved+te.patchesRepacked.Load()
+			te.reopen() // (a new engine: its counters start at zero)
+			v = te.vol("vol-X")
+			verify(fmt.Sprintf("round %d, after a restart", round))
+			te.mustCheck()
+		}
+	}
+	if repacks == 0 {
+		t.Fatal("30 rounds repacked nothing: the rule was not exercised")
+	}
+	clock.advance(2 * grace)
+	if _, err := te.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var used, stored int64
+	for _, pl := range packsOf(t, v) {
+		used += int64(pl.Len)
+		info, err := store.Stat(ctx, blockKey(pl.Hash))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored += info.Size
+	}
+	if stored > 2*used {
+		t.Fatalf("packs named by the recovery point hold %d bytes for %d used", stored, used)
+	}
+	t.Logf("%d packs stored, %d repacked (%d patches); pack bytes %d for %d used", packs, repacks, moved, stored, used)
+	te.reopen()
+	v = te.vol("vol-X")
+	verify("after GC")
+	te.mustCheck()
 }
