@@ -223,6 +223,31 @@ func sealPatch(w seal.Writer, h hash, body []byte, scratch *[]byte) ([]byte, err
 	return out, nil
 }
 
+// repackAhead is how many pages a cut repacks at once: each repack of a
+// page reads the packs it empties (a GET each), which a cut of random
+// writes over a large volume may do for many pages.
+const repackAhead = 4
+
+// repackAll repacks the n pages a cut builds (repack; at(i) is the
+// i-th and its index), repackAhead at a time, and returns the first error.
+func (pk *packer) repackAll(n int, at func(i int) (uint32, *page)) error {
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	sem := make(chan struct{}, repackAhead)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := pk.repack(at(i)); err != nil {
+				once.Do(func() { first = err })
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
 // repack keeps the rule that every pack page pi's patches are in is at
 // least half used by them: the patches of np (a page this cut builds) in
 // packs used less are copied into new packs of the page, and np is made

@@ -710,11 +710,14 @@ func (e *Engine) upload(ctx context.Context, v *Volume, base *root, cut *cutStat
 			delete(r.Pages, pi)
 			continue
 		}
-		if err := packs.repack(pi, np); err != nil {
-			return abort(err)
-		}
-		data := encodePage(np)
-		built = append(built, newPage{pi, np, data, hash(v.w.NameOf(data))})
+		built = append(built, newPage{pi: pi, p: np})
+	}
+	if err := packs.repackAll(len(built), func(i int) (uint32, *page) { return built[i].pi, built[i].p }); err != nil {
+		return abort(err)
+	}
+	for i, np := range built {
+		data := encodePage(np.p)
+		built[i].data, built[i].h = data, hash(v.w.NameOf(data))
 	}
 	// Pages go up at once, through the same PUT slots as blocks.
 	var pagePuts sync.WaitGroup
