@@ -145,10 +145,17 @@ func (pk *packer) done(pi uint32) *pack {
 	if pk.left[pi]--; pk.left[pi] > 0 {
 		return nil
 	}
-	return pk.take(pi)
+	return pk.takeLocked(pi)
 }
 
+// take returns page pi's open pack (nil if none) and closes it.
 func (pk *packer) take(pi uint32) *pack {
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	return pk.takeLocked(pi)
+}
+
+func (pk *packer) takeLocked(pi uint32) *pack {
 	p := pk.open[pi]
 	delete(pk.open, pi)
 	return p
