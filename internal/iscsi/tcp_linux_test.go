@@ -1,0 +1,75 @@
+package iscsi
+
+import (
+	"net"
+	"slices"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// congestionOf reads a TCP connection's congestion control.
+func congestionOf(t *testing.T, c net.Conn) string {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		name, gerr = unix.GetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return name
+}
+
+// TestLocalTCPCongestion: a connection from this host gets one of
+// localCongestion whatever the host's default, and the socket reports it;
+// anything that is not TCP is left alone.
+func TestLocalTCPCongestion(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer server.Close()
+	got := localTCP(server)
+	if !slices.Contains(localCongestion[:], got) {
+		t.Fatalf("localTCP on a loopback connection = %q, want one of %q", got, localCongestion)
+	}
+	if now := congestionOf(t, server); now != got {
+		t.Fatalf("socket reports congestion control %q, localTCP said %q", now, got)
+	}
+	// The client end is not touched by the target.
+	t.Logf("target end %s, initiator end %s (host default)", got, congestionOf(t, client))
+
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if got := localTCP(a); got != "" {
+		t.Fatalf("localTCP on a pipe = %q, want nothing set", got)
+	}
+}
