@@ -57,10 +57,10 @@
 // returning it.
 //
 // TCP: a connection from an initiator on the same host (a loopback
-// address, or the address it arrived on) is given a congestion control
-// that does not pace, cubic where the process may pick it, else reno
-// (tcp_linux.go): a host set to BBR otherwise paces and resends Data-In
-// over loopback. Connections from other hosts keep the host's setting.
+// address, or the address it arrived on) is given reno, a congestion
+// control that does not pace (tcp_linux.go): a host set to BBR otherwise
+// paces and resends Data-In over loopback. Connections from other hosts
+// keep the host's setting.
 //
 // Resource bounds: Data-Out is gathered into a buffer of the command's
 // ExpectedDataTransferLength (at most Config.MaxDataTransfer). A write

@@ -416,8 +416,8 @@ func (s *Server) Close() error {
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	log := s.log.With("remote", nc.RemoteAddr().String())
-	if cc := localTCP(nc); cc != "" {
-		log = log.With("tcp_congestion", cc)
+	if localTCP(nc) {
+		log = log.With("tcp_congestion", localCongestion)
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.LoginTimeout))
