@@ -353,6 +353,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 
+	localListener(ln) // best effort, as localTCP
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	for {

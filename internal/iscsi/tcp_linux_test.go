@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"net"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -69,5 +70,51 @@ func TestLocalTCPCongestion(t *testing.T) {
 	defer b.Close()
 	if localTCP(a) {
 		t.Fatal("localTCP set something on a pipe")
+	}
+}
+
+// TestLocalListenerCongestion: a listener on a loopback address gets
+// localCongestion and hands it to the connections it accepts, which so
+// never start under the host's default.
+func TestLocalListenerCongestion(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if !localListener(ln) {
+		t.Fatalf("localListener did not set %s on a loopback listener", localCongestion)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer server.Close()
+	if got := congestionOf(t, server); got != localCongestion {
+		t.Fatalf("accepted connection runs %q, want %q inherited from the listener", got, localCongestion)
+	}
+
+	// Anything but TCP is left alone.
+	ul, err := net.Listen("unix", filepath.Join(t.TempDir(), "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	if localListener(ul) {
+		t.Fatal("localListener set something on a unix listener")
 	}
 }
