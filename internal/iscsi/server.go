@@ -353,7 +353,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 
-	localListener(ln) // best effort, as localTCP
+	if localListener(ln) {
+		s.log.Debug("iscsi: loopback listener", "addr", ln.Addr().String(), "tcp_congestion", localCongestion)
+	}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	for {
@@ -417,9 +419,6 @@ func (s *Server) Close() error {
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	log := s.log.With("remote", nc.RemoteAddr().String())
-	if localTCP(nc) {
-		log = log.With("tcp_congestion", localCongestion)
-	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.LoginTimeout))
 	ss, err := s.login(nc, br, log)
