@@ -56,6 +56,11 @@
 // writev without being copied, so a unit must not change DataIn after
 // returning it.
 //
+// TCP: a listener on a loopback address is set to reno, a congestion
+// control that does not pace, and its connections inherit it
+// (tcp_linux.go): on a host set to BBR, BBR otherwise paces and resends
+// Data-In over loopback. Other listeners keep the host's setting.
+//
 // Resource bounds: Data-Out is gathered into a buffer of the command's
 // ExpectedDataTransferLength (at most Config.MaxDataTransfer). A write
 // whose data must be solicited takes its buffer from the server's write

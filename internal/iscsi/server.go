@@ -353,6 +353,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 
+	if localListener(ln) {
+		s.log.Debug("iscsi: loopback listener", "addr", ln.Addr().String(), "tcp_congestion", localCongestion)
+	}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	for {
