@@ -100,9 +100,15 @@ func (s *clockStore) exists(t *testing.T, key string) bool {
 // newClockedEngine is a test engine whose clock is c, as is its store's.
 func newClockedEngine(t *testing.T, store blob.Store, c *fakeClock, grace time.Duration) *testEngine {
 	t.Helper()
-	te := newTestEngine(t, store, engineOpts{grace: grace})
+	return newClockedEngineWith(t, store, c, engineOpts{grace: grace})
+}
+
+// newClockedEngineWith is newClockedEngine with o's disks and grace.
+func newClockedEngineWith(t *testing.T, store blob.Store, c *fakeClock, o engineOpts) *testEngine {
+	t.Helper()
+	te := newTestEngine(t, store, o)
 	te.cfg.Now = c.now
-	te.cfg.GCClockSkew = grace / 10 // the store's clock is the engine's: the check runs
+	te.cfg.GCClockSkew = o.grace / 10 // the store's clock is the engine's: the check runs
 	te.reopen()
 	return te
 }

@@ -116,9 +116,7 @@ func TestPatchesPacked(t *testing.T) {
 	store := newClockStore(blobtest.NewFS(t), clock)
 	// A cache that holds every block written, so that each cut below is
 	// the only one.
-	te := newTestEngine(t, store, engineOpts{grace: grace, cacheBytes: 1 << 30})
-	te.cfg.Now, te.cfg.GCClockSkew = clock.now, grace/10
-	te.reopen()
+	te := newClockedEngineWith(t, store, clock, engineOpts{grace: grace, cacheBytes: 1 << 30})
 	const size = 3 * gib // two pages
 	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-K", SizeBytes: size}); err != nil {
 		t.Fatal(err)
@@ -407,9 +405,7 @@ func TestPacksRandomCuts(t *testing.T) {
 	const grace = 4 * time.Minute
 	clock := newFakeClock()
 	store := newClockStore(blobtest.NewFS(t), clock)
-	te := newTestEngine(t, store, engineOpts{grace: grace, cacheBytes: 256 << 20})
-	te.cfg.Now, te.cfg.GCClockSkew = clock.now, grace/10
-	te.reopen()
+	te := newClockedEngineWith(t, store, clock, engineOpts{grace: grace, cacheBytes: 256 << 20})
 	if err := te.CreateVolume(ctx, control.VolumeSpec{VolumeID: "vol-X", SizeBytes: 3 * gib}); err != nil {
 		t.Fatal(err)
 	}
