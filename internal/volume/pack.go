@@ -213,23 +213,6 @@ func (pk *packer) flush() {
 	}
 }
 
-// sealPatch returns the stored form of patch body (named h) for a pack:
-// body itself when the volume's writer leaves objects as they are, else
-// sealed/compressed into *scratch.
-func sealPatch(w seal.Writer, h hash, body []byte, scratch *[]byte) ([]byte, error) {
-	if !w.Transforms() {
-		return body, nil
-	}
-	out, err := w.Seal((*scratch)[:0], blockKey(h), body, -1)
-	if err != nil {
-		return nil, err
-	}
-	if len(out) > 0 && len(body) > 0 && &out[0] != &body[0] {
-		*scratch = out[:0]
-	}
-	return out, nil
-}
-
 // repackAhead is how many pages a cut repacks at once: each repack of a
 // page reads the packs it empties (a GET each), which a cut of random
 // writes over a large volume may do for many pages.

@@ -28,22 +28,7 @@ func TestPackPageEncoding(t *testing.T) {
 	p.set(8, blockRef{Patch: h(4), Mask: maskOf(64), Pack: packLoc{Hash: h(11), Size: 4148, Off: 0, Len: 4148}})
 	p.set(9, blockRef{Patch: h(5), Mask: maskOf(3)}) // stored alone (before packs)
 	p.set(11, blockRef{Base: h(6), Patch: h(7), Mask: maskOf(9), Pack: packLoc{Hash: h(10), Size: 9000, Off: 8348, Len: 4148 - 3500}})
-	enc := encodePage(p)
-	if string(enc[:4]) != "VPG4" {
-		t.Fatalf("magic %q, want VPG4", enc[:4])
-	}
-	got, err := decodePage(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range uint16(pageBlocks) {
-		if got.ref(i) != p.ref(i) || got.zeros[i] != p.zeros[i] {
-			t.Fatalf("entry %d: %+v, want %+v", i, got.ref(i), p.ref(i))
-		}
-	}
-	if !bytes.Equal(encodePage(got), enc) {
-		t.Fatal("re-encoding differs")
-	}
+	got, enc := roundTripPage(t, p, "VPG4")
 	if ps := got.packs(); len(ps) != 2 {
 		t.Fatalf("packs() = %+v, want 2", ps)
 	}

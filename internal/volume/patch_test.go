@@ -42,24 +42,9 @@ func TestPatchPageEncoding(t *testing.T) {
 		if zeros {
 			p.set(3, blockRef{})
 		}
-		enc := encodePage(p)
-		if string(enc[:4]) != "VPG3" {
-			t.Fatalf("magic %q, want VPG3", enc[:4])
-		}
-		got, err := decodePage(enc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range uint16(pageBlocks) {
-			if got.ref(i) != p.ref(i) || got.zeros[i] != p.zeros[i] {
-				t.Fatalf("entry %d: %+v (zero %v), want %+v (zero %v)", i, got.ref(i), got.zeros[i], p.ref(i), p.zeros[i])
-			}
-		}
+		got, _ := roundTripPage(t, p, "VPG3")
 		if got.nonZero() != 3 || got.touched() != 3+len(p.zeros) {
 			t.Fatalf("counts %d non-zero, %d touched", got.nonZero(), got.touched())
-		}
-		if !bytes.Equal(encodePage(got), enc) {
-			t.Fatal("re-encoding differs")
 		}
 		if s := got.stored(); len(s) != 3 || s[0] != 1 || s[1] != 7 || s[2] != 9 {
 			t.Fatalf("stored() = %v", s)
@@ -79,6 +64,29 @@ func TestPatchPageEncoding(t *testing.T) {
 			t.Errorf("%s: decodePage = %v, want ErrCorrupt", name, err)
 		}
 	}
+}
+
+// roundTripPage encodes p, checks the format is magic, decodes it, checks
+// every entry came back and re-encodes to the same bytes.
+func roundTripPage(t *testing.T, p *page, magic string) (*page, []byte) {
+	t.Helper()
+	enc := encodePage(p)
+	if string(enc[:4]) != magic {
+		t.Fatalf("magic %q, want %s", enc[:4], magic)
+	}
+	got, err := decodePage(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range uint16(pageBlocks) {
+		if got.ref(i) != p.ref(i) || got.zeros[i] != p.zeros[i] {
+			t.Fatalf("entry %d: %+v (zero %v), want %+v (zero %v)", i, got.ref(i), got.zeros[i], p.ref(i), p.zeros[i])
+		}
+	}
+	if !bytes.Equal(encodePage(got), enc) {
+		t.Fatal("re-encoding differs")
+	}
+	return got, enc
 }
 
 // refOf is how v's recovery point names block b.

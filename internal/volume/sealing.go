@@ -115,11 +115,11 @@ func (e *Engine) putSealed(ctx context.Context, w seal.Writer, key string, plain
 		bp := sealedBufs.Get().(*[]byte)
 		defer sealedBufs.Put(bp)
 		var err error
-		if body, err = w.Seal(*bp, key, plain, rawLen); err != nil {
+		if body, err = sealInto(w, key, plain, rawLen, bp); err != nil {
 			return 0, err
 		}
 		if len(body) > 0 && len(plain) > 0 && &body[0] != &plain[0] {
-			*bp, sum = body[:0], nil // sum was plain's
+			sum = nil // sum was plain's
 		}
 	}
 	n, err := e.putContent(ctx, key, body, cutStart, sum)
@@ -128,6 +128,23 @@ func (e *Engine) putSealed(ctx context.Context, w seal.Writer, key string, plain
 		e.uploadedStored.Add(n)
 	}
 	return n, err
+}
+
+// sealInto returns what the store keeps of plain under key: plain itself
+// when w leaves objects as they are, else plain sealed or compressed into
+// *scratch (which keeps its buffer if Seal had to grow it).
+func sealInto(w seal.Writer, key string, plain []byte, rawLen int, scratch *[]byte) ([]byte, error) {
+	if !w.Transforms() {
+		return plain, nil
+	}
+	out, err := w.Seal((*scratch)[:0], key, plain, rawLen)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > 0 && len(plain) > 0 && &out[0] != &plain[0] {
+		*scratch = out[:0]
+	}
+	return out, nil
 }
 
 // putRoot stores a root, sealed with w's key.

@@ -794,9 +794,13 @@ func (e *Engine) hashBlock(ctx context.Context, packs *packer, b uint64, st bloc
 			return true
 		}
 		r.Patch = hash(v.w.NameOf(body))
-		sealed := sealedBufs.Get().(*[]byte)
-		defer sealedBufs.Put(sealed)
-		stored, err := sealPatch(v.w, r.Patch, body, sealed)
+		// Sealed under its own name, as if stored alone (pack.go).
+		stored := body
+		if v.w.Transforms() {
+			sealed := sealedBufs.Get().(*[]byte)
+			defer sealedBufs.Put(sealed)
+			stored, err = sealInto(v.w, blockKey(r.Patch), body, -1, sealed)
+		}
 		if err != nil {
 			packs.fail(err)
 			return false
